@@ -1,0 +1,30 @@
+# Set-up and entry points. `make demo` and `make test` create .venv when missing and install emorl.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# CPU machines: torch and torchvision pinned together (an unpinned torchvision upgrades torch).
+TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
+DEMO_OUT ?= runs/demo
+
+.PHONY: install demo demo-quick test lint clean
+
+$(VENV)/.installed: pyproject.toml Makefile
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH_PINS)
+	$(PY) -m pip install -q -e '.[test]' $(TORCH_PINS)
+	@touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(VENV)/bin/emorl demo --out $(DEMO_OUT)
+
+demo-quick: install
+	$(VENV)/bin/emorl demo --quick --out runs/demo-quick
+
+test: install
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

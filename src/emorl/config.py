@@ -1,0 +1,229 @@
+"""One config schema (dataclasses), loaded from a YAML recipe with dotted command-line overrides.
+
+    cfg = load_config("configs/r1-omni-tiny.yaml", ["grpo.steps=10", "sampling.temperature=0.9"])
+
+Unknown keys are errors that name the key and list the known ones. ``save_run_config`` writes
+the resolved config and the git revision next to every run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_type_hints
+
+import yaml
+
+from emorl.utils import atomic_write_text, git_revision
+
+
+@dataclass
+class DataConfig:
+    train: str = ""  # manifest (JSONL) of the RL / SFT training split
+    eval: list[str] = field(default_factory=list)  # manifests evaluated after training
+    num_frames: int = 8  # frames sampled at segment middles (R1-Omni: 8)
+    frame_size: int = 84  # frames resized to frame_size^2 before the processor (multiple of 28)
+    modality: str = "video+audio"  # video+audio | video | audio | text
+    on_missing_audio: str = "error"  # error | silence | skip (recorded per sample)
+    max_samples: int = 0  # 0 = all
+
+
+@dataclass
+class ModelConfig:
+    path: str = ""  # local directory or hub id of a thinker / omni checkpoint
+    dtype: str = "float32"  # float32 on CPU; bfloat16 on GPU
+    device: str = "cpu"
+    frame_pixels: int = 0  # 0 = from the checkpoint (emorl_model.json) or processor defaults
+    freeze_vision: bool = False  # R1-Omni froze its encoders
+    freeze_audio: bool = False
+
+
+@dataclass
+class PromptConfig:
+    recipe: str = "r1-omni"  # reward recipe: r1-omni | emo-r3
+    question: str = ("As an emotional recognition expert; throughout the video, which emotion conveyed by the "
+                     "characters is the most obvious to you?")
+    format: str = "Output the thinking process in <think> </think> and final emotion in <answer> </answer> tags."
+    with_options: bool = False  # append the dataset's label list (R1-Omni release: open vocabulary)
+
+
+@dataclass
+class SamplingConfig:
+    max_new_tokens: int = 64
+    temperature: float = 1.0  # R1-Omni: 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+
+
+@dataclass
+class GRPOConfig:
+    steps: int = 100
+    prompts_per_step: int = 8  # distinct clips per step
+    completions_per_prompt: int = 8  # G (R1-Omni: 8)
+    micro_batch_rows: int = 64  # completion rows per forward/backward; accumulation is derived
+    lr: float = 1e-6  # R1-Omni: 1e-6
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    warmup_steps: int = 0
+    loss_type: str = "grpo"  # grpo | dr_grpo | dapo | gspo
+    epsilon_low: float = 0.2
+    epsilon_high: float = 0.2
+    beta: float = 0.04  # KL coefficient (R1-Omni / TRL 0.14: 0.04); 0 disables the reference model
+    kl_estimator: str = "k3"
+    advantage_scale: str = "group"  # group | batch | none
+    advantage_eps: float = 1e-4
+    log_every: int = 1
+    sample_every: int = 10  # log a few completions with their rewards every N steps
+
+
+@dataclass
+class SFTConfig:
+    target: str = "trace"  # trace (cold-start reasoning) | label (<answer> only, R1-Omni's MAFW-DFEW-SFT)
+    epochs: float = 5.0  # R1-Omni cold start: 5
+    lr: float = 2e-5  # R1-Omni cold start: 2e-5
+    batch_size: int = 16
+    warmup_ratio: float = 0.03
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+
+
+@dataclass
+class EvalConfig:
+    batch_size: int = 32
+    max_new_tokens: int = 64
+    greedy: bool = True
+
+
+@dataclass
+class DemoConfig:
+    """Sizes of the embedded demo (synthetic world + tiny model); see configs/demo.yaml."""
+
+    train: int = 1200
+    coldstart: int = 240
+    test: int = 280
+    ood: int = 280
+    workers: int = 2
+    label_sft_epochs: float = 3.0
+    label_sft_lr: float = 1e-3
+    hidden: int = 128  # tiny thinker shape
+    layers: int = 4
+    vocab_size: int = 1024
+
+
+@dataclass
+class RunConfig:
+    out: str = "runs/run"
+    seed: int = 42
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    prompt: PromptConfig = field(default_factory=PromptConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    grpo: GRPOConfig = field(default_factory=GRPOConfig)
+    sft: SFTConfig = field(default_factory=SFTConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    demo: DemoConfig = field(default_factory=DemoConfig)
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _set(obj: Any, dotted: str, value: Any, where: str) -> None:
+    parts = dotted.split(".")
+    for i, name in enumerate(parts):
+        names = [f.name for f in dataclasses.fields(obj)]
+        if name not in names:
+            path = ".".join(parts[: i + 1])
+            raise ConfigError(f"{where}: unknown config key {path!r}; known at this level: {', '.join(names)}")
+        if i == len(parts) - 1:
+            hint = get_type_hints(type(obj))[name]
+            setattr(obj, name, _coerce(value, hint, dotted, where))
+        else:
+            obj = getattr(obj, name)
+            if not dataclasses.is_dataclass(obj):
+                raise ConfigError(f"{where}: {'.'.join(parts[:i + 1])!r} is a value, not a section")
+
+
+def _coerce(value: Any, hint: Any, key: str, where: str) -> Any:
+    if dataclasses.is_dataclass(hint):
+        raise ConfigError(f"{where}: {key!r} is a section; set its keys, e.g. {key}.<name>=...")
+    origin = getattr(hint, "__origin__", None)
+    if origin is list:
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v]
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: {key!r} expects a list, got {value!r}")
+        return [str(v) for v in value]
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if str(value).lower() in ("true", "1", "yes"):
+            return True
+        if str(value).lower() in ("false", "0", "no"):
+            return False
+        raise ConfigError(f"{where}: {key!r} expects true/false, got {value!r}")
+    try:
+        if hint is int and isinstance(value, float) and not value.is_integer():
+            raise ValueError
+        return hint(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{where}: {key!r} expects {hint.__name__}, got {value!r}") from None
+
+
+def _flatten(d: dict, prefix: str = "") -> list[tuple[str, Any]]:
+    out = []
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out += _flatten(v, key + ".")
+        else:
+            out.append((key, v))
+    return out
+
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+
+
+def packaged_config(name: str) -> Path:
+    """Path of a recipe shipped with emorl (``configs/NAME.yaml``)."""
+    p = CONFIG_DIR / f"{name}.yaml"
+    if not p.is_file():
+        known = ", ".join(sorted(x.stem for x in CONFIG_DIR.glob("*.yaml")))
+        raise ConfigError(f"no packaged config {name!r}; known: {known}")
+    return p
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """Defaults <- YAML recipe (``path``: a file, or the name of a packaged recipe) <- ``key.sub=value`` overrides."""
+    cfg = RunConfig()
+    if path:
+        p = Path(path)
+        if not p.exists() and "/" not in str(path) and not str(path).endswith(".yaml"):
+            p = packaged_config(str(path))
+        if not p.is_file():
+            raise ConfigError(f"{p}: config file not found")
+        try:
+            data = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{p}: invalid YAML: {e}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{p}: expected a mapping at the top level")
+        for key, value in _flatten(data):
+            _set(cfg, key, value, str(p))
+    for ov in overrides or []:
+        if "=" not in ov:
+            raise ConfigError(f"override {ov!r}: expected key.sub=value")
+        key, raw = ov.split("=", 1)
+        _set(cfg, key.strip(), yaml.safe_load(raw) if raw else "", f"override {ov!r}")
+    return cfg
+
+
+def to_dict(cfg: RunConfig) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def save_run_config(cfg: RunConfig, out_dir: str | Path) -> None:
+    """Write the resolved config and the git revision to ``out_dir/config.yaml``."""
+    d = {"git_revision": git_revision(), **to_dict(cfg)}
+    atomic_write_text(Path(out_dir) / "config.yaml", yaml.safe_dump(d, sort_keys=False))

@@ -1,0 +1,74 @@
+"""From manifest rows to encoded prompts: decode media once, render the recipe's prompt, run the
+model's processor, cache the result per (sample, modality). Substitutions (e.g. silence for a
+missing audio track, when configured) are counted per outcome and kept per sample."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from emorl.data.manifest import Sample
+from emorl.data.media import Clip, load_clip
+from emorl.models.adapter import Modality, OmniAdapter, PromptInputs
+from emorl.recipes.prompts import PromptSpec, build_prompt
+
+
+def available(s: Sample, requested: Modality) -> Modality:
+    """The requested modality restricted to what the sample carries (``meta.modality`` from the
+    corpus adapters: 'video' for frame folders or silent video, 'audio' for audio-only files)."""
+    has = s.meta.get("modality", "audio+video")
+    if has == "video" and requested.has_audio:
+        if not requested.has_video:
+            raise ValueError(f"sample {s.id}: audio requested but the sample is video-only")
+        return Modality.VIDEO
+    if has == "audio" and requested.has_video:
+        if not requested.has_audio:
+            raise ValueError(f"sample {s.id}: video requested but the sample is audio-only")
+        return Modality.AUDIO
+    return requested
+
+
+class PromptBuilder:
+    """Encodes samples into ``PromptInputs`` for one adapter, prompt spec and media settings."""
+
+    def __init__(self, adapter: OmniAdapter, spec: PromptSpec, *, num_frames: int = 8, frame_size: int | None = 84,
+                 on_missing_audio: str = "error"):
+        self.adapter = adapter
+        self.spec = spec
+        self.num_frames = num_frames
+        self.frame_size = frame_size or None
+        self.on_missing_audio = on_missing_audio
+        self._clips: dict[str, Clip] = {}
+        self._prompts: dict[tuple[str, Modality], PromptInputs] = {}
+        self.substitutions: Counter[str] = Counter()
+        self.notes: dict[str, list[str]] = {}
+
+    def clip(self, s: Sample, modality: Modality = Modality.AV) -> Clip:
+        if s.id not in self._clips:
+            has = s.meta.get("modality", "audio+video")
+            c = load_clip(s.media, num_frames=self.num_frames, size=self.frame_size, audio_path=s.audio,
+                          want_video=has != "audio", want_audio=has != "video",
+                          on_missing_audio=self.on_missing_audio)
+            for n in c.notes:
+                self.substitutions[n] += 1
+            if c.notes:
+                self.notes[s.id] = c.notes
+            self._clips[s.id] = c
+        return self._clips[s.id]
+
+    def text(self, s: Sample) -> str:
+        return build_prompt(self.spec, s.labels)
+
+    def prompt(self, s: Sample, modality: Modality = Modality.AV) -> PromptInputs:
+        modality = available(s, modality)
+        key = (s.id, modality)
+        if key not in self._prompts:
+            c = self.clip(s, modality) if modality != Modality.TEXT else None
+            audio = c.audio if c is not None else None
+            if modality.has_audio and audio is None:  # on_missing_audio="skip": fall back to video only
+                modality = Modality.VIDEO
+                self.substitutions["modality:video-only"] += 1
+            fps = (self.num_frames / c.duration) if c is not None and c.duration else 2.0
+            self._prompts[key] = self.adapter.encode(
+                c.frames if c is not None else None, audio, self.text(s), modality, fps=fps,
+                key=f"{s.id}|{modality.value}")
+        return self._prompts[key]

@@ -1,0 +1,46 @@
+"""The synthetic omni-emotion world: the project's embedded default dataset.
+
+Procedural faces (``face``) and voices (``voice``) whose expression and prosody follow per-class
+cue distributions (``world``), with cold-start reasoning traces built from the true cues
+(``traces``). Generate a world with :func:`synthesize`::
+
+    from emorl.data.synthetic import synthesize
+    manifests = synthesize("data/synthetic", seed=0, workers=2)   # {split: Path to <split>.jsonl}
+"""
+
+from emorl.data.synthetic.traces import CUE_LEXICON, THINK_WORDS, describe_cues, make_trace
+from emorl.data.synthetic.world import (
+    AUDIO_CUES,
+    CLASSES,
+    DEFAULT_SIZES,
+    GENERATOR_VERSION,
+    INFORMATIVE,
+    SPLITS,
+    VIDEO_CUES,
+    ClipSpec,
+    make_spec,
+    plan_split,
+    render_clip,
+    split_specs,
+    synthesize,
+)
+
+__all__ = [
+    "AUDIO_CUES",
+    "CLASSES",
+    "CUE_LEXICON",
+    "ClipSpec",
+    "DEFAULT_SIZES",
+    "GENERATOR_VERSION",
+    "INFORMATIVE",
+    "SPLITS",
+    "THINK_WORDS",
+    "VIDEO_CUES",
+    "describe_cues",
+    "make_spec",
+    "make_trace",
+    "plan_split",
+    "render_clip",
+    "split_specs",
+    "synthesize",
+]

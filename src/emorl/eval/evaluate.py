@@ -1,0 +1,130 @@
+"""Evaluation: greedy predictions per sample (JSONL), metrics (WAR, UAR, per-class recall,
+confusion, format rate, parse failures), per-fold results and a confusion-matrix PNG.
+
+The answer parser is the one the rewards use (``emorl.recipes.parse``)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from emorl.data.labels import CANONICAL
+from emorl.data.loader import PromptBuilder
+from emorl.data.manifest import Sample
+from emorl.data.media import MediaError
+from emorl.eval.metrics import fold_summary, summarize
+from emorl.models.adapter import Modality, OmniAdapter, SamplingParams
+from emorl.recipes.parse import parse_completion
+from emorl.rl.rollout import sample_by_modality
+from emorl.train_utils import chunks
+from emorl.utils import atomic_write_json, atomic_write_text
+
+
+def predict(adapter: OmniAdapter, builder: PromptBuilder, samples: list[Sample], *, style: str = "tags",
+            batch_size: int = 32, max_new_tokens: int = 64, modality: Modality = Modality.AV,
+            progress: bool = True, desc: str = "eval") -> list[dict]:
+    """One greedy completion per sample, parsed. A sample whose media cannot be decoded gets a
+    row with ``error`` set (and no prediction) rather than stopping the evaluation."""
+    params = SamplingParams(max_new_tokens=max_new_tokens, greedy=True)
+    rows: list[dict] = []
+    bar = tqdm(total=len(samples), desc=desc, disable=not progress, dynamic_ncols=True)
+    for batch in chunks(samples, batch_size):
+        ok, prompts = [], []
+        for s in batch:
+            try:
+                prompts.append(builder.prompt(s, modality))
+                ok.append(s)
+            except MediaError as e:
+                rows.append(_row(s, modality, "", None, error=f"{e.outcome}: {e}"))
+        if prompts:
+            comp = sample_by_modality(adapter, prompts, 1, params)
+            for s, p, texts in zip(ok, prompts, comp.texts):
+                rows.append(_row(s, p.modality, texts[0], parse_completion(texts[0], style),
+                                 notes=builder.notes.get(s.id)))
+        bar.update(len(batch))
+    bar.close()
+    return rows
+
+
+def _row(s: Sample, modality: Modality, completion: str, parsed, *, error: str | None = None, notes=None) -> dict:
+    row = {"id": s.id, "dataset": s.dataset, "split": s.split, "fold": s.fold, "label": s.label,
+           "modality": modality.value, "completion": completion,
+           "answer": parsed.answer if parsed else "", "pred": parsed.emotion if parsed else None,
+           "format_ok": bool(parsed.format_ok) if parsed else False,
+           "parse": parsed.reason if parsed else "media_error", "correct": bool(parsed and parsed.emotion == s.label)}
+    if error:
+        row["error"] = error
+    if notes:
+        row["media_notes"] = notes
+    return row
+
+
+def label_space(samples: list[Sample]) -> tuple[str, ...]:
+    """The label set metrics are computed over: the dataset's own, or the union for a mixture."""
+    sets = {s.labels for s in samples}
+    if len(sets) == 1:
+        return sets.pop()
+    union = {lab for ls in sets for lab in ls}
+    return tuple(c for c in CANONICAL if c in union)
+
+
+def metrics_of(rows: list[dict], labels: tuple[str, ...]) -> dict:
+    m = summarize([r["label"] for r in rows], [r["pred"] for r in rows], labels,
+                  [r["format_ok"] for r in rows], [r["parse"] for r in rows])
+    m["media_errors"] = sum(1 for r in rows if "error" in r)
+    folds = {r["fold"] for r in rows}
+    if len(folds) > 1 and None not in folds:
+        by: dict = defaultdict(list)
+        for r in rows:
+            by[r["fold"]].append(r)
+        per = {str(k): summarize([r["label"] for r in v], [r["pred"] for r in v], labels,
+                                 [r["format_ok"] for r in v]) for k, v in sorted(by.items())}
+        m["by_fold"] = fold_summary(per)
+    return m
+
+
+def plot_confusion(metrics: dict, path: Path, title: str = "") -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    labels = metrics["labels"]
+    m = np.array(metrics["confusion"], dtype=float)
+    norm = m / np.maximum(m.sum(1, keepdims=True), 1)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.62 * len(labels), 0.9 + 0.55 * len(labels)))
+    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    cols = [*labels, "none"]
+    ax.set_xticks(range(len(cols)), cols, rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), labels)
+    for i in range(m.shape[0]):
+        for j in range(m.shape[1]):
+            if m[i, j]:
+                ax.text(j, i, int(m[i, j]), ha="center", va="center", fontsize=8,
+                        color="white" if norm[i, j] > 0.5 else "black")
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title or f"WAR {metrics['war']:.3f}  UAR {metrics['uar']:.3f}", fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def evaluate(adapter: OmniAdapter, builder: PromptBuilder, samples: list[Sample], out_dir: Path, *,
+             style: str = "tags", batch_size: int = 32, max_new_tokens: int = 64,
+             modality: Modality = Modality.AV, progress: bool = True, title: str = "") -> dict:
+    """Predict, score and write ``predictions.jsonl``, ``metrics.json``, ``confusion.png`` into ``out_dir``."""
+    import json
+
+    rows = predict(adapter, builder, samples, style=style, batch_size=batch_size, max_new_tokens=max_new_tokens,
+                   modality=modality, progress=progress, desc=title or "eval")
+    m = metrics_of(rows, label_space(samples))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out_dir / "predictions.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    atomic_write_json(out_dir / "metrics.json", m)
+    plot_confusion(m, out_dir / "confusion.png", title)
+    return m

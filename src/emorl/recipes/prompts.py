@@ -1,0 +1,48 @@
+"""Prompt templates per recipe. Recipes are data: a question, a format instruction and an
+answer style; the same prompt is used for training and evaluation unless a config says otherwise."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+R1_OMNI_QUESTION = ("As an emotional recognition expert; throughout the video, which emotion conveyed by the "
+                    "characters is the most obvious to you?")
+R1_OMNI_EVAL_QUESTION = ("As an emotional recognition expert, in the video, when the characters display their "
+                         "emotions, which predominant feeling is most clearly expressed?")
+R1_OMNI_FORMAT = "Output the thinking process in <think> </think> and final emotion in <answer> </answer> tags."
+
+EMO_R3_FORMAT = (
+    "You First think the emotional meaning step by step, and then provide the final answer.\n\n"
+    "The reasoning process MUST follow the structure below:\n"
+    "<step1>Identify what in the clip could trigger emotion (face, action, scene, and what is heard: tone, "
+    "intonation, words).</step1>\n"
+    "<step2>Describe how a human would feel about it.</step2>\n"
+    "<step3>Conclude if the emotion is positive or negative, and if it's high or low arousal.</step3>\n\n"
+    "The final answer MUST BE put in \\boxed{}."
+)
+EMO_R3_FORMAT_TAGS = EMO_R3_FORMAT.replace("The final answer MUST BE put in \\boxed{}.",
+                                           "The final answer MUST BE put in <answer> </answer> tags.")
+
+
+@dataclass(frozen=True)
+class PromptSpec:
+    question: str = R1_OMNI_QUESTION
+    format: str = R1_OMNI_FORMAT
+    with_options: bool = False  # append the dataset's candidate labels (R1-Omni's "withchoice" commit)
+
+
+def build_prompt(spec: PromptSpec, labels: tuple[str, ...] | None = None) -> str:
+    """The user text of a prompt.
+
+    >>> build_prompt(PromptSpec(question="Q?", format="F."), ("happy", "sad"))
+    'Q?\\nF.'
+    >>> build_prompt(PromptSpec(question="Q?", format="F.", with_options=True), ("happy", "sad"))
+    'Q?\\nhappy, sad\\nF.'
+    """
+    parts = [spec.question]
+    if spec.with_options:
+        if not labels:
+            raise ValueError("with_options needs the sample's label set")
+        parts.append(", ".join(labels))
+    parts.append(spec.format)
+    return "\n".join(parts)

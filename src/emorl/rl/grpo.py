@@ -1,0 +1,130 @@
+"""GRPO-family maths as small pure functions on tensors.
+
+Notation: N prompts, G completions each, B = N*G rows, L completion tokens (padded).
+``mask`` (B, L) is 1 on real completion tokens.
+
+Losses (chosen by name):
+- ``grpo``: per-token clipped surrogate, mean over each sequence's tokens, then over sequences
+  (DeepSeekMath; R1-Omni / TRL 0.14 with one update per rollout, where the ratio is 1).
+- ``dr_grpo``: no length normalisation: token sum divided by a constant (max completion length),
+  used with ``scale="none"`` advantages (Dr. GRPO, Liu et al. 2025).
+- ``dapo``: token-level aggregation over the whole batch, asymmetric clip (DAPO, Yu et al. 2025).
+- ``gspo``: sequence-level importance ratio, geometric mean of token ratios (GSPO, Zheng et al. 2025).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+LOSS_TYPES = ("grpo", "dr_grpo", "dapo", "gspo")
+
+
+def group_advantages(rewards: torch.Tensor, scale: str = "group", eps: float = 1e-4) -> torch.Tensor:
+    """Group-relative advantages.
+
+    rewards: (N, G). Returns (N, G): r - mean_group(r), divided by the unbiased group std
+    (``scale="group"``, R1-Omni), the batch std (``"batch"``), or nothing (``"none"``, Dr. GRPO).
+    A group whose rewards all tie gets advantage 0 everywhere.
+    """
+    if rewards.ndim != 2:
+        raise ValueError(f"rewards must be (N, G), got shape {tuple(rewards.shape)}")
+    centered = rewards - rewards.mean(dim=1, keepdim=True)
+    if scale == "group":
+        std = rewards.std(dim=1, keepdim=True) if rewards.shape[1] > 1 else torch.zeros_like(centered[:, :1])
+        return centered / (std + eps)
+    if scale == "batch":
+        return centered / (rewards.std() + eps)
+    if scale == "none":
+        return centered
+    raise ValueError(f"unknown advantage scale {scale!r}; expected group, batch or none")
+
+
+def kl_estimate(logp: torch.Tensor, ref_logp: torch.Tensor, kind: str = "k3") -> torch.Tensor:
+    """Per-token estimate of KL(policy || reference) from samples of the policy.
+
+    logp, ref_logp: (B, L). k1 = logp - ref (unbiased, can be negative);
+    k3 = exp(ref - logp) - (ref - logp) - 1 (unbiased, always >= 0; Schulman 2020).
+    """
+    d = ref_logp - logp
+    if kind == "k1":
+        return -d
+    if kind == "k3":
+        return torch.exp(d) - d - 1
+    raise ValueError(f"unknown KL estimator {kind!r}; expected k1 or k3")
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
+    if dim is None:
+        return (x * mask).sum() / mask.sum().clamp(min=1)
+    return (x * mask).sum(dim) / mask.sum(dim).clamp(min=1)
+
+
+@dataclass
+class LossOut:
+    loss: torch.Tensor  # scalar
+    clip_frac: float  # fraction of tokens whose ratio was clipped (with a non-zero gradient cut)
+    kl: float  # mean per-token KL estimate (0 when beta == 0)
+    ratio_mean: float
+
+
+def policy_loss(
+    logp: torch.Tensor,
+    old_logp: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    *,
+    loss_type: str = "grpo",
+    eps_low: float = 0.2,
+    eps_high: float | None = None,
+    ref_logp: torch.Tensor | None = None,
+    beta: float = 0.0,
+    kl_kind: str = "k3",
+    max_len: int | None = None,
+    norm_rows: float | None = None,
+    norm_tokens: float | None = None,
+) -> LossOut:
+    """Clipped policy-gradient loss with optional KL penalty.
+
+    logp, old_logp, ref_logp, mask: (B, L); advantages: (B,).
+    Per token: ``-min(rho*A, clip(rho, 1-eps_low, 1+eps_high)*A) + beta*KL``, aggregated per
+    ``loss_type`` (see module docstring). ``max_len`` is Dr. GRPO's constant. For gradient
+    accumulation over micro-batches pass the whole batch's ``norm_rows`` (rows) and ``norm_tokens``
+    (completion tokens): then the micro-batch losses sum to the full-batch loss.
+    """
+    if loss_type not in LOSS_TYPES:
+        raise ValueError(f"unknown loss_type {loss_type!r}; expected one of {', '.join(LOSS_TYPES)}")
+    eps_high = eps_low if eps_high is None else eps_high
+    adv = advantages.unsqueeze(1)  # (B, 1)
+    if loss_type == "gspo":
+        log_s = masked_mean(logp - old_logp, mask, dim=1).unsqueeze(1)  # (B, 1) sequence log-ratio
+        # value of exp(log_s) per token, gradient of the token's own log-prob scaled by it
+        log_ratio = log_s.detach() + logp - logp.detach()
+    else:
+        log_ratio = logp - old_logp
+    ratio = torch.exp(log_ratio)
+    clipped = torch.clamp(ratio, 1 - eps_low, 1 + eps_high)
+    surrogate = torch.minimum(ratio * adv, clipped * adv)
+    per_token = -surrogate
+    kl_val = 0.0
+    if beta != 0.0:
+        if ref_logp is None:
+            raise ValueError("beta != 0 needs ref_logp")
+        kl = kl_estimate(logp, ref_logp, kl_kind)
+        per_token = per_token + beta * kl
+        kl_val = float(masked_mean(kl.detach(), mask))
+    rows = norm_rows if norm_rows is not None else per_token.shape[0]
+    if loss_type in ("grpo", "gspo"):
+        loss = masked_mean(per_token, mask, dim=1).sum() / rows
+    elif loss_type == "dr_grpo":
+        if max_len is None:
+            raise ValueError("dr_grpo needs max_len (the max completion length)")
+        loss = (per_token * mask).sum() / (rows * max_len)
+    else:  # dapo
+        loss = (per_token * mask).sum() / (norm_tokens if norm_tokens is not None else mask.sum().clamp(min=1))
+    with torch.no_grad():
+        was_clipped = ((ratio < 1 - eps_low) & (adv < 0)) | ((ratio > 1 + eps_high) & (adv > 0))
+        clip_frac = float(masked_mean(was_clipped.float(), mask))
+        ratio_mean = float(masked_mean(ratio, mask))
+    return LossOut(loss, clip_frac, kl_val, ratio_mean)

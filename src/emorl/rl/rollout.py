@@ -1,0 +1,68 @@
+"""The group is the unit of RL work: one clip's prompt, its G completions, their reward
+components and advantages."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import torch
+
+from emorl.data.manifest import Sample
+from emorl.models.adapter import Completions, OmniAdapter, PromptInputs, SamplingParams
+from emorl.recipes.parse import Parsed
+from emorl.recipes.rewards import RewardRecipe, score
+
+
+@dataclass
+class Group:
+    """sample, prompt; completions: G tensors (L_g,); texts: G strings;
+    rewards: component -> (G,) tensor, incl. 'overall'; advantages: (G,) filled later."""
+
+    sample: Sample
+    prompt: PromptInputs
+    completions: list[torch.Tensor]
+    texts: list[str]
+    truncated: list[bool]
+    rewards: dict[str, torch.Tensor] = field(default_factory=dict)
+    parsed: list[Parsed] = field(default_factory=list)
+    advantages: torch.Tensor | None = None
+
+    @property
+    def size(self) -> int:
+        return len(self.completions)
+
+
+def sample_by_modality(adapter: OmniAdapter, prompts: list[PromptInputs], group_size: int,
+                       params: SamplingParams) -> Completions:
+    """``adapter.sample_groups`` over prompts of mixed modality: one call per modality bucket
+    (Qwen-Omni batches must be homogeneous), results back in the input order."""
+    buckets: dict = defaultdict(list)
+    for i, p in enumerate(prompts):
+        buckets[p.modality].append(i)
+    ids: list = [None] * len(prompts)
+    texts: list = [None] * len(prompts)
+    trunc: list = [None] * len(prompts)
+    for idx in buckets.values():
+        out = adapter.sample_groups([prompts[i] for i in idx], group_size, params)
+        for j, i in enumerate(idx):
+            ids[i], texts[i], trunc[i] = out.ids[j], out.texts[j], out.truncated[j]
+    return Completions(ids, texts, trunc)
+
+
+def rollout(adapter: OmniAdapter, samples: list[Sample], prompts: list[PromptInputs], group_size: int,
+            params: SamplingParams, recipe: RewardRecipe) -> list[Group]:
+    """Sample ``group_size`` completions per prompt and score each with the recipe's components."""
+    comp = sample_by_modality(adapter, prompts, group_size, params)
+    groups = []
+    for s, p, ids, texts, trunc in zip(samples, prompts, comp.ids, comp.texts, comp.truncated):
+        g = Group(s, p, ids, texts, trunc)
+        per: dict[str, list[float]] = defaultdict(list)
+        for t in texts:
+            comps, parsed = score(recipe, t, s.label, s.labels)
+            g.parsed.append(parsed)
+            for k, v in comps.items():
+                per[k].append(v)
+        g.rewards = {k: torch.tensor(v, dtype=torch.float32) for k, v in per.items()}
+        groups.append(g)
+    return groups

@@ -1,0 +1,71 @@
+"""The stages a command runs, as functions of a resolved config: load a model, build prompts,
+SFT, GRPO, evaluate. The CLI and the demo both call these."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from emorl.config import RunConfig, save_run_config
+from emorl.data.loader import PromptBuilder
+from emorl.data.manifest import Sample, read_manifest
+from emorl.models.adapter import Modality
+from emorl.recipes.prompts import PromptSpec
+from emorl.recipes.rewards import get_recipe
+
+
+def load_adapter(cfg: RunConfig, path: str | Path | None = None):
+    from emorl.models.qwen_omni import QwenOmniAdapter
+
+    p = path or cfg.model.path
+    if not p:
+        raise ValueError("no model given: set model.path (a local directory or hub id)")
+    return QwenOmniAdapter.from_pretrained(p, dtype=cfg.model.dtype, device=cfg.model.device,
+                                           frame_pixels=cfg.model.frame_pixels or None)
+
+
+def make_builder(cfg: RunConfig, adapter) -> PromptBuilder:
+    spec = PromptSpec(cfg.prompt.question, cfg.prompt.format, cfg.prompt.with_options)
+    return PromptBuilder(adapter, spec, num_frames=cfg.data.num_frames, frame_size=cfg.data.frame_size,
+                         on_missing_audio=cfg.data.on_missing_audio)
+
+
+def load_samples(manifest: str | Path, max_samples: int = 0) -> list[Sample]:
+    samples = read_manifest(manifest)
+    return samples[:max_samples] if max_samples else samples
+
+
+def run_sft(cfg: RunConfig, *, progress: bool = True) -> dict:
+    from emorl.sft import train_sft
+    from emorl.utils import seed_everything
+
+    seed_everything(cfg.seed)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    save_run_config(cfg, out)
+    adapter = load_adapter(cfg)
+    samples = load_samples(cfg.data.train, cfg.data.max_samples)
+    return train_sft(cfg, adapter, make_builder(cfg, adapter), samples, out, progress=progress)
+
+
+def run_grpo(cfg: RunConfig, *, progress: bool = True) -> dict:
+    from emorl.rl.trainer import train_grpo
+    from emorl.utils import seed_everything
+
+    seed_everything(cfg.seed)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    save_run_config(cfg, out)
+    adapter = load_adapter(cfg)
+    samples = load_samples(cfg.data.train, cfg.data.max_samples)
+    return train_grpo(cfg, adapter, make_builder(cfg, adapter), samples, out, progress=progress)
+
+
+def run_eval(cfg: RunConfig, model: str | Path, manifest: str | Path, out: str | Path, *,
+             modality: str = "video+audio", progress: bool = True, title: str = "", adapter=None) -> dict:
+    from emorl.eval.evaluate import evaluate
+
+    adapter = adapter or load_adapter(cfg, model)
+    samples = load_samples(manifest, cfg.data.max_samples)
+    return evaluate(adapter, make_builder(cfg, adapter), samples, Path(out), style=get_recipe(cfg.prompt.recipe).style,
+                    batch_size=cfg.eval.batch_size, max_new_tokens=cfg.eval.max_new_tokens,
+                    modality=Modality.parse(modality), progress=progress, title=title)

@@ -1,0 +1,25 @@
+"""Shared fixtures: a tiny Qwen2.5-Omni thinker built offline and real mp4 clips (H.264 + AAC)."""
+
+from __future__ import annotations
+
+import pytest
+
+from media_helpers import make_clip
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    from emorl.models.tiny import TinyShape, init_tiny
+
+    out = tmp_path_factory.mktemp("tiny")
+    corpus = ["<think>The brows are pulled down and the voice is loud and harsh.</think><answer>angry</answer>",
+              "<think>The mouth curves up and the voice rises.</think><answer>happy</answer>"] * 20
+    return init_tiny(out / "model", corpus=corpus, shape=TinyShape(hidden=64, layers=2, vocab_size=512),
+                     frame_size=56)
+
+
+@pytest.fixture(scope="session")
+def clips(tmp_path_factory):
+    d = tmp_path_factory.mktemp("clips")
+    return [make_clip(d / "a.mp4", seconds=2.0, seed=0), make_clip(d / "b.mp4", seconds=3.0, seed=1),
+            make_clip(d / "c.mp4", seconds=2.5, seed=2)]

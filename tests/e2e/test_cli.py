@@ -1,0 +1,86 @@
+"""The command line as a user runs it: reward scoring, eval, predict, and clear errors on bad input."""
+
+import json
+
+import pytest
+
+from emorl.cli import main
+from emorl.data.manifest import Sample, write_manifest
+
+
+def test_reward_offline(tmp_path, capsys):
+    rows = [
+        {"completion": "<think>bright voice, smile</think><answer>Happiness</answer>", "label": "happy"},
+        {"completion": "<think>x</think><answer>happy or sad</answer>", "label": "sad"},
+        {"completion": "sad", "label": "sad", "label_set": ["happy", "sad"]},
+        {"completion": "<think>x</think><answer>calm</answer>", "label": "calm", "dataset": "ravdess"},
+    ]
+    p = tmp_path / "in.jsonl"
+    p.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["reward", "--recipe", "r1-omni", str(p)]) == 0
+    out = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [o["accuracy"] for o in out] == [1.0, 0.0, 0.0, 1.0]
+    assert [o["format"] for o in out] == [1.0, 1.0, 0.0, 1.0]
+    assert out[0]["emotion"] == "happy" and out[0]["overall"] == 2.0
+    assert out[1]["parse"] == "several_emotions" and out[2]["parse"] == "no_answer"
+
+
+def test_reward_bad_input_names_line_and_field(tmp_path, capsys):
+    p = tmp_path / "in.jsonl"
+    p.write_text(json.dumps({"completion": "x", "label": "happy"}) + "\n" + json.dumps({"completion": "x", "label": "bored"}) + "\n")
+    assert main(["reward", str(p)]) == 2
+    err = capsys.readouterr().err
+    assert "in.jsonl:2" in err and "'bored'" in err
+    p.write_text(json.dumps({"label": "happy"}) + "\n")
+    assert main(["reward", str(p)]) == 2
+    assert "field 'completion' must be a string" in capsys.readouterr().err
+    assert main(["reward", "--recipe", "nope", str(p)]) == 2
+    assert "unknown reward recipe" in capsys.readouterr().err
+
+
+def test_eval_and_predict(tiny_model_dir, clips, tmp_path, capsys):
+    m = tmp_path / "m.jsonl"
+    write_manifest(m, [Sample(f"s{i}", str(c), lab, "dfew", "test", fold=1 + i % 2)
+                       for i, (c, lab) in enumerate(zip(clips, ["happy", "sad", "angry"]))])
+    out = tmp_path / "ev"
+    assert main(["eval", "--model", str(tiny_model_dir), "--manifest", str(m), "--out", str(out),
+                 "data.frame_size=56", "eval.max_new_tokens=6"]) == 0
+    text = capsys.readouterr().out
+    assert "WAR=" in text and "fold 1" in text and "mean over 2 folds" in text
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["n"] == 3 and 0 <= metrics["uar"] <= 1 and (out / "confusion.png").stat().st_size > 1000
+    preds = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    assert {"id", "completion", "answer", "pred", "label", "format_ok"} <= set(preds[0])
+    assert main(["predict", str(clips[0]), "--model", str(tiny_model_dir), "--json", "data.frame_size=56",
+                 "eval.max_new_tokens=6"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert {"emotion", "reasoning", "completion", "format_ok"} <= set(res)
+
+
+def test_eval_errors(tiny_model_dir, tmp_path, capsys):
+    assert main(["eval", "--model", str(tiny_model_dir), "--manifest", str(tmp_path / "none.jsonl")]) == 2
+    assert "manifest not found" in capsys.readouterr().err
+    assert main(["eval", "--model", str(tmp_path), "--manifest", "x.jsonl"]) == 2
+    assert "no config.json" in capsys.readouterr().err
+    assert main(["train", "grpo.stepz=1"]) == 2
+    assert "unknown config key 'grpo.stepz'" in capsys.readouterr().err
+
+
+def test_eval_records_unreadable_media_instead_of_crashing(tiny_model_dir, clips, tmp_path):
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"not a video" * 50)
+    m = tmp_path / "m.jsonl"
+    write_manifest(m, [Sample("ok", str(clips[0]), "happy", "dfew", "test"), Sample("bad", str(bad), "sad", "dfew", "test")])
+    out = tmp_path / "ev"
+    assert main(["eval", "--model", str(tiny_model_dir), "--manifest", str(m), "--out", str(out),
+                 "data.frame_size=56", "eval.max_new_tokens=4"]) == 0
+    preds = {p["id"]: p for p in map(json.loads, (out / "predictions.jsonl").read_text().splitlines())}
+    assert preds["bad"]["error"].startswith("unreadable") and preds["bad"]["pred"] is None
+    assert json.loads((out / "metrics.json").read_text())["media_errors"] == 1
+
+
+@pytest.mark.parametrize("cmd", [["--help"], ["data", "--help"], ["train", "--help"]])
+def test_help(cmd, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(cmd)
+    assert e.value.code == 0

@@ -1,0 +1,92 @@
+"""Tiny-model end-to-end: SFT then GRPO on real mp4 clips; parameters change and the reward moves."""
+
+import json
+import random
+
+import pytest
+import torch
+
+from emorl.config import RunConfig
+from emorl.data.loader import PromptBuilder
+from emorl.data.manifest import Sample
+from emorl.models.qwen_omni import QwenOmniAdapter
+from emorl.recipes.prompts import PromptSpec
+from emorl.rl.trainer import BatchPlan, train_grpo
+from emorl.sft import train_sft
+
+pytestmark = pytest.mark.e2e
+
+
+def _cfg(tmp_path) -> RunConfig:
+    cfg = RunConfig(out=str(tmp_path))
+    cfg.data.frame_size = 56
+    cfg.sft.epochs, cfg.sft.lr, cfg.sft.batch_size, cfg.sft.target = 40, 3e-3, 3, "label"
+    cfg.sampling.max_new_tokens = 8
+    g = cfg.grpo
+    g.steps, g.prompts_per_step, g.completions_per_prompt, g.micro_batch_rows = 12, 3, 8, 12
+    g.lr, g.beta, g.sample_every = 2e-3, 0.01, 5
+    return cfg
+
+
+def test_sft_then_grpo_moves_reward_and_parameters(tiny_model_dir, clips, tmp_path):
+    """SFT teaches '<answer>X</answer>' with X half 'happy', half 'sad'; GRPO on clips labelled 'sad'
+    must then raise the accuracy reward (the policy shifts to the rewarded answer)."""
+    torch.manual_seed(0)
+    random.seed(0)
+    cfg = _cfg(tmp_path)
+    adapter = QwenOmniAdapter.from_pretrained(tiny_model_dir)
+    builder = PromptBuilder(adapter, PromptSpec(), num_frames=4, frame_size=56)
+    sft_samples = [Sample(f"c{i}-{lab}", str(p), lab, "dfew", "train") for i, p in enumerate(clips)
+                   for lab in ("happy", "sad")]
+    before = {k: v.clone() for k, v in adapter.model.state_dict().items()}
+    res = train_sft(cfg, adapter, builder, sft_samples, tmp_path / "sft", progress=False)
+    assert res["last_loss"] < res["first_loss"] * 0.5
+
+    rl_samples = [Sample(f"r{i}", str(p), "sad", "dfew", "train") for i, p in enumerate(clips)]
+    builder = PromptBuilder(adapter, PromptSpec(), num_frames=4, frame_size=56)
+    cfg.sampling.temperature = 1.0
+    out = train_grpo(cfg, adapter, builder, rl_samples, tmp_path / "grpo", progress=False)
+    hist = out["history"]
+    first = sum(h["reward/accuracy"] for h in hist[:3]) / 3
+    last = sum(h["reward/accuracy"] for h in hist[-3:]) / 3
+    assert last > first + 0.15, (first, last)
+    after = adapter.model.state_dict()
+    changed = [k for k in before if not torch.equal(before[k], after[k])]
+    llm = [k for k in before if "language_model.layers" in k]
+    assert set(llm) <= set(changed), "every LLM layer tensor should have been updated"
+    assert any("visual" in k for k in changed) and any("audio_tower" in k for k in changed)
+    # logs: every reward component and the phases are there
+    rows = [json.loads(line) for line in (tmp_path / "grpo" / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == cfg.grpo.steps
+    for key in ("reward/accuracy", "reward/format", "reward/overall", "kl", "clip_frac", "entropy",
+                "time/rollout", "time/update", "time/reference", "completion_len", "tokens_per_s"):
+        assert key in rows[0], key
+    assert (tmp_path / "grpo" / "model" / "config.json").is_file()
+    reloaded = QwenOmniAdapter.from_pretrained(tmp_path / "grpo" / "model")
+    torch.testing.assert_close(reloaded.model.state_dict()["lm_head.weight"], after["lm_head.weight"])
+
+
+def test_batch_plan_checks_units():
+    plan = BatchPlan(8, 8, 16)
+    plan.check()
+    assert plan.rows_per_step == 64 and plan.accumulation_steps == 4
+    assert "4 accumulation steps" in plan.describe()
+    with pytest.raises(ValueError, match="divisible by grpo.micro_batch_rows"):
+        BatchPlan(3, 8, 16).check()
+    with pytest.raises(ValueError, match="at least two"):
+        BatchPlan(3, 1, 3).check()
+
+
+def test_frozen_towers_stay_frozen(tiny_model_dir, clips, tmp_path):
+    cfg = _cfg(tmp_path)
+    cfg.model.freeze_vision = cfg.model.freeze_audio = True
+    cfg.grpo.steps, cfg.grpo.beta = 2, 0.0
+    adapter = QwenOmniAdapter.from_pretrained(tiny_model_dir)
+    before = {k: v.clone() for k, v in adapter.model.state_dict().items()}
+    builder = PromptBuilder(adapter, PromptSpec(), num_frames=4, frame_size=56)
+    samples = [Sample(f"r{i}", str(p), "sad", "dfew", "train") for i, p in enumerate(clips)]
+    train_grpo(cfg, adapter, builder, samples, tmp_path / "g", progress=False)
+    after = adapter.model.state_dict()
+    for k in before:
+        if "visual" in k or "audio_tower" in k:
+            assert torch.equal(before[k], after[k]), k

@@ -1,0 +1,20 @@
+"""Media helpers for tests (importable: tests/ is on sys.path via the root conftest)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from emorl.data.media import write_mp4
+
+
+def make_clip(path, *, seconds: float = 2.0, fps: int = 8, size: int = 56, seed: int = 0, audio: bool = True):
+    rng = np.random.default_rng(seed)
+    t = int(seconds * fps)
+    frames = rng.integers(0, 255, (t, size, size, 3), dtype=np.uint8)
+    sig = None
+    if audio:
+        n = int(seconds * 16000)
+        f0 = 120 + 40 * seed
+        sig = (0.3 * np.sin(2 * np.pi * f0 * np.arange(n) / 16000) + 0.01 * rng.standard_normal(n)).astype(np.float32)
+    write_mp4(path, frames, fps, sig)
+    return path
