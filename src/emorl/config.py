@@ -21,10 +21,10 @@ from emorl.utils import atomic_write_text, git_revision
 @dataclass
 class DataConfig:
     train: str = ""  # manifest (JSONL) of the RL / SFT training split
-    eval: list[str] = field(default_factory=list)  # manifests evaluated after training
+    eval: list[str] = field(default_factory=list)  # manifests evaluated after `emorl sft` / `emorl train`
     num_frames: int = 8  # frames sampled at segment middles (R1-Omni: 8)
     frame_size: int = 84  # frames resized to frame_size^2 before the processor (multiple of 28)
-    modality: str = "video+audio"  # video+audio | video | audio | text
+    modality: str = "video+audio"  # media in training prompts: video+audio | video | audio | text
     on_missing_audio: str = "error"  # error | silence | skip (recorded per sample)
     max_samples: int = 0  # 0 = all
 
@@ -37,6 +37,11 @@ class ModelConfig:
     frame_pixels: int = 0  # 0 = from the checkpoint (emorl_model.json) or processor defaults
     freeze_vision: bool = False  # R1-Omni froze its encoders
     freeze_audio: bool = False
+    lora_rank: int = 0  # >0: train LoRA adapters (peft) on the LLM instead of all weights
+    lora_alpha: int = 32
+    lora_dropout: float = 0.0
+    lora_targets: str = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
+    ref_device: str = ""  # reference model device ("" = same as model.device; "cpu" to off-load)
 
 
 @dataclass
@@ -73,8 +78,15 @@ class GRPOConfig:
     kl_estimator: str = "k3"
     advantage_scale: str = "group"  # group | batch | none
     advantage_eps: float = 1e-4
-    log_every: int = 1
     sample_every: int = 10  # log a few completions with their rewards every N steps
+    epochs_per_rollout: int = 1  # optimisation passes over one rollout batch (old log-probs kept)
+    dynamic_sampling: bool = False  # drop groups whose rewards all tie and refill (DAPO)
+    max_refill_rounds: int = 4  # dynamic sampling: extra rollout rounds per step at most
+    save_every: int = 0  # checkpoint every N steps (0: only at the end / on interrupt)
+    keep_checkpoints: int = 2
+    resume: bool = False  # continue from out/checkpoints/latest
+    max_nonfinite_steps: int = 3  # consecutive skipped (non-finite) steps before the run stops
+    gradient_checkpointing: bool = False
 
 
 @dataclass
@@ -92,7 +104,19 @@ class SFTConfig:
 class EvalConfig:
     batch_size: int = 32
     max_new_tokens: int = 64
-    greedy: bool = True
+
+
+@dataclass
+class ReflectionConfig:
+    """EMO-R3's reflective reward: extra no-gradient generation passes of the current policy over
+    its own reasoning each GRPO step (see emorl.rl.reflection; wired with make_reflection)."""
+
+    enabled: bool = False  # EMO-R3 always reflects; the emo-r3 configs turn it on
+    grounding: str = "joint"  # none | joint (clip vs stage 1) | per_modality (joint + video-only + audio-only)
+    temperature: float = 0.6  # EMO-R3: validation decoding (temperature 0.6, top_p 0.95, n=1)
+    top_p: float = 0.95
+    max_new_tokens: int = 16  # answers are one word / yes-no; EMO-R3 allowed max_response_length (2048)
+    batch_size: int = 64  # reflection prompts per generate call (EMO-R3: 1024)
 
 
 @dataclass
@@ -122,6 +146,7 @@ class RunConfig:
     grpo: GRPOConfig = field(default_factory=GRPOConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    reflection: ReflectionConfig = field(default_factory=ReflectionConfig)
     demo: DemoConfig = field(default_factory=DemoConfig)
 
 

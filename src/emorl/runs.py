@@ -26,7 +26,7 @@ def load_adapter(cfg: RunConfig, path: str | Path | None = None):
 def make_builder(cfg: RunConfig, adapter) -> PromptBuilder:
     spec = PromptSpec(cfg.prompt.question, cfg.prompt.format, cfg.prompt.with_options)
     return PromptBuilder(adapter, spec, num_frames=cfg.data.num_frames, frame_size=cfg.data.frame_size,
-                         on_missing_audio=cfg.data.on_missing_audio)
+                         on_missing_audio=cfg.data.on_missing_audio, modality=Modality.parse(cfg.data.modality))
 
 
 def load_samples(manifest: str | Path, max_samples: int = 0) -> list[Sample]:
@@ -44,7 +44,9 @@ def run_sft(cfg: RunConfig, *, progress: bool = True) -> dict:
     save_run_config(cfg, out)
     adapter = load_adapter(cfg)
     samples = load_samples(cfg.data.train, cfg.data.max_samples)
-    return train_sft(cfg, adapter, make_builder(cfg, adapter), samples, out, progress=progress)
+    res = train_sft(cfg, adapter, make_builder(cfg, adapter), samples, out, progress=progress)
+    res["eval"] = _eval_after(cfg, out, progress)
+    return res
 
 
 def run_grpo(cfg: RunConfig, *, progress: bool = True) -> dict:
@@ -57,7 +59,22 @@ def run_grpo(cfg: RunConfig, *, progress: bool = True) -> dict:
     save_run_config(cfg, out)
     adapter = load_adapter(cfg)
     samples = load_samples(cfg.data.train, cfg.data.max_samples)
-    return train_grpo(cfg, adapter, make_builder(cfg, adapter), samples, out, progress=progress)
+    res = train_grpo(cfg, adapter, make_builder(cfg, adapter), samples, out, progress=progress)
+    if not res["interrupted"]:
+        res["eval"] = _eval_after(cfg, out, progress)
+    return res
+
+
+def _eval_after(cfg: RunConfig, out: Path, progress: bool) -> dict:
+    """Evaluate the trained model on each manifest of ``data.eval`` (out/eval/<manifest stem>)."""
+    results = {}
+    if not cfg.data.eval or not (out / "model").is_dir():
+        return results
+    adapter = load_adapter(cfg, out / "model")
+    for m in cfg.data.eval:
+        r = run_eval(cfg, out / "model", m, out / "eval" / Path(m).stem, progress=progress, adapter=adapter)
+        results[Path(m).stem] = {k: r[k] for k in ("war", "uar", "format_rate", "n")}
+    return results
 
 
 def run_eval(cfg: RunConfig, model: str | Path, manifest: str | Path, out: str | Path, *,

@@ -31,12 +31,13 @@ class PromptBuilder:
     """Encodes samples into ``PromptInputs`` for one adapter, prompt spec and media settings."""
 
     def __init__(self, adapter: OmniAdapter, spec: PromptSpec, *, num_frames: int = 8, frame_size: int | None = 84,
-                 on_missing_audio: str = "error"):
+                 on_missing_audio: str = "error", modality: Modality = Modality.AV):
         self.adapter = adapter
         self.spec = spec
         self.num_frames = num_frames
         self.frame_size = frame_size or None
         self.on_missing_audio = on_missing_audio
+        self.modality = modality  # default media condition of prompt()
         self._clips: dict[str, Clip] = {}
         self._prompts: dict[tuple[str, Modality], PromptInputs] = {}
         self.substitutions: Counter[str] = Counter()
@@ -58,8 +59,8 @@ class PromptBuilder:
     def text(self, s: Sample) -> str:
         return build_prompt(self.spec, s.labels)
 
-    def prompt(self, s: Sample, modality: Modality = Modality.AV) -> PromptInputs:
-        modality = available(s, modality)
+    def prompt(self, s: Sample, modality: Modality | None = None) -> PromptInputs:
+        modality = available(s, modality or self.modality)
         key = (s.id, modality)
         if key not in self._prompts:
             c = self.clip(s, modality) if modality != Modality.TEXT else None

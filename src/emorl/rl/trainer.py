@@ -1,19 +1,32 @@
-"""The GRPO loop, owned by emorl (no framework trainer): one function whose phases are named and
-timed — rollout, reward, advantage, reference, update — on accelerate.
+"""The GRPO loop, owned by emorl (no framework trainer), on accelerate.
 
-Per step: ``prompts_per_step`` clips, ``completions_per_prompt`` (G) samples each, reward
-components, group-normalised advantages, clipped policy-gradient loss with a k3 KL to a frozen
-reference, one optimizer step. Every log-prob pass (generation, reference, policy) receives the
-clip's video and audio through the adapter; with one update per rollout the old policy equals the
-current one, so its log-probs are the detached policy log-probs of the same pass.
+``train_grpo`` reads top to bottom; each step's phases are named and timed:
+
+    rollout    sample G completions per clip (the clip's video + audio in the prompt)
+    reward     rule components (format, accuracy, ...) + model-based ones (``extra_rewards``)
+    advantage  group-normalised advantages (dynamic sampling may drop tied groups and refill)
+    reference  log-probs under the frozen reference (skipped when beta == 0)
+    old        log-probs of the sampling policy (only when epochs_per_rollout > 1; otherwise the
+               policy's own detached log-probs, ratio 1)
+    update     clipped policy-gradient loss (+ beta * KL), accumulated over micro-batches, one
+               optimizer step per epoch over the rollout batch
+
+Every log-prob pass receives the clip's media through the adapter. Checkpoints (model or LoRA
+adapter, optimizer, scheduler, RNG states, data position, step) are written atomically every
+``save_every`` steps and on SIGINT/SIGTERM; ``resume`` continues exactly. Non-finite rewards,
+losses or gradients skip the step with a logged reason; repeated ones stop the run.
 """
 
 from __future__ import annotations
 
 import copy
+import json
+import math
 import random
+import shutil
+import signal
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -25,8 +38,9 @@ from emorl.data.manifest import Sample
 from emorl.models.adapter import OmniAdapter, SamplingParams
 from emorl.recipes.rewards import get_recipe
 from emorl.rl.grpo import group_advantages, policy_loss
-from emorl.rl.rollout import Group, rollout
+from emorl.rl.rollout import ExtraRewards, Group, sample_groups, score_groups
 from emorl.train_utils import JsonlLogger, PhaseTimer, chunks, freeze_towers, make_optimizer, save_model_atomic
+from emorl.utils import atomic_write_json
 
 
 @dataclass
@@ -61,137 +75,491 @@ class BatchPlan:
                 f"rows/step; micro-batch {self.micro_batch_rows} rows -> {self.accumulation_steps} accumulation steps")
 
 
-def _rows(groups: list[Group]):
-    """Flatten groups into rows (prompt, completion, advantage), bucketed by modality."""
-    rows = [(g.prompt, c, g.advantages[j]) for g in groups for j, c in enumerate(g.completions)]
-    rows.sort(key=lambda r: r[0].modality.value)  # stable: keeps group order within a modality
-    return rows
+@dataclass
+class Row:
+    """One completion as a training row. logp tensors are (L,) for this row's tokens."""
+
+    group: Group
+    index: int
+    old: torch.Tensor | None = None
+    ref: torch.Tensor | None = None
+
+    @property
+    def prompt(self):
+        return self.group.prompt
+
+    @property
+    def completion(self) -> torch.Tensor:
+        return self.group.completions[self.index]
+
+    @property
+    def advantage(self) -> torch.Tensor:
+        return self.group.advantages[self.index]
 
 
-def _logprob_batches(adapter, rows, size, temperature, with_grad, with_entropy=False):
-    for mb in chunks(rows, size):
-        mods = {r[0].modality for r in mb}
-        parts = [list(filter(lambda r, m=m: r[0].modality == m, mb)) for m in mods] if len(mods) > 1 else [mb]
-        for part in parts:
-            ctx = torch.enable_grad() if with_grad else torch.no_grad()
-            with ctx:
-                yield part, adapter.completion_logprobs([r[0] for r in part], [r[1] for r in part],
-                                                        temperature=temperature, with_entropy=with_entropy)
+@dataclass
+class TrainState:
+    step: int = 0
+    order: list[int] = field(default_factory=list)
+    nonfinite_streak: int = 0
 
 
+# ---------------------------------------------------------------------------- phases
+def micro_batches(rows: list[Row], size: int):
+    """Micro-batches of at most ``size`` rows, each of one modality (Qwen-Omni batches are homogeneous)."""
+    by_mod: dict = {}
+    for r in rows:
+        by_mod.setdefault(r.prompt.modality, []).append(r)
+    for mod_rows in by_mod.values():
+        yield from chunks(mod_rows, size)
+
+
+@torch.no_grad()
+def fill_logps(adapter: OmniAdapter, rows: list[Row], size: int, temperature: float, attr: str) -> None:
+    """Store per-row log-probs (no grad) in ``row.<attr>`` ('old' or 'ref')."""
+    for mb in micro_batches(rows, size):
+        lp, _, _ = adapter.completion_logprobs([r.prompt for r in mb], [r.completion for r in mb],
+                                               temperature=temperature)
+        for i, r in enumerate(mb):
+            setattr(r, attr, lp[i, : len(r.completion)].detach())
+
+
+def _pad(seqs: list[torch.Tensor], length: int, device) -> torch.Tensor:
+    out = torch.zeros(len(seqs), length, device=device)
+    for i, s in enumerate(seqs):
+        out[i, : len(s)] = s
+    return out
+
+
+def policy_update(adapter: OmniAdapter, rows: list[Row], cfg: RunConfig, backward, *, temperature: float,
+                  norm_rows: int | None = None, norm_tokens: int | None = None) -> dict:
+    """Accumulate the loss's gradients over micro-batches (no optimizer step). The micro-batch
+    losses are normalised by the whole batch's rows/tokens (``norm_*``: across all processes),
+    so they sum to the full-batch loss whatever ``micro_batch_rows`` is. Returns mean statistics."""
+    g = cfg.grpo
+    n_rows = norm_rows or len(rows)
+    n_tokens = norm_tokens or sum(len(r.completion) for r in rows)
+    stats = {"loss": 0.0, "kl": 0.0, "clip_frac": 0.0, "entropy": 0.0, "ratio": 0.0}
+    for mb in micro_batches(rows, g.micro_batch_rows):
+        lp, mask, ent = adapter.completion_logprobs([r.prompt for r in mb], [r.completion for r in mb],
+                                                    temperature=temperature, with_entropy=True)
+        old = lp.detach() if mb[0].old is None else _pad([r.old for r in mb], lp.shape[1], lp.device)
+        ref = None if g.beta == 0 else _pad([r.ref for r in mb], lp.shape[1], lp.device)
+        adv = torch.stack([r.advantage for r in mb]).to(lp.device)
+        out = policy_loss(lp, old, adv, mask, loss_type=g.loss_type, eps_low=g.epsilon_low, eps_high=g.epsilon_high,
+                          ref_logp=ref, beta=g.beta, kl_kind=g.kl_estimator, max_len=cfg.sampling.max_new_tokens,
+                          norm_rows=n_rows, norm_tokens=n_tokens)
+        if not torch.isfinite(out.loss):
+            raise FloatingPointError(f"non-finite loss ({float(out.loss)})")
+        backward(out.loss)
+        w = len(mb) / len(rows)
+        stats["loss"] += float(out.loss.detach())
+        stats["kl"] += out.kl * w
+        stats["clip_frac"] += out.clip_frac * w
+        stats["ratio"] += out.ratio_mean * w
+        stats["entropy"] += float((ent * mask).sum() / mask.sum().clamp(min=1)) * w
+    return stats
+
+
+def _world() -> tuple[int, int]:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size(), dist.get_rank()
+    return 1, 0
+
+
+def _global_sum(x: int) -> int:
+    import torch.distributed as dist
+
+    if _world()[0] == 1:
+        return x
+    t = torch.tensor([x], dtype=torch.long)
+    dist.all_reduce(t)
+    return int(t)
+
+
+def _all_reduce_grads(model: torch.nn.Module) -> None:
+    """Data parallelism: sum gradients over processes (each process's loss is already normalised
+    by the global row/token counts, so the sum is the global batch's gradient)."""
+    import torch.distributed as dist
+
+    if _world()[0] == 1:
+        return
+    for p in model.parameters():
+        if p.requires_grad:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+            dist.all_reduce(p.grad)
+
+
+@torch.no_grad()
+def _check_in_sync(model: torch.nn.Module) -> bool | None:
+    """Multi-process runs: do all processes hold the same parameters? (None when single-process.)
+    Raises if they differ: a silent divergence would make the run meaningless."""
+    import torch.distributed as dist
+
+    world, _ = _world()
+    if world == 1:
+        return None
+    local = torch.tensor([sum(float(p.double().sum()) for p in model.parameters()),
+                          sum(float(p.double().abs().sum()) for p in model.parameters())], dtype=torch.float64)
+    gathered = [torch.zeros_like(local) for _ in range(world)]
+    dist.all_gather(gathered, local)
+    if any(not torch.equal(gathered[0], x) for x in gathered[1:]):
+        raise RuntimeError(f"processes hold different parameters after training: {[x.tolist() for x in gathered]}")
+    return True
+
+
+# ---------------------------------------------------------------------------- checkpoints
+def _ckpt_root(out: Path) -> Path:
+    return out / "checkpoints"
+
+
+def _barrier() -> None:
+    import torch.distributed as dist
+
+    if _world()[0] > 1:
+        dist.barrier()
+
+
+def save_checkpoint(out: Path, adapter, opt, sched, state: TrainState, rng: random.Random, keep: int,
+                    peft_model=None) -> Path:
+    """Write checkpoints/step-N atomically (temp folder + rename), then point latest.json at it.
+    Rank 0 writes the weights and trainer state; every rank writes its own RNG state."""
+    world, rank = _world()
+    root = _ckpt_root(out)
+    name = f"step-{state.step:06d}"
+    tmp, final = root / f".{name}.tmp", root / name
+    if rank == 0:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+        if peft_model is not None:
+            peft_model.save_pretrained(tmp / "adapter")
+        else:  # the exact in-memory state dict (save_pretrained renames keys on the way to disk)
+            torch.save(adapter.model.state_dict(), tmp / "model_state.pt")
+        torch.save({"step": state.step, "order": list(state.order), "nonfinite_streak": state.nonfinite_streak,
+                    "python_rng": rng.getstate(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                    "world_size": world}, tmp / "trainer_state.pt")
+    _barrier()
+    torch.save({"torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
+               tmp / f"rng_rank{rank}.pt")
+    _barrier()
+    if rank == 0:
+        if final.exists():
+            shutil.rmtree(final)
+        tmp.rename(final)
+        atomic_write_json(root / "latest.json", {"step": state.step, "path": name})
+        done = sorted(p for p in root.glob("step-*") if p.is_dir())
+        for old in done[:-keep] if keep > 0 else []:
+            shutil.rmtree(old)
+    _barrier()
+    return final
+
+
+def load_checkpoint(out: Path, adapter, opt, sched, rng: random.Random, peft_model=None) -> TrainState:
+    root = _ckpt_root(out)
+    latest = root / "latest.json"
+    if not latest.is_file():
+        raise FileNotFoundError(f"{latest}: no checkpoint to resume from (was grpo.save_every set?)")
+    path = root / json.loads(latest.read_text())["path"]
+    if peft_model is not None:
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        set_peft_model_state_dict(peft_model, load_file(str(path / "adapter" / "adapter_model.safetensors")))
+    else:
+        adapter.model.load_state_dict(torch.load(path / "model_state.pt", weights_only=True))
+    st = torch.load(path / "trainer_state.pt", weights_only=False)
+    world, rank = _world()
+    if st["world_size"] != world:
+        raise ValueError(f"{path}: checkpoint was written by {st['world_size']} processes, resuming with {world}")
+    opt.load_state_dict(st["optimizer"])
+    sched.load_state_dict(st["scheduler"])
+    rng.setstate(st["python_rng"])
+    r = torch.load(path / f"rng_rank{rank}.pt", weights_only=False)
+    torch.set_rng_state(r["torch_rng"])
+    if r.get("cuda_rng") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(r["cuda_rng"])
+    return TrainState(step=st["step"], order=list(st["order"]), nonfinite_streak=st["nonfinite_streak"])
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    if not path.is_file():
+        return
+    keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line).get("step", 0) <= step]
+    path.write_text("".join(line + "\n" for line in keep))
+
+
+class _StopFlag:
+    """SIGINT/SIGTERM set a flag; the loop saves a checkpoint after the current step and exits."""
+
+    def __init__(self):
+        self.signal: int | None = None
+        self._old: dict = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._old[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not in the main thread
+                pass
+        return self
+
+    def _handle(self, signum, frame):
+        if self.signal is not None:  # second signal: stop now
+            raise KeyboardInterrupt
+        self.signal = signum
+        print(f"\n[grpo] received signal {signum}: finishing this step, saving a checkpoint and exiting")
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+# ---------------------------------------------------------------------------- setup
+def _setup_model(cfg: RunConfig, adapter):
+    """Freezing, LoRA and gradient checkpointing. Returns the peft wrapper (or None)."""
+    model = adapter.model
+    freeze_towers(model, vision=cfg.model.freeze_vision, audio=cfg.model.freeze_audio)
+    peft_model = None
+    if cfg.model.lora_rank > 0:
+        from peft import LoraConfig, get_peft_model
+
+        targets = [t.strip() for t in cfg.model.lora_targets.split(",") if t.strip()]
+        lcfg = LoraConfig(r=cfg.model.lora_rank, lora_alpha=cfg.model.lora_alpha, lora_dropout=cfg.model.lora_dropout,
+                          target_modules=rf".*language_model.*\.({'|'.join(targets)})")
+        peft_model = get_peft_model(model, lcfg)  # injects LoRA layers into `model` in place
+    if cfg.grpo.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        # transformers hooks every sub-model's input embedding to require grad, so frozen encoders
+        # would still build autograd graphs: undo it (not needed with non-reentrant checkpointing)
+        model.disable_input_require_grads()
+    return peft_model
+
+
+def _reference(cfg: RunConfig, adapter, peft_model):
+    """The frozen reference: LoRA -> the same model with adapters disabled (no copy); else a copy."""
+    if cfg.grpo.beta == 0.0:
+        return None
+    if peft_model is not None:
+        return peft_model  # the policy with its LoRA adapters disabled
+    ref = copy.copy(adapter)
+    ref.model = copy.deepcopy(adapter.model).eval().requires_grad_(False)
+    if cfg.model.ref_device:
+        ref.model.to(cfg.model.ref_device)
+        ref.device = torch.device(cfg.model.ref_device)
+    return ref
+
+
+def _next_batch(state: TrainState, rng: random.Random, n_samples: int, k: int) -> list[int]:
+    while len(state.order) < k:
+        perm = list(range(n_samples))
+        rng.shuffle(perm)
+        state.order += perm
+    batch, state.order = state.order[:k], state.order[k:]
+    return batch
+
+
+# ---------------------------------------------------------------------------- the loop
 def train_grpo(cfg: RunConfig, adapter: OmniAdapter, builder: PromptBuilder, samples: list[Sample], out: Path,
-               *, progress: bool = True) -> dict:
-    """Run ``cfg.grpo.steps`` GRPO steps on ``samples``; writes ``out/metrics.jsonl``,
-    ``out/samples.jsonl`` and the final model to ``out/model``. Returns a summary."""
+               *, progress: bool = True, extra_rewards: ExtraRewards | None = None,
+               stop_after: int | None = None) -> dict:
+    """Run GRPO until ``cfg.grpo.steps`` (or ``stop_after`` more steps); writes ``out/metrics.jsonl``,
+    ``out/samples.jsonl``, checkpoints and the final model to ``out/model``. Returns a summary."""
     from accelerate import Accelerator
 
     g = cfg.grpo
     plan = BatchPlan(g.prompts_per_step, g.completions_per_prompt, g.micro_batch_rows)
     plan.check()
+    if g.epochs_per_rollout < 1:
+        raise ValueError(f"grpo.epochs_per_rollout must be >= 1, got {g.epochs_per_rollout}")
     recipe = get_recipe(cfg.prompt.recipe)
     accelerator = Accelerator(cpu=cfg.model.device == "cpu")
-    model = adapter.model
-    freeze_towers(model, vision=cfg.model.freeze_vision, audio=cfg.model.freeze_audio)
-    opt, sched = make_optimizer(model, g.lr, g.weight_decay, g.steps, g.warmup_steps, "linear")
-    model, opt = accelerator.prepare(model, opt)
-    ref = None
-    if g.beta != 0.0:
-        ref = copy.copy(adapter)  # same processor, frozen copy of the initial weights
-        ref.model = copy.deepcopy(accelerator.unwrap_model(model)).eval().requires_grad_(False)
+    world, rank = _world()
+    if plan.prompts_per_step % world:
+        raise ValueError(f"grpo.prompts_per_step ({plan.prompts_per_step}) must be divisible by the number of "
+                         f"processes ({world})")
+    main = rank == 0
+    progress = progress and main
+    peft_model = _setup_model(cfg, adapter)
+    opt, sched = make_optimizer(adapter.model, g.lr, g.weight_decay, g.steps, g.warmup_steps, "linear")
+    opt = accelerator.prepare(opt)
+    ref = _reference(cfg, adapter, peft_model)
     params = SamplingParams(cfg.sampling.max_new_tokens, cfg.sampling.temperature, cfg.sampling.top_p,
                             cfg.sampling.top_k)
     out.mkdir(parents=True, exist_ok=True)
-    log = JsonlLogger(out / "metrics.jsonl")
-    sample_log = JsonlLogger(out / "samples.jsonl")
     rng = random.Random(cfg.seed)
-    order: list[int] = []
-    print(f"[grpo] {plan.describe()}; {g.steps} steps; loss {g.loss_type}, beta {g.beta}, lr {g.lr}")
-    history = []
-    bar = tqdm(range(g.steps), desc="grpo", disable=not progress, dynamic_ncols=True)
-    for step in bar:
-        timer = PhaseTimer()
-        t0 = time.perf_counter()
-        if len(order) < plan.prompts_per_step:
-            perm = list(range(len(samples)))
-            rng.shuffle(perm)
-            order += perm
-        batch = [samples[i] for i in order[: plan.prompts_per_step]]
-        del order[: plan.prompts_per_step]
-        with timer("encode"):
-            prompts = [builder.prompt(s) for s in batch]
-        model.eval()
-        with timer("rollout"):
-            groups = rollout(adapter, batch, prompts, plan.completions_per_prompt, params, recipe)
-        with timer("advantage"):
-            rewards = torch.stack([grp.rewards["overall"] for grp in groups])  # (N, G)
-            adv = group_advantages(rewards, g.advantage_scale, g.advantage_eps)
-            for grp, a in zip(groups, adv):
-                grp.advantages = a
-        rows = _rows(groups)
-        n_tokens = sum(len(r[1]) for r in rows)
-        max_len = max(len(r[1]) for r in rows)
-        ref_logps: dict[int, torch.Tensor] = {}
-        if ref is not None:
-            with timer("reference"):
-                k = 0
-                for part, (lp, _, _) in _logprob_batches(ref, rows, plan.micro_batch_rows, params.temperature, False):
-                    for i in range(len(part)):
-                        ref_logps[k + i] = lp[i]
-                    k += len(part)
-        model.train()
-        stats = {"loss": 0.0, "kl": 0.0, "clip_frac": 0.0, "entropy": 0.0}
-        with timer("update"):
-            k = 0
-            for part, (lp, mask, ent) in _logprob_batches(adapter, rows, plan.micro_batch_rows, params.temperature,
-                                                          True, with_entropy=True):
-                a = torch.stack([r[2] for r in part]).to(lp.device)
-                rlp = torch.stack([ref_logps[k + i] for i in range(len(part))]) if ref is not None else None
-                lo = policy_loss(lp, lp.detach(), a, mask, loss_type=g.loss_type, eps_low=g.epsilon_low,
-                                 eps_high=g.epsilon_high, ref_logp=rlp, beta=g.beta, kl_kind=g.kl_estimator,
-                                 max_len=cfg.sampling.max_new_tokens, norm_rows=len(rows), norm_tokens=n_tokens)
-                accelerator.backward(lo.loss)
-                w = len(part) / len(rows)
-                stats["loss"] += float(lo.loss.detach())
-                stats["kl"] += lo.kl * w
-                stats["clip_frac"] += lo.clip_frac * w
-                stats["entropy"] += float((ent * mask).sum() / mask.sum().clamp(min=1)) * w
-                k += len(part)
-            grad_norm = float(accelerator.clip_grad_norm_(model.parameters(), g.max_grad_norm))
-            if not torch.isfinite(torch.tensor(grad_norm)):
-                opt.zero_grad(set_to_none=True)
-                print(f"[grpo] step {step}: non-finite gradient norm, update skipped")
-            else:
-                opt.step()
-            sched.step()
-            opt.zero_grad(set_to_none=True)
-        dt = time.perf_counter() - t0
-        row = {"step": step + 1, **{k: round(v, 6) for k, v in stats.items()}, "grad_norm": grad_norm,
-               "lr": sched.get_last_lr()[0], "completion_len": n_tokens / len(rows), "max_len": max_len,
-               "truncated_frac": sum(sum(grp.truncated) for grp in groups) / len(rows),
-               "reward_std_in_group": float(rewards.std(dim=1).mean()),
-               "zero_adv_groups": int((rewards.std(dim=1) == 0).sum()),
-               "tokens_per_s": n_tokens / max(timer.seconds.get("rollout", 1e-9), 1e-9),
-               "step_s": dt, **{f"time/{k}": v for k, v in timer.seconds.items()}}
-        for name in groups[0].rewards:
-            vals = torch.cat([grp.rewards[name] for grp in groups])
-            row[f"reward/{name}"] = float(vals.mean())
-            row[f"reward/{name}_std"] = float(vals.std()) if len(vals) > 1 else 0.0
-        if builder.substitutions:
-            row["media_substitutions"] = dict(builder.substitutions)
-        log.log(row)
-        history.append(row)
-        if g.sample_every and (step % g.sample_every == 0 or step == g.steps - 1):
-            grp = groups[0]
-            sample_log.log({"step": step + 1, "id": grp.sample.id, "label": grp.sample.label,
-                            "completions": [{"text": t, **{k: float(v[j]) for k, v in grp.rewards.items()},
-                                             "advantage": float(grp.advantages[j])}
-                                            for j, t in enumerate(grp.texts)]})
-        bar.set_postfix(reward=f"{row['reward/overall']:.2f}", acc=f"{row.get('reward/accuracy', 0):.2f}",
-                        kl=f"{row['kl']:.3f}")
+    state = TrainState()
+    if g.resume:
+        state = load_checkpoint(out, adapter, opt, sched, rng, peft_model)
+        print(f"[grpo] resumed from step {state.step}")
+        if main:
+            for name in ("metrics.jsonl", "samples.jsonl"):
+                _truncate_log(out / name, state.step)
+    _barrier()
+    log = JsonlLogger(out / "metrics.jsonl" if main else out / f".metrics_rank{rank}.jsonl")
+    sample_log = JsonlLogger(out / "samples.jsonl" if main else out / f".samples_rank{rank}.jsonl")
+    n_params = sum(p.numel() for p in adapter.model.parameters() if p.requires_grad)
+    if main:
+        print(f"[grpo] {plan.describe()}; {world} process(es); {g.steps} steps; loss {g.loss_type}, beta {g.beta}, lr {g.lr}; "
+              f"{n_params / 1e6:.2f}M trainable parameters" + (f" (LoRA r={cfg.model.lora_rank})" if peft_model else ""))
+    history: list[dict] = []
+    last_step = g.steps if stop_after is None else min(g.steps, state.step + stop_after)
+    bar = tqdm(total=g.steps, initial=state.step, desc="grpo", disable=not progress, dynamic_ncols=True)
+    with _StopFlag() as stop:
+        while state.step < last_step and stop.signal is None:
+            row = _step(cfg, plan, adapter, builder, samples, recipe, params, extra_rewards, ref, opt, sched,
+                        accelerator, state, rng)
+            state.step += 1
+            row["step"] = state.step
+            log.log(row)
+            history.append(row)
+            if g.sample_every and (state.step % g.sample_every == 1 or state.step == g.steps) and "_sample" in row:
+                sample_log.log({"step": state.step, **row.pop("_sample")})
+            row.pop("_sample", None)
+            if g.save_every and state.step % g.save_every == 0 and state.step < g.steps:
+                save_checkpoint(out, adapter, opt, sched, state, rng, g.keep_checkpoints, peft_model)
+            bar.update(1)
+            bar.set_postfix(reward=f"{row.get('reward/overall', float('nan')):.2f}",
+                            acc=f"{row.get('reward/accuracy', 0):.2f}", kl=f"{row.get('kl', 0):.3f}")
+    bar.close()
     log.close()
     sample_log.close()
-    model.eval()
-    save_model_atomic(adapter, out / "model")
-    first, last = history[0], history[-1]
-    return {"steps": g.steps, "first_reward": first["reward/overall"], "last_reward": last["reward/overall"],
-            "history": history}
+    interrupted = stop.signal is not None or state.step < g.steps
+    adapter.model.eval()
+    in_sync = _check_in_sync(adapter.model)
+    if in_sync is not None and main:
+        atomic_write_json(out / "sync_check.json", {"processes": world, "params_in_sync": in_sync,
+                                                    "step": state.step})
+    if interrupted:
+        path = save_checkpoint(out, adapter, opt, sched, state, rng, g.keep_checkpoints, peft_model)
+        print(f"[grpo] stopped at step {state.step}; checkpoint {path}; continue with grpo.resume=true")
+    elif main:
+        if peft_model is not None:
+            peft_model.save_pretrained(out / "adapter")
+            merged = copy.copy(adapter)
+            merged.model = copy.deepcopy(peft_model).merge_and_unload()
+            save_model_atomic(merged, out / "model")
+        else:
+            save_model_atomic(adapter, out / "model")
+    _barrier()
+    return {"steps": state.step, "interrupted": interrupted,
+            "first_reward": history[0].get("reward/overall") if history else None,
+            "last_reward": history[-1].get("reward/overall") if history else None, "history": history}
+
+
+def _rollout(cfg, plan, adapter, builder, samples, recipe, params, extra_rewards, state, rng, timer):
+    """Groups for one step; with dynamic sampling, tied groups are dropped and refilled."""
+    g = cfg.grpo
+    groups: list[Group] = []
+    dropped = 0
+    for _round in range(1 + (g.max_refill_rounds if g.dynamic_sampling else 0)):
+        need = plan.prompts_per_step // _world()[0] - len(groups)
+        if need <= 0:
+            break
+        # every process draws the same global batch and takes its share (prompts_per_step is global)
+        world, rank = _world()
+        batch = [samples[i] for i in _next_batch(state, rng, len(samples), need * world)[rank::world]]
+        with timer("encode"):
+            prompts = [builder.prompt(s) for s in batch]
+        adapter.model.eval()
+        with timer("rollout"):
+            new = sample_groups(adapter, batch, prompts, plan.completions_per_prompt, params)
+        with timer("reward"):
+            score_groups(new, recipe, extra_rewards)
+        if g.dynamic_sampling:
+            keep = [grp for grp in new if float(grp.rewards["overall"].std()) > 0]
+            dropped += len(new) - len(keep)
+            new = keep
+        groups += new
+    return groups, dropped
+
+
+def _step(cfg, plan, adapter, builder, samples, recipe, params, extra_rewards, ref, opt, sched, accelerator,
+          state: TrainState, rng) -> dict:
+    g = cfg.grpo
+    timer = PhaseTimer()
+    t0 = time.perf_counter()
+    groups, dropped = _rollout(cfg, plan, adapter, builder, samples, recipe, params, extra_rewards, state, rng, timer)
+    row: dict = {"dynamic_sampling_dropped": dropped} if g.dynamic_sampling else {}
+    if not groups:
+        state.nonfinite_streak = 0
+        row.update({"skipped": "every group's rewards tied (dynamic sampling)", "step_s": time.perf_counter() - t0})
+        return row
+    with timer("advantage"):
+        rewards = torch.stack([grp.rewards["overall"] for grp in groups])  # (N, G)
+        adv = group_advantages(rewards, g.advantage_scale, g.advantage_eps)
+        for grp, a in zip(groups, adv):
+            grp.advantages = a
+    rows = [Row(grp, j) for grp in groups for j in range(grp.size)]
+    n_tokens = sum(len(r.completion) for r in rows)
+    row.update(_reward_stats(groups, rewards))
+    reason = None if torch.isfinite(rewards).all() else "non-finite reward"
+    if reason is None:
+        try:
+            if ref is not None:
+                with timer("reference"):
+                    if isinstance(ref, torch.nn.Module):  # peft model: base weights = initial policy
+                        with ref.disable_adapter():
+                            fill_logps(adapter, rows, g.micro_batch_rows, params.temperature, "ref")
+                    else:
+                        fill_logps(ref, rows, g.micro_batch_rows, params.temperature, "ref")
+            if g.epochs_per_rollout > 1:
+                with timer("old"):
+                    fill_logps(adapter, rows, g.micro_batch_rows, params.temperature, "old")
+            adapter.model.train()
+            norm_rows, norm_tokens = _global_sum(len(rows)), _global_sum(n_tokens)
+            for _epoch in range(g.epochs_per_rollout):
+                with timer("update"):
+                    stats = policy_update(adapter, rows, cfg, accelerator.backward, temperature=params.temperature,
+                                          norm_rows=norm_rows, norm_tokens=norm_tokens)
+                    _all_reduce_grads(adapter.model)
+                    grad_norm = float(accelerator.clip_grad_norm_(
+                        [p for p in adapter.model.parameters() if p.requires_grad], g.max_grad_norm))
+                    if not math.isfinite(grad_norm):
+                        raise FloatingPointError(f"non-finite gradient norm ({grad_norm})")
+                    opt.step()
+                    opt.zero_grad(set_to_none=True)
+            sched.step()
+            row.update({k: round(v, 6) for k, v in stats.items()})
+            row["grad_norm"] = grad_norm
+        except FloatingPointError as e:
+            reason = str(e)
+            opt.zero_grad(set_to_none=True)
+        finally:
+            adapter.model.eval()
+    if reason is not None:
+        state.nonfinite_streak += 1
+        row["skipped"] = reason
+        print(f"[grpo] step {state.step + 1}: {reason}; update skipped ({state.nonfinite_streak} in a row)")
+        if state.nonfinite_streak >= g.max_nonfinite_steps:
+            raise RuntimeError(f"GRPO stopped: {state.nonfinite_streak} consecutive steps with non-finite values "
+                               f"(last: {reason}). Lower grpo.lr, check the reward functions, or raise "
+                               f"grpo.max_nonfinite_steps.")
+    else:
+        state.nonfinite_streak = 0
+    row.update({"lr": sched.get_last_lr()[0], "completion_len": n_tokens / len(rows),
+                "max_len": max(len(r.completion) for r in rows),
+                "truncated_frac": sum(sum(grp.truncated) for grp in groups) / len(rows),
+                "tokens_per_s": n_tokens / max(timer.seconds.get("rollout", 1e-9), 1e-9),
+                "step_s": time.perf_counter() - t0, **{f"time/{k}": v for k, v in timer.seconds.items()}})
+    if builder.substitutions:
+        row["media_substitutions"] = dict(builder.substitutions)
+    grp = groups[0]
+    row["_sample"] = {"id": grp.sample.id, "label": grp.sample.label,
+                      "completions": [{"text": t, **{k: float(v[j]) for k, v in grp.rewards.items()},
+                                       "advantage": float(grp.advantages[j])} for j, t in enumerate(grp.texts)]}
+    return row
+
+
+def _reward_stats(groups: list[Group], rewards: torch.Tensor) -> dict:
+    row = {"reward_std_in_group": float(rewards.std(dim=1).mean()) if rewards.shape[1] > 1 else 0.0,
+           "zero_adv_groups": int((rewards.std(dim=1) == 0).sum())}
+    for name in groups[0].rewards:
+        vals = torch.cat([grp.rewards[name] for grp in groups])
+        row[f"reward/{name}"] = float(vals.mean())
+        row[f"reward/{name}_std"] = float(vals.std()) if len(vals) > 1 else 0.0
+    return row

@@ -1,0 +1,38 @@
+"""`emorl demo --quick` end to end (the CI-sized demo): outputs exist and have the promised shape,
+and a second run resumes instead of redoing the work."""
+
+import json
+
+import pytest
+
+from emorl.cli import main
+
+pytestmark = pytest.mark.e2e
+
+
+def test_quick_demo(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--out", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "| grpo |" in printed
+    m = json.loads((out / "metrics.json").read_text())
+    assert set(m["models"]) == {"base", "coldstart_sft", "label_sft", "grpo"}
+    for name, splits in m["models"].items():
+        assert set(splits) == {"test", "ood"}
+        for split, r in splits.items():
+            assert set(r) == {"war", "uar", "format_rate", "n"}
+            assert all(0.0 <= r[k] <= 1.0 for k in ("war", "uar", "format_rate")), (name, split, r)
+            assert r["n"] > 0
+    # cold-start SFT teaches the format: the random base model never produces it
+    assert m["models"]["base"]["test"]["format_rate"] == 0.0
+    assert m["models"]["coldstart_sft"]["test"]["format_rate"] > 0.0
+    report = (out / "report.md").read_text()
+    assert "| grpo |" in report and "eval/grpo/test/confusion.png" in report
+    for name in m["models"]:
+        assert (out / "eval" / name / "test" / "predictions.jsonl").is_file()
+    assert (out / "grpo" / "metrics.jsonl").is_file() and (out / "config.yaml").is_file()
+    assert "git_revision" in (out / "config.yaml").read_text()
+    # resumable: every stage is marked done and a rerun skips them
+    assert main(["demo", "--quick", "--out", str(out), "--no-progress"]) == 0
+    again = capsys.readouterr().out
+    assert again.count("already done") >= 10
