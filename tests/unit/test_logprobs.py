@@ -42,8 +42,10 @@ def _reference_logps(model, p, completion, *, media: bool):
     return lp.gather(-1, completion.unsqueeze(-1)).squeeze(-1)
 
 
+@pytest.mark.parametrize("group_aware", [False, True], ids=["duplicated-rows", "shared-prefix"])
 @pytest.mark.parametrize("modality", [Modality.AV, Modality.VIDEO, Modality.AUDIO])
-def test_batched_logprobs_equal_single_forward(adapter, clips, modality):
+def test_batched_logprobs_equal_single_forward(adapter, clips, modality, group_aware, monkeypatch):
+    monkeypatch.setattr(adapter, "group_aware", group_aware)
     prompts = _prompts(adapter, clips, modality)
     assert len({p.length for p in prompts}) > 1  # different prompt lengths -> real padding in the batch
     torch.manual_seed(1)
@@ -67,7 +69,9 @@ def test_batch_must_share_modality(adapter, clips):
         adapter.completion_logprobs([a, v], [torch.tensor([5, 6]), torch.tensor([5])])
 
 
-def test_group_sampling_keeps_each_rows_media(adapter, clips):
+@pytest.mark.parametrize("group_aware", [False, True], ids=["duplicated-rows", "shared-prefix"])
+def test_group_sampling_keeps_each_rows_media(adapter, clips, group_aware, monkeypatch):
+    monkeypatch.setattr(adapter, "group_aware", group_aware)
     """Greedy completions of a prompt inside a mixed batch equal its completion alone: rows get
     their own media (unlike num_return_sequences, which scrambles video patches)."""
     prompts = _prompts(adapter, clips, Modality.AV)

@@ -41,8 +41,13 @@ class QwenOmniAdapter:
     omni checkpoint (thinker + talker) loads its thinker only.
     """
 
-    def __init__(self, model, processor, *, device: str | torch.device = "cpu", frame_pixels: int | None = None):
+    def __init__(self, model, processor, *, device: str | torch.device = "cpu", frame_pixels: int | None = None,
+                 group_aware: bool = True, encoder_cache=None):
         self.model = model
+        # group-aware paths (emorl.models.group): one encode + one prefill per prompt, shared-prefix
+        # log-probs; exact against the duplicated-rows paths (tests/unit/test_group_exact.py)
+        self.group_aware = group_aware
+        self.encoder_cache = encoder_cache
         self.processor = processor
         self.tokenizer = processor.tokenizer
         self.device = torch.device(device)
@@ -152,11 +157,19 @@ class QwenOmniAdapter:
         return pos
 
     # ------------------------------------------------------------------ sampling
-    @torch.no_grad()
     def sample_groups(self, prompts: list[PromptInputs], group_size: int, params: SamplingParams) -> Completions:
-        """``group_size`` completions for each prompt. Rows are duplicated per completion here
-        (each row with its own copy of the media: never ``num_return_sequences``, which scrambles
-        video patches); the return type is the same when prompt sharing replaces it."""
+        """``group_size`` completions for each prompt: each prompt is encoded and prefilled once and
+        its KV cache shared by the G continuations (group-aware path), or rows are duplicated."""
+        from emorl.models import group
+
+        if self.group_aware and group.supports(self):
+            return group.sample_groups_shared(self, prompts, group_size, params, cache=self.encoder_cache)
+        return self.sample_groups_rows(prompts, group_size, params)
+
+    @torch.no_grad()
+    def sample_groups_rows(self, prompts: list[PromptInputs], group_size: int, params: SamplingParams) -> Completions:
+        """The duplicated-rows path: each completion is its own row with its own copy of the media
+        (never ``num_return_sequences``, which scrambles video patches)."""
         rows = [p for p in prompts for _ in range(group_size)]
         p_len = max(p.length for p in rows)
         ids = torch.full((len(rows), p_len), self.pad_id, dtype=torch.long)
@@ -201,6 +214,18 @@ class QwenOmniAdapter:
     def completion_logprobs(self, prompts: list[PromptInputs], completions: list[torch.Tensor], *,
                             temperature: float = 1.0, with_entropy: bool = False):
         """Per-token log-probs of ``completions[i]`` given ``prompts[i]`` with its full media.
+        Consecutive rows holding the same prompt object are scored with the prompt run once and
+        its completions attending to it (shared prefix); otherwise one row per completion."""
+        from emorl.models import group
+
+        if self.group_aware and group.supports(self) and any(a is b for a, b in zip(prompts, prompts[1:])):
+            return group.shared_prefix_logprobs(self, prompts, completions, temperature=temperature,
+                                                with_entropy=with_entropy, cache=self.encoder_cache)
+        return self.completion_logprobs_rows(prompts, completions, temperature=temperature, with_entropy=with_entropy)
+
+    def completion_logprobs_rows(self, prompts: list[PromptInputs], completions: list[torch.Tensor], *,
+                                 temperature: float = 1.0, with_entropy: bool = False):
+        """The duplicated-rows path of ``completion_logprobs``.
 
         Rows are [prompt | completion | right padding], so each prompt keeps the positions it had
         in generation. Only completion positions go through the LM head.

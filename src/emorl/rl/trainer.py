@@ -332,6 +332,12 @@ def _setup_model(cfg: RunConfig, adapter):
         lcfg = LoraConfig(r=cfg.model.lora_rank, lora_alpha=cfg.model.lora_alpha, lora_dropout=cfg.model.lora_dropout,
                           target_modules=rf".*language_model.*\.({'|'.join(targets)})")
         peft_model = get_peft_model(model, lcfg)  # injects LoRA layers into `model` in place
+    if (cfg.model.freeze_vision or cfg.model.freeze_audio) and getattr(adapter, "group_aware", False):
+        from emorl.models.group import EncoderCache
+
+        # frozen towers: each clip's encoder outputs are computed once and reused by the
+        # generation, reference and policy passes (and across steps while the clip is cached)
+        adapter.encoder_cache = EncoderCache(max_items=4 * cfg.grpo.prompts_per_step)
     if cfg.grpo.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         # transformers hooks every sub-model's input embedding to require grad, so frozen encoders

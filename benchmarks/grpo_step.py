@@ -1,0 +1,603 @@
+"""One GRPO step's model work, duplicated rows against group-aware, on random weights.
+
+The workload follows docs/benchmarks.md (and the GPU baseline it cites): N prompts, each a clip
+with video (and audio interleaved, TMRoPE ``use_audio_in_video``) plus text; G completions of
+exactly ``--answer-tokens`` tokens each (EOS suppressed); then a reference pass (no grad) and a
+policy pass (forward + backward of sum(logp * advantage), encoders frozen, no optimizer step).
+
+Paths, in the same process and on the same prompts:
+- ``duplicated``: ``QwenOmniAdapter.sample_groups`` / ``completion_logprobs`` (each of the N*G rows
+  carries its own copy of the media; encoders run in every pass);
+- ``group``: ``emorl.models.group``: encoders once per prompt (an in-memory ``EncoderCache``
+  shared by the three passes), one prefill per prompt with the KV cache repeated G times, and
+  shared-prefix log-prob passes ([prompt | c1 .. cG] packed per group).
+
+Reported per path: encoder seconds during generation, time to first token, decode ms/step and
+tokens/s, reference and policy pass seconds, whole-step seconds, peak memory (CUDA
+max_memory_allocated, or peak process RSS on CPU) and the decode floor (LLM weight bytes + mean
+KV-cache bytes per step over a measured copy bandwidth). JSON to ``--out`` and a table to stdout.
+
+    python benchmarks/grpo_step.py --shape tiny --device cpu --out bench.json
+    python benchmarks/grpo_step.py --shape 7b --device cuda --dtype bfloat16 --grad-checkpointing
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+
+from emorl.models import group
+from emorl.models.adapter import Modality, PromptInputs, SamplingParams
+from emorl.models.qwen_omni import QwenOmniAdapter
+
+# Qwen2.5-Omni's special ids (151643 pad, 151644 im_start, 151645 eos/im_end, media 151646-151656)
+QWEN_IDS = dict(pad=151643, im_start=151644, eos=151645, audio=151646, audio_bos=151647, audio_eos=151648,
+                vision_bos=151652, vision_eos=151653, image=151655, video=151656)
+
+
+@dataclass
+class Shape:
+    hidden: int
+    intermediate: int
+    layers: int
+    heads: int
+    kv_heads: int
+    vocab: int
+    vision_hidden: int
+    vision_depth: int
+    vision_heads: int
+    vision_intermediate: int
+    audio_d_model: int
+    audio_layers: int
+    audio_heads: int
+    audio_ffn: int
+    defaults: dict
+
+
+SHAPES = {
+    # Qwen2.5-Omni-7B thinker: HF defaults with the released 1280-wide vision tower
+    "7b": Shape(3584, 18944, 28, 28, 4, 152064, 1280, 32, 16, 3420, 1280, 32, 20, 5120,
+                dict(prompts=8, group=8, frames=16, frame_size=336, audio_seconds=5.0, answer_tokens=128,
+                     text_tokens=60, micro_batch_rows=8)),
+    # Qwen2.5-Omni-3B thinker (text as Qwen2.5-3B; lm_head assumed untied)
+    "3b": Shape(2048, 11008, 36, 16, 2, 151936, 1280, 32, 16, 3420, 1280, 32, 20, 5120,
+                dict(prompts=8, group=8, frames=16, frame_size=336, audio_seconds=5.0, answer_tokens=128,
+                     text_tokens=60, micro_batch_rows=8)),
+    # CPU shapes
+    "small": Shape(256, 768, 4, 4, 2, 8192, 128, 4, 2, 256, 128, 2, 2, 256,
+                   dict(prompts=4, group=8, frames=8, frame_size=112, audio_seconds=4.0, answer_tokens=32,
+                        text_tokens=60, micro_batch_rows=8)),
+    "tiny": Shape(64, 128, 2, 4, 2, 1024, 32, 2, 2, 64, 32, 2, 2, 64,
+                  dict(prompts=2, group=4, frames=4, frame_size=56, audio_seconds=2.0, answer_tokens=8,
+                       text_tokens=20, micro_batch_rows=4)),
+}
+
+
+def special_ids(vocab: int) -> dict:
+    if vocab > max(QWEN_IDS.values()):
+        return dict(QWEN_IDS)
+    return {k: vocab - 16 + i for i, k in enumerate(QWEN_IDS)}  # small vocabularies: specials at the top
+
+
+def build_config(shape: Shape):
+    from transformers import Qwen2_5OmniThinkerConfig
+
+    ids = special_ids(shape.vocab)
+    half = shape.hidden // shape.heads // 2
+    mrope = [half - 2 * (half * 3 // 8), half * 3 // 8, half * 3 // 8]
+    cfg = Qwen2_5OmniThinkerConfig(
+        text_config=dict(vocab_size=shape.vocab, hidden_size=shape.hidden, intermediate_size=shape.intermediate,
+                         num_hidden_layers=shape.layers, num_attention_heads=shape.heads,
+                         num_key_value_heads=shape.kv_heads, max_position_embeddings=32768,
+                         rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0, "mrope_section": mrope}),
+        vision_config=dict(depth=shape.vision_depth, hidden_size=shape.vision_hidden,
+                           intermediate_size=shape.vision_intermediate, num_heads=shape.vision_heads, patch_size=14,
+                           spatial_merge_size=2, temporal_patch_size=2, window_size=112,
+                           out_hidden_size=shape.hidden,
+                           fullatt_block_indexes=[i for i in range(shape.vision_depth) if i % 8 == 7]
+                           or [shape.vision_depth - 1]),
+        audio_config=dict(num_mel_bins=128, encoder_layers=shape.audio_layers,
+                          encoder_attention_heads=shape.audio_heads, encoder_ffn_dim=shape.audio_ffn,
+                          d_model=shape.audio_d_model, max_source_positions=1500, n_window=100,
+                          output_dim=shape.hidden),
+        audio_token_index=ids["audio"], image_token_index=ids["image"], video_token_index=ids["video"],
+        audio_start_token_id=ids["audio_bos"], audio_end_token_id=ids["audio_eos"],
+        position_id_per_seconds=25, seconds_per_chunk=2, tie_word_embeddings=False,
+        pad_token_id=ids["pad"], eos_token_id=ids["eos"],
+    )
+    cfg.vision_start_token_id = ids["vision_bos"]  # read by get_rope_index, undeclared by the config
+    cfg.vision_end_token_id = ids["vision_eos"]
+    return cfg
+
+
+class _Tokenizer:
+    """What QwenOmniAdapter needs from a tokenizer, for random-weight models without one."""
+
+    def __init__(self, vocab: int):
+        self.vocab = vocab
+        self.ids = special_ids(vocab)
+        self.pad_token_id = self.ids["pad"]
+
+    def convert_tokens_to_ids(self, token: str) -> int:
+        return self.ids["eos"] if token == "<|im_end|>" else self.ids["pad"]
+
+    def get_vocab(self) -> dict:
+        names = {"audio": "<|AUDIO|>", "audio_bos": "<|audio_bos|>", "audio_eos": "<|audio_eos|>",
+                 "vision_bos": "<|vision_bos|>", "vision_eos": "<|vision_eos|>", "image": "<|IMAGE|>",
+                 "video": "<|VIDEO|>", "im_start": "<|im_start|>", "pad": "<|endoftext|>"}
+        return {names[k]: v for k, v in self.ids.items() if k in names}
+
+    def __len__(self) -> int:
+        return self.vocab
+
+    def decode(self, ids, skip_special_tokens: bool = True) -> str:
+        return " ".join(map(str, ids.tolist()))
+
+
+class _Processor:
+    def __init__(self, vocab: int):
+        self.tokenizer = _Tokenizer(vocab)
+
+
+def _chunks(indices: list[float], per_chunk: int) -> list[int]:
+    """Chunk sizes as Qwen2_5OmniProcessor.get_chunked_index splits token time indices."""
+    sizes, start, cur = [], 0, 1
+    for i, v in enumerate(indices):
+        if v >= cur * per_chunk:
+            sizes.append(i - start)
+            start, cur = i, cur + 1
+    sizes.append(len(indices) - start)
+    return sizes
+
+
+def synthetic_prompt(cfg, modality: Modality, *, frames: int, frame_size: int, audio_seconds: float,
+                     text_tokens: int, gen: torch.Generator) -> PromptInputs:
+    """A prompt shaped like the processor's output: ``text_tokens`` text ids (im_start, then random
+    ids, a third before the media block), the media block with its specials (audio interleaved per
+    2 s chunk for AV, as Qwen2_5OmniProcessor lays it out), random pixel patches (T/2 x S/14 x
+    S/14 rows of 1176 values) and log-mel features (128, 100 frames/s)."""
+    ids = special_ids(cfg.text_config.vocab_size)
+    n_ordinary = min(cfg.text_config.vocab_size - 16, QWEN_IDS["pad"])
+    grid_t, grid_hw = frames // 2, frame_size // 14
+    spg = 2.0 / (frames / audio_seconds)  # temporal patch 2 over the clip's fps
+    n_mel = int(round(audio_seconds * 100))
+    n_audio = ((n_mel - 1) // 2 + 1 - 2) // 2 + 1
+    per_t = (grid_hw // 2) ** 2
+    mm: dict[str, torch.Tensor] = {}
+    if modality.has_video:
+        mm["pixel_values_videos"] = torch.randn(grid_t * grid_hw * grid_hw, 1176, generator=gen)
+        mm["video_grid_thw"] = torch.tensor([[grid_t, grid_hw, grid_hw]])
+        mm["video_second_per_grid"] = torch.tensor([spg])
+    if modality.has_audio:
+        mm["input_features"] = torch.randn(128, n_mel, generator=gen)
+    if modality == Modality.AV:
+        v_idx = [t * spg * 25 for t in range(grid_t) for _ in range(per_t)]
+        v_sizes, a_sizes = _chunks(v_idx, 50), _chunks(list(range(n_audio)), 50)
+        block = [ids["vision_bos"], ids["audio_bos"]]
+        for j in range(max(len(v_sizes), len(a_sizes))):
+            block += [ids["video"]] * (v_sizes[j] if j < len(v_sizes) else 0)
+            block += [ids["audio"]] * (a_sizes[j] if j < len(a_sizes) else 0)
+        block += [ids["audio_eos"], ids["vision_eos"]]
+    elif modality == Modality.VIDEO:
+        block = [ids["vision_bos"], *[ids["video"]] * (grid_t * per_t), ids["vision_eos"]]
+    else:
+        block = [ids["audio_bos"], *[ids["audio"]] * n_audio, ids["audio_eos"]]
+    before = max(1, text_tokens // 3)  # text tokens before the media block, im_start included
+    text = torch.randint(0, n_ordinary, (max(0, text_tokens - 1),), generator=gen).tolist()
+    body = [ids["im_start"], *text[: before - 1], *block, *text[before - 1 :]]
+    return PromptInputs(torch.tensor(body), mm, modality)
+
+
+# ------------------------------------------------------------------------------------ measuring
+class Clock:
+    """Wall clock that synchronizes CUDA before reading."""
+
+    def __init__(self, device: torch.device):
+        self.cuda = device.type == "cuda"
+
+    def __call__(self) -> float:
+        if self.cuda:
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
+
+class PeakMemory:
+    """Peak memory over a ``with`` block: CUDA max_memory_allocated, else process RSS sampled."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.peak_bytes = self.start_bytes = 0
+
+    def __enter__(self):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self.start_bytes = torch.cuda.memory_allocated()
+            return self
+        self.start_bytes = self.peak_bytes = self._rss()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _rss(self) -> int:
+        try:
+            import psutil
+
+            return psutil.Process().memory_info().rss
+        except ImportError:  # Linux fallback
+            with open("/proc/self/statm") as f:
+                return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    def _sample(self):
+        while not self._stop.is_set():
+            self.peak_bytes = max(self.peak_bytes, self._rss())
+            self._stop.wait(0.005)
+
+    def __exit__(self, *exc):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+            self.peak_bytes = torch.cuda.max_memory_allocated()
+        else:
+            self._stop.set()
+            self._thread.join()
+            self.peak_bytes = max(self.peak_bytes, self._rss())
+
+
+class Probes:
+    """Forward hooks: encoder seconds and clips encoded, and a stamp per LM-head call (one per
+    generated position) while ``generating`` is set."""
+
+    def __init__(self, model, clock: Clock):
+        self.clock = clock
+        self.generating = False
+        self.reset()
+        inner = model.model
+        for name, mod in (("vision", inner.visual), ("audio", inner.audio_tower)):
+            mod.register_forward_pre_hook(lambda m, a, k, n=name: self._start(n), with_kwargs=True)
+            mod.register_forward_hook(lambda m, a, o, n=name: self._stop(n, a))
+        model.lm_head.register_forward_hook(lambda m, a, o: self._stamp())
+
+    def reset(self):
+        self.encoder_s = {"vision": 0.0, "audio": 0.0}
+        self.encoder_calls = {"vision": 0, "audio": 0}
+        self.stamps: list[float] = []
+        self._t0: dict[str, float] = {}
+
+    def _start(self, name):
+        self._t0[name] = self.clock()
+
+    def _stop(self, name, args):
+        self.encoder_s[name] += self.clock() - self._t0.pop(name)
+        self.encoder_calls[name] += 1
+
+    def _stamp(self):
+        if self.generating:
+            self.stamps.append(self.clock())
+
+
+@contextmanager
+def _eval(model):
+    was = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was)
+
+
+def measure_bandwidth(device: torch.device, dtype: torch.dtype, clock: Clock, nbytes: int) -> float:
+    """Copy bandwidth in bytes/s (read + write) of a large tensor copy, median of 5."""
+    n = nbytes // torch.finfo(dtype).bits * 8
+    src = torch.empty(n, dtype=dtype, device=device).normal_()
+    dst = torch.empty_like(src)
+    dst.copy_(src)
+    times = []
+    for _ in range(5):
+        t0 = clock()
+        dst.copy_(src)
+        times.append(clock() - t0)
+    del src, dst
+    return 2 * n * torch.finfo(dtype).bits / 8 / statistics.median(times)
+
+
+def _rows_chunks(rows, size):
+    for i in range(0, len(rows), size):
+        yield rows[i : i + size]
+
+
+def run_path(name: str, adapter, prompts, args, probes: Probes, clock: Clock) -> dict:
+    """One GRPO step's model work on ``prompts`` through path ``name``."""
+    model = adapter.model
+    params = SamplingParams(max_new_tokens=args.answer_tokens, temperature=1.0, top_p=1.0, top_k=0)
+    g = args.group
+    cache = group.EncoderCache(max_items=max(64, 2 * len(prompts))) if name == "group" else None
+    out: dict = {}
+    with PeakMemory(adapter.device) as mem:
+        t_step = clock()
+        # ---- generation
+        probes.reset()
+        probes.generating = True
+        t0 = clock()
+        with _eval(model):
+            if name == "group":
+                comp = group.sample_groups_shared(adapter, prompts, g, params, cache=cache)
+            else:
+                comp = adapter.sample_groups_rows(prompts, g, params)
+        t_gen = clock() - t0
+        probes.generating = False
+        stamps = probes.stamps
+        decode_steps = len(stamps) - 1
+        decode_s = stamps[-1] - stamps[0] if decode_steps > 0 else 0.0
+        rows = [(p, c) for p, cs in zip(prompts, comp.ids) for c in cs]
+        out.update(
+            generate_s=t_gen, encoder_s=sum(probes.encoder_s.values()), vision_s=probes.encoder_s["vision"],
+            audio_s=probes.encoder_s["audio"], ttft_s=stamps[0] - t0, decode_s=decode_s, decode_steps=decode_steps,
+            decode_ms_per_step=1e3 * decode_s / max(decode_steps, 1),
+            decode_tokens_per_s=len(rows) * decode_steps / decode_s if decode_s > 0 else float("nan"),
+            completion_tokens=sum(len(c) for _, c in rows),
+        )
+        enc_calls = dict(probes.encoder_calls)
+        # ---- reference and policy passes, micro-batches of rows (whole groups on the group path)
+        mb = args.micro_batch_rows if name == "duplicated" else max(g, args.micro_batch_rows // g * g)
+        adv = torch.linspace(-1.0, 1.0, len(rows))
+
+        def logprobs(part):
+            ps, cs = [r[0] for r in part], [r[1] for r in part]
+            if name == "group":
+                return group.shared_prefix_logprobs(adapter, ps, cs, cache=cache)
+            return adapter.completion_logprobs_rows(ps, cs)
+
+        probes.reset()
+        t0 = clock()
+        with _eval(model), torch.no_grad():
+            for part in _rows_chunks(rows, mb):
+                logprobs(part)
+        out["reference_s"] = clock() - t0
+        model.train()
+        t0 = clock()
+        k = 0
+        for part in _rows_chunks(rows, mb):
+            lp, mask, _ = logprobs(part)
+            a = adv[k : k + len(part)].to(lp.device)
+            (-(lp * mask * a[:, None]).sum() / len(rows)).backward()
+            k += len(part)
+        out["policy_s"] = clock() - t0
+        model.zero_grad(set_to_none=True)
+        model.eval()
+        out["step_s"] = clock() - t_step
+        out["encoder_calls"] = {"generate": enc_calls, "log_prob_passes": dict(probes.encoder_calls)}
+    out["peak_memory_bytes"] = mem.peak_bytes
+    out["peak_memory_GiB"] = mem.peak_bytes / 2**30
+    out["peak_memory_growth_GiB"] = (mem.peak_bytes - mem.start_bytes) / 2**30  # over weights / libraries
+    if cache is not None:
+        out["encoder_cache"] = {"hits": cache.hits, "misses": cache.misses}
+    return out
+
+
+def exactness_check(adapter, prompts, args) -> dict:
+    """Group-aware vs duplicated on this device and dtype: greedy tokens of 2 prompts x G and
+    reference log-probs of the same completions (max abs difference)."""
+    ps = prompts[:2]
+    greedy = SamplingParams(max_new_tokens=min(args.answer_tokens, 16), greedy=True)
+    with _eval(adapter.model), torch.no_grad():
+        dup = adapter.sample_groups_rows(ps, args.group, greedy)
+        shared = group.sample_groups_shared(adapter, ps, args.group, greedy)
+        same = sum(int(torch.equal(a, b)) for xs, ys in zip(dup.ids, shared.ids) for a, b in zip(xs, ys))
+        rows = [(p, c) for p, cs in zip(ps, dup.ids) for c in cs]
+        lp_d, mask, _ = adapter.completion_logprobs_rows([r[0] for r in rows], [r[1] for r in rows])
+        lp_s, _, _ = group.shared_prefix_logprobs(adapter, [r[0] for r in rows], [r[1] for r in rows])
+    return {"greedy_rows_equal": same, "greedy_rows": len(rows),
+            "logprob_max_abs_diff": float(((lp_d - lp_s).abs() * mask).max())}
+
+
+def decode_floor(model, n_rows: int, prompt_len: int, answer_tokens: int, dtype: torch.dtype, bandwidth: float) -> dict:
+    lm = model.model.language_model
+    tc = lm.config
+    weight_bytes = sum(p.numel() * p.element_size() for p in lm.parameters())
+    weight_bytes += model.lm_head.weight.numel() * model.lm_head.weight.element_size()
+    weight_bytes -= lm.embed_tokens.weight.numel() * lm.embed_tokens.weight.element_size()  # a gather, not a read
+    head_dim = getattr(tc, "head_dim", None) or tc.hidden_size // tc.num_attention_heads
+    per_token = 2 * tc.num_hidden_layers * tc.num_key_value_heads * head_dim * torch.finfo(dtype).bits // 8
+    kv_mean = n_rows * (prompt_len + answer_tokens / 2) * per_token
+    return {"llm_weight_bytes": weight_bytes, "kv_bytes_mean": kv_mean,
+            "floor_ms_per_step_weights": 1e3 * weight_bytes / bandwidth,
+            "floor_ms_per_step": 1e3 * (weight_bytes + kv_mean) / bandwidth,
+            "floor_decode_s": answer_tokens * (weight_bytes + kv_mean) / bandwidth}
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--shape", choices=sorted(SHAPES), default="tiny")
+    ap.add_argument("--prompts", type=int, help="distinct prompts (clips) per step")
+    ap.add_argument("--group", type=int, help="completions per prompt (G)")
+    ap.add_argument("--frames", type=int, help="video frames per clip (even)")
+    ap.add_argument("--frame-size", type=int, help="frame side in pixels (multiple of 28)")
+    ap.add_argument("--audio-seconds", type=float, help="clip duration; audio and video cover it")
+    ap.add_argument("--answer-tokens", type=int, help="tokens per completion (EOS suppressed)")
+    ap.add_argument("--text-tokens", type=int, help="random text tokens per prompt around the media")
+    ap.add_argument("--micro-batch-rows", type=int, help="rows per log-prob micro-batch (group path: whole groups)")
+    ap.add_argument("--modality", default="av", choices=["av", "video", "audio"])
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--dtype", default=None, help="float32 | bfloat16 | float16 (default: bf16 on CUDA, fp32 on CPU)")
+    ap.add_argument("--attn", default="sdpa", choices=["sdpa", "eager"])
+    ap.add_argument("--paths", default="duplicated,group")
+    ap.add_argument("--warmup", type=int, default=None,
+                    help="untimed steps per path first (default 1 on CUDA, 0 on CPU)")
+    ap.add_argument("--repeats", type=int, default=1, help="timed steps per path; medians reported")
+    ap.add_argument("--grad-checkpointing", action="store_true")
+    ap.add_argument("--bandwidth-mib", type=int, default=None, help="tensor size for the copy-bandwidth probe")
+    ap.add_argument("--isolate", action="store_true",
+                    help="run each path in its own process (clean peak RSS on CPU; CUDA peaks are reset per path)")
+    ap.add_argument("--check", action="store_true", help="also compare the two paths' greedy tokens and log-probs")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default=None, help="JSON output path")
+    args = ap.parse_args(argv)
+    shape = SHAPES[args.shape]
+    for k, v in shape.defaults.items():
+        if getattr(args, k) is None:
+            setattr(args, k, v)
+    device = torch.device(args.device)
+    dtype = getattr(torch, args.dtype or ("bfloat16" if device.type == "cuda" else "float32"))
+    warmup = args.warmup if args.warmup is not None else int(device.type == "cuda")
+    paths = [p.strip() for p in args.paths.split(",") if p.strip()]
+    if args.isolate and len(paths) > 1:
+        return _isolated(argv if argv is not None else sys.argv[1:], paths, args.out)
+    clock = Clock(device)
+
+    from transformers import Qwen2_5OmniThinkerForConditionalGeneration, __version__ as tf_version
+
+    torch.manual_seed(args.seed)
+    cfg = build_config(shape)
+    t0 = time.perf_counter()
+    with torch.device(device):
+        model = Qwen2_5OmniThinkerForConditionalGeneration._from_config(cfg, dtype=dtype, attn_implementation=args.attn)
+    model.eval()
+    build_s = time.perf_counter() - t0
+    model.model.visual.requires_grad_(False)  # frozen encoders, trainable LLM (embeddings, layers, lm_head)
+    model.model.audio_tower.requires_grad_(False)
+    if args.grad_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.disable_input_require_grads()  # else frozen towers still build graphs (gpu-baseline.md pitfall 1)
+    adapter = QwenOmniAdapter(model, _Processor(shape.vocab), device=device)
+    adapter.suppress = sorted(set(adapter.suppress) | {adapter.eos_id})  # exactly --answer-tokens per completion
+    gen = torch.Generator().manual_seed(args.seed)
+    modality = Modality.parse(args.modality)
+    prompts = [synthetic_prompt(cfg, modality, frames=args.frames, frame_size=args.frame_size,
+                                audio_seconds=args.audio_seconds, text_tokens=args.text_tokens, gen=gen)
+               for _ in range(args.prompts)]
+    prompt_len = max(p.length for p in prompts)
+    n_params = {
+        "total": sum(p.numel() for p in model.parameters()),
+        "llm": sum(p.numel() for p in model.model.language_model.parameters()) + model.lm_head.weight.numel(),
+        "vision": sum(p.numel() for p in model.model.visual.parameters()),
+        "audio": sum(p.numel() for p in model.model.audio_tower.parameters()),
+    }
+    bw_bytes = (args.bandwidth_mib or (1024 if device.type == "cuda" else 256)) * 2**20
+    bandwidth = measure_bandwidth(device, dtype, clock, bw_bytes)
+    floor = decode_floor(model, args.prompts * args.group, prompt_len, args.answer_tokens, dtype, bandwidth)
+    probes = Probes(model, clock)
+
+    results: dict = {}
+    for name in paths:
+        for _ in range(warmup):
+            run_path(name, adapter, prompts, args, probes, clock)
+        runs = [run_path(name, adapter, prompts, args, probes, clock) for _ in range(args.repeats)]
+        res = {k: statistics.median(r[k] for r in runs) if isinstance(v, (int, float)) else v
+               for k, v in runs[-1].items()}
+        steps = res["decode_steps"]
+        res["decode_floor_fraction"] = floor["floor_ms_per_step"] / res["decode_ms_per_step"] if steps else None
+        results[name] = res
+    speedup = _speedup(results)
+    check = exactness_check(adapter, prompts, args) if args.check else None
+    report = {
+        "config": {**{k: v for k, v in vars(args).items()}, "dtype": str(dtype).replace("torch.", ""),
+                   "warmup": warmup, "prompt_tokens": prompt_len, "rows": args.prompts * args.group,
+                   "params": n_params, "model_build_s": build_s},
+        "env": {"torch": torch.__version__, "transformers": tf_version, "python": platform.python_version(),
+                "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
+                or platform.machine(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads()},
+        "bandwidth_GBps": bandwidth / 1e9,
+        "decode_floor": floor,
+        "paths": results,
+        "speedup": speedup,
+    }
+    if check is not None:
+        report["exactness_check"] = check
+    print_table(report)
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(report, f, indent=2, default=str)
+            f.write("\n")
+    return report
+
+
+def _isolated(argv: list[str], paths: list[str], out: str | None) -> dict:
+    """Each path in a child process of this script; results merged into one report."""
+    import subprocess
+    import tempfile
+
+    reports = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in paths:
+            child = [a for a in argv if a != "--isolate"]
+            for flag in ("--paths", "--out"):
+                if flag in child:
+                    i = child.index(flag)
+                    del child[i : i + 2]
+            path = os.path.join(tmp, f"{name}.json")
+            subprocess.run([sys.executable, os.path.abspath(__file__), *child, "--paths", name, "--out", path],
+                           check=True, stdout=subprocess.DEVNULL)
+            with open(path) as f:
+                reports.append(json.load(f))
+    report = reports[0]
+    report["config"]["isolate"] = True
+    report["config"]["paths"] = ",".join(paths)
+    report["bandwidth_GBps_per_process"] = [r["bandwidth_GBps"] for r in reports]
+    for r in reports[1:]:
+        report["paths"].update(r["paths"])
+    for res in report["paths"].values():  # one floor (the first process's bandwidth) for all paths
+        if res["decode_steps"]:
+            res["decode_floor_fraction"] = report["decode_floor"]["floor_ms_per_step"] / res["decode_ms_per_step"]
+    report["speedup"] = _speedup(report["paths"])
+    print_table(report)
+    if out:
+        with open(out, "w") as f:
+            json.dump(report, f, indent=2, default=str)
+            f.write("\n")
+    return report
+
+
+def _speedup(results: dict) -> dict:
+    if not {"duplicated", "group"} <= results.keys():
+        return {}
+    d, s = results["duplicated"], results["group"]
+    sp = {k: d[k] / s[k] if s[k] > 0 else None
+          for k in ("step_s", "generate_s", "ttft_s", "encoder_s", "decode_ms_per_step", "reference_s", "policy_s")}
+    sp["peak_memory_ratio_group_over_duplicated"] = s["peak_memory_bytes"] / d["peak_memory_bytes"]
+    return sp
+
+
+def print_table(report: dict) -> None:
+    c = report["config"]
+    print(f"shape {c['shape']} on {c['device']} ({report['env']['device_name']}), {c['dtype']}; "
+          f"{c['prompts']} prompts x "
+          f"G={c['group']} = {c['rows']} rows; prompt {c['prompt_tokens']} tokens, answer {c['answer_tokens']}; "
+          f"params {c['params']['total'] / 1e6:.2f}M; copy bandwidth {report['bandwidth_GBps']:.1f} GB/s")
+    paths = report["paths"]
+    names = list(paths)
+    rows = [("encoder s (generate)", "encoder_s", "{:.3f}"), ("time to first token s", "ttft_s", "{:.3f}"),
+            ("decode ms/step", "decode_ms_per_step", "{:.2f}"), ("decode tokens/s", "decode_tokens_per_s", "{:.0f}"),
+            ("decode floor fraction", "decode_floor_fraction", "{:.3f}"), ("generate s", "generate_s", "{:.3f}"),
+            ("reference pass s", "reference_s", "{:.3f}"), ("policy pass s", "policy_s", "{:.3f}"),
+            ("whole step s", "step_s", "{:.3f}"), ("peak memory GiB", "peak_memory_GiB", "{:.3f}"),
+            ("  growth during step GiB", "peak_memory_growth_GiB", "{:.3f}")]
+    head = f"{'':24s}" + "".join(f"{n:>14s}" for n in names) + ("     dup/group" if len(names) == 2 else "")
+    print(head)
+    for label, key, fmt in rows:
+        vals = [paths[n].get(key) for n in names]
+        cells = [fmt.format(v) if isinstance(v, (int, float)) and not math.isnan(v) else "-" for v in vals]
+        line = f"{label:24s}" + "".join(f"{cell:>14s}" for cell in cells)
+        if len(names) == 2 and all(isinstance(v, (int, float)) and v for v in vals):
+            line += f"{vals[0] / vals[1]:>14.2f}"
+        print(line)
+    fl = report["decode_floor"]
+    if "exactness_check" in report:
+        print(f"exactness check: {report['exactness_check']}")
+    print(f"decode floor: {fl['floor_ms_per_step']:.3f} ms/step ({fl['llm_weight_bytes'] / 1e9:.3f} GB weights + "
+          f"{fl['kv_bytes_mean'] / 1e9:.3f} GB mean KV); x{c['answer_tokens']} steps = {fl['floor_decode_s']:.3f} s")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

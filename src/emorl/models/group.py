@@ -1,0 +1,473 @@
+"""Group-aware computation for Qwen2.5-Omni thinkers: a GRPO group's G completions share one
+prompt, so its media are encoded once, its prompt is prefilled once, and its prompt tokens go
+through the training and reference passes once.
+
+Three pieces, each exact against the duplicated-rows path of ``QwenOmniAdapter`` (tests/unit/
+test_group_exact.py: equal log-probs and gradients in fp32, token-equal greedy generations):
+
+- ``encode_media``: the vision and audio towers run once per distinct prompt; their outputs are
+  scattered into ``inputs_embeds`` at the placeholder tokens, as ``Qwen2_5OmniThinkerModel.forward``
+  does. Frozen towers run under ``no_grad``; an optional ``EncoderCache`` keeps their outputs across
+  passes and epochs, keyed by clip content, preprocessing settings and encoder weights.
+- ``sample_groups_shared``: prefill the N distinct prompts, repeat the KV cache G times along the
+  batch, then decode N*G rows with the same logits processors ``generate`` would use.
+- ``shared_prefix_logprobs`` ("Prefix Grouper"): one packed sequence per group,
+  [prompt | c1 | ... | cG], with a 4-D mask (each completion sees the prompt and itself, causally)
+  and TMRoPE positions where every completion continues from the prompt's max position + 1.
+
+Positions always come from ``get_rope_index`` with the grids and audio lengths. Only Qwen2.5-Omni
+thinkers are supported (Qwen3-Omni's deepstack visual features are not injected here).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import weakref
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from emorl.models.adapter import Completions, Modality, PromptInputs, SamplingParams
+
+
+@dataclass
+class MediaEmbeds:
+    """One prompt's encoder outputs in the LLM's width: video (n_video_tokens, H) and audio
+    (n_audio_tokens, H), in placeholder order; None where the prompt has no such media."""
+
+    video: torch.Tensor | None = None
+    audio: torch.Tensor | None = None
+
+    def to(self, device) -> MediaEmbeds:
+        return MediaEmbeds(*(None if t is None else t.to(device) for t in (self.video, self.audio)))
+
+
+def supports(adapter) -> bool:
+    """Whether these group-aware paths cover ``adapter``'s model (Qwen2.5-Omni thinkers, eager or
+    sdpa attention); callers fall back to the duplicated-rows paths otherwise."""
+    m = adapter.model
+    return (type(m).__name__.startswith("Qwen2_5Omni")
+            and m.model.language_model.config._attn_implementation in ("eager", "sdpa"))
+
+
+def _parts(adapter):
+    """(thinker, thinker.model, text model); refuses families this module does not cover."""
+    thinker = adapter.model
+    if not type(thinker).__name__.startswith("Qwen2_5Omni"):
+        raise NotImplementedError(f"group-aware paths support Qwen2.5-Omni thinkers only, got {type(thinker).__name__}")
+    return thinker, thinker.model, thinker.model.language_model
+
+
+def _distinct(prompts: list[PromptInputs]) -> list[PromptInputs]:
+    seen: dict[int, PromptInputs] = {}
+    for p in prompts:
+        seen.setdefault(id(p), p)
+    return list(seen.values())
+
+
+def _modality(prompts: list[PromptInputs]) -> Modality:
+    mods = {p.modality for p in prompts}
+    if len(mods) != 1:
+        raise ValueError("a batch must share one modality (Qwen-Omni needs homogeneous batches), "
+                         f"got {sorted(m.value for m in mods)}")
+    return mods.pop()
+
+
+def _trainable(module) -> bool:
+    return any(p.requires_grad for p in module.parameters())
+
+
+def encoders_trainable(model) -> bool:
+    """Whether either tower has a parameter that requires grad."""
+    return _trainable(model.model.visual) or _trainable(model.model.audio_tower)
+
+
+# ---------------------------------------------------------------------------------------- encoders
+def _video_features(inner, prompts: list[PromptInputs], device) -> list[torch.Tensor]:
+    pv = torch.cat([p.mm["pixel_values_videos"] for p in prompts]).to(device)
+    grid = torch.cat([p.mm["video_grid_thw"] for p in prompts]).to(device)
+    return list(inner.get_video_features(pv, grid, return_dict=True).pooler_output)
+
+
+def _audio_features(inner, prompts: list[PromptInputs], device) -> list[torch.Tensor]:
+    feats = [p.mm["input_features"] for p in prompts]
+    n_max = max(f.shape[-1] for f in feats)
+    x = feats[0].new_zeros(len(feats), feats[0].shape[0], n_max)
+    m = torch.zeros(len(feats), n_max, dtype=torch.long)
+    for i, f in enumerate(feats):
+        x[i, :, : f.shape[-1]] = f
+        m[i, : f.shape[-1]] = 1
+    out = inner.get_audio_features(x.to(device), m.to(device), return_dict=True).last_hidden_state
+    _, n_tokens = inner.audio_tower._get_feat_extract_output_lengths(m.sum(-1))
+    return list(torch.split(out, n_tokens.tolist()))
+
+
+def _run_encoders(inner, prompts: list[PromptInputs], device) -> list[MediaEmbeds]:
+    """Each tower once over all ``prompts`` (batched), split back per prompt. A frozen tower runs
+    under no_grad (no graph even if gradient checkpointing hooked its input to require grad); a
+    trainable one builds its graph when grad is enabled."""
+    mod = _modality(prompts)
+    grad = torch.is_grad_enabled()
+    video = audio = [None] * len(prompts)
+    if mod.has_video:
+        with torch.set_grad_enabled(grad and _trainable(inner.visual)):
+            video = _video_features(inner, prompts, device)
+    if mod.has_audio:
+        with torch.set_grad_enabled(grad and _trainable(inner.audio_tower)):
+            audio = _audio_features(inner, prompts, device)
+    return [MediaEmbeds(v, a) for v, a in zip(video, audio)]
+
+
+def encode_media(adapter, prompts: list[PromptInputs], *, cache: EncoderCache | None = None) -> list[MediaEmbeds]:
+    """Encoder outputs for ``prompts`` (aligned with the list; a prompt object listed twice is
+    encoded once). Frozen towers run under ``no_grad``; ``cache`` is used for a modality when
+    every tower it needs is frozen. Trainable towers run with autograd when grad is enabled and
+    never use the cache, since their outputs change every step."""
+    _, inner, _ = _parts(adapter)
+    train_v, train_a = _trainable(inner.visual), _trainable(inner.audio_tower)
+    media: dict[int, MediaEmbeds] = {}
+    by_mod: dict[Modality, list[PromptInputs]] = {}
+    for p in _distinct(prompts):
+        if p.modality != Modality.TEXT:
+            by_mod.setdefault(p.modality, []).append(p)
+    for mod, batch in by_mod.items():
+        frozen = not ((mod.has_video and train_v) or (mod.has_audio and train_a))
+        store = cache if frozen else None
+        keys = [store.key(p, adapter.model) for p in batch] if store is not None else [None] * len(batch)
+        missing = []
+        for p, k in zip(batch, keys):
+            hit = store.get(k, adapter.device) if store is not None else None
+            if hit is None:
+                missing.append((p, k))
+            else:
+                media[id(p)] = hit
+        if not missing:
+            continue
+        out = _run_encoders(inner, [p for p, _ in missing], adapter.device)
+        for (p, k), m in zip(missing, out):
+            media[id(p)] = m
+            if store is not None:
+                store.put(k, m)
+    return [media.get(id(p), MediaEmbeds()) for p in prompts]
+
+
+def embed_inputs(adapter, ids: torch.Tensor, row_media: list[MediaEmbeds],
+                 media_region: torch.Tensor | None = None) -> torch.Tensor:
+    """Token embeddings of ``ids`` (B, S) with each row's media scattered into its placeholder
+    tokens, as ``Qwen2_5OmniThinkerModel.forward`` does (masked_scatter in row-major order).
+    ``media_region`` (B, S) bool limits the placeholders to the prompt part of packed rows."""
+    _, inner, _ = _parts(adapter)
+    emb = inner.get_input_embeddings()(ids)
+    cfg = inner.config
+    for name, token_id in (("audio", cfg.audio_token_id), ("video", cfg.video_token_id)):
+        parts = [getattr(m, name) for m in row_media if getattr(m, name) is not None]
+        mask = ids == token_id
+        if media_region is not None:
+            mask &= media_region
+        n = int(mask.sum())
+        if not parts:
+            if n:
+                raise ValueError(f"{n} {name} placeholder tokens but no {name} features")
+            continue
+        feats = torch.cat(parts).to(emb.device, emb.dtype)
+        if feats.shape[0] != n:
+            raise ValueError(f"{name} features and placeholder tokens do not match: {feats.shape[0]} vs {n}")
+        emb = emb.masked_scatter(mask.unsqueeze(-1), feats)
+    return emb
+
+
+def rope_positions(adapter, ids: torch.Tensor, att: torch.Tensor,
+                   prompts: list[PromptInputs]) -> tuple[torch.Tensor, torch.Tensor]:
+    """TMRoPE positions (3, B, S) and rope deltas (B, 1) of rows ``ids`` whose media are those of
+    ``prompts`` (one per row), from ``get_rope_index`` with grids, seconds per grid and audio lengths."""
+    mod = _modality(prompts)
+    grid = spg = alen = None
+    if mod.has_video:
+        grid = torch.cat([p.mm["video_grid_thw"] for p in prompts]).to(ids.device)
+        spg = torch.cat([p.mm["video_second_per_grid"] for p in prompts]).to(ids.device)
+    if mod.has_audio:
+        alen = torch.tensor([p.mm["input_features"].shape[-1] for p in prompts], device=ids.device)
+    return adapter.model.get_rope_index(ids, None, grid, att, mod == Modality.AV, alen, spg)
+
+
+def _prompt_positions(adapter, p: PromptInputs) -> torch.Tensor:
+    ids = p.input_ids.unsqueeze(0)
+    pos, _ = rope_positions(adapter, ids, torch.ones_like(ids), [p])
+    return pos[:, 0]  # (3, P)
+
+
+# ---------------------------------------------------------------------------------------- scoring
+def _runs(prompts: list[PromptInputs]) -> list[tuple[PromptInputs, list[int]]]:
+    """Maximal runs of consecutive rows that share one prompt object: (prompt, row indices)."""
+    runs: list[tuple[PromptInputs, list[int]]] = []
+    for i, p in enumerate(prompts):
+        if runs and runs[-1][0] is p:
+            runs[-1][1].append(i)
+        else:
+            runs.append((p, [i]))
+    return runs
+
+
+def shared_prefix_logprobs(adapter, prompts: list[PromptInputs], completions: list[torch.Tensor], *,
+                           temperature: float = 1.0, with_entropy: bool = False, cache: EncoderCache | None = None):
+    """Drop-in for ``QwenOmniAdapter.completion_logprobs`` that runs each prompt once per group.
+
+    Consecutive rows holding the same prompt *object* form a group, packed as one sequence
+    [prompt | c1 | ... | cG] (right-padded across groups) with a 4-D additive mask: completion g
+    attends to the whole prompt and causally to itself, never to other completions. The prompt's
+    positions come from ``get_rope_index``; completion tokens get prompt max + 1 + k on all three
+    TMRoPE axes, exactly as in the row [prompt | completion]. Rows not sharing a prompt object
+    still work (groups of one). Returns (logps (B, Lc), mask (B, Lc), entropy or None), rows in
+    input order.
+    """
+    if len(prompts) != len(completions):
+        raise ValueError(f"{len(prompts)} prompts but {len(completions)} completions")
+    thinker, _, lm = _parts(adapter)
+    if lm.config._attn_implementation not in ("eager", "sdpa"):
+        raise NotImplementedError("shared-prefix packing needs a 4-D mask (eager or sdpa attention), "
+                                  f"not {lm.config._attn_implementation}")
+    _modality(prompts)
+    dev = adapter.device
+    runs = _runs(prompts)
+    b, lc_max = len(prompts), max(len(c) for c in completions)
+    seq_lens = [p.length + sum(len(completions[i]) for i in rows) for p, rows in runs]
+    j_n, s_max = len(runs), max(seq_lens)
+    ids = torch.full((j_n, s_max), adapter.pad_id, dtype=torch.long)
+    seg = torch.full((j_n, s_max), -1, dtype=torch.long)  # -1 pad, 0 prompt, g+1 completion g
+    pos = torch.zeros((3, j_n, s_max), dtype=torch.long)
+    src = torch.zeros((b, lc_max), dtype=torch.long)  # flat index j*s_max+t of the hidden state predicting each token
+    tgt = torch.full((b, lc_max), adapter.pad_id, dtype=torch.long)
+    mask = torch.zeros((b, lc_max))
+    for j, (p, rows) in enumerate(runs):
+        n_p = p.length
+        ids[j, :n_p] = p.input_ids
+        seg[j, :n_p] = 0
+        pp = _prompt_positions(adapter, p)
+        pos[:, j, :n_p] = pp
+        nxt = int(pp.max()) + 1
+        off = n_p
+        for g, i in enumerate(rows):
+            c = completions[i].to("cpu")
+            n_c = len(c)
+            ids[j, off : off + n_c] = c
+            seg[j, off : off + n_c] = g + 1
+            pos[:, j, off : off + n_c] = torch.arange(nxt, nxt + n_c)
+            if n_c:
+                src[i, :n_c] = j * s_max + torch.cat([torch.tensor([n_p - 1]), torch.arange(off, off + n_c - 1)])
+            tgt[i, :n_c] = c
+            mask[i, :n_c] = 1
+            off += n_c
+    ids, seg, pos = ids.to(dev), seg.to(dev), pos.to(dev)
+    media = encode_media(adapter, [p for p, _ in runs], cache=cache)
+    emb = embed_inputs(adapter, ids, media, media_region=seg == 0)
+    q = torch.arange(s_max, device=dev)
+    allowed = (q[None, None, :] <= q[None, :, None]) & (seg[:, None, :] >= 0)
+    allowed &= (seg[:, None, :] == 0) | (seg[:, None, :] == seg[:, :, None])
+    allowed |= torch.eye(s_max, dtype=torch.bool, device=dev)  # pad queries see themselves: no empty rows
+    mask4 = torch.zeros(allowed.shape, dtype=emb.dtype, device=dev).masked_fill_(~allowed, torch.finfo(emb.dtype).min)
+    hidden = lm(inputs_embeds=emb, attention_mask=mask4.unsqueeze(1), position_ids=pos,
+                use_cache=False).last_hidden_state
+    h = hidden.reshape(-1, hidden.shape[-1])[src.to(dev).reshape(-1)].reshape(b, lc_max, -1)
+    logits = thinker.lm_head(h).float() / temperature
+    logp_all = F.log_softmax(logits, dim=-1)
+    logps = logp_all.gather(-1, tgt.to(dev).unsqueeze(-1)).squeeze(-1)
+    ent = -(logp_all.exp() * logp_all).sum(-1).detach() if with_entropy else None
+    return logps, mask.to(dev), ent
+
+
+# ---------------------------------------------------------------------------------------- sampling
+def _logits_processors(thinker, adapter, params: SamplingParams, prompt_len: int, att: torch.Tensor):
+    """The processors ``generate`` builds for ``QwenOmniAdapter.sample_groups``'s arguments
+    (suppress, temperature, top-k, top-p, plus anything in the model's generation_config)."""
+    kw = dict(max_new_tokens=params.max_new_tokens, do_sample=not params.greedy,
+              suppress_tokens=adapter.suppress, eos_token_id=adapter.eos_id, pad_token_id=adapter.pad_id)
+    if not params.greedy:
+        kw.update(temperature=params.temperature, top_p=params.top_p, top_k=params.top_k)
+    cfg, _ = thinker._prepare_generation_config(None, **kw)
+    return thinker._get_logits_processor(generation_config=cfg, input_ids_seq_length=prompt_len, device=att.device,
+                                         model_kwargs={"attention_mask": att}), cfg
+
+
+@torch.no_grad()
+def sample_groups_shared(adapter, prompts: list[PromptInputs], group_size: int, params: SamplingParams, *,
+                         cache: EncoderCache | None = None) -> Completions:
+    """``adapter.sample_groups`` with one encode and one prefill per prompt.
+
+    The N prompts are left-padded and prefilled once (the LM head only at the last position);
+    the KV cache, logits, attention mask and positions are then repeated G times along the batch
+    (row order prompt-major, as in the duplicated path) and N*G rows are decoded with the same
+    logits processors, EOS/pad handling and TMRoPE decode positions (last prompt position + 1 + t
+    on all axes) as ``generate``. Greedy decoding gives the duplicated path's tokens; sampling
+    draws from the same distribution (and, with the same global seed, the same multinomial
+    calls on (N*G, V) scores).
+    """
+    from transformers import DynamicCache
+
+    thinker, _, lm = _parts(adapter)
+    _modality(prompts)
+    g = group_size
+    dev = adapter.device
+    p_len = max(p.length for p in prompts)
+    ids = torch.full((len(prompts), p_len), adapter.pad_id, dtype=torch.long)
+    att = torch.zeros((len(prompts), p_len), dtype=torch.long)
+    for i, p in enumerate(prompts):  # left padding, as generate gets it
+        ids[i, p_len - p.length :] = p.input_ids
+        att[i, p_len - p.length :] = 1
+    ids, att = ids.to(dev), att.to(dev)
+    was_training = thinker.training
+    thinker.eval()
+    try:
+        pos, _ = rope_positions(adapter, ids, att, prompts)
+        emb = embed_inputs(adapter, ids, encode_media(adapter, prompts, cache=cache))
+        kv = DynamicCache(config=lm.config)
+        hidden = lm(inputs_embeds=emb, attention_mask=att, position_ids=pos, past_key_values=kv,
+                    use_cache=True).last_hidden_state[:, -1]
+        logits = thinker.lm_head(hidden).float().repeat_interleave(g, 0)
+        kv.batch_repeat_interleave(g)
+        seq = ids.repeat_interleave(g, 0)
+        att = att.repeat_interleave(g, 0)
+        step_pos = pos[:, :, -1:].repeat_interleave(g, 1)
+        procs, gen_cfg = _logits_processors(thinker, adapter, params, p_len, att)
+        unfinished = torch.ones(seq.shape[0], dtype=torch.bool, device=dev)
+        embed = lm.get_input_embeddings()
+        for t in range(params.max_new_tokens):
+            scores = procs(seq, logits)
+            if gen_cfg.do_sample:
+                nxt = torch.multinomial(F.softmax(scores, dim=-1), num_samples=1).squeeze(1)
+            else:
+                nxt = torch.argmax(scores, dim=-1)
+            nxt = torch.where(unfinished, nxt, torch.full_like(nxt, adapter.pad_id))
+            seq = torch.cat([seq, nxt[:, None]], dim=-1)
+            unfinished &= nxt != adapter.eos_id
+            if t == params.max_new_tokens - 1 or not bool(unfinished.any()):
+                break
+            att = torch.cat([att, att.new_ones(att.shape[0], 1)], dim=-1)
+            step_pos = step_pos + 1
+            hidden = lm(inputs_embeds=embed(nxt[:, None]), attention_mask=att, position_ids=step_pos,
+                        past_key_values=kv, use_cache=True).last_hidden_state[:, -1]
+            logits = thinker.lm_head(hidden).float()
+    finally:
+        thinker.train(was_training)
+    new = seq[:, p_len:].cpu()
+    out_ids, texts, trunc = [], [], []
+    for row in new:
+        hit = (row == adapter.eos_id).nonzero()
+        end = int(hit[0]) + 1 if len(hit) else len(row)
+        out_ids.append(row[:end].clone())
+        trunc.append(not len(hit))
+        texts.append(adapter.decode(row[:end]))
+    return Completions(ids=[out_ids[i * g : (i + 1) * g] for i in range(len(prompts))],
+                       texts=[texts[i * g : (i + 1) * g] for i in range(len(prompts))],
+                       truncated=[trunc[i * g : (i + 1) * g] for i in range(len(prompts))])
+
+
+# ---------------------------------------------------------------------------------------- cache
+def encoder_fingerprint(model) -> str:
+    """Identifies the frozen towers' weights: config, dtypes, shapes and per-tensor sums."""
+    inner = model.model
+    h = hashlib.blake2b(digest_size=16)
+    for name in ("visual", "audio_tower"):
+        tower = getattr(inner, name)
+        h.update(json.dumps(tower.config.to_dict(), sort_keys=True, default=str).encode())
+        with torch.no_grad():
+            for pname, p in tower.state_dict().items():
+                h.update(f"{name}.{pname}:{p.dtype}:{tuple(p.shape)}".encode())
+                stats = torch.stack([p.double().sum(), p.double().abs().sum(), p.double().square().sum()])
+                h.update(stats.cpu().numpy().tobytes())
+    return h.hexdigest()
+
+
+class EncoderCache:
+    """Frozen-encoder outputs, reusable across the passes of a step and across epochs.
+
+    Key: clip content (bytes, dtype and shape of every media tensor of the prompt, including grids
+    and seconds per grid), ``settings`` (preprocessing: frame size, fps, sample count, processor
+    revision... anything the caller passes) and the towers' weights (``encoder_fingerprint``). A
+    change in any of them is a different key, so stale outputs are never returned. Entries live in
+    an LRU dict of ``max_items`` (on ``memory_device``, default: where they were computed) and,
+    with ``directory``, as ``<key>.pt`` files (CPU tensors) that a later process finds again.
+    Only valid for frozen towers: ``encode_media`` bypasses the cache when they are trainable.
+    The towers' fingerprint is computed once per model object; call ``refresh()`` after loading
+    other weights into the same frozen towers in place.
+    """
+
+    def __init__(self, directory: str | Path | None = None, *, settings=None, max_items: int = 256,
+                 memory_device: str | torch.device | None = None):
+        self.directory = Path(directory) if directory is not None else None
+        if self.directory is not None:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        self.settings = json.dumps(settings if settings is not None else {}, sort_keys=True, default=str)
+        self.max_items = max_items
+        self.memory_device = memory_device
+        self._mem: OrderedDict[str, MediaEmbeds] = OrderedDict()
+        self._memo: dict[int, tuple[weakref.ref, str, str]] = {}  # id(prompt) -> (ref, fingerprint, key)
+        self._fingerprints: dict[int, tuple[weakref.ref, str]] = {}
+        self.hits = self.misses = 0
+
+    def refresh(self) -> None:
+        """Forget fingerprints and per-prompt keys (the entries stay; their keys still hold)."""
+        self._fingerprints.clear()
+        self._memo.clear()
+
+    def fingerprint(self, model) -> str:
+        got = self._fingerprints.get(id(model))
+        if got is None or got[0]() is not model:
+            got = (weakref.ref(model), encoder_fingerprint(model))
+            self._fingerprints[id(model)] = got
+        return got[1]
+
+    def key(self, prompt: PromptInputs, model) -> str:
+        """Content key of ``prompt``'s media for ``model``'s towers (hashed once per prompt object)."""
+        fp = self.fingerprint(model)
+        got = self._memo.get(id(prompt))
+        if got is not None and got[0]() is prompt and got[1] == fp:
+            return got[2]
+        h = hashlib.blake2b(digest_size=20)
+        h.update(self.settings.encode())
+        h.update(fp.encode())
+        h.update(prompt.modality.value.encode())
+        for name in sorted(prompt.mm):
+            t = prompt.mm[name].detach().contiguous().cpu()
+            h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+            h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        key = h.hexdigest()
+        if len(self._memo) > 4 * self.max_items:
+            self._memo = {k: v for k, v in self._memo.items() if v[0]() is not None}
+        self._memo[id(prompt)] = (weakref.ref(prompt), fp, key)
+        return key
+
+    def get(self, key: str, device=None) -> MediaEmbeds | None:
+        m = self._mem.get(key)
+        if m is not None:
+            self._mem.move_to_end(key)
+        elif self.directory is not None and (self.directory / f"{key}.pt").is_file():
+            d = torch.load(self.directory / f"{key}.pt", map_location="cpu", weights_only=True)
+            m = MediaEmbeds(d.get("video"), d.get("audio"))
+            self._remember(key, m)
+        if m is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        return m if device is None else m.to(device)
+
+    def put(self, key: str, media: MediaEmbeds) -> None:
+        media = MediaEmbeds(*(None if t is None else t.detach() for t in (media.video, media.audio)))
+        self._remember(key, media)
+        if self.directory is not None:
+            path = self.directory / f"{key}.pt"
+            tmp = path.with_suffix(".tmp")
+            torch.save({k: v.cpu() for k, v in (("video", media.video), ("audio", media.audio)) if v is not None}, tmp)
+            tmp.replace(path)
+
+    def _remember(self, key: str, media: MediaEmbeds) -> None:
+        self._mem[key] = media if self.memory_device is None else media.to(self.memory_device)
+        self._mem.move_to_end(key)
+        while len(self._mem) > self.max_items:
+            self._mem.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._mem)

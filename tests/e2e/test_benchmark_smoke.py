@@ -1,0 +1,38 @@
+"""benchmarks/grpo_step.py runs the tiny shape on CPU and writes the JSON report (no timing
+assertions: CI machines vary)."""
+
+import importlib.util
+import json
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "grpo_step.py"
+PATH_KEYS = {"encoder_s", "ttft_s", "decode_ms_per_step", "decode_tokens_per_s", "decode_floor_fraction",
+             "generate_s", "reference_s", "policy_s", "step_s", "peak_memory_bytes", "encoder_calls"}
+
+
+@pytest.mark.e2e
+def test_benchmark_tiny_cpu(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("grpo_step_bench", BENCH)
+    bench = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = bench  # dataclasses look their module up
+    spec.loader.exec_module(bench)
+    out = tmp_path / "bench.json"
+    t0 = time.perf_counter()
+    bench.main(["--shape", "tiny", "--device", "cpu", "--prompts", "2", "--group", "3", "--answer-tokens", "4",
+                "--out", str(out)])
+    assert time.perf_counter() - t0 < 30
+    report = json.loads(out.read_text())
+    assert {"config", "env", "bandwidth_GBps", "decode_floor", "paths", "speedup"} <= report.keys()
+    assert set(report["paths"]) == {"duplicated", "group"}
+    for name, res in report["paths"].items():
+        assert PATH_KEYS <= res.keys(), name
+        assert res["decode_steps"] == 3 and res["completion_tokens"] == 2 * 3 * 4
+    # the group path encodes each clip once per step: nothing in the log-prob passes
+    assert report["paths"]["group"]["encoder_calls"]["log_prob_passes"] == {"vision": 0, "audio": 0}
+    assert report["paths"]["duplicated"]["encoder_calls"]["log_prob_passes"]["vision"] > 0
+    assert {"step_s", "peak_memory_ratio_group_over_duplicated"} <= report["speedup"].keys()
+    assert "whole step s" in capsys.readouterr().out

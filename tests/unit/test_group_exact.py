@@ -1,0 +1,226 @@
+"""Group-aware paths (emorl.models.group) equal the duplicated-rows paths of QwenOmniAdapter on a
+tiny thinker in fp32: token-equal greedy generations, equal completion log-probs and equal
+gradients of every trainable parameter, with audio interleaved in the video (AV), video only and
+audio only; plus the frozen-encoder cache's keys and invalidation."""
+
+import copy
+
+import pytest
+import torch
+
+from emorl.data.media import load_clip
+from emorl.models import group
+from emorl.models.adapter import Modality, SamplingParams
+from emorl.models.qwen_omni import QwenOmniAdapter
+
+MODALITIES = [Modality.AV, Modality.VIDEO, Modality.AUDIO]
+
+
+@pytest.fixture(scope="module")
+def adapter(tiny_model_dir):
+    torch.manual_seed(0)
+    return QwenOmniAdapter.from_pretrained(tiny_model_dir)
+
+
+@pytest.fixture(scope="module")
+def frozen_adapter(tiny_model_dir):
+    ad = QwenOmniAdapter.from_pretrained(tiny_model_dir)
+    ad.model.model.visual.requires_grad_(False)
+    ad.model.model.audio_tower.requires_grad_(False)
+    return ad
+
+
+def _prompts(adapter, clips, modality):
+    out = []
+    for i, path in enumerate(clips):
+        n = (8, 4, 6)[i % 3]  # different frame counts -> different prompt lengths
+        c = load_clip(path, num_frames=n, size=56)
+        out.append(adapter.encode(c.frames, c.audio, "Which emotion?", modality, fps=n / c.duration, key=str(i)))
+    return out
+
+
+def _completions(adapter, n_rows, seed=0):
+    """Random ordinary tokens of varied lengths, some ending with EOS."""
+    g = torch.Generator().manual_seed(seed)
+    ok = torch.tensor(sorted(set(range(len(adapter.tokenizer))) - set(adapter.suppress) - {adapter.eos_id}))
+    out = []
+    for i in range(n_rows):
+        c = ok[torch.randint(len(ok), (1 + (5 * i + 3) % 11,), generator=g)]
+        out.append(torch.cat([c, torch.tensor([adapter.eos_id])]) if i % 2 else c)
+    return out
+
+
+def _same(a, b):
+    return [x.tolist() for xs in a.ids for x in xs] == [x.tolist() for xs in b.ids for x in xs]
+
+
+@pytest.mark.parametrize("modality", MODALITIES)
+def test_greedy_generation_equals_duplicated_rows(adapter, clips, modality):
+    prompts = _prompts(adapter, clips, modality)
+    greedy = SamplingParams(max_new_tokens=10, greedy=True)
+    dup = adapter.sample_groups_rows(prompts, 3, greedy)
+    shared = group.sample_groups_shared(adapter, prompts, 3, greedy)
+    assert _same(dup, shared) and dup.texts == shared.texts and dup.truncated == shared.truncated
+    # rows stopping at different steps: make a token that greedy emits mid-way the EOS
+    stop = copy.copy(adapter)
+    stop.eos_id = int(dup.ids[1][0][3])
+    dup, shared = stop.sample_groups(prompts, 3, greedy), group.sample_groups_shared(stop, prompts, 3, greedy)
+    assert len({len(c) for cs in dup.ids for c in cs}) > 1
+    assert _same(dup, shared) and dup.truncated == shared.truncated
+
+
+def test_sampled_generation_same_seed_same_tokens(adapter, clips):
+    """Same global seed -> same multinomial draws on (N*G, V) scores that agree to fp rounding:
+    equal here; in general only the distribution is guaranteed to be the same."""
+    prompts = _prompts(adapter, clips, Modality.AV)
+    params = SamplingParams(max_new_tokens=10, temperature=0.9, top_p=0.95, top_k=50)
+    torch.manual_seed(5)
+    dup = adapter.sample_groups_rows(prompts, 4, params)
+    torch.manual_seed(5)
+    shared = group.sample_groups_shared(adapter, prompts, 4, params)
+    assert _same(dup, shared)
+    assert len({tuple(c.tolist()) for c in dup.ids[0]}) > 1  # really sampled
+
+
+def _loss_and_grads(model, fn, rows, adv):
+    model.zero_grad(set_to_none=True)
+    lp, mask, ent = fn([r[0] for r in rows], [r[1] for r in rows], with_entropy=True)
+    (lp * mask * adv[:, None]).sum().backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    return lp.detach(), mask, ent, grads
+
+
+@pytest.mark.parametrize("frozen", [False, True], ids=["trainable-encoders", "frozen-encoders"])
+@pytest.mark.parametrize("modality", MODALITIES)
+def test_shared_prefix_logprobs_and_grads_equal(tiny_model_dir, clips, modality, frozen):
+    _check_grads(tiny_model_dir, clips, modality, frozen)
+
+
+def test_grads_equal_with_gradient_checkpointing(tiny_model_dir, clips):
+    _check_grads(tiny_model_dir, clips, Modality.AV, True, checkpointing=True)
+
+
+def _check_grads(tiny_model_dir, clips, modality, frozen, checkpointing=False):
+    torch.manual_seed(0)
+    ad = QwenOmniAdapter.from_pretrained(tiny_model_dir)
+    ad.model.train()  # dropout is 0 in these configs; train mode as in the update phase
+    if frozen:
+        for tower in (ad.model.model.visual, ad.model.model.audio_tower):
+            tower.requires_grad_(False)
+    if checkpointing:  # as the trainer sets it up
+        ad.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        ad.model.disable_input_require_grads()
+    prompts = _prompts(ad, clips, modality)
+    sizes = (3, 2, 4)  # uneven groups
+    rows_p = [p for p, n in zip(prompts, sizes) for _ in range(n)]
+    rows = list(zip(rows_p, _completions(ad, len(rows_p), seed=1)))
+    adv = torch.linspace(-1.5, 2.0, len(rows))
+    lp_d, m_d, e_d, g_d = _loss_and_grads(ad.model, ad.completion_logprobs, rows, adv)
+    lp_s, m_s, e_s, g_s = _loss_and_grads(ad.model, lambda p, c, **kw: group.shared_prefix_logprobs(ad, p, c, **kw),
+                                          rows, adv)
+    assert torch.equal(m_d, m_s)
+    torch.testing.assert_close(lp_s * m_s, lp_d * m_d, rtol=0, atol=1e-5)
+    torch.testing.assert_close(e_s * m_s, e_d * m_d, rtol=0, atol=1e-5)
+    assert g_d.keys() == g_s.keys()
+    trainable = {n for n, p in ad.model.named_parameters() if p.requires_grad}
+    assert set(g_d) <= trainable
+    towers = {n for n in g_d if n.startswith(("model.visual.", "model.audio_tower."))}
+    if frozen:
+        assert not towers
+    else:
+        assert any(n.startswith("model.audio_tower." if modality.has_audio else "model.visual.") for n in towers)
+    for n in g_d:
+        torch.testing.assert_close(g_s[n], g_d[n], rtol=0, atol=1e-5, msg=lambda m, n=n: f"{n}: {m}")
+
+
+def test_rows_without_shared_objects_and_split_groups(adapter, clips):
+    """Groups of one, a group split across a batch boundary and a prompt object that returns
+    later all give the duplicated path's log-probs."""
+    prompts = _prompts(adapter, clips, Modality.AV)
+    order = [0, 0, 1, 2, 2, 2, 0]
+    rows_p = [prompts[i] for i in order]
+    comps = _completions(adapter, len(order), seed=3)
+    with torch.no_grad():
+        lp_d, m, _ = adapter.completion_logprobs_rows(rows_p, comps)
+        lp_s, _, _ = group.shared_prefix_logprobs(adapter, rows_p, comps)
+        torch.testing.assert_close(lp_s * m, lp_d * m, rtol=0, atol=1e-5)
+        lp_a, m_a, _ = group.shared_prefix_logprobs(adapter, rows_p[:3], comps[:3])
+        torch.testing.assert_close(lp_a * m_a, lp_d[:3, : lp_a.shape[1]] * m_a, rtol=0, atol=1e-5)
+
+
+def test_frozen_encoders_build_no_graph(tiny_model_dir, clips):
+    ad = QwenOmniAdapter.from_pretrained(tiny_model_dir)
+    assert group.supports(ad)
+    prompts = _prompts(ad, clips[:2], Modality.AV)
+    with torch.enable_grad():
+        live = group.encode_media(ad, prompts)
+        assert live[0].video.requires_grad and live[0].audio.requires_grad
+        ad.model.enable_input_require_grads()  # what gradient checkpointing turns on
+        ad.model.model.visual.requires_grad_(False)  # vision frozen, audio trained
+        half = group.encode_media(ad, prompts, cache=group.EncoderCache())
+        assert half[0].video.grad_fn is None and half[0].audio.requires_grad
+        ad.model.model.audio_tower.requires_grad_(False)
+        frozen = group.encode_media(ad, prompts)
+    for m in frozen:
+        assert m.video.grad_fn is None and not m.video.requires_grad
+        assert m.audio.grad_fn is None and not m.audio.requires_grad
+    torch.testing.assert_close(frozen[1].video, live[1].video.detach(), rtol=0, atol=0)
+    # one prompt listed G times is encoded once: the same tensors come back
+    rep = group.encode_media(ad, [prompts[0]] * 3)
+    assert rep[0].video is rep[2].video
+
+
+def test_encoder_cache_keys_and_invalidation(frozen_adapter, clips, tmp_path):
+    adapter = frozen_adapter
+    a, b = _prompts(adapter, clips[:2], Modality.AV)
+    cache = group.EncoderCache(tmp_path / "enc", settings={"frame_size": 56, "fps": 2.0})
+    first = group.encode_media(adapter, [a, b], cache=cache)
+    assert (cache.hits, cache.misses, len(cache)) == (0, 2, 2)
+    again = group.encode_media(adapter, [a, b], cache=cache)
+    assert (cache.hits, cache.misses) == (2, 2)
+    assert torch.equal(again[0].video, first[0].video)
+    # same content in a new prompt object (next epoch): hit
+    a2 = copy.deepcopy(a)
+    assert cache.key(a2, adapter.model) == cache.key(a, adapter.model)
+    # changed pixels or audio features: different key
+    a3 = copy.deepcopy(a)
+    a3.mm["pixel_values_videos"][0, 0] += 1e-3
+    a4 = copy.deepcopy(a)
+    a4.mm["input_features"][0, 0] += 1e-3
+    keys = {cache.key(p, adapter.model) for p in (a, a3, a4)}
+    assert len(keys) == 3
+    # changed preprocessing settings: different key, and a miss
+    other = group.EncoderCache(tmp_path / "enc", settings={"frame_size": 84, "fps": 2.0})
+    assert other.key(a, adapter.model) != cache.key(a, adapter.model)
+    group.encode_media(adapter, [a], cache=other)
+    assert (other.hits, other.misses) == (0, 1)
+    # a fresh process with the same settings finds the entries on disk
+    reload = group.EncoderCache(tmp_path / "enc", settings={"frame_size": 56, "fps": 2.0})
+    got = group.encode_media(adapter, [a, b], cache=reload)
+    assert (reload.hits, reload.misses) == (2, 0)
+    torch.testing.assert_close(got[1].audio, first[1].audio, rtol=0, atol=0)
+    # changed encoder weights: different key
+    changed = copy.deepcopy(adapter.model)
+    with torch.no_grad():
+        changed.model.visual.merger.mlp[0].weight.add_(1e-3)
+    assert cache.key(a, changed) != cache.key(a, adapter.model)
+
+
+def test_cached_media_give_the_same_logprobs(frozen_adapter, clips):
+    adapter = frozen_adapter
+    prompts = _prompts(adapter, clips, Modality.AV)
+    rows_p = [p for p in prompts for _ in range(2)]
+    comps = _completions(adapter, len(rows_p), seed=4)
+    cache = group.EncoderCache(memory_device="cpu")
+    with torch.no_grad():
+        lp_d, m, _ = adapter.completion_logprobs_rows(rows_p, comps)
+        group.sample_groups_shared(adapter, prompts, 2, SamplingParams(max_new_tokens=2, greedy=True), cache=cache)
+        lp_c, _, _ = group.shared_prefix_logprobs(adapter, rows_p, comps, cache=cache)
+    assert cache.hits == len(prompts) and cache.misses == len(prompts)
+    # trainable towers never use the cache (their outputs change every step)
+    trainable = copy.copy(adapter)
+    trainable.model = copy.deepcopy(adapter.model).requires_grad_(True)
+    with torch.no_grad():
+        group.encode_media(trainable, prompts, cache=cache)
+    assert cache.hits == len(prompts) and cache.misses == len(prompts)
+    torch.testing.assert_close(lp_c * m, lp_d * m, rtol=0, atol=1e-5)
