@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 DEMO_OUT ?= runs/demo
 
-.PHONY: install demo demo-quick test lint clean
+.PHONY: install demo demo-quick test chromium clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,7 +23,11 @@ demo: install
 demo-quick: install
 	$(VENV)/bin/emorl demo --quick --out runs/demo-quick
 
-test: install
+# the report test renders the HTML page in headless Chromium (Debian package; needs root or sudo)
+chromium:
+	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null)
+
+test: install chromium
 	$(PY) -m pytest -q
 
 clean:

@@ -33,6 +33,33 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def cmd_compare(args) -> int:
+    from emorl.compare import run_compare
+
+    res = run_compare(args.out, quick=args.quick, config=args.config, overrides=args.overrides,
+                      progress=not args.no_progress)
+    print((Path(args.out) / "compare.md").read_text() if (Path(args.out) / "compare.md").is_file() else res)
+    return 0
+
+
+def cmd_analyze_modality(args) -> int:
+    from emorl.eval.modality import analyze_model, format_summary
+
+    res = analyze_model(_cfg(args), args.model, args.manifest, args.out, progress=True)
+    print(format_summary(res["modality"]))
+    print(f"written to {args.out}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from emorl.eval.report import build_report
+
+    out = build_report([Path(p) for p in args.runs], Path(args.out), names=args.names.split(",") if args.names else None,
+                       manifest=args.manifest)
+    print(f"report: {out} (and {Path(out).with_suffix('.md')})")
+    return 0
+
+
 def cmd_synth(args) -> int:
     from emorl.data.synthetic import synthesize
 
@@ -210,6 +237,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     with_config(p)
     p.set_defaults(fn=cmd_demo)
+
+    p = sub.add_parser("compare", help="R1-Omni vs EMO-R3 vs plain GRPO from one cold start (synthetic world)")
+    p.add_argument("--out", default="runs/compare")
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--no-progress", action="store_true")
+    with_config(p)
+    p.set_defaults(fn=cmd_compare)
+
+    ana = sub.add_parser("analyze", help="explainability analyses").add_subparsers(dest="analyze_cmd", required=True)
+    p = ana.add_parser("modality", help="evaluate with video+audio, video only, audio only and neither")
+    p.add_argument("--model", required=True)
+    p.add_argument("--manifest", required=True)
+    p.add_argument("--out", required=True)
+    with_config(p)
+    p.set_defaults(fn=cmd_analyze_modality)
+
+    p = sub.add_parser("report", help="one self-contained HTML page (+ Markdown) comparing runs")
+    p.add_argument("runs", nargs="+", help="analysis or evaluation run folders")
+    p.add_argument("--out", required=True)
+    p.add_argument("--names", help="comma-separated display names")
+    p.add_argument("--manifest", help="the evaluated manifest (for frame strips and clustered intervals)")
+    p.set_defaults(fn=cmd_report)
 
     data = sub.add_parser("data", help="datasets: synthesize, prepare, check").add_subparsers(dest="data_cmd", required=True)
     p = data.add_parser("synth", help="write the synthetic omni-emotion world")

@@ -7,7 +7,9 @@ Stages (each skipped when its output is complete, so an interrupted demo resumes
      (b) label-only SFT on the RL training split (R1-Omni's MAFW-DFEW-SFT baseline),
      (c) GRPO from (a) on the training split,
   4. evaluate base, (a), (b), (c) on ``test`` and ``ood``,
-  5. write metrics.json, report.md and print the table.
+  5. modality ablations, reasoning attribution and faithfulness of each model on ``test``,
+  6. write metrics.json, summary.md (table + confusion matrices), report.html with its Markdown
+     twin report.md (emorl.eval.report), and print the table.
 """
 
 from __future__ import annotations
@@ -131,13 +133,19 @@ def run_demo(out: str | Path, *, quick: bool = False, config: str | None = None,
 
             results.setdefault(name, {})[split] = {k: v for k, v in _stage(f"eval {name}/{split}", d_eval, fn, timings).items()
                                                    if k in ("war", "uar", "format_rate", "n")}
+    from emorl.eval.report import build_demo_report, run_analysis_for_demo
+
+    t = time.perf_counter()
+    run_analysis_for_demo(out, cfg, progress)  # modality ablations, attribution, faithfulness (test split)
+    timings["analysis"] = round(time.perf_counter() - t, 1)
     timings["total"] = round(time.perf_counter() - t_start, 1)
     metrics = {"models": results, "chance_uar": 1 / 7, "timings_s": timings, "quick": quick}
     atomic_write_json(out / "metrics.json", metrics)
-    table = format_table(results)
-    atomic_write_text(out / "report.md", render_report(results, timings, out, quick))
-    print(table)
-    print(f"[demo] metrics: {out / 'metrics.json'}   report: {out / 'report.md'}   total {timings['total']:.0f}s")
+    atomic_write_text(out / "summary.md", render_report(results, timings, out, quick))
+    html = build_demo_report(out, out / "report.html", cfg=cfg)  # + its Markdown twin report.md
+    print(format_table(results))
+    print(f"[demo] metrics: {out / 'metrics.json'}   report: {html} (Markdown: {out / 'report.md'}, "
+          f"{out / 'summary.md'})   total {timings['total']:.0f}s")
     return metrics
 
 
@@ -152,7 +160,7 @@ def format_table(results: dict) -> str:
 
 
 def render_report(results: dict, timings: dict, out: Path, quick: bool) -> str:
-    parts = ["# emorl demo report", "",
+    parts = ["# emorl demo summary", "",
              f"Synthetic omni-emotion world (7 classes, chance UAR = {1/7:.3f}); tiny random-init Qwen2.5-Omni thinker; "
              f"{'quick (CI) sizes' if quick else 'default sizes'}. Total wall time {timings.get('total', 0):.0f} s.", "",
              format_table(results), "",

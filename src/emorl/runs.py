@@ -59,10 +59,26 @@ def run_grpo(cfg: RunConfig, *, progress: bool = True) -> dict:
     save_run_config(cfg, out)
     adapter = load_adapter(cfg)
     samples = load_samples(cfg.data.train, cfg.data.max_samples)
-    res = train_grpo(cfg, adapter, make_builder(cfg, adapter), samples, out, progress=progress)
+    builder = make_builder(cfg, adapter)
+    res = train_grpo(cfg, adapter, builder, samples, out, progress=progress, extra_rewards=reflection_for(cfg, adapter, builder))
     if not res["interrupted"]:
         res["eval"] = _eval_after(cfg, out, progress)
     return res
+
+
+def reflection_for(cfg: RunConfig, adapter, builder):
+    """EMO-R3's reflective reward when enabled; a recipe that weights reflective components while
+    reflection is off is an error, not a silently smaller reward."""
+    from emorl.rl.reflection import make_reflection
+
+    model_based = [k for k, w in get_recipe(cfg.prompt.recipe).weights.items()
+                   if w and k in ("coherence", "grounding", "grounding_video", "grounding_audio")]
+    if cfg.reflection.enabled:
+        return make_reflection(adapter, builder, cfg)
+    if model_based:
+        raise ValueError(f"recipe {cfg.prompt.recipe!r} weights {', '.join(model_based)}, which need the reflection "
+                         f"pass: set reflection.enabled=true (or use a recipe without them)")
+    return None
 
 
 def _eval_after(cfg: RunConfig, out: Path, progress: bool) -> dict:

@@ -26,8 +26,13 @@ def test_quick_demo(tmp_path, capsys):
     # cold-start SFT teaches the format: the random base model never produces it
     assert m["models"]["base"]["test"]["format_rate"] == 0.0
     assert m["models"]["coldstart_sft"]["test"]["format_rate"] > 0.0
-    report = (out / "report.md").read_text()
-    assert "| grpo |" in report and "eval/grpo/test/confusion.png" in report
+    summary = (out / "summary.md").read_text()
+    assert "| grpo |" in summary and "eval/grpo/test/confusion.png" in summary
+    html = (out / "report.html").read_text()
+    assert html.startswith("<!DOCTYPE html>") or "<html" in html[:200]
+    assert (out / "report.md").is_file()
+    for name in m["models"]:
+        assert (out / "analysis" / name / "modality.json").is_file()
     for name in m["models"]:
         assert (out / "eval" / name / "test" / "predictions.jsonl").is_file()
     assert (out / "grpo" / "metrics.jsonl").is_file() and (out / "config.yaml").is_file()

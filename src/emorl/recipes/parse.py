@@ -6,6 +6,7 @@ Two answer styles:
 - ``tags`` (R1-Omni): ``<think>…</think><answer>…</answer>``; format is the whole completion
   being exactly that (whitespace around allowed), no nested or repeated tags.
 - ``boxed`` (EMO-R3): ``<step1>…</step1><step2>…</step2><step3>…</step3>`` then ``\\boxed{…}``.
+- ``steps`` (EMO-R3's stages with R1-Omni's answer tags): the three stages, then ``<answer>…</answer>``.
 
 An answer is *one* emotion: text inside the answer that names several different emotions, or
 none, or several answer blocks that disagree, yields ``emotion=None`` with a reason.
@@ -95,8 +96,7 @@ def parse_tags(text: str) -> Parsed:
 
 
 def parse_boxed(text: str) -> Parsed:
-    # EMO-R3 normalises whitespace around '<', '>' and '/' before matching.
-    norm = re.sub(r"\s*(<|>|/)\s*", r"\1", text)
+    norm = normalize_tags(text)  # EMO-R3 normalises whitespace around '<', '>' and '/' first
     m = _STEPS.match(norm)
     steps: tuple[str, ...] = ()
     format_ok = False
@@ -108,10 +108,43 @@ def parse_boxed(text: str) -> Parsed:
     return Parsed(format_ok, answer, emotion, reason, " ".join(steps), steps)
 
 
+_NORM = re.compile(r"\s*(<|>|/)\s*")
+_ANSWER_TAIL = re.compile(r"\A\s*<answer>(?P<answer>.*?)</answer>\s*\Z", re.S)
+
+
+def normalize_tags(text: str) -> str:
+    """EMO-R3's normalisation: no whitespace around '<', '>' and '/'.
+
+    >>> normalize_tags("< step1 > a / b </ step1 >")
+    '<step1>a/b</step1>'
+    """
+    return _NORM.sub(r"\1", text)
+
+
+def parse_steps(text: str) -> Parsed:
+    """The stages as in the boxed style (same normalisation and stage regex), then exactly one
+    non-empty ``<answer>`` block and nothing else; no stage, answer or box tags inside the stages.
+    The answer is read like the tags style: every ``<answer>`` block, one emotion."""
+    m = _STEPS.match(normalize_tags(text))
+    steps: tuple[str, ...] = ()
+    format_ok = False
+    if m:
+        steps = (m.group("s1").strip(), m.group("s2").strip(), m.group("s3").strip())
+        inner = "".join(steps)
+        tail = _ANSWER_TAIL.match(m.group("rest"))
+        clean = not any(t in inner for t in (*_STEP_TAGS, "<answer>", "</answer>", "\\boxed{"))
+        format_ok = clean and tail is not None and bool(tail.group("answer").strip()) and \
+            "<answer>" not in tail.group("answer")
+    answer, emotion, reason = _emotion_of(_ANSWER.findall(text))
+    return Parsed(format_ok, answer, emotion, reason, " ".join(steps), steps)
+
+
+STYLES = {"tags": parse_tags, "boxed": parse_boxed, "steps": parse_steps}
+
+
 def parse_completion(text: str, style: str = "tags") -> Parsed:
-    """Parse a completion in answer ``style`` ('tags' or 'boxed')."""
-    if style == "tags":
-        return parse_tags(text)
-    if style == "boxed":
-        return parse_boxed(text)
-    raise ValueError(f"unknown answer style {style!r}; expected 'tags' or 'boxed'")
+    """Parse a completion in answer ``style`` ('tags', 'boxed' or 'steps')."""
+    try:
+        return STYLES[style](text)
+    except KeyError:
+        raise ValueError(f"unknown answer style {style!r}; expected one of {', '.join(STYLES)}") from None

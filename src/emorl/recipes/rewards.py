@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from emorl.recipes.emo_r3 import structure_reward, valence_arousal_reward
 from emorl.recipes.parse import Parsed, parse_completion
 
 
@@ -25,6 +26,8 @@ def accuracy_reward(parsed: Parsed, label: str, labels: tuple[str, ...]) -> floa
 REWARDS: dict[str, Callable[[Parsed, str, tuple[str, ...]], float]] = {
     "format": format_reward,
     "accuracy": accuracy_reward,
+    "structure": structure_reward,  # EMO-R3 SET: stages present and in order (emo_r3.py)
+    "valence_arousal": valence_arousal_reward,  # EMO-R3 ablation: step-3 valence/arousal credit
 }
 
 
@@ -37,12 +40,24 @@ class RewardRecipe:
     weights: dict[str, float] = field(default_factory=lambda: {"accuracy": 1.0, "format": 1.0})
 
 
+_EMO_R3_LOGGED = {"structure": 0.0, "valence_arousal": 0.0, "grounding_video": 0.0, "grounding_audio": 0.0}
+
 RECIPES: dict[str, RewardRecipe] = {
     # R1-Omni: accuracy + format, summed (total in {0, 1, 2}).
     "r1-omni": RewardRecipe("tags", {"accuracy": 1.0, "format": 1.0}),
     # EMO-R3: 0.8 acc + 0.1 coherence + 0.1 grounding + 0.1 format; the offline scorer has no model,
     # so coherence and grounding are only present when the trainer supplies them.
-    "emo-r3": RewardRecipe("boxed", {"accuracy": 0.8, "coherence": 0.1, "grounding": 0.1, "format": 0.1}),
+    # Weight-0 components are computed and logged but do not move the reward: structure and
+    # valence_arousal (rules), grounding_video / grounding_audio (reflection.grounding=per_modality).
+    "emo-r3": RewardRecipe("boxed", {"accuracy": 0.8, "coherence": 0.1, "grounding": 0.1, "format": 0.1,
+                                     **_EMO_R3_LOGGED}),
+    # The same with the answer in <answer> tags after the stages (answer style "steps").
+    "emo-r3-tags": RewardRecipe("steps", {"accuracy": 0.8, "coherence": 0.1, "grounding": 0.1, "format": 0.1,
+                                          **_EMO_R3_LOGGED}),
+    # EMO-R3's emothink_think_reward ablation: 0.9 acc + 0.1 format + 0.1 valence/arousal, no reflection.
+    "emo-r3-va": RewardRecipe("boxed", {"accuracy": 0.9, "format": 0.1, "valence_arousal": 0.1, "structure": 0.0}),
+    # Plain GRPO on R1-Omni's <think>/<answer> format with EMO-R3's Naive-GRPO weighting (0.9 acc + 0.1 format).
+    "plain": RewardRecipe("tags", {"accuracy": 0.9, "format": 0.1}),
 }
 
 
