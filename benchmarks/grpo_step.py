@@ -456,7 +456,8 @@ def main(argv=None) -> dict:
         return _isolated(argv if argv is not None else sys.argv[1:], paths, args.out)
     clock = Clock(device)
 
-    from transformers import Qwen2_5OmniThinkerForConditionalGeneration, __version__ as tf_version
+    from transformers import Qwen2_5OmniThinkerForConditionalGeneration
+    from transformers import __version__ as tf_version
 
     torch.manual_seed(args.seed)
     cfg = build_config(shape)
@@ -468,7 +469,7 @@ def main(argv=None) -> dict:
     model.model.visual.requires_grad_(False)  # frozen encoders, trainable LLM (embeddings, layers, lm_head)
     model.model.audio_tower.requires_grad_(False)
     if args.grad_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
         model.disable_input_require_grads()  # else frozen towers still build graphs (gpu-baseline.md pitfall 1)
     adapter = QwenOmniAdapter(model, _Processor(shape.vocab), device=device)
     adapter.suppress = sorted(set(adapter.suppress) | {adapter.eos_id})  # exactly --answer-tokens per completion

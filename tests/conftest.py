@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from media_helpers import make_clip
 
 

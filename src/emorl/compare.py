@@ -273,7 +273,7 @@ def _world_and_model(base: RunConfig, cfgs: dict[str, RunConfig], out: Path, pro
         data, seed=base.seed, sizes=sizes, workers=d.workers, progress=progress).items()}})
     manifests = {s: data / f"{s}.jsonl" for s in sizes}
     model0 = out / "models" / "base"
-    corpus = lambda: _tokenizer_corpus(load_samples(manifests["coldstart"]), [base, *cfgs.values()],  # noqa: E731
+    corpus = lambda: _tokenizer_corpus(load_samples(manifests["coldstart"]), [base, *cfgs.values()],
                                        np.random.default_rng(base.seed))
     _stage("tiny model", model0, lambda: {"path": str(init_tiny(
         model0, corpus=corpus(), shape=TinyShape(hidden=d.hidden, layers=d.layers, vocab_size=d.vocab_size),

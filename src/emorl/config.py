@@ -20,7 +20,7 @@ from emorl.utils import atomic_write_text, git_revision
 
 @dataclass
 class DataConfig:
-    train: str = ""  # manifest (JSONL) of the RL / SFT training split
+    train: str = ""  # manifest (JSONL) of the RL / SFT training split, or a mixture "a.jsonl:1,b.jsonl:2"
     eval: list[str] = field(default_factory=list)  # manifests evaluated after `emorl sft` / `emorl train`
     num_frames: int = 8  # frames sampled at segment middles (R1-Omni: 8)
     frame_size: int = 84  # frames resized to frame_size^2 before the processor (multiple of 28)

@@ -66,9 +66,8 @@ def run_demo(out: str | Path, *, quick: bool = False, config: str | None = None,
              progress: bool = True) -> dict:
     from emorl.data.synthetic import synthesize
     from emorl.models.tiny import TinyShape, init_tiny
-    from emorl.runs import run_eval
     from emorl.rl.trainer import train_grpo
-    from emorl.runs import load_adapter, load_samples, make_builder
+    from emorl.runs import load_adapter, load_samples, make_builder, run_eval
     from emorl.sft import train_sft
 
     cfg = load_config(config or packaged_config("demo-quick" if quick else "demo"), overrides)

@@ -29,8 +29,25 @@ def make_builder(cfg: RunConfig, adapter) -> PromptBuilder:
                          on_missing_audio=cfg.data.on_missing_audio, modality=Modality.parse(cfg.data.modality))
 
 
-def load_samples(manifest: str | Path, max_samples: int = 0) -> list[Sample]:
-    samples = read_manifest(manifest)
+def load_samples(manifest: str | Path, max_samples: int = 0, seed: int = 0) -> list[Sample]:
+    """One manifest, or a training mixture written ``a.jsonl:1,b.jsonl:2`` (per-manifest weights =
+    relative sampling rates, R1-Omni's DFEW + MAFW; see emorl.data.mixture). Every sample keeps its
+    own dataset and so its own label set for the reward."""
+    spec = str(manifest)
+    if "," in spec or spec.rsplit(":", 1)[-1].replace(".", "", 1).isdigit():
+        from emorl.data.mixture import load_mixture
+
+        parts = []
+        for item in spec.split(","):
+            path, _, w = item.rpartition(":") if ":" in item else (item, "", "1")
+            try:
+                weight = float(w)
+            except ValueError:
+                raise ValueError(f"mixture entry {item!r}: expected path:weight, e.g. dfew.jsonl:1") from None
+            parts.append({"manifest": path, "weight": weight})
+        samples = load_mixture(parts, seed)
+    else:
+        samples = read_manifest(manifest)
     return samples[:max_samples] if max_samples else samples
 
 
@@ -43,7 +60,7 @@ def run_sft(cfg: RunConfig, *, progress: bool = True) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     save_run_config(cfg, out)
     adapter = load_adapter(cfg)
-    samples = load_samples(cfg.data.train, cfg.data.max_samples)
+    samples = load_samples(cfg.data.train, cfg.data.max_samples, cfg.seed)
     res = train_sft(cfg, adapter, make_builder(cfg, adapter), samples, out, progress=progress)
     res["eval"] = _eval_after(cfg, out, progress)
     return res
@@ -58,7 +75,7 @@ def run_grpo(cfg: RunConfig, *, progress: bool = True) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     save_run_config(cfg, out)
     adapter = load_adapter(cfg)
-    samples = load_samples(cfg.data.train, cfg.data.max_samples)
+    samples = load_samples(cfg.data.train, cfg.data.max_samples, cfg.seed)
     builder = make_builder(cfg, adapter)
     res = train_grpo(cfg, adapter, builder, samples, out, progress=progress, extra_rewards=reflection_for(cfg, adapter, builder))
     if not res["interrupted"]:

@@ -139,3 +139,21 @@ def test_mixture_bad_specs(two_manifests):
         load_mixture([{"manifest": dfew, "weigth": 2}], seed=0)
     with pytest.raises(ValueError, match="occurs in both"):
         load_mixture([{"manifest": dfew}, {"manifest": dfew}], seed=0)
+
+
+def test_training_mixture_from_config_string(tmp_path):
+    """`data.train=a.jsonl:1,b.jsonl:3` loads a weighted mixture; samples keep their label sets."""
+    from emorl.data.labels import LABEL_SETS
+    from emorl.data.manifest import Sample, write_manifest
+    from emorl.runs import load_samples
+
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    write_manifest(a, [Sample(f"a{i}", "x.mp4", "happy", "dfew", "train") for i in range(20)])
+    write_manifest(b, [Sample(f"b{i}", "y.mp4", "contempt", "mafw", "train") for i in range(20)])
+    mix = load_samples(f"{a}:1,{b}:3", seed=0)
+    n_a = sum(s.dataset == "dfew" for s in mix)
+    assert len(mix) == 40 and n_a == 10  # 1:3 of 40
+    assert {s.labels for s in mix} == {LABEL_SETS["dfew"], LABEL_SETS["mafw"]}
+    assert len(load_samples(a)) == 20
+    with pytest.raises(ValueError, match="expected path:weight"):
+        load_samples(f"{a}:x,{b}:1")

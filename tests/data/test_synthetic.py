@@ -33,7 +33,7 @@ from emorl.data.synthetic import voice as V
 from emorl.data.synthetic import world as W
 
 SMALL = {"train": 9, "coldstart": 4, "test": 4, "ood": 5}
-TRACE_RE = re.compile(r"^<think>(.+)</think><answer>([a-z]+)</answer>$", re.S)
+TRACE_RE = re.compile(r"^<think>(.+)</think><answer>([a-z]+)</answer>$", re.DOTALL)
 
 
 def _files(root: Path) -> dict[str, bytes]:
@@ -249,7 +249,7 @@ def _mouth_top_rows(img: np.ndarray, half_width: float) -> tuple[float, float]:
     """Top edge (row) of the mouth (pixels far from the skin colour) below the nose, at the
     centre and near the corners (``half_width``: the mouth's half width in face units)."""
     size = img.shape[0]
-    to_px = lambda f: int(round((f + 1) * size / 2))  # noqa: E731
+    to_px = lambda f: int(round((f + 1) * size / 2))
     skin = np.asarray(_appearance().skin) * 255
     box = img[to_px(0.26) : to_px(0.85)].astype(float)
     mouth = np.abs(box - skin).sum(-1) > 60

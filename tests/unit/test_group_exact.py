@@ -108,7 +108,7 @@ def _check_grads(tiny_model_dir, clips, modality, frozen, checkpointing=False):
         for tower in (ad.model.model.visual, ad.model.model.audio_tower):
             tower.requires_grad_(False)
     if checkpointing:  # as the trainer sets it up
-        ad.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        ad.model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
         ad.model.disable_input_require_grads()
     prompts = _prompts(ad, clips, modality)
     sizes = (3, 2, 4)  # uneven groups

@@ -4,11 +4,10 @@ import json
 
 import numpy as np
 import pytest
+from media_helpers import make_clip
 
 from emorl.data.manifest import ManifestError, Sample, read_manifest, write_manifest
 from emorl.data.media import MediaError, decode_audio, load_clip, segment_middles, write_mp4, write_wav
-
-from media_helpers import make_clip
 
 
 def _write(path, rows):

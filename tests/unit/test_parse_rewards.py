@@ -2,7 +2,7 @@
 
 import pytest
 
-from emorl.data.labels import LABEL_SETS, emotions_in, to_canonical, UnknownLabelError
+from emorl.data.labels import LABEL_SETS, UnknownLabelError, emotions_in, to_canonical
 from emorl.recipes.parse import boxed_contents, parse_completion
 from emorl.recipes.rewards import get_recipe, score
 

@@ -94,13 +94,9 @@ def _video_features(inner, prompts: list[PromptInputs], device) -> list[torch.Te
 
 
 def _audio_features(inner, prompts: list[PromptInputs], device) -> list[torch.Tensor]:
-    feats = [p.mm["input_features"] for p in prompts]
-    n_max = max(f.shape[-1] for f in feats)
-    x = feats[0].new_zeros(len(feats), feats[0].shape[0], n_max)
-    m = torch.zeros(len(feats), n_max, dtype=torch.long)
-    for i, f in enumerate(feats):
-        x[i, :, : f.shape[-1]] = f
-        m[i, : f.shape[-1]] = 1
+    from emorl.models.qwen_omni import pad_audio_features
+
+    x, m = pad_audio_features(prompts)
     out = inner.get_audio_features(x.to(device), m.to(device), return_dict=True).last_hidden_state
     _, n_tokens = inner.audio_tower._get_feat_extract_output_lengths(m.sum(-1))
     return list(torch.split(out, n_tokens.tolist()))

@@ -23,6 +23,18 @@ _MM_SPECIALS = ("<|AUDIO|>", "<|audio_bos|>", "<|audio_eos|>", "<|vision_bos|>",
                 "<|video_pad|>", "<|image_pad|>", "<|vision_pad|>")
 
 
+def pad_audio_features(prompts: list[PromptInputs]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad each prompt's log-mel (n_mels, F_i) to (B, n_mels, F_max) with its (B, F_max) mask."""
+    feats = [p.mm["input_features"] for p in prompts]
+    n_max = max(f.shape[-1] for f in feats)
+    x = feats[0].new_zeros(len(feats), feats[0].shape[0], n_max)
+    m = torch.zeros(len(feats), n_max, dtype=torch.long)
+    for i, f in enumerate(feats):
+        x[i, :, : f.shape[-1]] = f
+        m[i, : f.shape[-1]] = 1
+    return x, m
+
+
 def _thinker_class(path: str | Path):
     """The thinker class for a checkpoint (a thinker-only or a full omni checkpoint)."""
     import transformers
@@ -99,8 +111,9 @@ class QwenOmniAdapter:
                                                       add_generation_prompt=True)
         kw: dict = {"text": [rendered], "return_tensors": "pt"}
         vkw: dict = {"fps": float(fps or 2.0)}
-        if self.frame_pixels:
+        if self.frame_pixels:  # an exact pixel budget per frame: no per-frame cap on top of it
             vkw["size"] = {"shortest_edge": self.frame_pixels, "longest_edge": self.frame_pixels}
+            vkw["cap_pixels_per_frame"] = False
         if modality.has_video:
             kw.update(videos=[frames], videos_kwargs=vkw)
         if modality.has_audio:
@@ -137,13 +150,7 @@ class QwenOmniAdapter:
             mm["video_grid_thw"] = torch.cat([p.mm["video_grid_thw"] for p in prompts]).to(dev)
             mm["video_second_per_grid"] = torch.cat([p.mm["video_second_per_grid"] for p in prompts]).to(dev)
         if mod.has_audio:
-            feats = [p.mm["input_features"] for p in prompts]
-            n_max = max(f.shape[-1] for f in feats)
-            x = feats[0].new_zeros(len(feats), feats[0].shape[0], n_max)
-            m = torch.zeros(len(feats), n_max, dtype=torch.long)
-            for i, f in enumerate(feats):
-                x[i, :, : f.shape[-1]] = f
-                m[i, : f.shape[-1]] = 1
+            x, m = pad_audio_features(prompts)
             mm["input_features"], mm["feature_attention_mask"] = x.to(dev), m.to(dev)
         mm["use_audio_in_video"] = mod == Modality.AV
         return mm

@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from emorl.data.labels import emotions_in
 
 _TAGS = ("<think>", "</think>", "<answer>", "</answer>")
-_THINK_ANSWER = re.compile(r"\A\s*<think>(?P<think>.*?)</think>\s*<answer>(?P<answer>.*?)</answer>\s*\Z", re.S)
-_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.S)
+_THINK_ANSWER = re.compile(r"\A\s*<think>(?P<think>.*?)</think>\s*<answer>(?P<answer>.*?)</answer>\s*\Z", re.DOTALL)
+_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 _STEP_TAGS = tuple(f"<{c}step{i}>" for i in (1, 2, 3) for c in ("", "/"))
 _STEPS = re.compile(
-    r"\A\s*<step1>(?P<s1>.*?)</step1>\s*<step2>(?P<s2>.*?)</step2>\s*<step3>(?P<s3>.*?)</step3>(?P<rest>.*)\Z", re.S
+    r"\A\s*<step1>(?P<s1>.*?)</step1>\s*<step2>(?P<s2>.*?)</step2>\s*<step3>(?P<s3>.*?)</step3>(?P<rest>.*)\Z", re.DOTALL
 )
 
 
@@ -109,7 +109,7 @@ def parse_boxed(text: str) -> Parsed:
 
 
 _NORM = re.compile(r"\s*(<|>|/)\s*")
-_ANSWER_TAIL = re.compile(r"\A\s*<answer>(?P<answer>.*?)</answer>\s*\Z", re.S)
+_ANSWER_TAIL = re.compile(r"\A\s*<answer>(?P<answer>.*?)</answer>\s*\Z", re.DOTALL)
 
 
 def normalize_tags(text: str) -> str:

@@ -61,10 +61,10 @@ GROUNDING_MODES = ("none", "joint", "per_modality")
 NO_REASONING_COHERENCE = 0.5  # reference: "Answer 'None'" -> "None" -> 0.5
 NO_DESCRIPTION_GROUNDING = 0.0  # reference: "Answer 'None'" -> "None" contains "no" -> 0.0
 
-_COHERENCE_SPAN = re.compile(r"(<step1>.*?</step2>)", re.S)
-_STEP1_SPAN = re.compile(r"(<step1>.*?)(?=<step2>)", re.S)
-_THINK = re.compile(r"<think>(.*?)</think>", re.S)
-_INJECTED = re.compile(r"\\boxed\{[^{}]*\}|<answer>.*?</answer>", re.S)
+_COHERENCE_SPAN = re.compile(r"(<step1>.*?</step2>)", re.DOTALL)
+_STEP1_SPAN = re.compile(r"(<step1>.*?)(?=<step2>)", re.DOTALL)
+_THINK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
+_INJECTED = re.compile(r"\\boxed\{[^{}]*\}|<answer>.*?</answer>", re.DOTALL)
 _TAG = re.compile(r"</?(?:step[123]|think|answer)>")
 _SENTENCE = re.compile(r"(?<=[.!?;])\s+")
 _WORD = re.compile(r"[a-z]+")

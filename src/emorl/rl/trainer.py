@@ -339,7 +339,7 @@ def _setup_model(cfg: RunConfig, adapter):
         # generation, reference and policy passes (and across steps while the clip is cached)
         adapter.encoder_cache = EncoderCache(max_items=4 * cfg.grpo.prompts_per_step)
     if cfg.grpo.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
         # transformers hooks every sub-model's input embedding to require grad, so frozen encoders
         # would still build autograd graphs: undo it (not needed with non-reentrant checkpointing)
         model.disable_input_require_grads()
