@@ -62,6 +62,8 @@ def test_eval_errors(tiny_model_dir, tmp_path, capsys):
     assert "manifest not found" in capsys.readouterr().err
     assert main(["eval", "--model", str(tmp_path), "--manifest", "x.jsonl"]) == 2
     assert "no config.json" in capsys.readouterr().err
+    assert main(["eval", "--model", str(tmp_path / "missing"), "--manifest", "x.jsonl"]) == 2
+    assert "model directory not found" in capsys.readouterr().err
     assert main(["train", "grpo.stepz=1"]) == 2
     assert "unknown config key 'grpo.stepz'" in capsys.readouterr().err
 

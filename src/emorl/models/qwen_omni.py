@@ -77,15 +77,20 @@ class QwenOmniAdapter:
         from transformers import AutoProcessor
 
         path = str(path)
-        local = Path(path)
+        local = Path(path).expanduser()
         if local.exists() and not (local / "config.json").is_file():
             raise FileNotFoundError(f"{path}: no config.json; expected a model directory saved with save_pretrained")
+        if not local.exists() and (path.startswith(("/", ".", "~")) or path.count("/") > 1):
+            raise FileNotFoundError(f"{path}: model directory not found (and not a hub id of the form org/name)")
         hints_file = local / "emorl_model.json"
         if frame_pixels is None and hints_file.is_file():  # written by `emorl model init-tiny`
             frame_pixels = json.loads(hints_file.read_text()).get("frame_pixels")
         klass = _thinker_class(path)
-        model = klass.from_pretrained(path, dtype=getattr(torch, dtype), attn_implementation=attn_implementation)
-        processor = AutoProcessor.from_pretrained(path)
+        try:
+            model = klass.from_pretrained(path, dtype=getattr(torch, dtype), attn_implementation=attn_implementation)
+            processor = AutoProcessor.from_pretrained(path)
+        except OSError as e:  # hub id not reachable or not a model
+            raise FileNotFoundError(f"{path}: could not load a model from this hub id or directory: {e}") from None
         model.to(device)
         return cls(model, processor, device=device, frame_pixels=frame_pixels)
 
