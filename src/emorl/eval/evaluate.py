@@ -85,7 +85,8 @@ def metrics_of(rows: list[dict], labels: tuple[str, ...]) -> dict:
     return m
 
 
-def plot_confusion(metrics: dict, path: Path, title: str = "") -> None:
+def confusion_figure(metrics: dict, title: str = "", *, cell: float = 0.55, fontsize: int = 8):
+    """A row-normalised confusion matrix (counts written in the cells; last column = no/other answer)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -95,20 +96,26 @@ def plot_confusion(metrics: dict, path: Path, title: str = "") -> None:
     labels = metrics["labels"]
     m = np.array(metrics["confusion"], dtype=float)
     norm = m / np.maximum(m.sum(1, keepdims=True), 1)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.62 * len(labels), 0.9 + 0.55 * len(labels)))
+    fig, ax = plt.subplots(figsize=(1.0 + 1.1 * cell * len(labels), 0.9 + cell * len(labels)))
     ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-    cols = [*labels, "none"]
-    ax.set_xticks(range(len(cols)), cols, rotation=45, ha="right")
+    ax.set_xticks(range(len(labels) + 1), [*labels, "none"], rotation=45, ha="right")
     ax.set_yticks(range(len(labels)), labels)
     for i in range(m.shape[0]):
         for j in range(m.shape[1]):
             if m[i, j]:
-                ax.text(j, i, int(m[i, j]), ha="center", va="center", fontsize=8,
-                        color="white" if norm[i, j] > 0.5 else "black")
+                ax.text(j, i, int(m[i, j]), ha="center", va="center", fontsize=fontsize,
+                        color="white" if norm[i, j] > 0.5 else "#222")
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title or f"WAR {metrics['war']:.3f}  UAR {metrics['uar']:.3f}", fontsize=9)
     fig.tight_layout()
+    return fig
+
+
+def plot_confusion(metrics: dict, path: Path, title: str = "") -> None:
+    import matplotlib.pyplot as plt
+
+    fig = confusion_figure(metrics, title)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -142,25 +142,11 @@ def _png(fig) -> bytes:
 
 
 def fig_confusion(m: dict, title: str) -> bytes:
-    import numpy as np
+    from emorl.eval.evaluate import confusion_figure
 
-    plt = _plt()
-    labels = m["labels"]
-    cm = np.array(m["confusion"], dtype=float)
-    norm = cm / np.maximum(cm.sum(1, keepdims=True), 1)
-    fig, ax = plt.subplots(figsize=(0.9 + 0.5 * len(labels), 0.8 + 0.45 * len(labels)))
-    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(len(labels) + 1), [*labels, "none"], rotation=45, ha="right")
-    ax.set_yticks(range(len(labels)), labels)
-    for i in range(cm.shape[0]):
-        for j in range(cm.shape[1]):
-            if cm[i, j]:
-                ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=7,
-                        color="white" if norm[i, j] > 0.5 else "#222")
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(title)
-    for s in ax.spines.values():
+    _plt()  # the report's matplotlib style
+    fig = confusion_figure(m, title, cell=0.45, fontsize=7)
+    for s in fig.axes[0].spines.values():
         s.set_visible(False)
     return _png(fig)
 
