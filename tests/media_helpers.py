@@ -18,3 +18,15 @@ def make_clip(path, *, seconds: float = 2.0, fps: int = 8, size: int = 56, seed:
         sig = (0.3 * np.sin(2 * np.pi * f0 * np.arange(n) / 16000) + 0.01 * rng.standard_normal(n)).astype(np.float32)
     write_mp4(path, frames, fps, sig)
     return path
+
+
+def encode_clips(adapter, clips, modality):
+    """One prompt per clip, with different frame counts (8, 4, 6, ...) so prompt lengths differ."""
+    from emorl.data.media import load_clip
+
+    out = []
+    for i, path in enumerate(clips):
+        n = (8, 4, 6)[i % 3]
+        c = load_clip(path, num_frames=n, size=56)
+        out.append(adapter.encode(c.frames, c.audio, "Which emotion?", modality, fps=n / c.duration, key=str(i)))
+    return out

@@ -7,8 +7,8 @@ import copy
 
 import pytest
 import torch
+from media_helpers import encode_clips
 
-from emorl.data.media import load_clip
 from emorl.models import group
 from emorl.models.adapter import Modality, SamplingParams
 from emorl.models.qwen_omni import QwenOmniAdapter
@@ -30,13 +30,7 @@ def frozen_adapter(tiny_model_dir):
     return ad
 
 
-def _prompts(adapter, clips, modality):
-    out = []
-    for i, path in enumerate(clips):
-        n = (8, 4, 6)[i % 3]  # different frame counts -> different prompt lengths
-        c = load_clip(path, num_frames=n, size=56)
-        out.append(adapter.encode(c.frames, c.audio, "Which emotion?", modality, fps=n / c.duration, key=str(i)))
-    return out
+_prompts = encode_clips
 
 
 def _completions(adapter, n_rows, seed=0):

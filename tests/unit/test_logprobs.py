@@ -5,8 +5,8 @@ GRPOTrainer computes for video/audio prompts)."""
 import pytest
 import torch
 import torch.nn.functional as F
+from media_helpers import encode_clips
 
-from emorl.data.media import load_clip
 from emorl.models.adapter import Modality, SamplingParams
 from emorl.models.qwen_omni import QwenOmniAdapter
 
@@ -17,13 +17,7 @@ def adapter(tiny_model_dir):
     return QwenOmniAdapter.from_pretrained(tiny_model_dir)
 
 
-def _prompts(adapter, clips, modality):
-    out = []
-    for i, path in enumerate(clips):
-        n = (8, 4, 6)[i % 3]  # different frame counts -> different prompt lengths
-        c = load_clip(path, num_frames=n, size=56)
-        out.append(adapter.encode(c.frames, c.audio, "Which emotion?", modality, fps=n / c.duration, key=str(i)))
-    return out
+_prompts = encode_clips
 
 
 def _reference_logps(model, p, completion, *, media: bool):
