@@ -126,6 +126,19 @@ def cmd_init_tiny(args) -> int:
     return 0
 
 
+def cmd_pretrain_towers(args) -> int:
+    from emorl.models.perception import pretrain_towers
+    from emorl.runs import load_adapter, load_samples, make_builder
+
+    cfg = _cfg(args)
+    adapter = load_adapter(cfg, args.model)
+    res = pretrain_towers(adapter, make_builder(cfg, adapter), load_samples(args.manifest), Path(args.out),
+                          epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, seed=cfg.seed)
+    print(json.dumps(res, indent=2))
+    print(f"thinker with pretrained towers written to {Path(args.out) / 'model'}")
+    return 0
+
+
 def cmd_sft(args) -> int:
     from emorl.runs import run_sft
 
@@ -264,7 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = data.add_parser("synth", help="write the synthetic omni-emotion world")
     p.add_argument("--out", required=True)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--sizes", help="e.g. train=1200,coldstart=240,test=280,ood=280")
+    p.add_argument("--sizes", help="e.g. train=1200,coldstart=240,test=280,ood=280,pretrain=1200")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--frame-size", type=int, default=112)
     p.set_defaults(fn=cmd_synth)
@@ -294,6 +307,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frame-size", type=int, default=84)
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(fn=cmd_init_tiny)
+    p = model.add_parser("pretrain-towers", help="perception pretraining of the vision and audio towers on "
+                                                 "attribute targets (synthetic world: meta.cues; no emotion labels)")
+    p.add_argument("--model", required=True)
+    p.add_argument("--manifest", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--epochs", type=float, default=8.0)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--batch-size", type=int, default=8)
+    with_config(p)
+    p.set_defaults(fn=cmd_pretrain_towers)
 
     for name, fn, hlp in (("sft", cmd_sft, "supervised fine-tuning (cold start or label-only)"),
                           ("train", cmd_train, "GRPO")):

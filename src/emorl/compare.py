@@ -262,22 +262,22 @@ def run_compare(out: str | Path, *, quick: bool = False, config: str | None = No
 
 
 def _world_and_model(base: RunConfig, cfgs: dict[str, RunConfig], out: Path, progress: bool) -> tuple[dict, Path]:
-    """Synthesize the world and build the tiny thinker; returns ({split: manifest}, model dir)."""
+    """Synthesize the world and build the tiny thinker (perception-pretrained towers, as in the demo);
+    returns ({split: manifest}, model dir)."""
     from emorl.data.synthetic import synthesize
-    from emorl.models.tiny import TinyShape, init_tiny
+    from emorl.demo import build_base
     from emorl.runs import load_samples
 
     d, data = base.demo, out / "data"
-    sizes = {"train": d.train, "coldstart": d.coldstart, "test": d.test, "ood": d.ood}
+    sizes = {"train": d.train, "coldstart": d.coldstart, "test": d.test, "ood": d.ood, "pretrain": d.pretrain}
     _stage("synthesize", data, lambda: {"paths": {k: str(v) for k, v in synthesize(
         data, seed=base.seed, sizes=sizes, workers=d.workers, progress=progress).items()}})
     manifests = {s: data / f"{s}.jsonl" for s in sizes}
-    model0 = out / "models" / "base"
-    corpus = lambda: _tokenizer_corpus(load_samples(manifests["coldstart"]), [base, *cfgs.values()],
-                                       np.random.default_rng(base.seed))
-    _stage("tiny model", model0, lambda: {"path": str(init_tiny(
-        model0, corpus=corpus(), shape=TinyShape(hidden=d.hidden, layers=d.layers, vocab_size=d.vocab_size),
-        seed=base.seed, frame_size=base.data.frame_size))})
+    def corpus() -> list[str]:
+        return _tokenizer_corpus(load_samples(manifests["coldstart"]), [base, *cfgs.values()],
+                                 np.random.default_rng(base.seed))
+
+    model0 = build_base(base, out, manifests, corpus, _stage, progress)
     return manifests, model0
 
 
@@ -448,7 +448,7 @@ def render_markdown(metrics: dict, table: str) -> str:
     judge = metrics.get("judge") or {}
     parts = [
         "# emorl compare: plain GRPO vs R1-Omni vs EMO-R3", "",
-        f"Synthetic omni-emotion world (7 classes, chance UAR {1 / 7:.3f}), tiny random-init thinker, "
+        f"Synthetic omni-emotion world (7 classes, chance UAR {1 / 7:.3f}), tiny thinker (random-init LLM, attribute-pretrained towers), "
         f"{'quick (CI) sizes: a smoke test, not a result' if metrics['quick'] else 'default sizes'}. "
         f"Total wall time {metrics['total_seconds']:.0f} s.", "", table, "",
         "- **coldstart**: shared SFT on `<think>/<answer>` traces; **plain** and **r1-omni** start from it. "

@@ -87,6 +87,7 @@ class GRPOConfig:
     resume: bool = False  # continue from out/checkpoints/latest
     max_nonfinite_steps: int = 3  # consecutive skipped (non-finite) steps before the run stops
     gradient_checkpointing: bool = False
+    sharding: str = "none"  # none (replicated, all-reduced gradients) | fsdp2 (sharded parameters, grads, AdamW states)
 
 
 @dataclass
@@ -127,6 +128,9 @@ class DemoConfig:
     coldstart: int = 240
     test: int = 280
     ood: int = 280
+    pretrain: int = 1200  # clips for perception pretraining of the towers (0 = none: random-init towers)
+    pretrain_epochs: float = 8.0
+    pretrain_lr: float = 1e-3
     workers: int = 2
     label_sft_epochs: float = 3.0
     label_sft_lr: float = 1e-3
@@ -139,6 +143,7 @@ class DemoConfig:
 class RunConfig:
     out: str = "runs/run"
     seed: int = 42
+    report_to: list[str] = field(default_factory=list)  # trackers besides metrics.jsonl: tensorboard, wandb
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     prompt: PromptConfig = field(default_factory=PromptConfig)

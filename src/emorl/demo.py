@@ -1,8 +1,10 @@
 """The one-command demo: the R1-Omni pipeline end to end on the synthetic world and a tiny model.
 
 Stages (each skipped when its output is complete, so an interrupted demo resumes):
-  1. synthesize the world (train / coldstart / test / ood),
-  2. build the tiny thinker (tokenizer trained on prompts and cold-start traces),
+  1. synthesize the world (train / coldstart / test / ood, and pretrain),
+  2. build the tiny thinker (tokenizer trained on prompts and cold-start traces) and pretrain its
+     towers on the ``pretrain`` split's face and voice attributes, no emotion labels
+     (emorl.models.perception: the stand-in for a real omni model's pretrained encoders),
   3. (a) cold-start SFT on reasoning traces of the ``coldstart`` split,
      (b) label-only SFT on the RL training split (R1-Omni's MAFW-DFEW-SFT baseline),
      (c) GRPO from (a) on the training split,
@@ -65,7 +67,6 @@ def _tokenizer_corpus(manifest: Path, rng) -> list[str]:
 def run_demo(out: str | Path, *, quick: bool = False, config: str | None = None, overrides: list[str] | None = None,
              progress: bool = True) -> dict:
     from emorl.data.synthetic import synthesize
-    from emorl.models.tiny import TinyShape, init_tiny
     from emorl.rl.trainer import train_grpo
     from emorl.runs import load_adapter, load_samples, make_builder, run_eval
     from emorl.sft import train_sft
@@ -81,16 +82,15 @@ def run_demo(out: str | Path, *, quick: bool = False, config: str | None = None,
     t_start = time.perf_counter()
 
     data = out / "data"
-    sizes = {"train": d.train, "coldstart": d.coldstart, "test": d.test, "ood": d.ood}
+    sizes = {"train": d.train, "coldstart": d.coldstart, "test": d.test, "ood": d.ood, "pretrain": d.pretrain}
     _stage("synthesize", data, lambda: {"paths": {k: str(v) for k, v in synthesize(
         data, seed=cfg.seed, sizes=sizes, workers=d.workers, progress=progress).items()}}, timings)
     manifests = {s: data / f"{s}.jsonl" for s in sizes}
 
-    base = out / "models" / "base"
-    _stage("tiny_model", base, lambda: {"path": str(init_tiny(
-        base, corpus=_tokenizer_corpus(manifests["coldstart"], np.random.default_rng(cfg.seed)),
-        shape=TinyShape(hidden=d.hidden, layers=d.layers, vocab_size=d.vocab_size), seed=cfg.seed,
-        frame_size=cfg.data.frame_size))}, timings)
+    def corpus() -> list[str]:
+        return _tokenizer_corpus(manifests["coldstart"], np.random.default_rng(cfg.seed))
+
+    base = build_base(cfg, out, manifests, corpus, lambda name, d, fn: _stage(name, d, fn, timings), progress)
 
     def sft_stage(name: str, train: Path, sub_cfg: RunConfig) -> dict:
         def fn():
@@ -148,6 +148,34 @@ def run_demo(out: str | Path, *, quick: bool = False, config: str | None = None,
     return metrics
 
 
+def build_base(cfg: RunConfig, out: Path, manifests: dict[str, Path], corpus, stage, progress: bool) -> Path:
+    """The thinker every stage starts from: a tiny random-init thinker (tokenizer trained on
+    ``corpus()``), then, when ``cfg.demo.pretrain`` > 0, perception pretraining of its towers on the
+    ``pretrain`` split, without emotion labels (emorl.models.perception: the stand-in for a real
+    omni model's pretrained encoders). ``stage(name, dir, fn)`` runs or skips a resumable stage.
+    Returns ``out/models/base``."""
+    from emorl.models.tiny import TinyShape, init_tiny
+    from emorl.runs import load_adapter, load_samples, make_builder
+
+    d = cfg.demo
+    base = out / "models" / "base"
+    init = out / "models" / "init" if d.pretrain else base
+    stage("tiny_model", init, lambda: {"path": str(init_tiny(
+        init, corpus=corpus(), shape=TinyShape(hidden=d.hidden, layers=d.layers, vocab_size=d.vocab_size),
+        seed=cfg.seed, frame_size=cfg.data.frame_size))})
+    if d.pretrain:
+        def pretrain():
+            from emorl.models.perception import pretrain_towers
+
+            seed_everything(cfg.seed)
+            adapter = load_adapter(cfg, init)
+            return pretrain_towers(adapter, make_builder(cfg, adapter), load_samples(manifests["pretrain"]),
+                                   out / "pretrain_towers", epochs=d.pretrain_epochs, lr=d.pretrain_lr,
+                                   seed=cfg.seed, progress=progress, model_dir=base)
+        stage("pretrain_towers", base, pretrain)
+    return base
+
+
 def format_table(results: dict) -> str:
     head = "| model | test WAR | test UAR | test format | OOD WAR | OOD UAR | OOD format |"
     lines = [head, "|---|---|---|---|---|---|---|"]
@@ -160,10 +188,10 @@ def format_table(results: dict) -> str:
 
 def render_report(results: dict, timings: dict, out: Path, quick: bool) -> str:
     parts = ["# emorl demo summary", "",
-             f"Synthetic omni-emotion world (7 classes, chance UAR = {1/7:.3f}); tiny random-init Qwen2.5-Omni thinker; "
+             f"Synthetic omni-emotion world (7 classes, chance UAR = {1/7:.3f}); tiny Qwen2.5-Omni thinker (random-init LLM, attribute-pretrained towers); "
              f"{'quick (CI) sizes' if quick else 'default sizes'}. Total wall time {timings.get('total', 0):.0f} s.", "",
              format_table(results), "",
-             "- **base**: random init; **coldstart_sft**: SFT on reasoning traces of the cold-start split; "
+             "- **base**: random-init LLM with attribute-pretrained towers (no emotion labels); **coldstart_sft**: SFT on reasoning traces of the cold-start split; "
              "**label_sft**: label-only SFT on the RL training split (R1-Omni's MAFW-DFEW-SFT baseline; it never "
              "learns the `<think>` format, so its format rate is expected near 0); **grpo**: GRPO from coldstart_sft.",
              "", "## Confusion matrices", ""]

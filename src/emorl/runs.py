@@ -3,6 +3,7 @@ SFT, GRPO, evaluate. The CLI and the demo both call these."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from emorl.config import RunConfig, save_run_config
@@ -19,7 +20,10 @@ def load_adapter(cfg: RunConfig, path: str | Path | None = None):
     p = path or cfg.model.path
     if not p:
         raise ValueError("no model given: set model.path (a local directory or hub id)")
-    return QwenOmniAdapter.from_pretrained(p, dtype=cfg.model.dtype, device=cfg.model.device,
+    device = cfg.model.device
+    if device == "cuda" and "LOCAL_RANK" in os.environ:  # several processes: one GPU each
+        device = f"cuda:{os.environ['LOCAL_RANK']}"
+    return QwenOmniAdapter.from_pretrained(p, dtype=cfg.model.dtype, device=device,
                                            frame_pixels=cfg.model.frame_pixels or None)
 
 

@@ -15,11 +15,23 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from emorl.config import RunConfig
+from emorl.config import RunConfig, to_dict
 from emorl.data.loader import PromptBuilder
 from emorl.data.manifest import Sample
 from emorl.models.adapter import OmniAdapter
-from emorl.train_utils import JsonlLogger, freeze_towers, make_optimizer, save_model_atomic
+from emorl.train_utils import (
+    JsonlLogger,
+    all_reduce_grads,
+    barrier,
+    check_launch,
+    freeze_towers,
+    global_sum,
+    global_sum_float,
+    make_optimizer,
+    open_trackers,
+    save_model_atomic,
+    world_info,
+)
 
 
 def label_target(label: str, style: str = "tags") -> str:
@@ -58,15 +70,17 @@ def train_sft(cfg: RunConfig, adapter: OmniAdapter, builder: PromptBuilder, samp
     trace_rng = np.random.default_rng(cfg.seed)
     tok = adapter.tokenizer
     eos = torch.tensor([adapter.eos_id])
-    accelerator = Accelerator(cpu=cfg.model.device == "cpu")
+    check_launch("sft")
+    Accelerator(cpu=cfg.model.device == "cpu")  # starts the process group under torchrun / accelerate launch
+    world, rank = world_info()
+    progress = progress and rank == 0
     model = adapter.model
     freeze_towers(model, vision=cfg.model.freeze_vision, audio=cfg.model.freeze_audio)
     steps_per_epoch = math.ceil(len(samples) / s_cfg.batch_size)
     total = max(1, round(s_cfg.epochs * steps_per_epoch))
     opt, sched = make_optimizer(model, s_cfg.lr, s_cfg.weight_decay, total, int(s_cfg.warmup_ratio * total), "cosine")
-    model, opt = accelerator.prepare(model, opt)
     out.mkdir(parents=True, exist_ok=True)
-    log = JsonlLogger(out / "metrics.jsonl")
+    log = JsonlLogger(out / "metrics.jsonl", open_trackers(cfg.report_to, out, to_dict(cfg))) if rank == 0 else None
     model.train()
     step, targets, order = 0, None, []
     first_loss = last_loss = float("nan")
@@ -78,28 +92,36 @@ def train_sft(cfg: RunConfig, adapter: OmniAdapter, builder: PromptBuilder, samp
             if targets is None or fresh_traces_each_epoch:  # varied wording across epochs
                 targets = sft_targets(samples, s_cfg.target, trace_rng)
         idx, order = order[: s_cfg.batch_size], order[s_cfg.batch_size :]
-        batch = [samples[i] for i in idx]
-        prompts = [builder.prompt(s) for s in batch]
-        comps = [torch.cat([torch.tensor(tok(targets[i], add_special_tokens=False)["input_ids"]), eos]) for i in idx]
-        loss_sum, n_tok = 0.0, sum(len(c) for c in comps)
-        for mod in {p.modality for p in prompts}:
+        # several processes: each takes every world-th sample of the (same) batch; the loss is
+        # normalised by the whole batch's target tokens and the gradients are summed
+        mine = idx[rank::world]
+        prompts = [builder.prompt(samples[i]) for i in mine]
+        comps = [torch.cat([torch.tensor(tok(targets[i], add_special_tokens=False)["input_ids"]), eos]) for i in mine]
+        n_tok = global_sum(sum(len(c) for c in comps))
+        loss_sum = 0.0
+        for mod in sorted({p.modality for p in prompts}, key=lambda m: m.value):
             sel = [j for j, p in enumerate(prompts) if p.modality == mod]
             lp, mask, _ = adapter.completion_logprobs([prompts[j] for j in sel], [comps[j] for j in sel])
             loss = -(lp * mask).sum() / n_tok
-            accelerator.backward(loss)
+            loss.backward()
             loss_sum += float(loss.detach())
-        accelerator.clip_grad_norm_(model.parameters(), s_cfg.max_grad_norm)
+        all_reduce_grads(adapter.model)
+        loss_sum = global_sum_float(loss_sum)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), s_cfg.max_grad_norm)
         opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)
         step += 1
         first_loss = loss_sum if step == 1 else first_loss
         last_loss = loss_sum
-        log.log({"step": step, "loss": loss_sum, "lr": sched.get_last_lr()[0], "tokens": n_tok})
+        if log:
+            log.log({"step": step, "loss": loss_sum, "lr": sched.get_last_lr()[0], "tokens": n_tok})
         bar.update(1)
         bar.set_postfix(loss=f"{loss_sum:.3f}")
     bar.close()
-    log.close()
     model.eval()
-    save_model_atomic(adapter, out / "model")
+    if log:
+        log.close()
+        save_model_atomic(adapter, out / "model")
+    barrier()
     return {"steps": total, "first_loss": first_loss, "last_loss": last_loss}

@@ -1,4 +1,5 @@
-"""Pieces both training loops use: optimizer and schedule, micro-batches, JSONL metrics, checkpoints."""
+"""Pieces both training loops use: optimizer and schedule, micro-batches, metrics (JSONL plus optional
+TensorBoard / Weights & Biases), checkpoints, and the launch check."""
 
 from __future__ import annotations
 
@@ -52,20 +53,173 @@ def chunks(seq: Sequence, size: int) -> Iterator[Sequence]:
         yield seq[i : i + size]
 
 
-class JsonlLogger:
-    """Appends one JSON object a line to ``path``, flushed per line, so a crash loses nothing written."""
+# ---------------------------------------------------------------------------- several processes
+def world_info() -> tuple[int, int]:
+    import torch.distributed as dist
 
-    def __init__(self, path: str | os.PathLike):
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size(), dist.get_rank()
+    return 1, 0
+
+
+def global_sum(x: int) -> int:
+    import torch.distributed as dist
+
+    if world_info()[0] == 1:
+        return x
+    t = torch.tensor([x], dtype=torch.long)
+    dist.all_reduce(t)
+    return int(t)
+
+
+def barrier() -> None:
+    import torch.distributed as dist
+
+    if world_info()[0] > 1:
+        dist.barrier()
+
+
+def global_sum_float(x: float) -> float:
+    import torch.distributed as dist
+
+    if world_info()[0] == 1:
+        return x
+    t = torch.tensor([x], dtype=torch.float64)
+    dist.all_reduce(t)
+    return float(t)
+
+
+def all_reduce_grads(model: torch.nn.Module) -> None:
+    """Data parallelism: sum gradients over processes (each process's loss is already normalised
+    by the global row/token counts, so the sum is the global batch's gradient). FSDP2 reduces
+    (reduce-scatters) them itself in backward."""
+    import torch.distributed as dist
+
+    from emorl.rl.sharding import is_sharded
+
+    if world_info()[0] == 1 or is_sharded(model):
+        return
+    for p in model.parameters():
+        if p.requires_grad:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+            dist.all_reduce(p.grad)
+
+
+
+class JsonlLogger:
+    """Appends one JSON object a line to ``path``, flushed per line, so a crash loses nothing written.
+    Each row's numbers also go to ``trackers`` (``open_trackers``) at the row's ``step``."""
+
+    def __init__(self, path: str | os.PathLike, trackers: Sequence = ()):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._f = self.path.open("a", encoding="utf-8")
+        self.trackers = list(trackers)
 
     def log(self, row: dict[str, Any]) -> None:
         self._f.write(json.dumps(row, default=float) + "\n")
         self._f.flush()
+        for t in self.trackers:
+            t.log(scalar_metrics(row), row["step"])
 
     def close(self) -> None:
         self._f.close()
+        for t in self.trackers:
+            t.close()
+
+
+# ---------------------------------------------------------------------------- trackers
+TRACKERS = ("tensorboard", "wandb")
+
+
+def scalar_metrics(row: dict[str, Any]) -> dict[str, float]:
+    """A metrics row's numbers (not its step, strings, flags or nested values), as trackers take them."""
+    return {k: float(v) for k, v in row.items()
+            if k != "step" and isinstance(v, int | float) and not isinstance(v, bool)}
+
+
+def _missing(tracker: str, package: str) -> ImportError:
+    return ImportError(f"report_to={tracker} needs the {package} package: pip install 'emorl[{tracker}]'")
+
+
+class TensorBoardTracker:
+    """Scalars to ``out/tensorboard``. ``purge_step`` (on resume) hides events a previous run wrote
+    at that step or later."""
+
+    def __init__(self, out: Path, purge_step: int | None = None):
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise _missing("tensorboard", "tensorboard") from None
+        self.writer = SummaryWriter(str(out / "tensorboard"), purge_step=purge_step)
+
+    def log(self, scalars: dict[str, float], step: int) -> None:
+        for k, v in scalars.items():
+            self.writer.add_scalar(k, v, step)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class WandbTracker:
+    """A Weights & Biases run (project ``$WANDB_PROJECT``, default emorl; files under ``out/wandb``).
+    ``WANDB_MODE=offline`` logs without an account; ``wandb sync`` uploads later."""
+
+    def __init__(self, out: Path, config: dict | None = None):
+        try:
+            import wandb
+        except ImportError:
+            raise _missing("wandb", "wandb") from None
+        self.run = wandb.init(project=os.environ.get("WANDB_PROJECT", "emorl"), name=out.name, dir=str(out),
+                              config=config)
+
+    def log(self, scalars: dict[str, float], step: int) -> None:
+        self.run.log(scalars, step=step)
+
+    def close(self) -> None:
+        self.run.finish()
+
+
+def open_trackers(names: Sequence[str], out: Path, config: dict | None = None, *, resume_step: int = 0) -> list:
+    """The trackers ``report_to`` names, writing under ``out`` (``config``: the run config, which W&B
+    records; ``resume_step``: the step a resumed run continues from)."""
+    unknown = [n for n in names if n not in TRACKERS]
+    if unknown:
+        raise ValueError(f"report_to: unknown tracker(s) {', '.join(map(repr, unknown))}; "
+                         f"expected a list of {', '.join(TRACKERS)} (or [])")
+    trackers: list = []
+    try:
+        for n in dict.fromkeys(names):
+            trackers.append(TensorBoardTracker(out, resume_step + 1 if resume_step else None) if n == "tensorboard"
+                            else WandbTracker(out, config))
+    except BaseException:
+        for t in trackers:
+            t.close()
+        raise
+    return trackers
+
+
+def check_launch(command: str, sharding: str = "none") -> None:
+    """Refuse accelerate launches whose engine this loop would silently ignore (the loops call
+    the model's parts directly and reduce gradients themselves, so accelerate's plugins never see
+    them): DeepSpeed always; FSDP unless ``grpo.sharding=fsdp2`` (``emorl train`` only)."""
+    env = os.environ
+    if env.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true":
+        raise RuntimeError(f"emorl {command}: DeepSpeed launches (configs/accelerate/deepspeed_zero*.yaml) are not "
+                           "supported: emorl's loops never run the model through a DeepSpeed engine, so ZeRO would "
+                           "shard nothing. Shard with FSDP2 instead: accelerate launch --config_file "
+                           "configs/accelerate/fsdp2.yaml -m emorl.cli train ... grpo.sharding=fsdp2")
+    if env.get("ACCELERATE_USE_FSDP", "").lower() == "true":
+        if command != "train":
+            raise RuntimeError(f"emorl {command} does not shard: launch it with configs/accelerate/ddp.yaml or "
+                               "torchrun, not an accelerate FSDP config")
+        if env.get("FSDP_VERSION", "1") != "2":
+            raise RuntimeError("accelerate FSDP1 configs are not supported: use configs/accelerate/fsdp2.yaml "
+                               "(fsdp_version: 2) with grpo.sharding=fsdp2")
+        if sharding != "fsdp2":
+            raise ValueError(f"launched with an accelerate FSDP config but grpo.sharding={sharding}: add "
+                             "grpo.sharding=fsdp2 (emorl applies FSDP2 itself)")
 
 
 class PhaseTimer:
@@ -83,13 +237,14 @@ class PhaseTimer:
             self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t
 
 
-def save_model_atomic(adapter, out: str | os.PathLike) -> Path:
-    """Save model + processor to ``out`` via a temporary folder and a rename."""
+def save_model_atomic(adapter, out: str | os.PathLike, state_dict: dict | None = None) -> Path:
+    """Save model + processor to ``out`` via a temporary folder and a rename (``state_dict``: the
+    gathered weights of a sharded model)."""
     out = Path(out)
     tmp = out.with_name(f".{out.name}.tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
-    adapter.save(tmp)
+    adapter.save(tmp, state_dict=state_dict)
     if out.exists():
         old = out.with_name(f".{out.name}.old")
         if old.exists():

@@ -32,7 +32,7 @@ from emorl.data.synthetic import traces as T
 from emorl.data.synthetic import voice as V
 from emorl.data.synthetic import world as W
 
-SMALL = {"train": 9, "coldstart": 4, "test": 4, "ood": 5}
+SMALL = {"train": 9, "coldstart": 4, "test": 4, "ood": 5, "pretrain": 2}
 TRACE_RE = re.compile(r"^<think>(.+)</think><answer>([a-z]+)</answer>$", re.DOTALL)
 
 

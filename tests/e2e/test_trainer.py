@@ -204,3 +204,29 @@ def test_two_processes_stay_in_sync(tiny_model_dir, clips, tmp_path):
     start = QwenOmniAdapter.from_pretrained(sft / "model").model.state_dict()
     trained = QwenOmniAdapter.from_pretrained(out / "model").model.state_dict()
     assert any(not torch.equal(start[k], trained[k]) for k in start)
+
+
+def test_sft_two_processes_match_one(tiny_model_dir, clips, tmp_path):
+    """`emorl sft` on 2 CPU processes (torchrun, gloo) splits each batch between them and sums the
+    gradients, so two steps give the parameters one process gets (float summation order aside)."""
+    from emorl.cli import main
+
+    m = tmp_path / "train.jsonl"
+    write_manifest(m, [Sample(f"s{i}", str(p), lab, "dfew", "train") for i, (p, lab) in
+                       enumerate(zip(clips * 2, ["happy", "sad", "angry", "fear"]))])
+    common = [f"model.path={tiny_model_dir}", f"data.train={m}", "data.frame_size=56", "data.num_frames=4",
+              "sft.target=label", "sft.epochs=2", "sft.lr=1e-3", "sft.batch_size=4", "sft.warmup_ratio=0"]
+    assert main(["sft", *common, f"out={tmp_path / 'one'}"]) == 0
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+           "-m", "emorl.cli", "sft", *common, f"out={tmp_path / 'two'}"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    one = [json.loads(x) for x in (tmp_path / "one" / "metrics.jsonl").read_text().splitlines()]
+    two = [json.loads(x) for x in (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["tokens"] for r in one] == [r["tokens"] for r in two] and len(one) == 2
+    assert [r["loss"] for r in two] == pytest.approx([r["loss"] for r in one], rel=1e-5)
+    start = QwenOmniAdapter.from_pretrained(tiny_model_dir).model.state_dict()
+    a = QwenOmniAdapter.from_pretrained(tmp_path / "one" / "model").model.state_dict()
+    b = QwenOmniAdapter.from_pretrained(tmp_path / "two" / "model").model.state_dict()
+    assert any(not torch.equal(start[k], a[k]) for k in a)
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-5

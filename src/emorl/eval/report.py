@@ -960,7 +960,7 @@ def build_demo_report(demo_dir: Path, out_html: Path, *, cfg=None, analyze: bool
     notes = []
     if dm.get("timings_s", {}).get("total"):
         notes.append(f"Demo wall time {dm['timings_s']['total']:.0f} s{' (quick sizes)' if dm.get('quick') else ''}. "
-                     "Synthetic omni-emotion world, tiny random-init thinker: base = random init, coldstart_sft = SFT "
+                     "Synthetic omni-emotion world, tiny thinker: base = random-init LLM with attribute-pretrained towers, coldstart_sft = SFT "
                      "on reasoning traces, label_sft = label-only SFT, grpo = GRPO from coldstart_sft.")
     if not any(r.kind == "analysis" for r in runs):
         notes.append("Modality ablations were not run for this demo (see run_analysis_for_demo).")

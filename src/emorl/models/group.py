@@ -46,18 +46,22 @@ class MediaEmbeds:
         return MediaEmbeds(*(None if t is None else t.to(device) for t in (self.video, self.audio)))
 
 
+def _qwen25_omni(m) -> bool:
+    """Whether ``m`` is a Qwen2.5-Omni model (FSDP2 turns its class into a subclass FSDP<name>)."""
+    return any(c.__name__.startswith("Qwen2_5Omni") for c in type(m).__mro__)
+
+
 def supports(adapter) -> bool:
     """Whether these group-aware paths cover ``adapter``'s model (Qwen2.5-Omni thinkers, eager or
     sdpa attention); callers fall back to the duplicated-rows paths otherwise."""
     m = adapter.model
-    return (type(m).__name__.startswith("Qwen2_5Omni")
-            and m.model.language_model.config._attn_implementation in ("eager", "sdpa"))
+    return _qwen25_omni(m) and m.model.language_model.config._attn_implementation in ("eager", "sdpa")
 
 
 def _parts(adapter):
     """(thinker, thinker.model, text model); refuses families this module does not cover."""
     thinker = adapter.model
-    if not type(thinker).__name__.startswith("Qwen2_5Omni"):
+    if not _qwen25_omni(thinker):
         raise NotImplementedError(f"group-aware paths support Qwen2.5-Omni thinkers only, got {type(thinker).__name__}")
     return thinker, thinker.model, thinker.model.language_model
 
@@ -371,6 +375,7 @@ def encoder_fingerprint(model) -> str:
         h.update(json.dumps(tower.config.to_dict(), sort_keys=True, default=str).encode())
         with torch.no_grad():
             for pname, p in tower.state_dict().items():
+                p = p.full_tensor() if hasattr(p, "full_tensor") else p  # FSDP2 shard -> whole tensor
                 h.update(f"{name}.{pname}:{p.dtype}:{tuple(p.shape)}".encode())
                 stats = torch.stack([p.double().sum(), p.double().abs().sum(), p.double().square().sum()])
                 h.update(stats.cpu().numpy().tobytes())

@@ -277,10 +277,12 @@ class QwenOmniAdapter:
         return logps, mask.to(dev), ent
 
     # ------------------------------------------------------------------ io
-    def save(self, out: str | Path) -> None:
+    def save(self, out: str | Path, state_dict: dict | None = None) -> None:
+        """``save_pretrained`` of model and processor (``state_dict``: weights to write instead of
+        the model's own, e.g. gathered from FSDP2 shards)."""
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        self.model.save_pretrained(out)
+        self.model.save_pretrained(out, state_dict=state_dict)
         self.processor.save_pretrained(out)
         if self.frame_pixels:
             (out / "emorl_model.json").write_text(json.dumps({"frame_pixels": self.frame_pixels}) + "\n")

@@ -1,4 +1,4 @@
-"""The GRPO loop, owned by emorl (no framework trainer), on accelerate.
+"""The GRPO loop, owned by emorl (no framework trainer).
 
 ``train_grpo`` reads top to bottom; each step's phases are named and timed:
 
@@ -11,10 +11,12 @@
     update     clipped policy-gradient loss (+ beta * KL), accumulated over micro-batches, one
                optimizer step per epoch over the rollout batch
 
-Every log-prob pass receives the clip's media through the adapter. Checkpoints (model or LoRA
-adapter, optimizer, scheduler, RNG states, data position, step) are written atomically every
-``save_every`` steps and on SIGINT/SIGTERM; ``resume`` continues exactly. Non-finite rewards,
-losses or gradients skip the step with a logged reason; repeated ones stop the run.
+Every log-prob pass receives the clip's media through the adapter. Several processes (torchrun,
+accelerate launch) split each step's prompts; the model is replicated with gradients all-reduced
+here (``grpo.sharding=none``) or sharded with FSDP2 (``grpo.sharding=fsdp2``, emorl.rl.sharding).
+Checkpoints (model or LoRA adapter, optimizer, scheduler, RNG states, data position, step) are
+written atomically every ``save_every`` steps and on SIGINT/SIGTERM; ``resume`` continues exactly.
+Non-finite rewards, losses or gradients skip the step with a logged reason; repeated ones stop the run.
 """
 
 from __future__ import annotations
@@ -32,14 +34,28 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from emorl.config import RunConfig
+from emorl.config import RunConfig, to_dict
 from emorl.data.loader import PromptBuilder
 from emorl.data.manifest import Sample
 from emorl.models.adapter import OmniAdapter, SamplingParams
 from emorl.recipes.rewards import get_recipe
 from emorl.rl.grpo import group_advantages, policy_loss
 from emorl.rl.rollout import ExtraRewards, Group, sample_groups, score_groups
-from emorl.train_utils import JsonlLogger, PhaseTimer, chunks, freeze_towers, make_optimizer, save_model_atomic
+from emorl.rl.sharding import SHARDING, clip_grad_norm, full_state, gathered, is_sharded, load_full_state, shard_fsdp2
+from emorl.train_utils import (
+    JsonlLogger,
+    PhaseTimer,
+    all_reduce_grads,
+    barrier,
+    check_launch,
+    chunks,
+    freeze_towers,
+    global_sum,
+    make_optimizer,
+    open_trackers,
+    save_model_atomic,
+    world_info,
+)
 from emorl.utils import atomic_write_json
 
 
@@ -161,53 +177,24 @@ def policy_update(adapter: OmniAdapter, rows: list[Row], cfg: RunConfig, backwar
     return stats
 
 
-def _world() -> tuple[int, int]:
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_world_size(), dist.get_rank()
-    return 1, 0
-
-
-def _global_sum(x: int) -> int:
-    import torch.distributed as dist
-
-    if _world()[0] == 1:
-        return x
-    t = torch.tensor([x], dtype=torch.long)
-    dist.all_reduce(t)
-    return int(t)
-
-
-def _all_reduce_grads(model: torch.nn.Module) -> None:
-    """Data parallelism: sum gradients over processes (each process's loss is already normalised
-    by the global row/token counts, so the sum is the global batch's gradient)."""
-    import torch.distributed as dist
-
-    if _world()[0] == 1:
-        return
-    for p in model.parameters():
-        if p.requires_grad:
-            if p.grad is None:
-                p.grad = torch.zeros_like(p)
-            dist.all_reduce(p.grad)
-
-
 @torch.no_grad()
 def _check_in_sync(model: torch.nn.Module) -> bool | None:
-    """Multi-process runs: do all processes hold the same parameters? (None when single-process.)
+    """Multi-process runs: do all processes hold the same parameters? (None when single-process
+    or sharded.)
     Raises if they differ: a silent divergence would make the run meaningless."""
     import torch.distributed as dist
 
-    world, _ = _world()
+    world, _ = world_info()
     if world == 1:
         return None
+    if is_sharded(model):
+        return None  # each process holds different shards: there is one copy of each parameter
     local = torch.tensor([sum(float(p.double().sum()) for p in model.parameters()),
                           sum(float(p.double().abs().sum()) for p in model.parameters())], dtype=torch.float64)
-    gathered = [torch.zeros_like(local) for _ in range(world)]
-    dist.all_gather(gathered, local)
-    if any(not torch.equal(gathered[0], x) for x in gathered[1:]):
-        raise RuntimeError(f"processes hold different parameters after training: {[x.tolist() for x in gathered]}")
+    every = [torch.zeros_like(local) for _ in range(world)]
+    dist.all_gather(every, local)
+    if any(not torch.equal(every[0], x) for x in every[1:]):
+        raise RuntimeError(f"processes hold different parameters after training: {[x.tolist() for x in every]}")
     return True
 
 
@@ -216,18 +203,14 @@ def _ckpt_root(out: Path) -> Path:
     return out / "checkpoints"
 
 
-def _barrier() -> None:
-    import torch.distributed as dist
-
-    if _world()[0] > 1:
-        dist.barrier()
-
-
 def save_checkpoint(out: Path, adapter, opt, sched, state: TrainState, rng: random.Random, keep: int,
                     peft_model=None) -> Path:
     """Write checkpoints/step-N atomically (temp folder + rename), then point latest.json at it.
-    Rank 0 writes the weights and trainer state; every rank writes its own RNG state."""
-    world, rank = _world()
+    Rank 0 writes the weights and trainer state (gathered first when sharded); every rank writes
+    its own RNG state."""
+    world, rank = world_info()
+    sharded = is_sharded(adapter.model)
+    model_sd, optim_sd = full_state(adapter.model, opt) if sharded else (None, None)
     root = _ckpt_root(out)
     name = f"step-{state.step:06d}"
     tmp, final = root / f".{name}.tmp", root / name
@@ -238,15 +221,16 @@ def save_checkpoint(out: Path, adapter, opt, sched, state: TrainState, rng: rand
         if peft_model is not None:
             peft_model.save_pretrained(tmp / "adapter")
         else:  # the exact in-memory state dict (save_pretrained renames keys on the way to disk)
-            torch.save(adapter.model.state_dict(), tmp / "model_state.pt")
+            torch.save(model_sd if sharded else adapter.model.state_dict(), tmp / "model_state.pt")
         torch.save({"step": state.step, "order": list(state.order), "nonfinite_streak": state.nonfinite_streak,
-                    "python_rng": rng.getstate(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                    "world_size": world}, tmp / "trainer_state.pt")
-    _barrier()
+                    "python_rng": rng.getstate(), "optimizer": optim_sd if sharded else opt.state_dict(),
+                    "scheduler": sched.state_dict(), "world_size": world,
+                    "sharding": "fsdp2" if sharded else "none"}, tmp / "trainer_state.pt")
+    barrier()
     torch.save({"torch_rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
                tmp / f"rng_rank{rank}.pt")
-    _barrier()
+    barrier()
     if rank == 0:
         if final.exists():
             shutil.rmtree(final)
@@ -255,7 +239,7 @@ def save_checkpoint(out: Path, adapter, opt, sched, state: TrainState, rng: rand
         done = sorted(p for p in root.glob("step-*") if p.is_dir())
         for old in done[:-keep] if keep > 0 else []:
             shutil.rmtree(old)
-    _barrier()
+    barrier()
     return final
 
 
@@ -265,18 +249,25 @@ def load_checkpoint(out: Path, adapter, opt, sched, rng: random.Random, peft_mod
     if not latest.is_file():
         raise FileNotFoundError(f"{latest}: no checkpoint to resume from (was grpo.save_every set?)")
     path = root / json.loads(latest.read_text())["path"]
-    if peft_model is not None:
+    st = torch.load(path / "trainer_state.pt", weights_only=False)
+    world, rank = world_info()
+    if st["world_size"] != world:
+        raise ValueError(f"{path}: checkpoint was written by {st['world_size']} processes, resuming with {world}")
+    sharding = "fsdp2" if is_sharded(adapter.model) else "none"
+    if st.get("sharding", "none") != sharding:
+        raise ValueError(f"{path}: checkpoint was written with grpo.sharding={st.get('sharding', 'none')}, "
+                         f"resuming with grpo.sharding={sharding}; resume with the same setting")
+    if sharding == "fsdp2":
+        load_full_state(adapter.model, torch.load(path / "model_state.pt", weights_only=True), opt, st["optimizer"])
+    elif peft_model is not None:
         from peft import set_peft_model_state_dict
         from safetensors.torch import load_file
 
         set_peft_model_state_dict(peft_model, load_file(str(path / "adapter" / "adapter_model.safetensors")))
     else:
         adapter.model.load_state_dict(torch.load(path / "model_state.pt", weights_only=True))
-    st = torch.load(path / "trainer_state.pt", weights_only=False)
-    world, rank = _world()
-    if st["world_size"] != world:
-        raise ValueError(f"{path}: checkpoint was written by {st['world_size']} processes, resuming with {world}")
-    opt.load_state_dict(st["optimizer"])
+    if sharding == "none":
+        opt.load_state_dict(st["optimizer"])
     sched.load_state_dict(st["scheduler"])
     rng.setstate(st["python_rng"])
     r = torch.load(path / f"rng_rank{rank}.pt", weights_only=False)
@@ -360,6 +351,32 @@ def _reference(cfg: RunConfig, adapter, peft_model):
     return ref
 
 
+def _check_fsdp2(cfg: RunConfig, world: int) -> None:
+    if world < 2:
+        raise ValueError("grpo.sharding=fsdp2 needs several processes: launch with torchrun --nproc_per_node N or "
+                         "accelerate launch --config_file configs/accelerate/fsdp2.yaml")
+    if cfg.model.lora_rank > 0:
+        raise ValueError("grpo.sharding=fsdp2 does not support LoRA (model.lora_rank > 0); LoRA's trainable state is "
+                         "small, use grpo.sharding=none")
+    if cfg.grpo.dynamic_sampling:
+        raise ValueError("grpo.sharding=fsdp2 does not support grpo.dynamic_sampling=true (the processes would end a "
+                         "step with different batches); use grpo.sharding=none")
+
+
+def _check_same_micro_batches(rows: list[Row], size: int) -> None:
+    """FSDP2 all-gathers in every forward and reduces gradients in every backward, so every process
+    must run the same micro-batches (count and modality); otherwise they would wait on each other forever."""
+    import torch.distributed as dist
+
+    mine = [mb[0].prompt.modality.value for mb in micro_batches(rows, size)]
+    every: list = [None] * world_info()[0]
+    dist.all_gather_object(every, mine)
+    if any(x != every[0] for x in every):
+        raise RuntimeError(f"grpo.sharding=fsdp2 needs the same micro-batches on every process, got {every} "
+                           "(modality per micro-batch): the clips' modalities differ between processes (e.g. "
+                           "data.on_missing_audio=skip fell back to video); use grpo.sharding=none")
+
+
 def _next_batch(state: TrainState, rng: random.Random, n_samples: int, k: int) -> list[int]:
     while len(state.order) < k:
         perm = list(range(n_samples))
@@ -383,17 +400,25 @@ def train_grpo(cfg: RunConfig, adapter: OmniAdapter, builder: PromptBuilder, sam
     if g.epochs_per_rollout < 1:
         raise ValueError(f"grpo.epochs_per_rollout must be >= 1, got {g.epochs_per_rollout}")
     recipe = get_recipe(cfg.prompt.recipe)
-    accelerator = Accelerator(cpu=cfg.model.device == "cpu")
-    world, rank = _world()
+    if g.sharding not in SHARDING:
+        raise ValueError(f"grpo.sharding must be one of {', '.join(SHARDING)}, got {g.sharding!r}")
+    check_launch("train", g.sharding)
+    Accelerator(cpu=cfg.model.device == "cpu")  # starts the process group under torchrun / accelerate launch
+    world, rank = world_info()
     if plan.prompts_per_step % world:
         raise ValueError(f"grpo.prompts_per_step ({plan.prompts_per_step}) must be divisible by the number of "
                          f"processes ({world})")
+    if g.sharding == "fsdp2":
+        _check_fsdp2(cfg, world)
     main = rank == 0
     progress = progress and main
     peft_model = _setup_model(cfg, adapter)
-    opt, sched = make_optimizer(adapter.model, g.lr, g.weight_decay, g.steps, g.warmup_steps, "linear")
-    opt = accelerator.prepare(opt)
     ref = _reference(cfg, adapter, peft_model)
+    if g.sharding == "fsdp2":
+        shard_fsdp2(adapter.model, adapter.device.type)
+        if ref is not None and not cfg.model.ref_device:
+            shard_fsdp2(ref.model, ref.device.type)
+    opt, sched = make_optimizer(adapter.model, g.lr, g.weight_decay, g.steps, g.warmup_steps, "linear")
     params = SamplingParams(cfg.sampling.max_new_tokens, cfg.sampling.temperature, cfg.sampling.top_p,
                             cfg.sampling.top_k)
     out.mkdir(parents=True, exist_ok=True)
@@ -405,20 +430,22 @@ def train_grpo(cfg: RunConfig, adapter: OmniAdapter, builder: PromptBuilder, sam
         if main:
             for name in ("metrics.jsonl", "samples.jsonl"):
                 _truncate_log(out / name, state.step)
-    _barrier()
-    log = JsonlLogger(out / "metrics.jsonl" if main else out / f".metrics_rank{rank}.jsonl")
+    barrier()
+    trackers = open_trackers(cfg.report_to, out, to_dict(cfg), resume_step=state.step) if main else []
+    log = JsonlLogger(out / "metrics.jsonl" if main else out / f".metrics_rank{rank}.jsonl", trackers)
     sample_log = JsonlLogger(out / "samples.jsonl" if main else out / f".samples_rank{rank}.jsonl")
     n_params = sum(p.numel() for p in adapter.model.parameters() if p.requires_grad)
     if main:
-        print(f"[grpo] {plan.describe()}; {world} process(es); {g.steps} steps; loss {g.loss_type}, beta {g.beta}, lr {g.lr}; "
-              f"{n_params / 1e6:.2f}M trainable parameters" + (f" (LoRA r={cfg.model.lora_rank})" if peft_model else ""))
+        print(f"[grpo] {plan.describe()}; {world} process(es), sharding {g.sharding}; {g.steps} steps; "
+              f"loss {g.loss_type}, beta {g.beta}, lr {g.lr}; {n_params / 1e6:.2f}M trainable parameters"
+              + (f" (LoRA r={cfg.model.lora_rank})" if peft_model else ""))
     history: list[dict] = []
     last_step = g.steps if stop_after is None else min(g.steps, state.step + stop_after)
     bar = tqdm(total=g.steps, initial=state.step, desc="grpo", disable=not progress, dynamic_ncols=True)
     with _StopFlag() as stop:
         while state.step < last_step and stop.signal is None:
             row = _step(cfg, plan, adapter, builder, samples, recipe, params, extra_rewards, ref, opt, sched,
-                        accelerator, state, rng)
+                        state, rng)
             state.step += 1
             row["step"] = state.step
             log.log(row)
@@ -437,12 +464,17 @@ def train_grpo(cfg: RunConfig, adapter: OmniAdapter, builder: PromptBuilder, sam
     interrupted = stop.signal is not None or state.step < g.steps
     adapter.model.eval()
     in_sync = _check_in_sync(adapter.model)
-    if in_sync is not None and main:
+    if world > 1 and main:
+        skipped = {"skipped": "fsdp2: every parameter has one sharded copy"} if is_sharded(adapter.model) else {}
         atomic_write_json(out / "sync_check.json", {"processes": world, "params_in_sync": in_sync,
-                                                    "step": state.step})
+                                                    "step": state.step, **skipped})
     if interrupted:
         path = save_checkpoint(out, adapter, opt, sched, state, rng, g.keep_checkpoints, peft_model)
         print(f"[grpo] stopped at step {state.step}; checkpoint {path}; continue with grpo.resume=true")
+    elif is_sharded(adapter.model):
+        model_sd, _ = full_state(adapter.model)  # gathered on process 0
+        if main:
+            save_model_atomic(adapter, out / "model", state_dict=model_sd)
     elif main:
         if peft_model is not None:
             peft_model.save_pretrained(out / "adapter")
@@ -451,7 +483,7 @@ def train_grpo(cfg: RunConfig, adapter: OmniAdapter, builder: PromptBuilder, sam
             save_model_atomic(merged, out / "model")
         else:
             save_model_atomic(adapter, out / "model")
-    _barrier()
+    barrier()
     return {"steps": state.step, "interrupted": interrupted,
             "first_reward": history[0].get("reward/overall") if history else None,
             "last_reward": history[-1].get("reward/overall") if history else None, "history": history}
@@ -463,11 +495,11 @@ def _rollout(cfg, plan, adapter, builder, samples, recipe, params, extra_rewards
     groups: list[Group] = []
     dropped = 0
     for _round in range(1 + (g.max_refill_rounds if g.dynamic_sampling else 0)):
-        need = plan.prompts_per_step // _world()[0] - len(groups)
+        need = plan.prompts_per_step // world_info()[0] - len(groups)
         if need <= 0:
             break
         # every process draws the same global batch and takes its share (prompts_per_step is global)
-        world, rank = _world()
+        world, rank = world_info()
         batch = [samples[i] for i in _next_batch(state, rng, len(samples), need * world)[rank::world]]
         with timer("encode"):
             prompts = [builder.prompt(s) for s in batch]
@@ -484,12 +516,14 @@ def _rollout(cfg, plan, adapter, builder, samples, recipe, params, extra_rewards
     return groups, dropped
 
 
-def _step(cfg, plan, adapter, builder, samples, recipe, params, extra_rewards, ref, opt, sched, accelerator,
+def _step(cfg, plan, adapter, builder, samples, recipe, params, extra_rewards, ref, opt, sched,
           state: TrainState, rng) -> dict:
     g = cfg.grpo
     timer = PhaseTimer()
     t0 = time.perf_counter()
-    groups, dropped = _rollout(cfg, plan, adapter, builder, samples, recipe, params, extra_rewards, state, rng, timer)
+    with gathered(adapter.model):  # FSDP2: all-gathered once for the whole rollout, not per decoding step
+        groups, dropped = _rollout(cfg, plan, adapter, builder, samples, recipe, params, extra_rewards, state, rng,
+                                   timer)
     row: dict = {"dynamic_sampling_dropped": dropped} if g.dynamic_sampling else {}
     if not groups:
         state.nonfinite_streak = 0
@@ -506,6 +540,8 @@ def _step(cfg, plan, adapter, builder, samples, recipe, params, extra_rewards, r
     reason = None if torch.isfinite(rewards).all() else "non-finite reward"
     if reason is None:
         try:
+            if is_sharded(adapter.model):
+                _check_same_micro_batches(rows, g.micro_batch_rows)
             if ref is not None:
                 with timer("reference"):
                     if isinstance(ref, torch.nn.Module):  # peft model: base weights = initial policy
@@ -517,14 +553,14 @@ def _step(cfg, plan, adapter, builder, samples, recipe, params, extra_rewards, r
                 with timer("old"):
                     fill_logps(adapter, rows, g.micro_batch_rows, params.temperature, "old")
             adapter.model.train()
-            norm_rows, norm_tokens = _global_sum(len(rows)), _global_sum(n_tokens)
+            norm_rows, norm_tokens = global_sum(len(rows)), global_sum(n_tokens)
             for _epoch in range(g.epochs_per_rollout):
                 with timer("update"):
-                    stats = policy_update(adapter, rows, cfg, accelerator.backward, temperature=params.temperature,
+                    stats = policy_update(adapter, rows, cfg, torch.Tensor.backward, temperature=params.temperature,
                                           norm_rows=norm_rows, norm_tokens=norm_tokens)
-                    _all_reduce_grads(adapter.model)
-                    grad_norm = float(accelerator.clip_grad_norm_(
-                        [p for p in adapter.model.parameters() if p.requires_grad], g.max_grad_norm))
+                    all_reduce_grads(adapter.model)
+                    grad_norm = clip_grad_norm([p for p in adapter.model.parameters() if p.requires_grad],
+                                               g.max_grad_norm)
                     if not math.isfinite(grad_norm):
                         raise FloatingPointError(f"non-finite gradient norm ({grad_norm})")
                     opt.step()

@@ -15,6 +15,10 @@ categorical cues (head move, pitch contour) have per-class probabilities. With t
 the Bayes-optimal accuracy from the true cues is about 0.86 on ``both`` clips, 0.73 from the face
 alone and 0.62 from the voice alone (about 0.79 over the 60/20/20 mixture). Every clip is seeded from
 ``(seed, split, index)`` only, so its bytes do not depend on the worker count or on other clips.
+
+Splits: ``train`` (RL and label SFT), ``coldstart`` (reasoning traces), ``test``, ``ood`` (other face
+style, palette, background and voice timbre) and ``pretrain`` (the towers' perception pretraining,
+emorl.models.perception; its labels are never used for training).
 """
 
 from __future__ import annotations
@@ -37,10 +41,11 @@ from emorl.utils import atomic_write_json
 GENERATOR_VERSION = "1.0"
 DATASET = "synthetic"
 CLASSES: tuple[str, ...] = LABEL_SETS["synthetic"]
-SPLITS: tuple[str, ...] = ("train", "coldstart", "test", "ood")
-SPLIT_CODES: dict[str, int] = {"train": 0, "coldstart": 1, "test": 2, "ood": 3}
-SPLIT_STYLE: dict[str, str] = {"train": "default", "coldstart": "default", "test": "default", "ood": "ood"}
-DEFAULT_SIZES: dict[str, int] = {"train": 1200, "coldstart": 240, "test": 280, "ood": 280}
+SPLITS: tuple[str, ...] = ("train", "coldstart", "test", "ood", "pretrain")
+SPLIT_CODES: dict[str, int] = {"train": 0, "coldstart": 1, "test": 2, "ood": 3, "pretrain": 4}
+SPLIT_STYLE: dict[str, str] = {"train": "default", "coldstart": "default", "test": "default", "ood": "ood",
+                              "pretrain": "default"}
+DEFAULT_SIZES: dict[str, int] = {"train": 1200, "coldstart": 240, "test": 280, "ood": 280, "pretrain": 1200}
 INFORMATIVE: dict[str, float] = {"both": 0.6, "video": 0.2, "audio": 0.2}
 OCCLUDED_P = 0.3  # share of audio-informative clips whose mouth is hidden by a mask
 BLINK_P = 0.4  # share of clips with one blink (class independent)

@@ -1,0 +1,135 @@
+"""Perception pretraining of a thinker's towers: the tiny model's stand-in for encoder pretraining.
+
+A released Qwen2.5-Omni arrives with vision and audio encoders that already measure faces and
+voices. emorl's tiny thinker starts from random weights, and when every stage has to learn
+perception through the LLM it stalls near UAR 0.3 however long it trains (docs/results.md), while
+the same vision tower with a linear head on its pooled output learns in seconds. So the demo
+pretrains the towers first, on clips disjoint from every later split and *without emotion labels*:
+each tower, through a temporary linear head on its mean-pooled output, regresses the attribute
+values drawn for the clip (the synthetic world's face and voice cues, scaled to [-1, 1]) and
+classifies its categorical attribute (head move; pitch contour). The heads are discarded; the
+LLM is untouched. This is the analogue of the generic pretraining a real encoder had, not of
+emotion training: no stage before the cold start sees a label.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from emorl.data.loader import PromptBuilder
+from emorl.data.manifest import Sample
+from emorl.train_utils import JsonlLogger, save_model_atomic
+
+MODALITIES = ("video", "audio")
+_MOUTH = ("mouth_curve", "mouth_open", "mouth_width")
+
+
+def _attributes():
+    from emorl.data.synthetic.world import AUDIO_CUES, CONTOUR_P, HEAD_MOVE_P, VIDEO_CUES
+
+    return {"video": (VIDEO_CUES, "head_move", tuple(HEAD_MOVE_P["neutral"])),
+            "audio": (AUDIO_CUES, "pitch_contour", tuple(CONTOUR_P["neutral"]))}
+
+
+def attribute_targets(samples: list[Sample], modality: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Targets of one tower for a batch: ``values`` (B, n_cues) in [-1, 1], ``category`` (B,) and
+    ``mask`` (B, n_cues), 0 where the attribute cannot be seen (mouth cues under a mask).
+
+    Reads ``meta.cues`` (the synthetic world's schema); other datasets have no attribute labels.
+    """
+    continuous, cat_name, categories = _attributes()[modality]
+    values, cats, mask = [], [], []
+    for s in samples:
+        cues = s.meta.get("cues", {}).get(modality)
+        if cues is None:
+            raise ValueError(f"sample {s.id} (dataset {s.dataset!r}): perception pretraining needs meta.cues.{modality} "
+                             "(attribute values, as the synthetic world writes them)")
+        values.append([(float(cues[c]) - (lo + hi) / 2) / ((hi - lo) / 2) for c, (lo, hi) in continuous.items()])
+        cats.append(categories.index(cues[cat_name]))
+        hidden = modality == "video" and bool(cues.get("occluded"))
+        mask.append([0.0 if hidden and c in _MOUTH else 1.0 for c in continuous])
+    return torch.tensor(values), torch.tensor(cats), torch.tensor(mask)
+
+
+def attribute_loss(pred: torch.Tensor, values: torch.Tensor, category: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Masked mean squared error of the continuous attributes plus cross-entropy of the categorical one.
+
+    pred: (B, n_cues + n_categories); values, mask: (B, n_cues); category: (B,).
+    """
+    n = values.shape[1]
+    mse = (((pred[:, :n] - values) ** 2) * mask).sum() / mask.sum().clamp(min=1)
+    return mse + nn.functional.cross_entropy(pred[:, n:], category)
+
+
+def pretrain_towers(adapter, builder: PromptBuilder, samples: list[Sample], out: str | Path, *, epochs: float = 8,
+                    lr: float = 1e-3, batch_size: int = 8, seed: int = 0, progress: bool = True,
+                    model_dir: str | Path | None = None) -> dict:
+    """Train the vision and audio towers on attribute targets; save the thinker to ``model_dir``
+    (default ``out/model``).
+
+    Writes ``out/metrics.jsonl`` (per step: ``loss/video``, ``loss/audio``). Returns the mean loss of
+    each tower over the first and the last epoch.
+    """
+    from emorl.models import group
+
+    if not samples:
+        raise ValueError("perception pretraining needs at least one sample")
+    out = Path(out)
+    inner = adapter.model.model
+    towers = {"video": inner.visual, "audio": inner.audio_tower}
+    width = adapter.model.config.text_config.hidden_size
+    attrs = _attributes()
+    torch.manual_seed(seed)
+    heads = nn.ModuleDict({m: nn.Linear(width, len(attrs[m][0]) + len(attrs[m][2])) for m in MODALITIES})
+    params = [p for t in towers.values() for p in t.parameters()] + list(heads.parameters())
+    for p in params:
+        p.requires_grad_(True)
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    steps_per_epoch = math.ceil(len(samples) / batch_size)
+    total = max(1, round(epochs * steps_per_epoch))
+    rng = random.Random(seed)
+    log = JsonlLogger(out / "metrics.jsonl")
+    history: list[dict] = []
+    adapter.model.train()
+    bar = tqdm(total=total, desc="pretrain towers", disable=not progress, dynamic_ncols=True)
+    order: list[int] = []
+    for step in range(1, total + 1):
+        if not order:
+            order = list(range(len(samples)))
+            rng.shuffle(order)
+        batch, order = [samples[i] for i in order[:batch_size]], order[batch_size:]
+        prompts = [builder.prompt(s) for s in batch]
+        feats = {"video": group._video_features(inner, prompts, adapter.device),
+                 "audio": group._audio_features(inner, prompts, adapter.device)}
+        row: dict = {"step": step}
+        loss = 0.0
+        for m in MODALITIES:
+            pooled = torch.stack([f.mean(0) for f in feats[m]])
+            values, cat, mask = (t.to(adapter.device) for t in attribute_targets(batch, m))
+            part = attribute_loss(heads[m](pooled), values, cat, mask)
+            loss = loss + part
+            row[f"loss/{m}"] = float(part.detach())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        log.log(row)
+        history.append(row)
+        bar.update(1)
+        bar.set_postfix(video=f"{row['loss/video']:.3f}", audio=f"{row['loss/audio']:.3f}")
+    bar.close()
+    log.close()
+    adapter.model.eval()
+    save_model_atomic(adapter, Path(model_dir) if model_dir else out / "model")
+    k = min(steps_per_epoch, len(history))
+    summary = {"steps": total}
+    for m in MODALITIES:
+        summary[f"first_epoch_loss/{m}"] = sum(r[f"loss/{m}"] for r in history[:k]) / k
+        summary[f"last_epoch_loss/{m}"] = sum(r[f"loss/{m}"] for r in history[-k:]) / k
+    return summary
+
