@@ -26,7 +26,6 @@ from emorl.train_utils import (
     check_launch,
     freeze_towers,
     global_sum,
-    global_sum_float,
     make_optimizer,
     open_trackers,
     save_model_atomic,
@@ -106,7 +105,7 @@ def train_sft(cfg: RunConfig, adapter: OmniAdapter, builder: PromptBuilder, samp
             loss.backward()
             loss_sum += float(loss.detach())
         all_reduce_grads(adapter.model)
-        loss_sum = global_sum_float(loss_sum)
+        loss_sum = global_sum(loss_sum)
         torch.nn.utils.clip_grad_norm_(model.parameters(), s_cfg.max_grad_norm)
         opt.step()
         sched.step()

@@ -62,14 +62,15 @@ def world_info() -> tuple[int, int]:
     return 1, 0
 
 
-def global_sum(x: int) -> int:
+def global_sum(x: int | float) -> int | float:
+    """``x`` summed over processes (``x`` itself in a single process); keeps int or float."""
     import torch.distributed as dist
 
     if world_info()[0] == 1:
         return x
-    t = torch.tensor([x], dtype=torch.long)
+    t = torch.tensor([x], dtype=torch.float64)  # exact for the integer counts used here (< 2**53)
     dist.all_reduce(t)
-    return int(t)
+    return type(x)(t.item())
 
 
 def barrier() -> None:
@@ -77,16 +78,6 @@ def barrier() -> None:
 
     if world_info()[0] > 1:
         dist.barrier()
-
-
-def global_sum_float(x: float) -> float:
-    import torch.distributed as dist
-
-    if world_info()[0] == 1:
-        return x
-    t = torch.tensor([x], dtype=torch.float64)
-    dist.all_reduce(t)
-    return float(t)
 
 
 def all_reduce_grads(model: torch.nn.Module) -> None:
