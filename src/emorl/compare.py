@@ -448,7 +448,8 @@ def render_markdown(metrics: dict, table: str) -> str:
     judge = metrics.get("judge") or {}
     parts = [
         "# emorl compare: plain GRPO vs R1-Omni vs EMO-R3", "",
-        f"Synthetic omni-emotion world (7 classes, chance UAR {1 / 7:.3f}), tiny thinker (random-init LLM, attribute-pretrained towers), "
+        f"Synthetic omni-emotion world (7 classes, chance UAR {1 / 7:.3f}), tiny thinker (random-init LLM, "
+        "attribute-pretrained towers), "
         f"{'quick (CI) sizes: a smoke test, not a result' if metrics['quick'] else 'default sizes'}. "
         f"Total wall time {metrics['total_seconds']:.0f} s.", "", table, "",
         "- **coldstart**: shared SFT on `<think>/<answer>` traces; **plain** and **r1-omni** start from it. "

@@ -188,10 +188,12 @@ def format_table(results: dict) -> str:
 
 def render_report(results: dict, timings: dict, out: Path, quick: bool) -> str:
     parts = ["# emorl demo summary", "",
-             f"Synthetic omni-emotion world (7 classes, chance UAR = {1/7:.3f}); tiny Qwen2.5-Omni thinker (random-init LLM, attribute-pretrained towers); "
+             f"Synthetic omni-emotion world (7 classes, chance UAR = {1/7:.3f}); tiny Qwen2.5-Omni thinker "
+             "(random-init LLM, attribute-pretrained towers); "
              f"{'quick (CI) sizes' if quick else 'default sizes'}. Total wall time {timings.get('total', 0):.0f} s.", "",
              format_table(results), "",
-             "- **base**: random-init LLM with attribute-pretrained towers (no emotion labels); **coldstart_sft**: SFT on reasoning traces of the cold-start split; "
+             "- **base**: random-init LLM with attribute-pretrained towers (no emotion labels); "
+             "**coldstart_sft**: SFT on reasoning traces of the cold-start split; "
              "**label_sft**: label-only SFT on the RL training split (R1-Omni's MAFW-DFEW-SFT baseline; it never "
              "learns the `<think>` format, so its format rate is expected near 0); **grpo**: GRPO from coldstart_sft.",
              "", "## Confusion matrices", ""]
