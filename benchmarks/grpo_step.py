@@ -267,7 +267,21 @@ class Probes:
         for name, mod in (("vision", inner.visual), ("audio", inner.audio_tower)):
             mod.register_forward_pre_hook(lambda m, a, k, n=name: self._start(n), with_kwargs=True)
             mod.register_forward_hook(lambda m, a, o, n=name: self._stop(n, a))
-        model.lm_head.register_forward_hook(lambda m, a, o: self._stamp())
+        model.lm_head.register_forward_hook(lambda m, a, o: None if self.in_static else self._stamp())
+        # a static / CUDA-graph decode step runs the LM head inside StaticDecoder.step (a graph
+        # replay calls no hooks): one stamp per step, after it
+        self.in_static = False
+        real = group.StaticDecoder.step
+
+        def step(decoder, next_ids):
+            self.in_static = True
+            try:
+                return real(decoder, next_ids)
+            finally:
+                self.in_static = False
+                self._stamp()
+
+        group.StaticDecoder.step = step
 
     def reset(self):
         self.encoder_s = {"vision": 0.0, "audio": 0.0}
@@ -332,7 +346,7 @@ def run_path(name: str, adapter, prompts, args, probes: Probes, clock: Clock) ->
         t0 = clock()
         with _eval(model):
             if name == "group":
-                comp = group.sample_groups_shared(adapter, prompts, g, params, cache=cache)
+                comp = group.sample_groups_shared(adapter, prompts, g, params, cache=cache, decode=args.decode)
             else:
                 comp = adapter.sample_groups_rows(prompts, g, params)
         t_gen = clock() - t0
@@ -345,6 +359,8 @@ def run_path(name: str, adapter, prompts, args, probes: Probes, clock: Clock) ->
             generate_s=t_gen, encoder_s=sum(probes.encoder_s.values()), vision_s=probes.encoder_s["vision"],
             audio_s=probes.encoder_s["audio"], ttft_s=stamps[0] - t0, decode_s=decode_s, decode_steps=decode_steps,
             decode_ms_per_step=1e3 * decode_s / max(decode_steps, 1),
+            decode_ms_per_step_median=1e3 * statistics.median(b - a for a, b in zip(stamps, stamps[1:]))
+            if decode_steps > 0 else 0.0,
             decode_tokens_per_s=len(rows) * decode_steps / decode_s if decode_s > 0 else float("nan"),
             completion_tokens=sum(len(c) for _, c in rows),
         )
@@ -393,7 +409,7 @@ def exactness_check(adapter, prompts, args) -> dict:
     greedy = SamplingParams(max_new_tokens=min(args.answer_tokens, 16), greedy=True)
     with _eval(adapter.model), torch.no_grad():
         dup = adapter.sample_groups_rows(ps, args.group, greedy)
-        shared = group.sample_groups_shared(adapter, ps, args.group, greedy)
+        shared = group.sample_groups_shared(adapter, ps, args.group, greedy, decode=args.decode)
         same = sum(int(torch.equal(a, b)) for xs, ys in zip(dup.ids, shared.ids) for a, b in zip(xs, ys))
         rows = [(p, c) for p, cs in zip(ps, dup.ids) for c in cs]
         lp_d, mask, _ = adapter.completion_logprobs_rows([r[0] for r in rows], [r[1] for r in rows])
@@ -432,6 +448,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--dtype", default=None, help="float32 | bfloat16 | float16 (default: bf16 on CUDA, fp32 on CPU)")
     ap.add_argument("--attn", default="sdpa", choices=["sdpa", "eager"])
+    ap.add_argument("--decode", default="dynamic", choices=list(group.DECODE_MODES),
+                    help="group path's decoder: growing cache, static cache, or static cache as a CUDA graph")
     ap.add_argument("--paths", default="duplicated,group")
     ap.add_argument("--warmup", type=int, default=None,
                     help="untimed steps per path first (default 1 on CUDA, 0 on CPU)")
@@ -500,6 +518,9 @@ def main(argv=None) -> dict:
         steps = res["decode_steps"]
         res["decode_floor_fraction"] = floor["floor_ms_per_step"] / res["decode_ms_per_step"] if steps else None
         results[name] = res
+        print(f"[{name}] whole step {res['step_s']:.3f} s (generate {res['generate_s']:.3f}, reference "
+              f"{res['reference_s']:.3f}, policy {res['policy_s']:.3f}); peak {res['peak_memory_GiB']:.2f} GiB",
+              file=sys.stderr, flush=True)
     speedup = _speedup(results)
     check = exactness_check(adapter, prompts, args) if args.check else None
     report = {
@@ -579,7 +600,9 @@ def print_table(report: dict) -> None:
     paths = report["paths"]
     names = list(paths)
     rows = [("encoder s (generate)", "encoder_s", "{:.3f}"), ("time to first token s", "ttft_s", "{:.3f}"),
-            ("decode ms/step", "decode_ms_per_step", "{:.2f}"), ("decode tokens/s", "decode_tokens_per_s", "{:.0f}"),
+            ("decode ms/step", "decode_ms_per_step", "{:.2f}"),
+            ("  median step ms", "decode_ms_per_step_median", "{:.2f}"),
+            ("decode tokens/s", "decode_tokens_per_s", "{:.0f}"),
             ("decode floor fraction", "decode_floor_fraction", "{:.3f}"), ("generate s", "generate_s", "{:.3f}"),
             ("reference pass s", "reference_s", "{:.3f}"), ("policy pass s", "policy_s", "{:.3f}"),
             ("whole step s", "step_s", "{:.3f}"), ("peak memory GiB", "peak_memory_GiB", "{:.3f}"),

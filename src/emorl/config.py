@@ -42,6 +42,7 @@ class ModelConfig:
     lora_dropout: float = 0.0
     lora_targets: str = "q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj"
     ref_device: str = ""  # reference model device ("" = same as model.device; "cpu" to off-load)
+    master_weights: str = "auto"  # auto | float32 | none: float32 optimizer copies of bf16/fp16 trainable weights
 
 
 @dataclass
@@ -59,6 +60,7 @@ class SamplingConfig:
     temperature: float = 1.0  # R1-Omni: 1.0
     top_p: float = 1.0
     top_k: int = 0
+    decode: str = "auto"  # rollout decoder: auto (CUDA graph on CUDA, else dynamic) | dynamic | static | graph
 
 
 @dataclass

@@ -27,6 +27,7 @@ from emorl.train_utils import (
     freeze_towers,
     global_sum,
     make_optimizer,
+    master_weights,
     open_trackers,
     save_model_atomic,
     world_info,
@@ -77,7 +78,8 @@ def train_sft(cfg: RunConfig, adapter: OmniAdapter, builder: PromptBuilder, samp
     freeze_towers(model, vision=cfg.model.freeze_vision, audio=cfg.model.freeze_audio)
     steps_per_epoch = math.ceil(len(samples) / s_cfg.batch_size)
     total = max(1, round(s_cfg.epochs * steps_per_epoch))
-    opt, sched = make_optimizer(model, s_cfg.lr, s_cfg.weight_decay, total, int(s_cfg.warmup_ratio * total), "cosine")
+    opt, sched = make_optimizer(model, s_cfg.lr, s_cfg.weight_decay, total, int(s_cfg.warmup_ratio * total), "cosine",
+                                master=master_weights(cfg.model.master_weights, model))
     out.mkdir(parents=True, exist_ok=True)
     log = JsonlLogger(out / "metrics.jsonl", open_trackers(cfg.report_to, out, to_dict(cfg))) if rank == 0 else None
     model.train()

@@ -15,14 +15,100 @@ from typing import Any
 
 import torch
 
+HALF = (torch.bfloat16, torch.float16)
+MASTER_WEIGHTS = ("auto", "float32", "none")
+
+
+def master_weights(setting: str, model: torch.nn.Module) -> bool:
+    """Whether the optimizer keeps float32 master copies (``model.master_weights``): 'auto' and
+    'float32' do when some trainable parameter is bf16/fp16 (LoRA adapters are fp32 already:
+    peft upcasts them), 'none' never does."""
+    if setting not in MASTER_WEIGHTS:
+        raise ValueError(f"model.master_weights must be one of {', '.join(MASTER_WEIGHTS)}, got {setting!r}")
+    return setting != "none" and any(p.requires_grad and p.dtype in HALF for p in model.parameters())
+
+
+class MasterWeightAdamW(torch.optim.AdamW):
+    """AdamW over float32 master copies of half-precision parameters.
+
+    The model keeps its bf16/fp16 weights, so rollouts and the forward/backward passes run in half
+    precision; ``step`` upcasts the gradients onto the masters, updates them in float32 and writes
+    them back rounded. Updating bf16 weights directly loses every change smaller than half their
+    spacing (at least |w| * 2^-9): at R1-Omni's lr 1e-6 an AdamW step (about lr per weight) leaves
+    every weight larger than about 5e-4 in magnitude unchanged, i.e. almost all.
+
+    Bytes per trainable parameter: 2 weight + 2 gradient + 4 master + 8 AdamW states (float32).
+    The masters are stepped in chunks of at most ``chunk_numel`` elements (one parameter group
+    each), so the float32 copy of the gradients exists for one chunk at a time. ``state_dict``
+    carries the masters (exact resume)."""
+
+    def __init__(self, params, *, chunk_numel: int = 1 << 28, **kwargs):
+        self.model_params = [p for p in params]
+        chunks: list[list[torch.Tensor]] = [[]]
+        size = 0
+        for p in self.model_params:
+            if chunks[-1] and size + p.numel() > chunk_numel:
+                chunks.append([])
+                size = 0
+            chunks[-1].append(p)
+            size += p.numel()
+        self._model_groups = chunks
+        super().__init__([{"params": [p.detach().float().clone() for p in c]} for c in chunks], **kwargs)
+
+    def _masters(self) -> list[torch.Tensor]:
+        return [m for g in self.param_groups for m in g["params"]]
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        if closure is not None:
+            raise NotImplementedError("MasterWeightAdamW.step takes no closure")
+        groups = self.param_groups
+        try:
+            for group, params in zip(groups, self._model_groups, strict=True):
+                for p, m in zip(params, group["params"]):
+                    m.grad = None if p.grad is None else p.grad.to(m.dtype)
+                self.param_groups = [group]
+                super().step()
+                for p, m in zip(params, group["params"]):
+                    p.copy_(m)
+                    m.grad = None
+        finally:
+            self.param_groups = groups
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for p in self.model_params:
+            if set_to_none:
+                p.grad = None
+            elif p.grad is not None:
+                p.grad.zero_()
+        super().zero_grad(set_to_none)
+
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "master_weights": [m.detach().clone() for m in self._masters()]}
+
+    @torch.no_grad()
+    def load_state_dict(self, state_dict: dict) -> None:
+        state_dict = dict(state_dict)
+        masters = state_dict.pop("master_weights", None)
+        if masters is None:
+            raise ValueError("optimizer state has no 'master_weights': it was saved without float32 master weights "
+                             "(model.master_weights=none, or a float32 model); resume with the same settings")
+        super().load_state_dict(state_dict)
+        for p, m, saved in zip(self.model_params, self._masters(), masters, strict=True):
+            m.copy_(saved)
+            p.copy_(m)
+
 
 def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float, total_steps: int, warmup_steps: int,
-                   schedule: str = "linear"):
-    """AdamW over trainable parameters with warm-up then linear (R1-Omni GRPO) or cosine (SFT) decay."""
+                   schedule: str = "linear", master: bool = False):
+    """AdamW over trainable parameters with warm-up then linear (R1-Omni GRPO) or cosine (SFT) decay;
+    ``master``: float32 master weights for half-precision parameters (``MasterWeightAdamW``)."""
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("no trainable parameters (are all towers frozen?)")
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    # CUDA: the fused kernel (no foreach temporaries: a 7B full fine-tune's step peaked 15 GB higher without it)
+    fused = True if all(p.device.type == "cuda" for p in params) else None
+    opt = (MasterWeightAdamW if master else torch.optim.AdamW)(params, lr=lr, weight_decay=weight_decay, fused=fused)
 
     def factor(step: int) -> float:
         if step < warmup_steps:

@@ -54,7 +54,7 @@ def patched():
         rewards.RECIPES.pop(RECIPE)
 
 
-def run(model_dir, clips, out, *, sharding="none", steps=2, resume=False):
+def run(model_dir, clips, out, *, sharding="none", steps=2, resume=False, dtype="float32"):
     """GRPO on 2 clips per step (G=4, micro-batches of 2 rows, beta > 0: a reference copy too)."""
     from emorl.config import RunConfig
     from emorl.data.loader import PromptBuilder
@@ -69,8 +69,9 @@ def run(model_dir, clips, out, *, sharding="none", steps=2, resume=False):
     g = cfg.grpo
     g.steps, g.prompts_per_step, g.completions_per_prompt, g.micro_batch_rows = steps, 2, 4, 2
     g.lr, g.beta, g.sample_every, g.save_every, g.sharding, g.resume = 1e-3, 0.04, 0, 1, sharding, resume
+    cfg.model.dtype = dtype
     torch.manual_seed(cfg.seed)
-    adapter = QwenOmniAdapter.from_pretrained(model_dir)
+    adapter = QwenOmniAdapter.from_pretrained(model_dir, dtype=dtype)
     builder = PromptBuilder(adapter, PromptSpec(), num_frames=4, frame_size=56)
     samples = [Sample(f"s{i}", str(p), lab, "dfew", "train") for i, (p, lab) in
                enumerate(zip(clips, ["happy", "sad", "angry"]))]
@@ -165,6 +166,36 @@ def test_fsdp2_matches_one_process_and_resumes_exactly(tiny_model_dir, clips, tm
     assert any(not torch.equal(straight[k], b[k]) for k in b)  # step 2 moved them again
 
 
+def test_fsdp2_bf16_keeps_float32_shards(tiny_model_dir, clips, tmp_path):
+    """A bf16 model under FSDP2 with float32 master weights (the default): the shards, and so the
+    checkpoint, are float32, compute is bf16, and one step equals one process's step with
+    MasterWeightAdamW on the same data (its float32 masters) up to bf16 gradient rounding; the
+    saved model/ is bf16."""
+    from emorl.models.qwen_omni import QwenOmniAdapter
+
+    clips = [str(c) for c in clips[:2]]
+    one, fsdp = tmp_path / "one", tmp_path / "fsdp"
+    run(tiny_model_dir, clips, one, dtype="bfloat16")  # 2 steps; the step-1 checkpoints are compared
+    launch({"model": str(tiny_model_dir), "clips": clips, "out": str(fsdp), "sharding": "fsdp2", "dtype": "bfloat16"},
+           29543)
+    st = torch.load(one / "checkpoints" / "step-000001" / "trainer_state.pt", weights_only=False)
+    bf16 = QwenOmniAdapter.from_pretrained(tiny_model_dir, dtype="bfloat16").model
+    names = [n for n, p in bf16.named_parameters()]  # every tower trainable: all parameters, in order
+    masters = dict(zip(names, st["optimizer"]["master_weights"], strict=True))
+    shards = _state(fsdp / "checkpoints" / "step-000001" / "model_state.pt")
+    assert all(v.dtype == torch.float32 for v in shards.values())
+    start = bf16.state_dict()
+    moved = torch.cat([(shards[k] - start[k].float()).abs().flatten() for k in masters])
+    diff = torch.cat([(shards[k] - masters[k]).abs().flatten() for k in masters])
+    assert float(moved.median()) > 5e-4  # lr 1e-3: a real step, kept in float32
+    assert float(diff.max()) <= 2e-3 and float((diff > 1e-5).float().mean()) < 0.01
+    from safetensors.torch import load_file
+
+    saved = load_file(str(fsdp / "model" / "model.safetensors"))
+    assert {v.dtype for v in saved.values()} == {torch.bfloat16}
+    assert json.loads((fsdp / "model" / "config.json").read_text())["dtype"] == "bfloat16"
+
+
 def test_fsdp2_needs_several_processes(tiny_model_dir, clips, tmp_path):
     with pytest.raises(ValueError, match="grpo.sharding=fsdp2 needs several processes"):
         run(tiny_model_dir, [str(c) for c in clips[:2]], tmp_path / "x", sharding="fsdp2")
@@ -214,4 +245,5 @@ def test_shipped_accelerate_configs():
 
 if __name__ == "__main__":  # the torchrun worker
     a = json.loads(sys.argv[1])
-    run(a["model"], a["clips"], a["out"], sharding=a["sharding"], resume=a.get("resume", False))
+    run(a["model"], a["clips"], a["out"], sharding=a["sharding"], resume=a.get("resume", False),
+        steps=a.get("steps", 2), dtype=a.get("dtype", "float32"))

@@ -53,7 +53,7 @@ def _cfg(tmp_path, **grpo) -> RunConfig:
 
 def _run(tiny_model_dir, clips, out, cfg, **kw):
     torch.manual_seed(cfg.seed)
-    adapter = QwenOmniAdapter.from_pretrained(tiny_model_dir)
+    adapter = QwenOmniAdapter.from_pretrained(tiny_model_dir, dtype=cfg.model.dtype)
     builder = PromptBuilder(adapter, PromptSpec(), num_frames=4, frame_size=56)
     samples = [Sample(f"s{i}", str(p), lab, "dfew", "train") for i, (p, lab) in
                enumerate(zip(clips, ["happy", "sad", "angry"]))]
@@ -76,6 +76,41 @@ def test_resume_is_exact(tiny_model_dir, clips, tmp_path):
     assert sum(not torch.equal(base[k], sa[k]) for k in sa) > 10  # training really moved the weights
     steps = [json.loads(line)["step"] for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4]  # the log is continued, not duplicated
+
+
+def test_bf16_master_weights_keep_small_updates_and_resume_exactly(tiny_model_dir, clips, tmp_path):
+    """bf16 weights at lr 1e-6 (R1-Omni's): updating them directly changes almost nothing; with
+    float32 master weights (model.master_weights=auto, the default) the optimizer's masters move,
+    and 2 steps + resume + 2 steps == 4 steps bit for bit (the masters are in the checkpoint)."""
+    def cfg(**kw):
+        c = _cfg(tmp_path, lr=1e-6, save_every=2, **kw)
+        c.model.dtype = "bfloat16"
+        return c
+
+    base = QwenOmniAdapter.from_pretrained(tiny_model_dir, dtype="bfloat16").model.state_dict()
+    trainable = [k for k in base if "language_model" in k or k.startswith("lm_head")]
+
+    def changed(sd):  # fraction of trainable weight entries that differ from the start
+        return sum(int((sd[k].float() != base[k].float()).sum()) for k in trainable) / sum(
+            base[k].numel() for k in trainable)
+
+    none = cfg()
+    none.model.master_weights = "none"
+    lost, _ = _run(tiny_model_dir, clips, tmp_path / "none", none, stop_after=2)
+    assert changed(lost.model.state_dict()) < 0.1  # the bf16 weights barely move: updates round away
+
+    a, _ = _run(tiny_model_dir, clips, tmp_path / "a", cfg())
+    _run(tiny_model_dir, clips, tmp_path / "b", cfg(), stop_after=2)
+    state = torch.load(tmp_path / "b" / "checkpoints" / "step-000002" / "trainer_state.pt", weights_only=False)
+    masters = state["optimizer"]["master_weights"]
+    names = [n for n, p in a.model.named_parameters() if p.requires_grad]
+    assert len(masters) == len(names) and all(m.dtype == torch.float32 for m in masters)
+    moved = sum(int((m != base[n].float()).sum()) for m, n in zip(masters, names) if n in base)
+    assert moved / sum(base[n].numel() for n in names if n in base) > 0.5  # the updates were kept
+    b, second = _run(tiny_model_dir, clips, tmp_path / "b", cfg(resume=True))
+    assert second["steps"] == 4
+    sa, sb = a.model.state_dict(), b.model.state_dict()
+    assert all(sa[k].dtype == torch.bfloat16 and torch.equal(sa[k], sb[k]) for k in trainable)
 
 
 def test_resume_without_checkpoint_is_a_clear_error(tiny_model_dir, clips, tmp_path):
@@ -230,3 +265,20 @@ def test_sft_two_processes_match_one(tiny_model_dir, clips, tmp_path):
     b = QwenOmniAdapter.from_pretrained(tmp_path / "two" / "model").model.state_dict()
     assert any(not torch.equal(start[k], a[k]) for k in a)
     assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-5
+
+
+def test_sampling_decode_key(tiny_model_dir, clips, tmp_path):
+    """sampling.decode reaches the rollout (the static decoder trains like the default one on CPU:
+    same tokens, so the same parameters after a step) and a bad value is a clear start-up error."""
+    runs = []
+    for mode in ("auto", "static"):
+        cfg = _cfg(tmp_path, steps=1)
+        cfg.sampling.decode = mode
+        adapter, _ = _run(tiny_model_dir, clips, tmp_path / mode, cfg)
+        assert adapter.decode_mode == mode
+        runs.append(adapter.model.state_dict())
+    assert all(torch.allclose(runs[0][k], runs[1][k], atol=1e-6) for k in runs[0])
+    bad = _cfg(tmp_path, steps=1)
+    bad.sampling.decode = "fast"
+    with pytest.raises(ValueError, match="sampling.decode must be one of auto, dynamic, static, graph, got 'fast'"):
+        _run(tiny_model_dir, clips, tmp_path / "bad", bad)

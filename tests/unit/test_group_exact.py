@@ -7,6 +7,7 @@ import copy
 
 import pytest
 import torch
+import transformers.generation.logits_process as lp
 from media_helpers import encode_clips
 
 from emorl.models import group
@@ -54,13 +55,51 @@ def test_greedy_generation_equals_duplicated_rows(adapter, clips, modality):
     greedy = SamplingParams(max_new_tokens=10, greedy=True)
     dup = adapter.sample_groups_rows(prompts, 3, greedy)
     shared = group.sample_groups_shared(adapter, prompts, 3, greedy)
+    static = group.sample_groups_shared(adapter, prompts, 3, greedy, decode="static")
     assert _same(dup, shared) and dup.texts == shared.texts and dup.truncated == shared.truncated
+    assert _same(dup, static) and dup.truncated == static.truncated  # fixed-shape cache and 4-D mask
     # rows stopping at different steps: make a token that greedy emits mid-way the EOS
     stop = copy.copy(adapter)
     stop.eos_id = int(dup.ids[1][0][3])
     dup, shared = stop.sample_groups(prompts, 3, greedy), group.sample_groups_shared(stop, prompts, 3, greedy)
+    static = group.sample_groups_shared(stop, prompts, 3, greedy, decode="static")
     assert len({len(c) for cs in dup.ids for c in cs}) > 1
     assert _same(dup, shared) and dup.truncated == shared.truncated
+    assert _same(dup, static) and dup.truncated == static.truncated
+
+
+def test_static_decoder_logits_equal_dynamic(adapter, clips):
+    """The static decoder's logits at every step equal the growing-cache decoder's (fp32, 1e-5),
+    with prompts of different lengths (left padding masked in the 4-D mask)."""
+    prompts = _prompts(adapter, clips, Modality.AV)
+    assert len({p.length for p in prompts}) > 1
+    seen = {}
+    for mode in ("dynamic", "static"):
+        calls = []
+
+        orig = lp.LogitsProcessorList.__call__
+
+        def record(self, input_ids, scores, **kw):
+            calls.append(scores.detach().clone())
+            return orig(self, input_ids, scores, **kw)
+
+        lp.LogitsProcessorList.__call__ = record
+        try:
+            group.sample_groups_shared(adapter, prompts, 2, SamplingParams(max_new_tokens=6, greedy=True), decode=mode)
+        finally:
+            lp.LogitsProcessorList.__call__ = orig
+        seen[mode] = calls
+    assert len(seen["dynamic"]) == len(seen["static"]) == 6
+    for a, b in zip(seen["dynamic"], seen["static"]):
+        assert float((a - b).abs().max()) <= 1e-5
+
+
+def test_graph_decoding_needs_cuda(adapter, clips):
+    prompts = _prompts(adapter, clips, Modality.VIDEO)
+    with pytest.raises(ValueError, match="CUDA graph decoding needs a CUDA device"):
+        group.sample_groups_shared(adapter, prompts, 2, SamplingParams(max_new_tokens=4, greedy=True), decode="graph")
+    with pytest.raises(ValueError, match="decode must be one of auto, dynamic, static, graph, got 'fast'"):
+        group.sample_groups_shared(adapter, prompts, 2, SamplingParams(max_new_tokens=4, greedy=True), decode="fast")
 
 
 def test_sampled_generation_same_seed_same_tokens(adapter, clips):

@@ -208,7 +208,7 @@ def write_mp4(
     """Write (T, H, W, 3) uint8 frames as H.264 (yuv420p) and optional mono float audio as AAC.
 
     The file is written under a temporary name and renamed, so a crash leaves no half file.
-    Deterministic for the same inputs (single-threaded encoders).
+    Deterministic for the same inputs (single-threaded encoders, x264 without mbtree).
     """
     import av
 
@@ -222,7 +222,10 @@ def write_mp4(
         with av.open(str(tmp), mode="w", format="mp4") as out:
             vs = out.add_stream("libx264", rate=fps)
             vs.width, vs.height, vs.pix_fmt = w, h, "yuv420p"
-            vs.options = {"crf": str(crf), "preset": "veryfast", "threads": "1"}
+            # no-mbtree: x264's macroblock-tree rate control gave different bytes for the same
+            # frames on some CPUs (its assembly, run twice in one process); without it, and on one
+            # thread, the output is a function of the input
+            vs.options = {"crf": str(crf), "preset": "veryfast", "threads": "1", "x264-params": "no-mbtree=1"}
             vs.codec_context.thread_count = 1
             as_ = None
             if audio is not None:

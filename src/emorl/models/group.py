@@ -292,9 +292,84 @@ def _logits_processors(thinker, adapter, params: SamplingParams, prompt_len: int
                                          model_kwargs={"attention_mask": att}), cfg
 
 
+DECODE_MODES = ("dynamic", "static", "graph")
+
+
+class StaticDecoder:
+    """Decode steps of a fixed batch of rows over a static KV cache, optionally replayed as one
+    CUDA graph (``graph=True``: the eager decoder is launch-bound, 26 ms a step for the 7B shape
+    against a 6.6 ms bandwidth floor; docs/benchmarks.md).
+
+    The prefilled cache (rows already repeated G times) is copied into a ``StaticCache`` of
+    ``max_len`` positions; a 4-D boolean mask (rows, 1, 1, max_len) marks the positions a new
+    token attends to (the prompt's non-pad positions and the tokens generated so far), so the
+    step's shapes never change. Each ``step(next_ids)`` writes the tokens at the next position and
+    returns float32 logits (rows, V). Eager and graph steps run the same code."""
+
+    def __init__(self, adapter, kv, att: torch.Tensor, step_pos: torch.Tensor, max_len: int, *, graph: bool = False):
+        from transformers import StaticCache
+
+        self.thinker, _, self.lm = _parts(adapter)
+        rows, p_len = att.shape
+        dev = att.device
+        self.cache = StaticCache(config=self.lm.config, max_cache_len=max_len)
+        for layer, (k, v) in zip(self.cache.layers, ((lay.keys, lay.values) for lay in kv.layers), strict=True):
+            layer.lazy_initialization(k, v)
+            layer.keys[:, :, :p_len].copy_(k)
+            layer.values[:, :, :p_len].copy_(v)
+            layer.cumulative_length.fill_(p_len)
+        self.p_len, self.t = p_len, 0
+        self.mask = torch.zeros(rows, 1, 1, max_len, dtype=torch.bool, device=dev)
+        self.mask[:, 0, 0, :p_len] = att.bool()
+        self.pos = step_pos.clone()  # (3, rows, 1): TMRoPE position of the last prompt token
+        self.ids = torch.zeros(rows, 1, dtype=torch.long, device=dev)
+        self.cache_position = torch.tensor([p_len], device=dev)
+        self.graph = None
+        self.use_graph = graph
+        if graph and dev.type != "cuda":
+            raise ValueError("CUDA graph decoding needs a CUDA device")
+
+    def _forward(self) -> torch.Tensor:
+        emb = self.lm.get_input_embeddings()(self.ids)
+        hidden = self.lm(inputs_embeds=emb, attention_mask=self.mask, position_ids=self.pos,
+                         past_key_values=self.cache, cache_position=self.cache_position,
+                         use_cache=True).last_hidden_state[:, -1]
+        return self.thinker.lm_head(hidden).float()
+
+    def _reset_length(self, n: int) -> None:
+        for layer in self.cache.layers:
+            layer.cumulative_length.fill_(n)
+
+    def step(self, next_ids: torch.Tensor) -> torch.Tensor:
+        """Feed (rows,) token ids at the next position; returns (rows, V) float32 logits."""
+        at = self.p_len + self.t
+        self.ids.copy_(next_ids[:, None])
+        self.mask[:, 0, 0, at] = True
+        self.pos.add_(1)
+        self.cache_position.fill_(at)
+        self.t += 1
+        if not self.use_graph:
+            return self._forward()
+        if self.graph is None:  # warm up on a side stream, capture, then rewind the cache's position
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                for _ in range(2):
+                    self._reset_length(at)
+                    self._forward()
+            torch.cuda.current_stream().wait_stream(side)
+            self.graph = torch.cuda.CUDAGraph()
+            self._reset_length(at)
+            with torch.cuda.graph(self.graph):
+                self.logits = self._forward()
+            self._reset_length(at)
+        self.graph.replay()
+        return self.logits
+
+
 @torch.no_grad()
 def sample_groups_shared(adapter, prompts: list[PromptInputs], group_size: int, params: SamplingParams, *,
-                         cache: EncoderCache | None = None) -> Completions:
+                         cache: EncoderCache | None = None, decode: str = "dynamic") -> Completions:
     """``adapter.sample_groups`` with one encode and one prefill per prompt.
 
     The N prompts are left-padded and prefilled once (the LM head only at the last position);
@@ -304,7 +379,18 @@ def sample_groups_shared(adapter, prompts: list[PromptInputs], group_size: int, 
     on all axes) as ``generate``. Greedy decoding gives the duplicated path's tokens; sampling
     draws from the same distribution (and, with the same global seed, the same multinomial
     calls on (N*G, V) scores).
+
+    ``decode``: ``dynamic`` (a growing cache, as ``generate``), ``static`` (``StaticDecoder``:
+    fixed shapes), ``graph`` (the static decoder replayed as a CUDA graph; CUDA only) or ``auto``
+    (``graph`` on CUDA unless the model is FSDP2-sharded, whose hooks a graph cannot capture;
+    else ``dynamic``).
     """
+    if decode == "auto":
+        from emorl.rl.sharding import is_sharded
+
+        decode = "graph" if adapter.device.type == "cuda" and not is_sharded(adapter.model) else "dynamic"
+    if decode not in DECODE_MODES:
+        raise ValueError(f"decode must be one of auto, {', '.join(DECODE_MODES)}, got {decode!r}")
     from transformers import DynamicCache
 
     thinker, _, lm = _parts(adapter)
@@ -334,6 +420,11 @@ def sample_groups_shared(adapter, prompts: list[PromptInputs], group_size: int, 
         procs, gen_cfg = _logits_processors(thinker, adapter, params, p_len, att)
         unfinished = torch.ones(seq.shape[0], dtype=torch.bool, device=dev)
         embed = lm.get_input_embeddings()
+        static = None
+        if decode != "dynamic" and params.max_new_tokens > 1:
+            static = StaticDecoder(adapter, kv, att, step_pos, p_len + params.max_new_tokens,
+                                   graph=decode == "graph")
+            del kv  # copied into the static cache
         for t in range(params.max_new_tokens):
             scores = procs(seq, logits)
             if gen_cfg.do_sample:
@@ -345,6 +436,9 @@ def sample_groups_shared(adapter, prompts: list[PromptInputs], group_size: int, 
             unfinished &= nxt != adapter.eos_id
             if t == params.max_new_tokens - 1 or not bool(unfinished.any()):
                 break
+            if static is not None:
+                logits = static.step(nxt)
+                continue
             att = torch.cat([att, att.new_ones(att.shape[0], 1)], dim=-1)
             step_pos = step_pos + 1
             hidden = lm(inputs_embeds=embed(nxt[:, None]), attention_mask=att, position_ids=step_pos,

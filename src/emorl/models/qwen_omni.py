@@ -54,8 +54,9 @@ class QwenOmniAdapter:
     """
 
     def __init__(self, model, processor, *, device: str | torch.device = "cpu", frame_pixels: int | None = None,
-                 group_aware: bool = True, encoder_cache=None):
+                 group_aware: bool = True, encoder_cache=None, decode_mode: str = "auto"):
         self.model = model
+        self.decode_mode = decode_mode  # group path's decoder (emorl.models.group.DECODE_MODES, or auto)
         # group-aware paths (emorl.models.group): one encode + one prefill per prompt, shared-prefix
         # log-probs; exact against the duplicated-rows paths (tests/unit/test_group_exact.py)
         self.group_aware = group_aware
@@ -175,7 +176,8 @@ class QwenOmniAdapter:
         from emorl.models import group
 
         if self.group_aware and group.supports(self):
-            return group.sample_groups_shared(self, prompts, group_size, params, cache=self.encoder_cache)
+            return group.sample_groups_shared(self, prompts, group_size, params, cache=self.encoder_cache,
+                                              decode=self.decode_mode)
         return self.sample_groups_rows(prompts, group_size, params)
 
     @torch.no_grad()
@@ -283,6 +285,11 @@ class QwenOmniAdapter:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         self.model.save_pretrained(out, state_dict=state_dict)
+        dtypes = {v.dtype for v in (state_dict or {}).values() if v.is_floating_point()}
+        if len(dtypes) == 1:  # config.json records the model object's dtype (float32 shards under mixed precision)
+            cfg = json.loads((out / "config.json").read_text())
+            cfg["dtype"] = str(dtypes.pop()).removeprefix("torch.")
+            (out / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
         self.processor.save_pretrained(out)
         if self.frame_pixels:
             (out / "emorl_model.json").write_text(json.dumps({"frame_pixels": self.frame_pixels}) + "\n")

@@ -45,17 +45,29 @@ def fsdp2_units(model: nn.Module) -> list[list[nn.Module]]:
     return units
 
 
-def shard_fsdp2(model: nn.Module, device_type: str) -> nn.Module:
-    """Apply FSDP2 in place to a thinker (every process calls this with the same model)."""
+def shard_fsdp2(model: nn.Module, device_type: str, *, float32_shards: bool = False) -> nn.Module:
+    """Apply FSDP2 in place to a thinker (every process calls this with the same model).
+
+    ``float32_shards`` (float32 master weights of a bf16/fp16 model): the sharded units' parameters
+    are kept in float32 (so are their gradients and AdamW states) and all-gathered in the model's
+    half precision for compute (FSDP2 ``MixedPrecisionPolicy``; gradients reduced in float32)."""
     from torch.distributed.device_mesh import init_device_mesh
-    from torch.distributed.fsdp import FSDPModule, fully_shard
+    from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
     from torch.distributed.tensor import DTensor
 
     mesh = init_device_mesh(device_type, (dist.get_world_size(),))
-    for unit in fsdp2_units(model):
-        fully_shard(unit if len(unit) > 1 else unit[0], mesh=mesh)
+    units = fsdp2_units(model)
+    mp = MixedPrecisionPolicy()
+    if float32_shards:
+        compute = next(p.dtype for unit in units for m in unit for p in m.parameters())
+        mp = MixedPrecisionPolicy(param_dtype=compute, reduce_dtype=torch.float32)
+        for unit in units:
+            for m in unit:
+                m.float()
+    for unit in units:
+        fully_shard(unit if len(unit) > 1 else unit[0], mesh=mesh, mp_policy=mp)
     whole = {p for p in model.parameters() if not isinstance(p, DTensor)}  # frozen towers
-    fully_shard(model, mesh=mesh, ignored_params=whole)  # the root: no parameters of its own
+    fully_shard(model, mesh=mesh, ignored_params=whole, mp_policy=mp)  # the root: no parameters of its own
     for m in model.modules():
         if isinstance(m, FSDPModule):
             m.set_gradient_divide_factor(1.0)  # sum, not mean, over processes

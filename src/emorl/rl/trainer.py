@@ -52,6 +52,7 @@ from emorl.train_utils import (
     freeze_towers,
     global_sum,
     make_optimizer,
+    master_weights,
     open_trackers,
     save_model_atomic,
     world_info,
@@ -315,6 +316,13 @@ def _setup_model(cfg: RunConfig, adapter):
     """Freezing, LoRA and gradient checkpointing. Returns the peft wrapper (or None)."""
     model = adapter.model
     freeze_towers(model, vision=cfg.model.freeze_vision, audio=cfg.model.freeze_audio)
+    if hasattr(adapter, "decode_mode"):
+        from emorl.models.group import DECODE_MODES
+
+        if cfg.sampling.decode not in ("auto", *DECODE_MODES):
+            raise ValueError(f"sampling.decode must be one of auto, {', '.join(DECODE_MODES)}, "
+                             f"got {cfg.sampling.decode!r}")
+        adapter.decode_mode = cfg.sampling.decode
     peft_model = None
     if cfg.model.lora_rank > 0:
         from peft import LoraConfig, get_peft_model
@@ -414,11 +422,13 @@ def train_grpo(cfg: RunConfig, adapter: OmniAdapter, builder: PromptBuilder, sam
     progress = progress and main
     peft_model = _setup_model(cfg, adapter)
     ref = _reference(cfg, adapter, peft_model)
-    if g.sharding == "fsdp2":
-        shard_fsdp2(adapter.model, adapter.device.type)
+    master = master_weights(cfg.model.master_weights, adapter.model)
+    if g.sharding == "fsdp2":  # float32 masters = FSDP2 mixed precision: float32 shards, half-precision compute
+        shard_fsdp2(adapter.model, adapter.device.type, float32_shards=master)
         if ref is not None and not cfg.model.ref_device:
             shard_fsdp2(ref.model, ref.device.type)
-    opt, sched = make_optimizer(adapter.model, g.lr, g.weight_decay, g.steps, g.warmup_steps, "linear")
+    opt, sched = make_optimizer(adapter.model, g.lr, g.weight_decay, g.steps, g.warmup_steps, "linear",
+                                master=master and g.sharding == "none")
     params = SamplingParams(cfg.sampling.max_new_tokens, cfg.sampling.temperature, cfg.sampling.top_p,
                             cfg.sampling.top_k)
     out.mkdir(parents=True, exist_ok=True)
@@ -474,7 +484,9 @@ def train_grpo(cfg: RunConfig, adapter: OmniAdapter, builder: PromptBuilder, sam
     elif is_sharded(adapter.model):
         model_sd, _ = full_state(adapter.model)  # gathered on process 0
         if main:
-            save_model_atomic(adapter, out / "model", state_dict=model_sd)
+            dtype = getattr(torch, cfg.model.dtype)  # float32 shards (mixed precision) saved in the model's dtype
+            save_model_atomic(adapter, out / "model", state_dict={k: v.to(dtype) if v.is_floating_point() else v
+                                                                   for k, v in model_sd.items()})
     elif main:
         if peft_model is not None:
             peft_model.save_pretrained(out / "adapter")

@@ -38,7 +38,7 @@ from emorl.data.synthetic import face as facemod
 from emorl.data.synthetic import voice as voicemod
 from emorl.utils import atomic_write_json
 
-GENERATOR_VERSION = "1.0"
+GENERATOR_VERSION = "1.1"  # 1.1: H.264 without mbtree (deterministic bytes)
 DATASET = "synthetic"
 CLASSES: tuple[str, ...] = LABEL_SETS["synthetic"]
 SPLITS: tuple[str, ...] = ("train", "coldstart", "test", "ood", "pretrain")

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The GPU measurements of docs/benchmarks.md and docs/scaling.md, as run on a lent H100 (one call
+# per stage; see the device notes there). Results land in $OUT (or ./gpu-results).
+#   bash benchmarks/h100.sh smoke   # CUDA paths on the tiny shape, then the 7B step benchmark
+#   bash benchmarks/h100.sh memory  # training-step memory, 7B and 3B; then the 3B step benchmark
+# The machine's image has torch and transformers of other versions: the pinned transformers and
+# peft travel as wheels in .whl/ (pip download, see docs/benchmarks.md) and are installed first.
+set -uo pipefail
+PY=${PYTHON:-python3}
+OUT=${OUT:-gpu-results}
+mkdir -p "$OUT"
+if compgen -G ".whl/*.whl" >/dev/null; then
+    $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+    export PYTHONPATH=/tmp/site
+fi
+export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.mem --format=csv
+$PY -c "import torch, transformers, peft, accelerate, sys; print('python', sys.version.split()[0], 'torch', torch.__version__, 'transformers', transformers.__version__, 'peft', peft.__version__, 'accelerate', accelerate.__version__)"
+case "${1:-smoke}" in
+smoke)
+    $PY benchmarks/grpo_step.py --shape tiny --device cuda --check --out "$OUT/grpo_step_tiny_cuda.json" || exit 1
+    $PY benchmarks/train_memory.py --shape tiny --device cuda --configs full,full_beta0,full_refcpu,lora \
+        --out "$OUT/train_memory_tiny_cuda.json" || exit 1
+    $PY benchmarks/grpo_step.py --shape 7b --device cuda --dtype bfloat16 --grad-checkpointing --repeats 2 \
+        --check --out "$OUT/grpo_step_7b_h100.json" 2>&1 | tee "$OUT/grpo_step_7b_h100.log"
+    ;;
+memory)
+    $PY benchmarks/train_memory.py --shape 7b --device cuda --configs lora,full_beta0_bf16,full_beta0,full_bf16 \
+        --out "$OUT/train_memory_7b_h100.json" 2>&1 | tee "$OUT/train_memory_7b_h100.log"
+    $PY benchmarks/train_memory.py --shape 3b --device cuda --configs lora,full,full_bf16 \
+        --out "$OUT/train_memory_3b_h100.json" 2>&1 | tee "$OUT/train_memory_3b_h100.log"
+    ;;
+memory2)  # after the fused AdamW and chunked float32 masters
+    $PY benchmarks/train_memory.py --shape 7b --device cuda --configs full_beta0_bf16,lora \
+        --out "$OUT/train_memory_7b_h100_fused.json" 2>&1 | tee "$OUT/train_memory_7b_h100_fused.log"
+    $PY benchmarks/train_memory.py --shape 3b --device cuda --configs full,full_beta0 \
+        --out "$OUT/train_memory_3b_h100_fused.json" 2>&1 | tee "$OUT/train_memory_3b_h100_fused.log"
+    ;;
+extra)  # 7B exactness in float32; decode ms/step at 8 rows (against 64); the 3B step
+    $PY benchmarks/grpo_step.py --shape 7b --device cuda --dtype float32 --paths "" --check \
+        --out "$OUT/grpo_step_7b_h100_fp32_check.json" 2>&1 | tail -3
+    $PY benchmarks/grpo_step.py --shape 7b --device cuda --dtype bfloat16 --grad-checkpointing --paths group \
+        --prompts 1 --repeats 2 --out "$OUT/grpo_step_7b_h100_8rows.json" 2>&1 | grep -E "decode|step s|first"
+    $PY benchmarks/grpo_step.py --shape 3b --device cuda --dtype bfloat16 --grad-checkpointing --repeats 1 \
+        --check --out "$OUT/grpo_step_3b_h100.json" 2>&1 | tee "$OUT/grpo_step_3b_h100.log"
+    ;;
+graph)  # the group path with the static-cache decoder replayed as a CUDA graph
+    $PY benchmarks/grpo_step.py --shape tiny --device cuda --decode graph --check 2>&1 | tail -2 || exit 1
+    $PY benchmarks/grpo_step.py --shape 7b --device cuda --dtype bfloat16 --grad-checkpointing --paths group \
+        --decode graph --repeats 2 --check --out "$OUT/grpo_step_7b_h100_graph.json" 2>&1 | tee "$OUT/grpo_step_7b_h100_graph.log"
+    $PY benchmarks/grpo_step.py --shape 7b --device cuda --dtype bfloat16 --grad-checkpointing --paths group \
+        --decode static --repeats 1 --out "$OUT/grpo_step_7b_h100_static.json" 2>&1 | grep -E "decode|step s"
+    ;;
+*) echo "unknown stage $1 (smoke | memory | memory2 | extra | graph)"; exit 2 ;;
+esac

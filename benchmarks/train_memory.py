@@ -1,0 +1,282 @@
+"""Memory of emorl's own GRPO training step under the memory levers of docs/scaling.md, on random
+weights of a released thinker shape.
+
+Each configuration runs ``emorl.rl.trainer._step`` (rollout, rewards, advantages, reference pass,
+policy update, AdamW step) for ``--steps`` steps in its own process, so the allocator starts
+clean. The model is set up by the trainer's own ``_setup_model`` / ``_reference`` /
+``make_optimizer``; only the data is synthetic: the prompts of ``grpo_step.py`` (video with audio
+interleaved, random pixels and log-mels) and completions of exactly ``answer_tokens`` tokens (EOS
+suppressed). Rewards are the r1-omni components (0 on random tokens) plus a random component
+passed as a model-based reward, so that the advantages are not all zero and the step really
+changes the weights (checked).
+
+Reported per configuration (GB = 1e9 bytes): the memory held after set-up (weights, the reference
+copy), the peak of each phase of each step, and what stays allocated after each step (weights +
+AdamW states; gradients are freed by ``zero_grad(set_to_none=True)``). On CUDA these are
+``memory_allocated`` / ``max_memory_allocated``; on CPU the process RSS (a smoke test, not a figure
+to quote). A configuration that runs out of memory is reported with the phase where it did.
+
+    python benchmarks/train_memory.py --shape tiny --device cpu --out mem.json
+    python benchmarks/train_memory.py --shape 7b --device cuda --configs full,full_beta0,lora --out mem_7b.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import grpo_step as gs  # noqa: E402  (the shapes and synthetic prompts of the step benchmark)
+
+from emorl.config import RunConfig, load_config  # noqa: E402
+from emorl.data.manifest import Sample  # noqa: E402
+from emorl.models.adapter import Modality, SamplingParams  # noqa: E402
+from emorl.models.qwen_omni import QwenOmniAdapter  # noqa: E402
+from emorl.recipes.rewards import RewardRecipe  # noqa: E402
+from emorl.rl import trainer  # noqa: E402
+from emorl.rl.trainer import BatchPlan, TrainState, _reference, _setup_model, _step  # noqa: E402
+from emorl.train_utils import PhaseTimer, make_optimizer, master_weights  # noqa: E402
+
+# the levers of docs/scaling.md as config overrides (encoders frozen as in R1-Omni in all of them)
+CONFIGS = {
+    # full fine-tune of the LLM with float32 master weights (model.master_weights=auto), reference copy
+    "full": ["grpo.beta=0.04"],
+    "full_beta0": ["grpo.beta=0"],  # no reference model
+    "full_refcpu": ["grpo.beta=0.04", "model.ref_device=cpu"],  # reference off-loaded (its pass runs on the CPU)
+    # AdamW on the bf16 weights themselves (model.master_weights=none: small updates round away)
+    "full_bf16": ["grpo.beta=0.04", "model.master_weights=none"],
+    "full_beta0_bf16": ["grpo.beta=0", "model.master_weights=none"],
+    "lora": ["grpo.beta=0.04", "model.lora_rank=64", "model.lora_alpha=128"],  # reference = adapters disabled
+}
+GB = 1e9
+
+
+class Memory:
+    """Current and peak memory: CUDA allocator statistics, else the process RSS (sampled)."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+
+    def now(self) -> int:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+            return torch.cuda.memory_allocated()
+        return gs.PeakMemory(self.device)._rss()
+
+    @contextmanager
+    def peak(self, into: dict, key: str):
+        """``into[key]`` = peak bytes while the block runs (a larger earlier value is kept)."""
+        with gs.PeakMemory(self.device) as pm:
+            yield
+        into[key] = max(into.get(key, 0), pm.peak_bytes)
+
+
+def _timer_with_memory(mem: Memory, record: dict):
+    """A PhaseTimer whose phases also record their peak memory into ``record``."""
+
+    class MemoryPhaseTimer(PhaseTimer):
+        @contextmanager
+        def __call__(self, name: str):
+            record["_phase"] = name  # the phase an out-of-memory error is attributed to
+            with super().__call__(name), mem.peak(record, name):
+                yield
+
+    return MemoryPhaseTimer
+
+
+def _random_reward(seed: int):
+    """A model-based reward component of random values (see ``ExtraRewards``)."""
+    gen = random.Random(seed)
+    return lambda groups: [[{"random": gen.random()} for _ in g.texts] for g in groups]
+
+
+RECIPE = RewardRecipe("tags", {"accuracy": 1.0, "format": 1.0, "random": 1.0})
+
+
+class _Builder:
+    """What ``_step`` needs from a PromptBuilder: prompts by sample (pre-built, synthetic)."""
+
+    def __init__(self, prompts: dict):
+        self.prompts = prompts
+        self.substitutions: dict = {}
+
+    def prompt(self, s: Sample, modality=None):
+        return self.prompts[s.id]
+
+
+def run_config(name: str, args) -> dict:
+    device = torch.device(args.device)
+    dtype = getattr(torch, args.dtype or ("bfloat16" if device.type == "cuda" else "float32"))
+    shape = gs.SHAPES[args.shape]
+    d = shape.defaults
+    cfg: RunConfig = load_config(None, [
+        f"model.dtype={str(dtype).replace('torch.', '')}", f"model.device={device.type}", "model.freeze_vision=true",
+        "model.freeze_audio=true", f"grpo.prompts_per_step={d['prompts']}",
+        f"grpo.completions_per_prompt={d['group']}", f"grpo.micro_batch_rows={d['micro_batch_rows']}",
+        f"grpo.gradient_checkpointing={str(not args.no_grad_checkpointing).lower()}", "grpo.lr=1e-6",
+        f"grpo.steps={args.steps}", "grpo.sample_every=0", f"sampling.max_new_tokens={d['answer_tokens']}",
+        "sampling.temperature=1.0", *CONFIGS[name]])
+    mem = Memory(device)
+    out: dict = {"config": name, "overrides": CONFIGS[name]}
+    record: dict = {}
+    try:
+        from transformers import Qwen2_5OmniThinkerForConditionalGeneration
+
+        torch.manual_seed(args.seed)
+        record["_phase"] = "build"
+        with torch.device(device):
+            model = Qwen2_5OmniThinkerForConditionalGeneration._from_config(gs.build_config(shape), dtype=dtype,
+                                                                             attn_implementation="sdpa")
+        model.eval()
+        adapter = QwenOmniAdapter(model, gs._Processor(shape.vocab), device=device)
+        adapter.suppress = sorted(set(adapter.suppress) | {adapter.eos_id})  # full-length completions
+        out["after_build_GB"] = mem.now() / GB
+        record["_phase"] = "setup"
+        peft_model = _setup_model(cfg, adapter)
+        ref = _reference(cfg, adapter, peft_model)
+        out["after_reference_GB"] = mem.now() / GB
+        master = master_weights(cfg.model.master_weights, adapter.model)
+        opt, sched = make_optimizer(adapter.model, cfg.grpo.lr, 0.0, cfg.grpo.steps, 0, master=master)
+        out["master_weights"] = master
+        out["after_optimizer_GB"] = mem.now() / GB
+        out["trainable_params"] = sum(p.numel() for p in adapter.model.parameters() if p.requires_grad)
+        out["params"] = sum(p.numel() for p in adapter.model.parameters())
+
+        gen = torch.Generator().manual_seed(args.seed)
+        samples, prompts = [], {}
+        for i in range(d["prompts"] * 2):  # two steps' worth of distinct clips
+            sid = f"clip{i:03d}"
+            samples.append(Sample(sid, f"{sid}.mp4", "happy", "dfew", "train"))
+            prompts[sid] = gs.synthetic_prompt(model.config, Modality.AV, frames=d["frames"],
+                                               frame_size=d["frame_size"], audio_seconds=d["audio_seconds"],
+                                               text_tokens=d["text_tokens"], gen=gen)
+        plan = BatchPlan(cfg.grpo.prompts_per_step, cfg.grpo.completions_per_prompt, cfg.grpo.micro_batch_rows)
+        plan.check()
+        params = SamplingParams(cfg.sampling.max_new_tokens, cfg.sampling.temperature, 1.0, 0)
+        state, rng = TrainState(), random.Random(args.seed)
+        # the last two trainable tensors (their float32 masters when kept: lr 1e-6 moves few bf16 weights)
+        names = [n for n, p in adapter.model.named_parameters() if p.requires_grad][-2:]
+        watched = dict(zip(names, opt._masters()[-2:] if master else
+                           [p for p in adapter.model.parameters() if p.requires_grad][-2:]))
+        before = {n: t.detach().flatten()[:65536].float().clone() for n, t in watched.items()}  # a slice: 7B is large
+        trainer.PhaseTimer = _timer_with_memory(mem, record)
+        steps = []
+        for k in range(args.steps):
+            record.clear()
+            t0 = time.perf_counter()
+            with mem.peak(record, "step"):
+                row = _step(cfg, plan, adapter, _Builder(prompts), samples, RECIPE, params,
+                            _random_reward(args.seed + k), ref, opt, sched, state, rng)
+            state.step += 1
+            # each phase resets the CUDA peak counter when it starts, so the step's peak is the
+            # largest of the phases' peaks and of what the outer counter saw after the last reset
+            record["step"] = max(v for p, v in record.items() if not p.startswith("_"))
+            steps.append({"step": k + 1, "seconds": time.perf_counter() - t0, "skipped": row.get("skipped"),
+                          "completion_len": row.get("completion_len"),
+                          "peak_GB": {p: v / GB for p, v in record.items() if not p.startswith("_")},
+                          "allocated_after_GB": mem.now() / GB})
+        out["steps"] = steps
+        out["params_changed"] = {n: not torch.equal(p, watched[n].detach().flatten()[:65536].float())
+                                 for n, p in before.items()}
+        out["fits"] = True
+    except torch.OutOfMemoryError as e:
+        out["fits"] = False
+        out["oom_phase"] = record.get("_phase")
+        out["oom_message"] = str(e).splitlines()[0][:300]
+    finally:
+        trainer.PhaseTimer = PhaseTimer
+    if device.type == "cuda":
+        out["max_allocated_GB"] = torch.cuda.max_memory_allocated() / GB
+        out["max_reserved_GB"] = torch.cuda.max_memory_reserved() / GB
+    return out
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--shape", choices=sorted(gs.SHAPES), default="tiny")
+    ap.add_argument("--configs", default="full,full_beta0,lora", help=f"comma-separated, of {', '.join(CONFIGS)}")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--dtype", default=None, help="default: bfloat16 on CUDA, float32 on CPU")
+    ap.add_argument("--steps", type=int, default=2,
+                    help="GRPO steps per configuration (AdamW states appear in the first)")
+    ap.add_argument("--no-grad-checkpointing", action="store_true")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--in-process", action="store_true", help="run the configurations in this process (tests)")
+    ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--out", default=None, help="JSON output path")
+    args = ap.parse_args(argv)
+    names = [c.strip() for c in args.configs.split(",") if c.strip()]
+    unknown = [c for c in names if c not in CONFIGS]
+    if unknown:
+        ap.error(f"unknown --configs {unknown}; expected some of {', '.join(CONFIGS)}")
+    if args.child:
+        res = run_config(names[0], args)
+        Path(args.child).write_text(json.dumps(res, default=str))
+        return res
+    results = []
+    for name in names:
+        if args.in_process:
+            results.append(run_config(name, args))
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "res.json")
+            child = [a for a in (argv if argv is not None else sys.argv[1:])]
+            for flag in ("--configs", "--out"):
+                if flag in child:
+                    i = child.index(flag)
+                    del child[i : i + 2]
+            proc = subprocess.run([sys.executable, os.path.abspath(__file__), *child, "--configs", name,
+                                   "--child", path])
+            if proc.returncode != 0 or not os.path.exists(path):
+                results.append({"config": name, "error": f"child process exited {proc.returncode}"})
+            else:
+                results.append(json.loads(Path(path).read_text()))
+    device = torch.device(args.device)
+    from transformers import __version__ as tf_version
+
+    report = {"shape": args.shape, "device": args.device, "steps": args.steps,
+              "grad_checkpointing": not args.no_grad_checkpointing, "workload": gs.SHAPES[args.shape].defaults,
+              "env": {"torch": torch.__version__, "transformers": tf_version, "python": platform.python_version(),
+                      "device_name": torch.cuda.get_device_name(device) if device.type == "cuda"
+                      else platform.machine()},
+              "results": results}
+    print_table(report)
+    if args.out:
+        Path(args.out).write_text(json.dumps(report, indent=2, default=str) + "\n")
+    return report
+
+
+def print_table(report: dict) -> None:
+    print(f"GRPO step memory, shape {report['shape']} on {report['device']} ({report['env']['device_name']}), "
+          f"{report['steps']} steps, GB = 1e9 bytes")
+    for r in report["results"]:
+        if "error" in r:
+            print(f"{r['config']:12s} ERROR {r['error']}")
+            continue
+        nan = float("nan")
+        head = (f"{r['config']:12s} trainable {r.get('trainable_params', 0) / 1e6:.1f}M; after build "
+                f"{r.get('after_build_GB', nan):.2f}, with reference {r.get('after_reference_GB', nan):.2f}, "
+                f"with optimizer {r.get('after_optimizer_GB', nan):.2f} (masters: {r.get('master_weights')})")
+        if not r["fits"]:
+            print(f"{head}; OUT OF MEMORY in phase {r['oom_phase']} (max allocated {r.get('max_allocated_GB', 0):.1f})")
+            continue
+        print(head + f"; parameters changed: {all(r['params_changed'].values())}")
+        for s in r["steps"]:
+            phases = ", ".join(f"{k} {v:.2f}" for k, v in s["peak_GB"].items())
+            print(f"    step {s['step']} ({s['seconds']:.1f} s): peak {phases}; "
+                  f"allocated after {s['allocated_after_GB']:.2f}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
