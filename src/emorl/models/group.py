@@ -386,9 +386,10 @@ def sample_groups_shared(adapter, prompts: list[PromptInputs], group_size: int, 
     else ``dynamic``).
     """
     if decode == "auto":
-        from emorl.rl.sharding import is_sharded
+        from torch.distributed.fsdp import FSDPModule
 
-        decode = "graph" if adapter.device.type == "cuda" and not is_sharded(adapter.model) else "dynamic"
+        sharded = isinstance(adapter.model, FSDPModule)
+        decode = "graph" if adapter.device.type == "cuda" and not sharded else "dynamic"
     if decode not in DECODE_MODES:
         raise ValueError(f"decode must be one of auto, {', '.join(DECODE_MODES)}, got {decode!r}")
     from transformers import DynamicCache
