@@ -317,7 +317,7 @@ class StaticDecoder:
             layer.lazy_initialization(k, v)
             layer.keys[:, :, :p_len].copy_(k)
             layer.values[:, :, :p_len].copy_(v)
-            layer.cumulative_length.fill_(p_len)
+        self._reset_length(p_len)
         self.p_len, self.t = p_len, 0
         self.mask = torch.zeros(rows, 1, 1, max_len, dtype=torch.bool, device=dev)
         self.mask[:, 0, 0, :p_len] = att.bool()
