@@ -89,7 +89,9 @@ class GRPOConfig:
     resume: bool = False  # continue from out/checkpoints/latest
     max_nonfinite_steps: int = 3  # consecutive skipped (non-finite) steps before the run stops
     gradient_checkpointing: bool = False
-    sharding: str = "none"  # none (replicated, all-reduced gradients) | fsdp2 (sharded parameters, grads, AdamW states)
+    # none (replicated, all-reduced gradients) | fsdp2 (sharded parameters, grads, AdamW states) |
+    # zero2 | zero3 (DeepSpeed ZeRO: emorl.rl.zero)
+    sharding: str = "none"
 
 
 @dataclass

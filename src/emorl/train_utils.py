@@ -277,15 +277,22 @@ def open_trackers(names: Sequence[str], out: Path, config: dict | None = None, *
 
 
 def check_launch(command: str, sharding: str = "none") -> None:
-    """Refuse accelerate launches whose engine this loop would silently ignore (the loops call
-    the model's parts directly and reduce gradients themselves, so accelerate's plugins never see
-    them): DeepSpeed always; FSDP unless ``grpo.sharding=fsdp2`` (``emorl train`` only)."""
+    """Refuse accelerate launches whose engine this loop would silently ignore (the loops call the
+    model's parts directly and reduce gradients themselves, so accelerate's plugins never see them):
+    an FSDP config needs ``grpo.sharding=fsdp2`` and a DeepSpeed config ``grpo.sharding=zero<stage>``
+    of the same ZeRO stage (``emorl train`` only; SFT does not shard)."""
     env = os.environ
     if env.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true":
-        raise RuntimeError(f"emorl {command}: DeepSpeed launches (configs/accelerate/deepspeed_zero*.yaml) are not "
-                           "supported: emorl's loops never run the model through a DeepSpeed engine, so ZeRO would "
-                           "shard nothing. Shard with FSDP2 instead: accelerate launch --config_file "
-                           "configs/accelerate/fsdp2.yaml -m emorl.cli train ... grpo.sharding=fsdp2")
+        stage = env.get("ACCELERATE_DEEPSPEED_ZERO_STAGE", "?")
+        if command != "train":
+            raise RuntimeError(f"emorl {command} does not shard: launch it with configs/accelerate/ddp.yaml or "
+                               "torchrun, not an accelerate DeepSpeed config")
+        if stage not in ("2", "3"):
+            raise RuntimeError(f"accelerate DeepSpeed config with zero_stage {stage}: emorl supports ZeRO stages 2 "
+                               "and 3 (configs/accelerate/deepspeed_zero2.yaml, deepspeed_zero3.yaml)")
+        if sharding != f"zero{stage}":
+            raise ValueError(f"launched with an accelerate DeepSpeed ZeRO-{stage} config but grpo.sharding={sharding}: "
+                             f"add grpo.sharding=zero{stage} (emorl hands the model to DeepSpeed itself)")
     if env.get("ACCELERATE_USE_FSDP", "").lower() == "true":
         if command != "train":
             raise RuntimeError(f"emorl {command} does not shard: launch it with configs/accelerate/ddp.yaml or "

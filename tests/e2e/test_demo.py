@@ -31,8 +31,9 @@ def test_quick_demo(tmp_path, capsys):
     html = (out / "report.html").read_text()
     assert html.startswith("<!DOCTYPE html>") or "<html" in html[:200]
     assert (out / "report.md").is_file()
-    for name in m["models"]:
+    for name in ("coldstart_sft", "label_sft", "grpo"):  # the trained models; the base model is not analysed
         assert (out / "analysis" / name / "modality.json").is_file()
+    assert not (out / "analysis" / "base").exists()
     for name in m["models"]:
         assert (out / "eval" / name / "test" / "predictions.jsonl").is_file()
     assert (out / "grpo" / "metrics.jsonl").is_file() and (out / "config.yaml").is_file()

@@ -1,6 +1,7 @@
-"""FSDP2 (grpo.sharding=fsdp2) through the GRPO loop on 2 CPU processes (torchrun, gloo): the same
-update as one process on the same data, sharded parameters, a normal save_pretrained model/, an
-exact resume; and the launches emorl refuses (DeepSpeed, FSDP without the key).
+"""FSDP2 (grpo.sharding=fsdp2) and DeepSpeed ZeRO-2/3 (grpo.sharding=zero2|zero3) through the GRPO
+loop on 2 CPU processes (torchrun or accelerate launch, gloo): the same update as one process on
+the same data, sharded parameters, a normal save_pretrained model/, an exact resume; and the
+launches emorl refuses (a config without the matching key, ZeRO-1, sharded SFT).
 
 Run as a script (``python -m torch.distributed.run ... test_sharding.py ARGS_JSON``), this file is
 the worker that torchrun starts."""
@@ -89,18 +90,25 @@ def run(model_dir, clips, out, *, sharding="none", steps=2, resume=False, dtype=
         local = sum(p.to_local().numel() for p in adapter.model.parameters())  # half of every parameter
         full = sum(p.numel() for p in adapter.model.parameters())
         (Path(out) / f"shard_rank{rank}.json").write_text(json.dumps({"local": local, "full": full}))
+    if sharding == "zero3":  # the parameters stay partitioned after training (DeepSpeed's ds_tensor: 1/N each)
+        rank = torch.distributed.get_rank()
+        local = sum(p.ds_tensor.numel() for p in adapter.model.parameters())
+        full = sum(p.ds_numel for p in adapter.model.parameters())
+        (Path(out) / f"shard_rank{rank}.json").write_text(json.dumps({"local": local, "full": full}))
     return res
 
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def launch(args: dict, port: int, *, accelerate: bool = False):
+def launch(args: dict, port: int, *, accelerate: bool | str = False):
     """This file as the worker on 2 processes: torchrun, or accelerate launch with configs/accelerate/fsdp2.yaml
-    (which runs torchrun with ACCELERATE_USE_FSDP=true, FSDP_VERSION=2; it works on CPU too)."""
+    (which runs torchrun with ACCELERATE_USE_FSDP=true, FSDP_VERSION=2; it works on CPU too) or the named
+    config (``accelerate="deepspeed_zero3"``)."""
     if accelerate:
+        name = accelerate if isinstance(accelerate, str) else "fsdp2"
         cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-               str(ROOT / "configs" / "accelerate" / "fsdp2.yaml"), "--num_processes", "2", "--main_process_port",
+               str(ROOT / "configs" / "accelerate" / f"{name}.yaml"), "--num_processes", "2", "--main_process_port",
                str(port)]
     else:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port)]
@@ -196,19 +204,110 @@ def test_fsdp2_bf16_keeps_float32_shards(tiny_model_dir, clips, tmp_path):
     assert json.loads((fsdp / "model" / "config.json").read_text())["dtype"] == "bfloat16"
 
 
+@pytest.mark.parametrize("stage", [2, 3])
+def test_deepspeed_zero_matches_one_process_and_resumes_exactly(tiny_model_dir, clips, tmp_path, stage):
+    """grpo.sharding=zero2 / zero3 on 2 CPU processes (DeepSpeed's CPU accelerator, gloo): step 1
+    equals one process's step 1 on the same clips and completions (the same tolerances as FSDP2
+    above), ZeRO-3 leaves each process half of every parameter, and 1 step + resume + 1 step ==
+    2 steps straight, bit for bit (the resumed run launched by accelerate launch with
+    configs/accelerate/deepspeed_zero<stage>.yaml). model/ is a normal save_pretrained folder."""
+    from emorl.models.qwen_omni import QwenOmniAdapter
+
+    clips = [str(c) for c in clips[:2]]
+    one, ds = tmp_path / "one", tmp_path / "ds"
+    run(tiny_model_dir, clips, one, steps=1)
+    port = 29560 + 2 * stage
+    proc = launch({"model": str(tiny_model_dir), "clips": clips, "out": str(ds), "sharding": f"zero{stage}"}, port)
+    assert f"2 process(es), sharding zero{stage}" in proc.stdout
+
+    m1, r0, r1 = _metrics(one)[0], _metrics(ds)[0], _metrics(ds, ".metrics_rank1.jsonl")[0]
+    assert r0["grad_norm"] > 1e-3 and r0.get("skipped") is None  # a real update
+    assert r0["grad_norm"] == pytest.approx(m1["grad_norm"], rel=1e-5)  # DeepSpeed's global norm
+    assert r0["loss"] + r1["loss"] == pytest.approx(m1["loss"], rel=1e-5, abs=1e-7)
+    start = QwenOmniAdapter.from_pretrained(tiny_model_dir).model.state_dict()
+    a = QwenOmniAdapter.from_pretrained(one / "model").model.state_dict()
+    straight = tmp_path / "straight"  # step 1 alone under DeepSpeed, for the comparison with one process
+    launch({"model": str(tiny_model_dir), "clips": clips, "out": str(straight), "sharding": f"zero{stage}",
+            "steps": 1}, port + 1)
+    b = QwenOmniAdapter.from_pretrained(straight / "model").model.state_dict()
+    assert a.keys() == b.keys() == start.keys()
+    diff = torch.cat([(a[k] - b[k]).abs().flatten() for k in a])
+    assert float(diff.max()) <= 1e-5 and int((diff > 1e-6).sum()) <= 1e-4 * diff.numel()
+    assert sum(not torch.equal(start[k], b[k]) for k in b) > 10  # the step moved the weights
+    sync = json.loads((ds / "sync_check.json").read_text())
+    if stage == 3:
+        shards = [json.loads((ds / f"shard_rank{r}.json").read_text()) for r in (0, 1)]
+        assert shards[0]["full"] == shards[1]["full"] and all(s["local"] < 0.51 * s["full"] for s in shards)
+        assert sync["params_in_sync"] is None and "zero3" in sync["skipped"]
+    else:
+        assert sync["params_in_sync"] is True  # ZeRO-2: replicated parameters, identical on both processes
+    ckpt = ds / "checkpoints" / "step-000001"
+    assert (ckpt / "zero").is_dir() and not (ckpt / "model_state.pt").exists()
+
+    resumed = tmp_path / "resumed"  # the step-1 checkpoint, continued to step 2
+    shutil.copytree(ds / "checkpoints", resumed / "checkpoints")
+    (resumed / "checkpoints" / "latest.json").write_text(json.dumps({"step": 1, "path": "step-000001"}))
+    shutil.rmtree(resumed / "checkpoints" / "step-000002", ignore_errors=True)
+    launch({"model": str(tiny_model_dir), "clips": clips, "out": str(resumed), "sharding": f"zero{stage}",
+            "resume": True}, port + 100, accelerate=f"deepspeed_zero{stage}")
+    full = QwenOmniAdapter.from_pretrained(ds / "model").model.state_dict()
+    again = QwenOmniAdapter.from_pretrained(resumed / "model").model.state_dict()
+    assert all(torch.equal(full[k], again[k]) for k in full)
+    assert any(not torch.equal(full[k], b[k]) for k in b)  # step 2 moved them again
+
+
+@pytest.mark.parametrize("stage", [2, 3])
+def test_deepspeed_bf16_keeps_float32_masters(tiny_model_dir, clips, tmp_path, stage):
+    """A bf16 model under ZeRO-2/3 runs DeepSpeed's bf16 mode: the float32 master partitions of
+    the step-1 checkpoint (consolidated with DeepSpeed's own zero_to_fp32) equal one process's
+    MasterWeightAdamW masters up to bf16 gradient rounding (as for FSDP2 above), and the saved
+    model/ is bf16."""
+    from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
+
+    from emorl.models.qwen_omni import QwenOmniAdapter
+
+    clips = [str(c) for c in clips[:2]]
+    one, ds = tmp_path / "one", tmp_path / "ds"
+    run(tiny_model_dir, clips, one, dtype="bfloat16")  # 2 steps; the step-1 checkpoints are compared
+    launch({"model": str(tiny_model_dir), "clips": clips, "out": str(ds), "sharding": f"zero{stage}",
+            "dtype": "bfloat16"}, 29580 + stage)
+    st = torch.load(one / "checkpoints" / "step-000001" / "trainer_state.pt", weights_only=False)
+    bf16 = QwenOmniAdapter.from_pretrained(tiny_model_dir, dtype="bfloat16").model
+    names = [n for n, p in bf16.named_parameters()]
+    masters = dict(zip(names, st["optimizer"]["master_weights"], strict=True))
+    fp32 = {k: v.detach() for k, v in get_fp32_state_dict_from_zero_checkpoint(
+        str(ds / "checkpoints" / "step-000001"), tag="zero").items()}
+    assert set(masters) <= set(fp32) and all(fp32[k].dtype == torch.float32 for k in masters)
+    start = bf16.state_dict()
+    moved = torch.cat([(fp32[k] - start[k].float()).abs().flatten() for k in masters])
+    diff = torch.cat([(fp32[k] - masters[k]).abs().flatten() for k in masters])
+    assert float(moved.median()) > 5e-4  # lr 1e-3: a real step, kept in float32
+    assert float(diff.max()) <= 2e-3 and float((diff > 1e-5).float().mean()) < 0.01
+    from safetensors.torch import load_file
+
+    saved = load_file(str(ds / "model" / "model.safetensors"))
+    assert {v.dtype for v in saved.values()} == {torch.bfloat16}
+
+
 def test_fsdp2_needs_several_processes(tiny_model_dir, clips, tmp_path):
     with pytest.raises(ValueError, match="grpo.sharding=fsdp2 needs several processes"):
         run(tiny_model_dir, [str(c) for c in clips[:2]], tmp_path / "x", sharding="fsdp2")
 
 
 def test_unknown_sharding_is_a_clear_error(tiny_model_dir, clips, tmp_path):
-    with pytest.raises(ValueError, match="grpo.sharding must be one of none, fsdp2, got 'zero3'"):
-        run(tiny_model_dir, [str(c) for c in clips[:2]], tmp_path / "x", sharding="zero3")
+    with pytest.raises(ValueError, match="grpo.sharding must be one of none, fsdp2, zero2, zero3, got 'zero1'"):
+        run(tiny_model_dir, [str(c) for c in clips[:2]], tmp_path / "x", sharding="zero1")
 
 
 @pytest.mark.parametrize("env, command, sharding, match", [
-    ({"ACCELERATE_USE_DEEPSPEED": "true"}, "train", "none", "DeepSpeed launches .* are not supported"),
-    ({"ACCELERATE_USE_DEEPSPEED": "true"}, "sft", "none", "DeepSpeed launches .* are not supported"),
+    ({"ACCELERATE_USE_DEEPSPEED": "true", "ACCELERATE_DEEPSPEED_ZERO_STAGE": "3"}, "train", "none",
+     "add grpo.sharding=zero3"),
+    ({"ACCELERATE_USE_DEEPSPEED": "true", "ACCELERATE_DEEPSPEED_ZERO_STAGE": "2"}, "train", "zero3",
+     "ZeRO-2 config but grpo.sharding=zero3"),
+    ({"ACCELERATE_USE_DEEPSPEED": "true", "ACCELERATE_DEEPSPEED_ZERO_STAGE": "1"}, "train", "zero2",
+     "emorl supports ZeRO stages 2 and 3"),
+    ({"ACCELERATE_USE_DEEPSPEED": "true", "ACCELERATE_DEEPSPEED_ZERO_STAGE": "2"}, "sft", "none",
+     "emorl sft does not shard"),
     ({"ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "2"}, "train", "none", "add grpo.sharding=fsdp2"),
     ({"ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "1"}, "train", "fsdp2", "FSDP1 configs are not supported"),
     ({"ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "2"}, "sft", "none", "emorl sft does not shard"),
@@ -224,16 +323,39 @@ def test_refused_launches(monkeypatch, env, command, sharding, match):
         check_launch(command, sharding)
 
 
-def test_fsdp2_launch_with_the_key_is_accepted(monkeypatch):
+def test_launches_with_the_key_are_accepted(monkeypatch):
     from emorl.train_utils import check_launch
 
     monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
     monkeypatch.setenv("FSDP_VERSION", "2")
     check_launch("train", "fsdp2")
+    monkeypatch.delenv("ACCELERATE_USE_FSDP")
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
+    for stage in (2, 3):
+        monkeypatch.setenv("ACCELERATE_DEEPSPEED_ZERO_STAGE", str(stage))
+        check_launch("train", f"zero{stage}")
+
+
+@pytest.mark.parametrize("sharding", ["zero2", "zero3"])
+def test_deepspeed_needs_several_processes(tiny_model_dir, clips, tmp_path, sharding):
+    with pytest.raises(ValueError, match=f"grpo.sharding={sharding} needs several processes.*deepspeed_{sharding}"):
+        run(tiny_model_dir, [str(c) for c in clips[:2]], tmp_path / "x", sharding=sharding)
+
+
+def test_deepspeed_config_refuses_what_it_cannot_honour():
+    from emorl.rl.zero import ds_config
+
+    with pytest.raises(ValueError, match="not float16"):
+        ds_config(2, dtype="float16", max_grad_norm=1.0)
+    with pytest.raises(ValueError, match="parameter offload needs ZeRO-3"):
+        ds_config(2, dtype="float32", max_grad_norm=1.0, offload_param="cpu")
+    c = ds_config(3, dtype="bfloat16", max_grad_norm=0.5, offload_optimizer="cpu")
+    assert c["bf16"]["enabled"] and c["gradient_clipping"] == 0.5 and c["gradient_accumulation_steps"] == 1
+    assert c["zero_optimization"]["offload_optimizer"] == {"device": "cpu"}
 
 
 def test_shipped_accelerate_configs():
-    """fsdp2.yaml launches FSDP2 (version 2); the DeepSpeed configs launch DeepSpeed (refused above)."""
+    """fsdp2.yaml launches FSDP2 (version 2); the DeepSpeed configs launch ZeRO-2 and ZeRO-3."""
     import yaml
 
     root = ROOT / "configs" / "accelerate"

@@ -131,3 +131,62 @@ def test_writer_is_deterministic_and_atomic(tmp_path):
     with pytest.raises(ValueError, match="even frame sizes"):
         write_mp4(tmp_path / "odd.mp4", np.zeros((2, 31, 32, 3), np.uint8), 8)
     assert not (tmp_path / "odd.mp4").exists() and not list(tmp_path.glob(".*tmp*"))
+
+
+def test_clip_cache_shares_decodes_and_notices_rewrites(tmp_path, monkeypatch):
+    """Builders share decoded clips (the demo decodes each file once, not once per stage); a
+    rewritten file is decoded again; the byte bound evicts least recently used clips."""
+    import os
+
+    from emorl.data import media
+
+    a = make_clip(tmp_path / "a.mp4", seconds=2.0, seed=0)
+    b = make_clip(tmp_path / "b.mp4", seconds=2.0, seed=1)
+    settings = (4, 56, True, True, "error")
+    cache = media.ClipCache(max_bytes=10 * 2**20)
+    ka = cache.key(a, None, settings)
+    assert cache.get(ka) is None and cache.misses == 1
+    clip = load_clip(a, num_frames=4, size=56)
+    cache.put(ka, clip)
+    assert cache.get(ka) is clip and cache.hits == 1
+    assert cache.key(a, None, (8, *settings[1:])) != ka  # other decoding settings: another entry
+    assert cache.key(tmp_path, None, settings) is None  # frame folders are not cached
+
+    make_clip(a, seconds=3.0, seed=2)  # rewritten in place: new size/mtime, a new key
+    os.utime(a, ns=(os.stat(a).st_atime_ns, os.stat(a).st_mtime_ns + 10**9))
+    assert cache.key(a, None, settings) != ka
+
+    one = cache._size(clip)
+    small = media.ClipCache(max_bytes=int(1.5 * one))  # room for one clip
+    kb = small.key(b, None, settings)
+    small.put(ka, clip)
+    small.put(kb, load_clip(b, num_frames=4, size=56))
+    assert small.get(ka) is None and small.get(kb) is not None and small.bytes <= small.max_bytes
+
+
+def test_clip_cache_is_used_by_builders_and_can_be_disabled(tmp_path, monkeypatch, tiny_model_dir):
+    from emorl.data import media
+    from emorl.data.loader import PromptBuilder
+    from emorl.models.qwen_omni import QwenOmniAdapter
+    from emorl.recipes.prompts import PromptSpec
+
+    clip = make_clip(tmp_path / "a.mp4", seconds=2.0, seed=0)
+    s = Sample("a", str(clip), "happy", "dfew", "train")
+    adapter = QwenOmniAdapter.from_pretrained(tiny_model_dir)
+    monkeypatch.setattr(media, "CLIP_CACHE", None)
+    monkeypatch.setenv("EMORL_CLIP_CACHE_MB", "64")
+    first = PromptBuilder(adapter, PromptSpec(), num_frames=4, frame_size=56).clip(s)
+    again = PromptBuilder(adapter, PromptSpec(), num_frames=4, frame_size=56).clip(s)
+    assert again is first and media.clip_cache().hits == 1
+
+    monkeypatch.setattr(media, "CLIP_CACHE", None)
+    monkeypatch.setenv("EMORL_CLIP_CACHE_MB", "0")
+    x = PromptBuilder(adapter, PromptSpec(), num_frames=4, frame_size=56).clip(s)
+    y = PromptBuilder(adapter, PromptSpec(), num_frames=4, frame_size=56).clip(s)
+    assert x is not y and np.array_equal(x.frames, y.frames)
+
+    monkeypatch.setattr(media, "CLIP_CACHE", None)
+    monkeypatch.setenv("EMORL_CLIP_CACHE_MB", "lots")
+    with pytest.raises(ValueError, match="EMORL_CLIP_CACHE_MB must be an integer number of megabytes, got 'lots'"):
+        media.clip_cache()
+    monkeypatch.setattr(media, "CLIP_CACHE", None)

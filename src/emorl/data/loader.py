@@ -1,13 +1,14 @@
-"""From manifest rows to encoded prompts: decode media once, render the recipe's prompt, run the
-model's processor, cache the result per (sample, modality). Substitutions (e.g. silence for a
-missing audio track, when configured) are counted per outcome and kept per sample."""
+"""From manifest rows to encoded prompts: decode media once per process (emorl.data.media.ClipCache,
+shared by every builder), render the recipe's prompt, run the model's processor, cache the result
+per (sample, modality). Substitutions (e.g. silence for a missing audio track, when configured)
+are counted per outcome and kept per sample."""
 
 from __future__ import annotations
 
 from collections import Counter
 
 from emorl.data.manifest import Sample
-from emorl.data.media import Clip, load_clip
+from emorl.data.media import Clip, clip_cache, load_clip
 from emorl.models.adapter import Modality, OmniAdapter, PromptInputs
 from emorl.recipes.prompts import PromptSpec, build_prompt
 
@@ -46,9 +47,16 @@ class PromptBuilder:
     def clip(self, s: Sample, modality: Modality = Modality.AV) -> Clip:
         if s.id not in self._clips:
             has = s.meta.get("modality", "audio+video")
-            c = load_clip(s.media, num_frames=self.num_frames, size=self.frame_size, audio_path=s.audio,
-                          want_video=has != "audio", want_audio=has != "video",
-                          on_missing_audio=self.on_missing_audio)
+            settings = (self.num_frames, self.frame_size, has != "audio", has != "video", self.on_missing_audio)
+            cache = clip_cache()
+            key = cache.key(s.media, s.audio, settings) if cache.max_bytes else None
+            c = cache.get(key) if key is not None else None
+            if c is None:
+                c = load_clip(s.media, num_frames=self.num_frames, size=self.frame_size, audio_path=s.audio,
+                              want_video=has != "audio", want_audio=has != "video",
+                              on_missing_audio=self.on_missing_audio)
+                if key is not None:
+                    cache.put(key, c)
             for n in c.notes:
                 self.substitutions[n] += 1
             if c.notes:

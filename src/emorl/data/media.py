@@ -47,6 +47,84 @@ class Clip:
     notes: list[str] = field(default_factory=list)
 
 
+class ClipCache:
+    """Decoded clips kept for reuse across every ``PromptBuilder`` of a process, so a pipeline
+    that trains and evaluates several models on the same clips (the demo) decodes each file once,
+    not once per stage. Least recently used clips are evicted beyond ``max_bytes``.
+
+    Only regular files are cached, keyed by their resolved path, size and modification time (and
+    the audio file's) plus every decoding setting, so a rewritten file is decoded again. Frame
+    folders are never cached (a folder's mtime does not change when an image is rewritten in
+    place). Callers must not modify a clip's arrays in place (the processors copy them: uint8
+    frames become float tensors); they are not flagged read-only because torch warns on those.
+    """
+
+    def __init__(self, max_bytes: int):
+        from collections import OrderedDict
+
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[tuple, Clip] = OrderedDict()
+        self.bytes = 0
+        self.hits = self.misses = 0
+
+    @staticmethod
+    def key(path, audio_path, settings: tuple) -> tuple | None:
+        parts = []
+        for p in (path, audio_path):
+            if p is None:
+                parts.append(None)
+                continue
+            p = Path(p)
+            if not p.is_file():
+                return None
+            st = p.stat()
+            parts.append((str(p.resolve()), st.st_size, st.st_mtime_ns))
+        return (*parts, *settings)
+
+    @staticmethod
+    def _size(c: Clip) -> int:
+        return sum(a.nbytes for a in (c.frames, c.audio) if a is not None)
+
+    def get(self, key: tuple) -> Clip | None:
+        c = self._items.get(key)
+        if c is None:
+            self.misses += 1
+            return None
+        self._items.move_to_end(key)
+        self.hits += 1
+        return c
+
+    def put(self, key: tuple, clip: Clip) -> None:
+        size = self._size(clip)
+        if size > self.max_bytes or key in self._items:
+            return
+        self._items[key] = clip
+        self.bytes += size
+        while self.bytes > self.max_bytes:
+            _, old = self._items.popitem(last=False)
+            self.bytes -= self._size(old)
+
+
+def _default_cache() -> ClipCache:
+    """The process-wide cache: ``EMORL_CLIP_CACHE_MB`` megabytes (default 3072; 0 disables)."""
+    raw = os.environ.get("EMORL_CLIP_CACHE_MB", "3072")
+    try:
+        mb = int(raw)
+    except ValueError:
+        raise ValueError(f"EMORL_CLIP_CACHE_MB must be an integer number of megabytes, got {raw!r}") from None
+    return ClipCache(mb * 2**20)
+
+
+CLIP_CACHE: ClipCache | None = None
+
+
+def clip_cache() -> ClipCache:
+    global CLIP_CACHE
+    if CLIP_CACHE is None:
+        CLIP_CACHE = _default_cache()
+    return CLIP_CACHE
+
+
 def segment_middles(n_total: int, n_sample: int) -> list[int]:
     """Indices of the middle frame of ``n_sample`` equal segments of ``n_total`` frames.
 

@@ -21,7 +21,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-SHARDING = ("none", "fsdp2")
+SHARDING = ("none", "fsdp2", "zero2", "zero3")  # zero*: DeepSpeed, emorl.rl.zero
 
 
 def _trainable(module: nn.Module) -> bool:

@@ -13,7 +13,8 @@
 
 Every log-prob pass receives the clip's media through the adapter. Several processes (torchrun,
 accelerate launch) split each step's prompts; the model is replicated with gradients all-reduced
-here (``grpo.sharding=none``) or sharded with FSDP2 (``grpo.sharding=fsdp2``, emorl.rl.sharding).
+here (``grpo.sharding=none``), sharded with FSDP2 (``grpo.sharding=fsdp2``, emorl.rl.sharding) or
+with DeepSpeed ZeRO-2/3 (``grpo.sharding=zero2|zero3``, emorl.rl.zero).
 Checkpoints (model or LoRA adapter, optimizer, scheduler, RNG states, data position, step) are
 written atomically every ``save_every`` steps and on SIGINT/SIGTERM; ``resume`` continues exactly.
 Non-finite rewards, losses or gradients skip the step with a logged reason; repeated ones stop the run.
@@ -39,6 +40,7 @@ from emorl.data.loader import PromptBuilder
 from emorl.data.manifest import Sample
 from emorl.models.adapter import OmniAdapter, SamplingParams
 from emorl.recipes.rewards import get_recipe
+from emorl.rl import zero
 from emorl.rl.grpo import group_advantages, policy_loss
 from emorl.rl.rollout import ExtraRewards, Group, sample_groups, score_groups
 from emorl.rl.sharding import SHARDING, clip_grad_norm, full_state, gathered, is_sharded, load_full_state, shard_fsdp2
@@ -204,13 +206,20 @@ def _ckpt_root(out: Path) -> Path:
     return out / "checkpoints"
 
 
+def _sharding(adapter, engine) -> str:
+    if engine is not None:
+        return f"zero{zero.stage_of(engine)}"
+    return "fsdp2" if is_sharded(adapter.model) else "none"
+
+
 def save_checkpoint(out: Path, adapter, opt, sched, state: TrainState, rng: random.Random, keep: int,
-                    peft_model=None) -> Path:
+                    peft_model=None, engine=None) -> Path:
     """Write checkpoints/step-N atomically (temp folder + rename), then point latest.json at it.
-    Rank 0 writes the weights and trainer state (gathered first when sharded); every rank writes
-    its own RNG state."""
+    Rank 0 writes the weights and trainer state (gathered first under FSDP2); under DeepSpeed every
+    rank writes its own partitions (``zero/``); every rank writes its own RNG state."""
     world, rank = world_info()
-    sharded = is_sharded(adapter.model)
+    sharding = _sharding(adapter, engine)
+    sharded = sharding == "fsdp2"
     model_sd, optim_sd = full_state(adapter.model, opt) if sharded else (None, None)
     root = _ckpt_root(out)
     name = f"step-{state.step:06d}"
@@ -219,15 +228,20 @@ def save_checkpoint(out: Path, adapter, opt, sched, state: TrainState, rng: rand
         if tmp.exists():
             shutil.rmtree(tmp)
         tmp.mkdir(parents=True)
-        if peft_model is not None:
+        if engine is not None:
+            pass  # model and optimizer partitions: zero.save below, on every rank
+        elif peft_model is not None:
             peft_model.save_pretrained(tmp / "adapter")
         else:  # the exact in-memory state dict (save_pretrained renames keys on the way to disk)
             torch.save(model_sd if sharded else adapter.model.state_dict(), tmp / "model_state.pt")
         torch.save({"step": state.step, "order": list(state.order), "nonfinite_streak": state.nonfinite_streak,
-                    "python_rng": rng.getstate(), "optimizer": optim_sd if sharded else opt.state_dict(),
-                    "scheduler": sched.state_dict(), "world_size": world,
-                    "sharding": "fsdp2" if sharded else "none"}, tmp / "trainer_state.pt")
+                    "python_rng": rng.getstate(),
+                    "optimizer": None if engine is not None else optim_sd if sharded else opt.state_dict(),
+                    "scheduler": sched.state_dict(), "world_size": world, "sharding": sharding},
+                   tmp / "trainer_state.pt")
     barrier()
+    if engine is not None:
+        zero.save(engine, tmp)
     torch.save({"torch_rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
                tmp / f"rng_rank{rank}.pt")
@@ -244,7 +258,7 @@ def save_checkpoint(out: Path, adapter, opt, sched, state: TrainState, rng: rand
     return final
 
 
-def load_checkpoint(out: Path, adapter, opt, sched, rng: random.Random, peft_model=None) -> TrainState:
+def load_checkpoint(out: Path, adapter, opt, sched, rng: random.Random, peft_model=None, engine=None) -> TrainState:
     root = _ckpt_root(out)
     latest = root / "latest.json"
     if not latest.is_file():
@@ -254,11 +268,13 @@ def load_checkpoint(out: Path, adapter, opt, sched, rng: random.Random, peft_mod
     world, rank = world_info()
     if st["world_size"] != world:
         raise ValueError(f"{path}: checkpoint was written by {st['world_size']} processes, resuming with {world}")
-    sharding = "fsdp2" if is_sharded(adapter.model) else "none"
+    sharding = _sharding(adapter, engine)
     if st.get("sharding", "none") != sharding:
         raise ValueError(f"{path}: checkpoint was written with grpo.sharding={st.get('sharding', 'none')}, "
                          f"resuming with grpo.sharding={sharding}; resume with the same setting")
-    if sharding == "fsdp2":
+    if engine is not None:
+        zero.load(engine, path)
+    elif sharding == "fsdp2":
         load_full_state(adapter.model, torch.load(path / "model_state.pt", weights_only=True), opt, st["optimizer"])
     elif peft_model is not None:
         from peft import set_peft_model_state_dict
@@ -359,28 +375,34 @@ def _reference(cfg: RunConfig, adapter, peft_model):
     return ref
 
 
-def _check_fsdp2(cfg: RunConfig, world: int) -> None:
+def _check_sharded(cfg: RunConfig, world: int) -> None:
+    s = cfg.grpo.sharding
     if world < 2:
-        raise ValueError("grpo.sharding=fsdp2 needs several processes: launch with torchrun --nproc_per_node N or "
-                         "accelerate launch --config_file configs/accelerate/fsdp2.yaml")
+        launch = "fsdp2.yaml" if s == "fsdp2" else f"deepspeed_{s}.yaml"
+        raise ValueError(f"grpo.sharding={s} needs several processes: launch with torchrun --nproc_per_node N or "
+                         f"accelerate launch --config_file configs/accelerate/{launch}")
     if cfg.model.lora_rank > 0:
-        raise ValueError("grpo.sharding=fsdp2 does not support LoRA (model.lora_rank > 0); LoRA's trainable state is "
+        raise ValueError(f"grpo.sharding={s} does not support LoRA (model.lora_rank > 0); LoRA's trainable state is "
                          "small, use grpo.sharding=none")
     if cfg.grpo.dynamic_sampling:
-        raise ValueError("grpo.sharding=fsdp2 does not support grpo.dynamic_sampling=true (the processes would end a "
+        raise ValueError(f"grpo.sharding={s} does not support grpo.dynamic_sampling=true (the processes would end a "
                          "step with different batches); use grpo.sharding=none")
+    if s in zero.ZERO_STAGES and cfg.model.dtype == "bfloat16" and cfg.model.master_weights == "none":
+        raise ValueError(f"grpo.sharding={s} with model.dtype=bfloat16 always keeps float32 master weights "
+                         "(DeepSpeed's bf16 mode); model.master_weights=none cannot be honoured, use auto")
 
 
 def _check_same_micro_batches(rows: list[Row], size: int) -> None:
-    """FSDP2 all-gathers in every forward and reduces gradients in every backward, so every process
-    must run the same micro-batches (count and modality); otherwise they would wait on each other forever."""
+    """FSDP2 and ZeRO-3 all-gather in every forward and FSDP2 and ZeRO reduce gradients in every
+    backward, so every process must run the same micro-batches (count and modality); otherwise they
+    would wait on each other forever."""
     import torch.distributed as dist
 
     mine = [mb[0].prompt.modality.value for mb in micro_batches(rows, size)]
     every: list = [None] * world_info()[0]
     dist.all_gather_object(every, mine)
     if any(x != every[0] for x in every):
-        raise RuntimeError(f"grpo.sharding=fsdp2 needs the same micro-batches on every process, got {every} "
+        raise RuntimeError(f"sharded training needs the same micro-batches on every process, got {every} "
                            "(modality per micro-batch): the clips' modalities differ between processes (e.g. "
                            "data.on_missing_audio=skip fell back to video); use grpo.sharding=none")
 
@@ -416,8 +438,8 @@ def train_grpo(cfg: RunConfig, adapter: OmniAdapter, builder: PromptBuilder, sam
     if plan.prompts_per_step % world:
         raise ValueError(f"grpo.prompts_per_step ({plan.prompts_per_step}) must be divisible by the number of "
                          f"processes ({world})")
-    if g.sharding == "fsdp2":
-        _check_fsdp2(cfg, world)
+    if g.sharding != "none":
+        _check_sharded(cfg, world)
     main = rank == 0
     progress = progress and main
     peft_model = _setup_model(cfg, adapter)
@@ -429,13 +451,22 @@ def train_grpo(cfg: RunConfig, adapter: OmniAdapter, builder: PromptBuilder, sam
             shard_fsdp2(ref.model, ref.device.type)
     opt, sched = make_optimizer(adapter.model, g.lr, g.weight_decay, g.steps, g.warmup_steps, "linear",
                                 master=master and g.sharding == "none")
+    engine = None
+    if g.sharding in zero.ZERO_STAGES:  # the scheduler keeps driving the optimizer DeepSpeed wraps
+        stage = zero.ZERO_STAGES[g.sharding]
+        off_opt, off_param = zero.offload_from_launch()
+        ds = zero.ds_config(stage, dtype=cfg.model.dtype, max_grad_norm=g.max_grad_norm,
+                            offload_optimizer=off_opt, offload_param=off_param)
+        engine = zero.initialize(adapter.model, opt, ds)
+        if ref is not None and stage == 3 and not cfg.model.ref_device:
+            zero.initialize(ref.model, None, ds)  # the reference partitioned too (inference only)
     params = SamplingParams(cfg.sampling.max_new_tokens, cfg.sampling.temperature, cfg.sampling.top_p,
                             cfg.sampling.top_k)
     out.mkdir(parents=True, exist_ok=True)
     rng = random.Random(cfg.seed)
     state = TrainState()
     if g.resume:
-        state = load_checkpoint(out, adapter, opt, sched, rng, peft_model)
+        state = load_checkpoint(out, adapter, opt, sched, rng, peft_model, engine)
         print(f"[grpo] resumed from step {state.step}")
         if main:
             for name in ("metrics.jsonl", "samples.jsonl"):
@@ -455,7 +486,7 @@ def train_grpo(cfg: RunConfig, adapter: OmniAdapter, builder: PromptBuilder, sam
     with _StopFlag() as stop:
         while state.step < last_step and stop.signal is None:
             row = _step(cfg, plan, adapter, builder, samples, recipe, params, extra_rewards, ref, opt, sched,
-                        state, rng)
+                        state, rng, engine)
             state.step += 1
             row["step"] = state.step
             log.log(row)
@@ -464,7 +495,7 @@ def train_grpo(cfg: RunConfig, adapter: OmniAdapter, builder: PromptBuilder, sam
                 sample_log.log({"step": state.step, **row.pop("_sample")})
             row.pop("_sample", None)
             if g.save_every and state.step % g.save_every == 0 and state.step < g.steps:
-                save_checkpoint(out, adapter, opt, sched, state, rng, g.keep_checkpoints, peft_model)
+                save_checkpoint(out, adapter, opt, sched, state, rng, g.keep_checkpoints, peft_model, engine)
             bar.update(1)
             bar.set_postfix(reward=f"{row.get('reward/overall', float('nan')):.2f}",
                             acc=f"{row.get('reward/accuracy', 0):.2f}", kl=f"{row.get('kl', 0):.3f}")
@@ -473,16 +504,17 @@ def train_grpo(cfg: RunConfig, adapter: OmniAdapter, builder: PromptBuilder, sam
     sample_log.close()
     interrupted = stop.signal is not None or state.step < g.steps
     adapter.model.eval()
-    in_sync = _check_in_sync(adapter.model)
+    partitioned = is_sharded(adapter.model) or (engine is not None and zero.stage_of(engine) == 3)
+    in_sync = None if partitioned else _check_in_sync(adapter.model)
     if world > 1 and main:
-        skipped = {"skipped": "fsdp2: every parameter has one sharded copy"} if is_sharded(adapter.model) else {}
+        skipped = {"skipped": f"{g.sharding}: every parameter has one sharded copy"} if partitioned else {}
         atomic_write_json(out / "sync_check.json", {"processes": world, "params_in_sync": in_sync,
                                                     "step": state.step, **skipped})
     if interrupted:
-        path = save_checkpoint(out, adapter, opt, sched, state, rng, g.keep_checkpoints, peft_model)
+        path = save_checkpoint(out, adapter, opt, sched, state, rng, g.keep_checkpoints, peft_model, engine)
         print(f"[grpo] stopped at step {state.step}; checkpoint {path}; continue with grpo.resume=true")
-    elif is_sharded(adapter.model):
-        model_sd, _ = full_state(adapter.model)  # gathered on process 0
+    elif is_sharded(adapter.model) or engine is not None:
+        model_sd = full_state(adapter.model)[0] if engine is None else zero.full_state_dict(engine)  # on process 0
         if main:
             dtype = getattr(torch, cfg.model.dtype)  # float32 shards (mixed precision) saved in the model's dtype
             save_model_atomic(adapter, out / "model", state_dict={k: v.to(dtype) if v.is_floating_point() else v
@@ -529,11 +561,12 @@ def _rollout(cfg, plan, adapter, builder, samples, recipe, params, extra_rewards
 
 
 def _step(cfg, plan, adapter, builder, samples, recipe, params, extra_rewards, ref, opt, sched,
-          state: TrainState, rng) -> dict:
+          state: TrainState, rng, engine=None) -> dict:
     g = cfg.grpo
     timer = PhaseTimer()
     t0 = time.perf_counter()
-    with gathered(adapter.model):  # FSDP2: all-gathered once for the whole rollout, not per decoding step
+    # FSDP2 / ZeRO-3: all-gathered once for the whole rollout, not per decoding step
+    with gathered(adapter.model), zero.gathered(engine):
         groups, dropped = _rollout(cfg, plan, adapter, builder, samples, recipe, params, extra_rewards, state, rng,
                                    timer)
     row: dict = {"dynamic_sampling_dropped": dropped} if g.dynamic_sampling else {}
@@ -552,7 +585,7 @@ def _step(cfg, plan, adapter, builder, samples, recipe, params, extra_rewards, r
     reason = None if torch.isfinite(rewards).all() else "non-finite reward"
     if reason is None:
         try:
-            if is_sharded(adapter.model):
+            if g.sharding != "none":
                 _check_same_micro_batches(rows, g.micro_batch_rows)
             if ref is not None:
                 with timer("reference"):
@@ -568,21 +601,32 @@ def _step(cfg, plan, adapter, builder, samples, recipe, params, extra_rewards, r
             norm_rows, norm_tokens = global_sum(len(rows)), global_sum(n_tokens)
             for _epoch in range(g.epochs_per_rollout):
                 with timer("update"):
-                    stats = policy_update(adapter, rows, cfg, torch.Tensor.backward, temperature=params.temperature,
-                                          norm_rows=norm_rows, norm_tokens=norm_tokens)
-                    all_reduce_grads(adapter.model)
-                    grad_norm = clip_grad_norm([p for p in adapter.model.parameters() if p.requires_grad],
-                                               g.max_grad_norm)
-                    if not math.isfinite(grad_norm):
-                        raise FloatingPointError(f"non-finite gradient norm ({grad_norm})")
-                    opt.step()
-                    opt.zero_grad(set_to_none=True)
+                    if engine is not None:  # DeepSpeed reduces, clips and steps
+                        n_micro = sum(1 for _ in micro_batches(rows, g.micro_batch_rows))
+                        stats = policy_update(adapter, rows, cfg, zero.backward_fn(engine, n_micro, world_info()[0]),
+                                              temperature=params.temperature, norm_rows=norm_rows,
+                                              norm_tokens=norm_tokens)
+                        grad_norm = zero.step(engine)
+                    else:
+                        stats = policy_update(adapter, rows, cfg, torch.Tensor.backward,
+                                              temperature=params.temperature, norm_rows=norm_rows,
+                                              norm_tokens=norm_tokens)
+                        all_reduce_grads(adapter.model)
+                        grad_norm = clip_grad_norm([p for p in adapter.model.parameters() if p.requires_grad],
+                                                   g.max_grad_norm)
+                        if not math.isfinite(grad_norm):
+                            raise FloatingPointError(f"non-finite gradient norm ({grad_norm})")
+                        opt.step()
+                        opt.zero_grad(set_to_none=True)
             sched.step()
             row.update({k: round(v, 6) for k, v in stats.items()})
             row["grad_norm"] = grad_norm
         except FloatingPointError as e:
             reason = str(e)
-            opt.zero_grad(set_to_none=True)
+            if engine is not None:
+                zero.discard_gradients(engine)
+            else:
+                opt.zero_grad(set_to_none=True)
         finally:
             adapter.model.eval()
     if reason is not None:
