@@ -4,6 +4,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 # CPU machines: torch and torchvision pinned together (an unpinned torchvision upgrades torch).
 TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
+# DeepSpeed (grpo.sharding=zero2|zero3) is a source package that imports torch to build: installed
+# without build isolation, it builds against the pinned torch instead of downloading another one
 DEEPSPEED ?= deepspeed==0.19.8
 DEMO_OUT ?= runs/demo
 
@@ -14,8 +16,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH_PINS)
 	$(PY) -m pip install -q -e '.[test]' $(TORCH_PINS)
-	# DeepSpeed (grpo.sharding=zero2|zero3) is a source package that imports torch to build: without
-	# build isolation it uses the pinned torch instead of downloading another one
+	$(PY) -m pip install -q setuptools wheel
 	$(PY) -m pip install -q --no-build-isolation $(DEEPSPEED) $(TORCH_PINS)
 	@touch $@
 
