@@ -179,29 +179,37 @@ def test_fsdp2_bf16_keeps_float32_shards(tiny_model_dir, clips, tmp_path):
     checkpoint, are float32, compute is bf16, and one step equals one process's step with
     MasterWeightAdamW on the same data (its float32 masters) up to bf16 gradient rounding; the
     saved model/ is bf16."""
-    from emorl.models.qwen_omni import QwenOmniAdapter
 
     clips = [str(c) for c in clips[:2]]
     one, fsdp = tmp_path / "one", tmp_path / "fsdp"
     run(tiny_model_dir, clips, one, dtype="bfloat16")  # 2 steps; the step-1 checkpoints are compared
     launch({"model": str(tiny_model_dir), "clips": clips, "out": str(fsdp), "sharding": "fsdp2", "dtype": "bfloat16"},
            29543)
-    st = torch.load(one / "checkpoints" / "step-000001" / "trainer_state.pt", weights_only=False)
-    bf16 = QwenOmniAdapter.from_pretrained(tiny_model_dir, dtype="bfloat16").model
-    names = [n for n, p in bf16.named_parameters()]  # every tower trainable: all parameters, in order
-    masters = dict(zip(names, st["optimizer"]["master_weights"], strict=True))
-    shards = _state(fsdp / "checkpoints" / "step-000001" / "model_state.pt")
-    assert all(v.dtype == torch.float32 for v in shards.values())
-    start = bf16.state_dict()
-    moved = torch.cat([(shards[k] - start[k].float()).abs().flatten() for k in masters])
-    diff = torch.cat([(shards[k] - masters[k]).abs().flatten() for k in masters])
-    assert float(moved.median()) > 5e-4  # lr 1e-3: a real step, kept in float32
-    assert float(diff.max()) <= 2e-3 and float((diff > 1e-5).float().mean()) < 0.01
+    _assert_float32_masters(tiny_model_dir, one, _state(fsdp / "checkpoints" / "step-000001" / "model_state.pt"),
+                            fsdp / "model")
+
+
+def _assert_float32_masters(model_dir, one: Path, fp32: dict, saved_model: Path) -> None:
+    """``fp32`` (a sharded run's float32 weights after step 1) equals the masters of one process's
+    MasterWeightAdamW (``one``'s step-1 checkpoint) up to bf16 gradient rounding; ``saved_model``
+    is bf16."""
     from safetensors.torch import load_file
 
-    saved = load_file(str(fsdp / "model" / "model.safetensors"))
+    from emorl.models.qwen_omni import QwenOmniAdapter
+
+    st = torch.load(one / "checkpoints" / "step-000001" / "trainer_state.pt", weights_only=False)
+    bf16 = QwenOmniAdapter.from_pretrained(model_dir, dtype="bfloat16").model
+    names = [n for n, p in bf16.named_parameters()]  # every tower trainable: all parameters, in order
+    masters = dict(zip(names, st["optimizer"]["master_weights"], strict=True))
+    assert set(masters) <= set(fp32) and all(fp32[k].dtype == torch.float32 for k in masters)
+    start = bf16.state_dict()
+    moved = torch.cat([(fp32[k] - start[k].float()).abs().flatten() for k in masters])
+    diff = torch.cat([(fp32[k] - masters[k]).abs().flatten() for k in masters])
+    assert float(moved.median()) > 5e-4  # lr 1e-3: a real step, kept in float32
+    assert float(diff.max()) <= 2e-3 and float((diff > 1e-5).float().mean()) < 0.01
+    saved = load_file(str(saved_model / "model.safetensors"))
     assert {v.dtype for v in saved.values()} == {torch.bfloat16}
-    assert json.loads((fsdp / "model" / "config.json").read_text())["dtype"] == "bfloat16"
+    assert json.loads((saved_model / "config.json").read_text())["dtype"] == "bfloat16"
 
 
 @pytest.mark.parametrize("stage", [2, 3])
@@ -264,29 +272,15 @@ def test_deepspeed_bf16_keeps_float32_masters(tiny_model_dir, clips, tmp_path, s
     model/ is bf16."""
     from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
 
-    from emorl.models.qwen_omni import QwenOmniAdapter
 
     clips = [str(c) for c in clips[:2]]
     one, ds = tmp_path / "one", tmp_path / "ds"
     run(tiny_model_dir, clips, one, dtype="bfloat16")  # 2 steps; the step-1 checkpoints are compared
     launch({"model": str(tiny_model_dir), "clips": clips, "out": str(ds), "sharding": f"zero{stage}",
             "dtype": "bfloat16"}, 29580 + stage)
-    st = torch.load(one / "checkpoints" / "step-000001" / "trainer_state.pt", weights_only=False)
-    bf16 = QwenOmniAdapter.from_pretrained(tiny_model_dir, dtype="bfloat16").model
-    names = [n for n, p in bf16.named_parameters()]
-    masters = dict(zip(names, st["optimizer"]["master_weights"], strict=True))
     fp32 = {k: v.detach() for k, v in get_fp32_state_dict_from_zero_checkpoint(
         str(ds / "checkpoints" / "step-000001"), tag="zero").items()}
-    assert set(masters) <= set(fp32) and all(fp32[k].dtype == torch.float32 for k in masters)
-    start = bf16.state_dict()
-    moved = torch.cat([(fp32[k] - start[k].float()).abs().flatten() for k in masters])
-    diff = torch.cat([(fp32[k] - masters[k]).abs().flatten() for k in masters])
-    assert float(moved.median()) > 5e-4  # lr 1e-3: a real step, kept in float32
-    assert float(diff.max()) <= 2e-3 and float((diff > 1e-5).float().mean()) < 0.01
-    from safetensors.torch import load_file
-
-    saved = load_file(str(ds / "model" / "model.safetensors"))
-    assert {v.dtype for v in saved.values()} == {torch.bfloat16}
+    _assert_float32_masters(tiny_model_dir, one, fp32, ds / "model")
 
 
 def test_fsdp2_needs_several_processes(tiny_model_dir, clips, tmp_path):

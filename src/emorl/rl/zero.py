@@ -108,13 +108,13 @@ def backward_fn(engine, n_micro: int, world: int):
 
 def step(engine) -> float:
     """Clip (DeepSpeed's ``gradient_clipping``) and step; returns the global gradient norm before
-    clipping. A non-finite norm: DeepSpeed skips the update, and this raises FloatingPointError."""
+    clipping (NaN when clipping is off: DeepSpeed then does not compute it). A non-finite norm:
+    DeepSpeed skips the update, and this raises FloatingPointError."""
     engine.step()
     norm = engine.get_global_grad_norm()
-    norm = float(norm) if norm is not None else float("nan")
-    if not engine.was_step_applied() or not torch.isfinite(torch.tensor(norm)):
+    if not engine.was_step_applied():
         raise FloatingPointError(f"non-finite gradient norm ({norm}); DeepSpeed skipped the update")
-    return norm
+    return float(norm) if norm is not None else float("nan")
 
 
 def discard_gradients(engine) -> None:
