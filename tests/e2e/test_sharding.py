@@ -55,7 +55,7 @@ def patched():
         rewards.RECIPES.pop(RECIPE)
 
 
-def run(model_dir, clips, out, *, sharding="none", steps=2, resume=False, dtype="float32"):
+def run(model_dir, clips, out, *, sharding="none", steps=2, resume=False, dtype="float32", nan_rank=None):
     """GRPO on 2 clips per step (G=4, micro-batches of 2 rows, beta > 0: a reference copy too)."""
     from emorl.config import RunConfig
     from emorl.data.loader import PromptBuilder
@@ -77,6 +77,11 @@ def run(model_dir, clips, out, *, sharding="none", steps=2, resume=False, dtype=
     samples = [Sample(f"s{i}", str(p), lab, "dfew", "train") for i, (p, lab) in
                enumerate(zip(clips, ["happy", "sad", "angry"]))]
     with patched():
+        if nan_rank is not None and int(os.environ.get("RANK", "0")) == nan_rank:
+            from test_trainer import nan_loss_on_first_call
+
+            from emorl.rl import trainer
+            trainer.policy_loss = nan_loss_on_first_call(trainer.policy_loss)
         res = train_grpo(cfg, adapter, builder, samples, Path(out), progress=False, extra_rewards=judge)
     if sharding == "fsdp2":
         from emorl.models.adapter import SamplingParams
@@ -283,6 +288,22 @@ def test_deepspeed_bf16_keeps_float32_masters(tiny_model_dir, clips, tmp_path, s
     _assert_float32_masters(tiny_model_dir, one, fp32, ds / "model")
 
 
+@pytest.mark.parametrize("sharding", ["none", "fsdp2", "zero2"])
+def test_a_non_finite_loss_on_one_process_skips_the_step_on_all(tiny_model_dir, clips, tmp_path, sharding):
+    """Process 1 alone gets a NaN loss in step 1: no process hangs, both skip step 1 (process 1
+    names the loss, process 0 the global gradient norm), both train in step 2, and (replicated)
+    they still hold the same parameters."""
+    out = tmp_path / sharding
+    launch({"model": str(tiny_model_dir), "clips": [str(c) for c in clips[:2]], "out": str(out),
+            "sharding": sharding, "nan_rank": 1}, {"none": 29590, "fsdp2": 29591, "zero2": 29592}[sharding])
+    r0, r1 = _metrics(out), _metrics(out, ".metrics_rank1.jsonl")
+    assert r1[0]["skipped"].startswith("non-finite loss (nan) on this process")
+    assert "non-finite gradient norm" in r0[0]["skipped"] and "loss" not in r0[0]["skipped"]
+    assert r0[1].get("skipped") is None and r1[1].get("skipped") is None and r0[1]["grad_norm"] > 1e-3
+    in_sync = json.loads((out / "sync_check.json").read_text())["params_in_sync"]
+    assert in_sync is (None if sharding == "fsdp2" else True)  # FSDP2: one sharded copy, nothing to compare
+
+
 def test_fsdp2_needs_several_processes(tiny_model_dir, clips, tmp_path):
     with pytest.raises(ValueError, match="grpo.sharding=fsdp2 needs several processes"):
         run(tiny_model_dir, [str(c) for c in clips[:2]], tmp_path / "x", sharding="fsdp2")
@@ -362,4 +383,4 @@ def test_shipped_accelerate_configs():
 if __name__ == "__main__":  # the torchrun worker
     a = json.loads(sys.argv[1])
     run(a["model"], a["clips"], a["out"], sharding=a["sharding"], resume=a.get("resume", False),
-        steps=a.get("steps", 2), dtype=a.get("dtype", "float32"))
+        steps=a.get("steps", 2), dtype=a.get("dtype", "float32"), nan_rank=a.get("nan_rank"))

@@ -177,6 +177,36 @@ def test_non_finite_rewards_skip_then_stop(tiny_model_dir, clips, tmp_path, monk
     assert [r["skipped"] for r in rows] == ["non-finite reward"] * 2
 
 
+def nan_loss_on_first_call(real):
+    """``policy_loss`` whose first call returns a NaN loss (the rest: the real one)."""
+    calls = {"n": 0}
+
+    def loss(*args, **kwargs):
+        out = real(*args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 1:
+            out.loss = out.loss * float("nan")
+        return out
+    return loss
+
+
+def test_non_finite_loss_skips_the_step_and_leaves_the_weights(tiny_model_dir, clips, tmp_path, monkeypatch):
+    """A NaN policy loss: the backward still runs (so that other processes are not left waiting),
+    its gradients are poisoned, and the gradient-norm check skips the step with the loss named as
+    the cause; the weights are untouched by that step and the next step trains normally."""
+    from emorl.rl import trainer
+
+    monkeypatch.setattr(trainer, "policy_loss", nan_loss_on_first_call(trainer.policy_loss))
+    start = QwenOmniAdapter.from_pretrained(tiny_model_dir).model.state_dict()
+    cfg = _cfg(tmp_path, steps=1, beta=0.0)
+    adapter, _ = _run(tiny_model_dir, clips, tmp_path / "nan", cfg)
+    rows = [json.loads(line) for line in (tmp_path / "nan" / "metrics.jsonl").read_text().splitlines()]
+    assert rows[0]["skipped"].startswith("non-finite loss (nan) on this process, so non-finite gradient norm")
+    assert all(torch.equal(v, start[k]) for k, v in adapter.model.state_dict().items())
+    adapter, _ = _run(tiny_model_dir, clips, tmp_path / "ok", _cfg(tmp_path, steps=1, beta=0.0))
+    assert any(not torch.equal(v, start[k]) for k, v in adapter.model.state_dict().items())
+
+
 def test_sigint_saves_a_checkpoint_and_resume_finishes(tiny_model_dir, clips, tmp_path):
     cfg = _cfg(tmp_path, steps=4)
     seen = {"n": 0}

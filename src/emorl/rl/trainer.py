@@ -154,7 +154,9 @@ def policy_update(adapter: OmniAdapter, rows: list[Row], cfg: RunConfig, backwar
                   norm_rows: int | None = None, norm_tokens: int | None = None) -> dict:
     """Accumulate the loss's gradients over micro-batches (no optimizer step). The micro-batch
     losses are normalised by the whole batch's rows/tokens (``norm_*``: across all processes),
-    so they sum to the full-batch loss whatever ``micro_batch_rows`` is. Returns mean statistics."""
+    so they sum to the full-batch loss whatever ``micro_batch_rows`` is. Returns mean statistics
+    (with ``nonfinite_loss`` when a micro-batch's loss was not finite: its gradients are then
+    NaN, so the caller's gradient-norm check skips the step on every process)."""
     g = cfg.grpo
     n_rows = norm_rows or len(rows)
     n_tokens = norm_tokens or sum(len(r.completion) for r in rows)
@@ -168,9 +170,14 @@ def policy_update(adapter: OmniAdapter, rows: list[Row], cfg: RunConfig, backwar
         out = policy_loss(lp, old, adv, mask, loss_type=g.loss_type, eps_low=g.epsilon_low, eps_high=g.epsilon_high,
                           ref_logp=ref, beta=g.beta, kl_kind=g.kl_estimator, max_len=cfg.sampling.max_new_tokens,
                           norm_rows=n_rows, norm_tokens=n_tokens)
-        if not torch.isfinite(out.loss):
-            raise FloatingPointError(f"non-finite loss ({float(out.loss)})")
-        backward(out.loss)
+        loss = out.loss
+        if not torch.isfinite(loss):
+            # no early exit: the other processes are already in (or about to enter) this step's
+            # gradient reduction. A NaN through every log-prob poisons every gradient, so the
+            # global gradient norm is non-finite on every process and all of them skip the step.
+            stats["nonfinite_loss"] = float(loss.detach())
+            loss = (lp * float("nan")).sum()
+        backward(loss)
         w = len(mb) / len(rows)
         stats["loss"] += float(out.loss.detach())
         stats["kl"] += out.kl * w
@@ -582,7 +589,8 @@ def _step(cfg, plan, adapter, builder, samples, recipe, params, extra_rewards, r
     rows = [Row(grp, j) for grp in groups for j in range(grp.size)]
     n_tokens = sum(len(r.completion) for r in rows)
     row.update(_reward_stats(groups, rewards))
-    reason = None if torch.isfinite(rewards).all() else "non-finite reward"
+    # decided globally: a process that skipped alone would leave the others waiting in the reduction
+    reason = None if global_sum(int(not torch.isfinite(rewards).all())) == 0 else "non-finite reward"
     if reason is None:
         try:
             if g.sharding != "none":
@@ -606,7 +614,10 @@ def _step(cfg, plan, adapter, builder, samples, recipe, params, extra_rewards, r
                         stats = policy_update(adapter, rows, cfg, zero.backward_fn(engine, n_micro, world_info()[0]),
                                               temperature=params.temperature, norm_rows=norm_rows,
                                               norm_tokens=norm_tokens)
-                        grad_norm = zero.step(engine)
+                        try:
+                            grad_norm = zero.step(engine)
+                        except FloatingPointError as e:
+                            raise FloatingPointError(_nonfinite_reason(stats, str(e))) from None
                     else:
                         stats = policy_update(adapter, rows, cfg, torch.Tensor.backward,
                                               temperature=params.temperature, norm_rows=norm_rows,
@@ -615,7 +626,8 @@ def _step(cfg, plan, adapter, builder, samples, recipe, params, extra_rewards, r
                         grad_norm = clip_grad_norm([p for p in adapter.model.parameters() if p.requires_grad],
                                                    g.max_grad_norm)
                         if not math.isfinite(grad_norm):
-                            raise FloatingPointError(f"non-finite gradient norm ({grad_norm})")
+                            why = f"non-finite gradient norm ({grad_norm})"
+                            raise FloatingPointError(_nonfinite_reason(stats, why))
                         opt.step()
                         opt.zero_grad(set_to_none=True)
             sched.step()
@@ -651,6 +663,12 @@ def _step(cfg, plan, adapter, builder, samples, recipe, params, extra_rewards, r
                       "completions": [{"text": t, **{k: float(v[j]) for k, v in grp.rewards.items()},
                                        "advantage": float(grp.advantages[j])} for j, t in enumerate(grp.texts)]}
     return row
+
+
+def _nonfinite_reason(stats: dict, norm_reason: str) -> str:
+    if "nonfinite_loss" in stats:
+        return f"non-finite loss ({stats['nonfinite_loss']}) on this process, so {norm_reason}"
+    return norm_reason
 
 
 def _reward_stats(groups: list[Group], rewards: torch.Tensor) -> dict:
