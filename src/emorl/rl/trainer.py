@@ -189,16 +189,14 @@ def policy_update(adapter: OmniAdapter, rows: list[Row], cfg: RunConfig, backwar
 
 @torch.no_grad()
 def _check_in_sync(model: torch.nn.Module) -> bool | None:
-    """Multi-process runs: do all processes hold the same parameters? (None when single-process
-    or sharded.)
-    Raises if they differ: a silent divergence would make the run meaningless."""
+    """Multi-process runs with replicated parameters: do all processes hold the same ones? (None
+    when single-process; the caller skips partitioned models, FSDP2 and ZeRO-3, which hold one
+    copy of each parameter.) Raises if they differ: a silent divergence would make the run meaningless."""
     import torch.distributed as dist
 
     world, _ = world_info()
     if world == 1:
         return None
-    if is_sharded(model):
-        return None  # each process holds different shards: there is one copy of each parameter
     local = torch.tensor([sum(float(p.double().sum()) for p in model.parameters()),
                           sum(float(p.double().abs().sum()) for p in model.parameters())], dtype=torch.float64)
     every = [torch.zeros_like(local) for _ in range(world)]
@@ -635,9 +633,7 @@ def _step(cfg, plan, adapter, builder, samples, recipe, params, extra_rewards, r
             row["grad_norm"] = grad_norm
         except FloatingPointError as e:
             reason = str(e)
-            if engine is not None:
-                zero.discard_gradients(engine)
-            else:
+            if engine is None:  # DeepSpeed's step has zeroed its gradients already
                 opt.zero_grad(set_to_none=True)
         finally:
             adapter.model.eval()

@@ -24,7 +24,7 @@ hooks as each part runs.
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import torch
@@ -49,8 +49,6 @@ def ds_config(stage: int, *, dtype: str, max_grad_norm: float, offload_optimizer
         if stage != 3:
             raise ValueError(f"parameter offload needs ZeRO-3, got stage {stage}")
         zero["offload_param"] = {"device": offload_param}
-    if stage == 3:
-        zero["stage3_gather_16bit_weights_on_model_save"] = True
     return {
         "train_micro_batch_size_per_gpu": 1,
         "gradient_accumulation_steps": 1,
@@ -109,18 +107,13 @@ def backward_fn(engine, n_micro: int, world: int):
 def step(engine) -> float:
     """Clip (DeepSpeed's ``gradient_clipping``) and step; returns the global gradient norm before
     clipping (NaN when clipping is off: DeepSpeed then does not compute it). A non-finite norm:
-    DeepSpeed skips the update, and this raises FloatingPointError."""
+    DeepSpeed skips the update (and, applied or not, zeroes the gradients), and this raises
+    FloatingPointError."""
     engine.step()
     norm = engine.get_global_grad_norm()
     if not engine.was_step_applied():
         raise FloatingPointError(f"non-finite gradient norm ({norm}); DeepSpeed skipped the update")
     return float(norm) if norm is not None else float("nan")
-
-
-def discard_gradients(engine) -> None:
-    """After a step abandoned before ``step`` (non-finite loss): drop what the backward passes accumulated."""
-    engine.set_gradient_accumulation_boundary(True)
-    engine.optimizer.zero_grad(set_to_none=True)
 
 
 @contextmanager
@@ -144,14 +137,13 @@ def gathered(engine):
 
 def full_state_dict(engine) -> dict:
     """The whole model's state dict on process 0 (CPU tensors), empty elsewhere. Collective."""
+    import deepspeed
     import torch.distributed as dist
 
     rank = dist.get_rank() if dist.is_initialized() else 0
-    if stage_of(engine) < 3:
-        return {k: v.detach().cpu().clone() for k, v in engine.module.state_dict().items()} if rank == 0 else {}
-    import deepspeed
-
-    with deepspeed.zero.GatheredParameters(list(engine.module.parameters()), modifier_rank=None):
+    whole = deepspeed.zero.GatheredParameters(list(engine.module.parameters()), modifier_rank=None) \
+        if stage_of(engine) == 3 else nullcontext()  # ZeRO-2: every process holds the whole model
+    with whole:
         return {k: v.detach().cpu().clone() for k, v in engine.module.state_dict().items()} if rank == 0 else {}
 
 
