@@ -9,13 +9,15 @@ Paths, in the same process and on the same prompts:
 - ``duplicated``: ``QwenOmniAdapter.sample_groups`` / ``completion_logprobs`` (each of the N*G rows
   carries its own copy of the media; encoders run in every pass);
 - ``group``: ``emorl.models.group``: encoders once per prompt (an in-memory ``EncoderCache``
-  shared by the three passes), one prefill per prompt with the KV cache repeated G times, and
-  shared-prefix log-prob passes ([prompt | c1 .. cG] packed per group).
+  shared by the three passes), one prefill per prompt, decoding with the prompt's KV cache
+  repeated G times (``--decode dynamic``) or stored once per group (``static`` / ``graph``:
+  ``GroupDecoder``), and shared-prefix log-prob passes ([prompt | c1 .. cG] packed per group).
 
 Reported per path: encoder seconds during generation, time to first token, decode ms/step and
 tokens/s, reference and policy pass seconds, whole-step seconds, peak memory (CUDA
 max_memory_allocated, or peak process RSS on CPU) and the decode floor (LLM weight bytes + mean
-KV-cache bytes per step over a measured copy bandwidth). JSON to ``--out`` and a table to stdout.
+KV-cache bytes per step over a measured copy bandwidth; also with each prompt's KV counted once).
+JSON to ``--out`` and a table to stdout.
 
     python benchmarks/grpo_step.py --shape tiny --device cpu --out bench.json
     python benchmarks/grpo_step.py --shape 7b --device cuda --dtype bfloat16 --grad-checkpointing
@@ -268,10 +270,10 @@ class Probes:
             mod.register_forward_pre_hook(lambda m, a, k, n=name: self._start(n), with_kwargs=True)
             mod.register_forward_hook(lambda m, a, o, n=name: self._stop(n, a))
         model.lm_head.register_forward_hook(lambda m, a, o: None if self.in_static else self._stamp())
-        # a static / CUDA-graph decode step runs the LM head inside StaticDecoder.step (a graph
+        # a static / CUDA-graph decode step runs the LM head inside GroupDecoder.step (a graph
         # replay calls no hooks): one stamp per step, after it
         self.in_static = False
-        real = group.StaticDecoder.step
+        real = group.GroupDecoder.step
 
         def step(decoder, next_ids):
             self.in_static = True
@@ -281,7 +283,7 @@ class Probes:
                 self.in_static = False
                 self._stamp()
 
-        group.StaticDecoder.step = step
+        group.GroupDecoder.step = step
 
     def reset(self):
         self.encoder_s = {"vision": 0.0, "audio": 0.0}
@@ -418,7 +420,11 @@ def exactness_check(adapter, prompts, args) -> dict:
             "logprob_max_abs_diff": float(((lp_d - lp_s).abs() * mask).max())}
 
 
-def decode_floor(model, n_rows: int, prompt_len: int, answer_tokens: int, dtype: torch.dtype, bandwidth: float) -> dict:
+def decode_floor(model, n_prompts: int, n_rows: int, prompt_len: int, answer_tokens: int, dtype: torch.dtype,
+                 bandwidth: float) -> dict:
+    """Bytes a decode step must read over the copy bandwidth: the LLM's weights plus the mean KV
+    of n_rows sequences (each row's own copy of its prompt: the issue's floor), and the same with
+    each prompt's KV counted once (``*_shared``: the least the group decoder could read)."""
     lm = model.model.language_model
     tc = lm.config
     weight_bytes = sum(p.numel() * p.element_size() for p in lm.parameters())
@@ -427,9 +433,11 @@ def decode_floor(model, n_rows: int, prompt_len: int, answer_tokens: int, dtype:
     head_dim = getattr(tc, "head_dim", None) or tc.hidden_size // tc.num_attention_heads
     per_token = 2 * tc.num_hidden_layers * tc.num_key_value_heads * head_dim * torch.finfo(dtype).bits // 8
     kv_mean = n_rows * (prompt_len + answer_tokens / 2) * per_token
-    return {"llm_weight_bytes": weight_bytes, "kv_bytes_mean": kv_mean,
+    kv_shared = (n_prompts * prompt_len + n_rows * answer_tokens / 2) * per_token
+    return {"llm_weight_bytes": weight_bytes, "kv_bytes_mean": kv_mean, "kv_bytes_mean_shared": kv_shared,
             "floor_ms_per_step_weights": 1e3 * weight_bytes / bandwidth,
             "floor_ms_per_step": 1e3 * (weight_bytes + kv_mean) / bandwidth,
+            "floor_ms_per_step_shared": 1e3 * (weight_bytes + kv_shared) / bandwidth,
             "floor_decode_s": answer_tokens * (weight_bytes + kv_mean) / bandwidth}
 
 
@@ -505,7 +513,8 @@ def main(argv=None) -> dict:
     }
     bw_bytes = (args.bandwidth_mib or (1024 if device.type == "cuda" else 256)) * 2**20
     bandwidth = measure_bandwidth(device, dtype, clock, bw_bytes)
-    floor = decode_floor(model, args.prompts * args.group, prompt_len, args.answer_tokens, dtype, bandwidth)
+    floor = decode_floor(model, args.prompts, args.prompts * args.group, prompt_len, args.answer_tokens, dtype,
+                         bandwidth)
     probes = Probes(model, clock)
 
     results: dict = {}
@@ -515,8 +524,7 @@ def main(argv=None) -> dict:
         runs = [run_path(name, adapter, prompts, args, probes, clock) for _ in range(args.repeats)]
         res = {k: statistics.median(r[k] for r in runs) if isinstance(v, (int, float)) else v
                for k, v in runs[-1].items()}
-        steps = res["decode_steps"]
-        res["decode_floor_fraction"] = floor["floor_ms_per_step"] / res["decode_ms_per_step"] if steps else None
+        _floor_fractions(res, floor)
         results[name] = res
         print(f"[{name}] whole step {res['step_s']:.3f} s (generate {res['generate_s']:.3f}, reference "
               f"{res['reference_s']:.3f}, policy {res['policy_s']:.3f}); peak {res['peak_memory_GiB']:.2f} GiB",
@@ -570,8 +578,7 @@ def _isolated(argv: list[str], paths: list[str], out: str | None) -> dict:
     for r in reports[1:]:
         report["paths"].update(r["paths"])
     for res in report["paths"].values():  # one floor (the first process's bandwidth) for all paths
-        if res["decode_steps"]:
-            res["decode_floor_fraction"] = report["decode_floor"]["floor_ms_per_step"] / res["decode_ms_per_step"]
+        _floor_fractions(res, report["decode_floor"])
     report["speedup"] = _speedup(report["paths"])
     print_table(report)
     if out:
@@ -579,6 +586,13 @@ def _isolated(argv: list[str], paths: list[str], out: str | None) -> dict:
             json.dump(report, f, indent=2, default=str)
             f.write("\n")
     return report
+
+
+def _floor_fractions(res: dict, floor: dict) -> None:
+    """Floor ÷ measured decode step, against the repeated-KV floor and the shared-KV floor."""
+    for key, name in (("decode_floor_fraction", "floor_ms_per_step"),
+                      ("decode_floor_fraction_shared", "floor_ms_per_step_shared")):
+        res[key] = floor[name] / res["decode_ms_per_step"] if res["decode_steps"] else None
 
 
 def _speedup(results: dict) -> dict:
@@ -603,7 +617,9 @@ def print_table(report: dict) -> None:
             ("decode ms/step", "decode_ms_per_step", "{:.2f}"),
             ("  median step ms", "decode_ms_per_step_median", "{:.2f}"),
             ("decode tokens/s", "decode_tokens_per_s", "{:.0f}"),
-            ("decode floor fraction", "decode_floor_fraction", "{:.3f}"), ("generate s", "generate_s", "{:.3f}"),
+            ("decode floor fraction", "decode_floor_fraction", "{:.3f}"),
+            ("  against shared-KV floor", "decode_floor_fraction_shared", "{:.3f}"),
+            ("generate s", "generate_s", "{:.3f}"),
             ("reference pass s", "reference_s", "{:.3f}"), ("policy pass s", "policy_s", "{:.3f}"),
             ("whole step s", "step_s", "{:.3f}"), ("peak memory GiB", "peak_memory_GiB", "{:.3f}"),
             ("  growth during step GiB", "peak_memory_growth_GiB", "{:.3f}")]
@@ -621,6 +637,8 @@ def print_table(report: dict) -> None:
         print(f"exactness check: {report['exactness_check']}")
     print(f"decode floor: {fl['floor_ms_per_step']:.3f} ms/step ({fl['llm_weight_bytes'] / 1e9:.3f} GB weights + "
           f"{fl['kv_bytes_mean'] / 1e9:.3f} GB mean KV); x{c['answer_tokens']} steps = {fl['floor_decode_s']:.3f} s")
+    print(f"shared-KV floor: {fl['floor_ms_per_step_shared']:.3f} ms/step (each prompt's KV once: "
+          f"{fl['kv_bytes_mean_shared'] / 1e9:.3f} GB mean KV)")
 
 
 if __name__ == "__main__":

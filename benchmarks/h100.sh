@@ -3,6 +3,7 @@
 # per stage; see the device notes there). Results land in $OUT (or ./gpu-results).
 #   bash benchmarks/h100.sh smoke   # CUDA paths on the tiny shape, then the 7B step benchmark
 #   bash benchmarks/h100.sh memory  # training-step memory, 7B and 3B; then the 3B step benchmark
+#   bash benchmarks/h100.sh groupkv # the group decoder (issue 7's decode target), 7B, both paths
 # The machine's image has torch and transformers of other versions: the pinned transformers and
 # peft travel as wheels in .whl/ (pip download, see docs/benchmarks.md) and are installed first.
 set -uo pipefail
@@ -51,5 +52,13 @@ graph)  # the group path with the static-cache decoder replayed as a CUDA graph
     $PY benchmarks/grpo_step.py --shape 7b --device cuda --dtype bfloat16 --grad-checkpointing --paths group \
         --decode static --repeats 1 --out "$OUT/grpo_step_7b_h100_static.json" 2>&1 | grep -E "decode|step s"
     ;;
-*) echo "unknown stage $1 (smoke | memory | memory2 | extra | graph)"; exit 2 ;;
+groupkv)  # GroupDecoder: each prompt's KV once per group, the graph captured once per run (in the warm-up
+    # step); both paths in one call for the same-run step ratio, then the fp32 exactness check
+    $PY benchmarks/grpo_step.py --shape tiny --device cuda --decode graph --check 2>&1 | tail -2 || exit 1
+    $PY benchmarks/grpo_step.py --shape 7b --device cuda --dtype bfloat16 --grad-checkpointing \
+        --decode graph --repeats 2 --check --out "$OUT/grpo_step_7b_h100_groupkv.json" 2>&1 | tee "$OUT/grpo_step_7b_h100_groupkv.log"
+    $PY benchmarks/grpo_step.py --shape 7b --device cuda --dtype float32 --paths "" --decode graph --check \
+        --out "$OUT/grpo_step_7b_h100_fp32_check_groupkv.json" 2>&1 | tail -3
+    ;;
+*) echo "unknown stage $1 (smoke | memory | memory2 | extra | graph | groupkv)"; exit 2 ;;
 esac

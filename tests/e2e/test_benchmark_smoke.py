@@ -33,7 +33,16 @@ def test_benchmark_tiny_cpu(tmp_path, capsys):
     assert report["paths"]["group"]["encoder_calls"]["log_prob_passes"] == {"vision": 0, "audio": 0}
     assert report["paths"]["duplicated"]["encoder_calls"]["log_prob_passes"]["vision"] > 0
     assert {"step_s", "peak_memory_ratio_group_over_duplicated"} <= report["speedup"].keys()
+    floor = report["decode_floor"]
+    assert floor["kv_bytes_mean_shared"] < floor["kv_bytes_mean"]  # 2 prompts' KV once, not 6 times
     assert "whole step s" in capsys.readouterr().out
+    # the group decoder (each prompt's KV once per group), as the CUDA-graph decoder runs it
+    bench.main(["--shape", "tiny", "--device", "cpu", "--prompts", "2", "--group", "3", "--answer-tokens", "4",
+                "--paths", "group", "--decode", "static", "--check", "--out", str(out)])
+    report = json.loads(out.read_text())
+    res = report["paths"]["group"]
+    assert res["decode_steps"] == 3 and res["decode_floor_fraction_shared"] < res["decode_floor_fraction"]
+    assert report["exactness_check"]["greedy_rows_equal"] == report["exactness_check"]["greedy_rows"] == 6
 
 
 @pytest.mark.e2e

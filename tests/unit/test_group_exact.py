@@ -4,6 +4,8 @@ gradients of every trainable parameter, with audio interleaved in the video (AV)
 audio only; plus the frozen-encoder cache's keys and invalidation."""
 
 import copy
+import gc
+import weakref
 
 import pytest
 import torch
@@ -73,25 +75,114 @@ def test_static_decoder_logits_equal_dynamic(adapter, clips):
     with prompts of different lengths (left padding masked in the 4-D mask)."""
     prompts = _prompts(adapter, clips, Modality.AV)
     assert len({p.length for p in prompts}) > 1
-    seen = {}
-    for mode in ("dynamic", "static"):
-        calls = []
+    _assert_step_logits_equal(adapter, prompts, 2)
 
-        orig = lp.LogitsProcessorList.__call__
 
-        def record(self, input_ids, scores, **kw):
-            calls.append(scores.detach().clone())
-            return orig(self, input_ids, scores, **kw)
+def _step_logits(adapter, prompts, g, mode, steps=6):
+    """The (N*g, V) logits of every decode step, as the logits processors receive them."""
+    calls = []
+    orig = lp.LogitsProcessorList.__call__
 
-        lp.LogitsProcessorList.__call__ = record
-        try:
-            group.sample_groups_shared(adapter, prompts, 2, SamplingParams(max_new_tokens=6, greedy=True), decode=mode)
-        finally:
-            lp.LogitsProcessorList.__call__ = orig
-        seen[mode] = calls
-    assert len(seen["dynamic"]) == len(seen["static"]) == 6
-    for a, b in zip(seen["dynamic"], seen["static"]):
+    def record(self, input_ids, scores, **kw):
+        calls.append(scores.detach().clone())
+        return orig(self, input_ids, scores, **kw)
+
+    lp.LogitsProcessorList.__call__ = record
+    try:
+        group.sample_groups_shared(adapter, prompts, g, SamplingParams(max_new_tokens=steps, greedy=True), decode=mode)
+    finally:
+        lp.LogitsProcessorList.__call__ = orig
+    return calls
+
+
+def _assert_step_logits_equal(adapter, prompts, g):
+    dynamic, static = _step_logits(adapter, prompts, g, "dynamic"), _step_logits(adapter, prompts, g, "static")
+    assert len(dynamic) == len(static) == 6
+    for a, b in zip(dynamic, static):
         assert float((a - b).abs().max()) <= 1e-5
+
+
+def test_group_decode_attention_equals_attention_over_each_rows_own_cache():
+    """``group_decode_attention`` over [prompt once | row 1's tokens | ... | row g's tokens] per
+    group equals softmax attention of each row over its own (unpadded prompt + own tokens) KV,
+    computed here in float64 from the definition: GQA with 3 query heads per KV head, one prompt
+    left-padded by two positions, rows that have generated 1..4 tokens."""
+    gen = torch.Generator().manual_seed(0)
+    n, g, hkv, rep, d, p, t = 2, 3, 2, 3, 8, 5, 4
+    q = torch.randn(n * g, hkv * rep, 1, d, generator=gen)
+    pk, pv = torch.randn(2, n, hkv, p, d, generator=gen)
+    tk, tv = torch.randn(2, n * g, hkv, t, d, generator=gen)
+    prompt_ok = torch.ones(n, p, dtype=torch.bool)
+    prompt_ok[1, :2] = False
+    seen = [1 + r % t for r in range(n * g)]
+    width = p + g * t
+    keys, values = torch.zeros(2, n, hkv, width, d)
+    mask = torch.zeros(n, 1, g, rep, width, dtype=torch.bool)
+    keys[:, :, :p], values[:, :, :p] = pk, pv
+    mask[..., :p] = prompt_ok[:, None, None, None]
+    for r in range(n * g):
+        i, j = divmod(r, g)
+        keys[i, :, p + j * t : p + (j + 1) * t], values[i, :, p + j * t : p + (j + 1) * t] = tk[r], tv[r]
+        mask[i, 0, j, :, p + j * t : p + j * t + seen[r]] = True
+    out, _ = group.group_decode_attention(None, q, keys, values, mask.view(n, 1, g * rep, width), scaling=d**-0.5)
+    assert out.shape == (n * g, 1, hkv * rep, d)
+    for r in range(n * g):
+        i = r // g
+        for h in range(hkv * rep):
+            k = torch.cat([pk[i, h // rep][prompt_ok[i]], tk[r, h // rep, : seen[r]]]).double()
+            v = torch.cat([pv[i, h // rep][prompt_ok[i]], tv[r, h // rep, : seen[r]]]).double()
+            w = torch.softmax(k @ q[r, h, 0].double() * d**-0.5, dim=0)
+            torch.testing.assert_close(out[r, 0, h].double(), w @ v, atol=1e-6, rtol=1e-6)
+
+
+def test_group_decoder_stores_each_prompt_once_and_is_reused(adapter, clips, monkeypatch):
+    """The static decoder keeps one prompt KV per group (not per row) and is reused by the next
+    rollout of the same shape (the CUDA graph is captured once per run). The reused buffers hold
+    the longer prompts of the first rollout; the second, shorter one must not see them."""
+    monkeypatch.setattr(group, "PROMPT_BUCKET", 4096)  # both rollouts in one bucket
+    greedy = SamplingParams(max_new_tokens=6, greedy=True)
+    long_ = _prompts(adapter, clips, Modality.AV)
+    by_len = sorted(long_, key=lambda p: p.length)
+    short = [by_len[0], by_len[1], by_len[0]]
+    assert max(p.length for p in short) < max(p.length for p in long_)
+    group.release_decoder(adapter)
+    first = group.sample_groups_shared(adapter, long_, 3, greedy, decode="static")
+    dec = group._DECODERS[adapter.model]
+    assert dec.kv.keys[0].shape[0] == len(long_) and dec.kv.keys[0].shape[2] == 4096 + 3 * 5
+    assert _same(first, group.sample_groups_shared(adapter, long_, 3, greedy, decode="dynamic"))
+    _assert_step_logits_equal(adapter, short, 3)
+    assert group._DECODERS[adapter.model] is dec
+    group.sample_groups_shared(adapter, short, 2, greedy, decode="static")  # another shape: a new decoder
+    assert group._DECODERS[adapter.model] is not dec
+    group.release_decoder(adapter)
+    assert adapter.model not in group._DECODERS
+
+
+def test_cached_decoder_does_not_keep_its_model_alive(tiny_model_dir, clips):
+    ad = QwenOmniAdapter.from_pretrained(tiny_model_dir)
+    prompts = _prompts(ad, clips, Modality.VIDEO)
+    group.sample_groups_shared(ad, prompts, 2, SamplingParams(max_new_tokens=3, greedy=True), decode="static")
+    assert ad.model in group._DECODERS
+    model = weakref.ref(ad.model)
+    del ad
+    gc.collect()
+    assert model() is None
+
+
+def test_graph_key_follows_weight_storage(adapter):
+    """A captured graph reads the weights at fixed addresses: an in-place update (what the
+    optimizer does) keeps the key, a re-allocated weight (a gather, a move) changes it."""
+    key = group._weights_key(adapter.model)
+    w = adapter.model.lm_head.weight
+    with torch.no_grad():
+        w.add_(0.0)
+    assert group._weights_key(adapter.model) == key
+    saved = w.data
+    try:
+        w.data = saved.clone()
+        assert group._weights_key(adapter.model) != key
+    finally:
+        w.data = saved
 
 
 def test_graph_decoding_needs_cuda(adapter, clips):

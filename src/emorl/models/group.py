@@ -9,8 +9,10 @@ test_group_exact.py: equal log-probs and gradients in fp32, token-equal greedy g
   scattered into ``inputs_embeds`` at the placeholder tokens, as ``Qwen2_5OmniThinkerModel.forward``
   does. Frozen towers run under ``no_grad``; an optional ``EncoderCache`` keeps their outputs across
   passes and epochs, keyed by clip content, preprocessing settings and encoder weights.
-- ``sample_groups_shared``: prefill the N distinct prompts, repeat the KV cache G times along the
-  batch, then decode N*G rows with the same logits processors ``generate`` would use.
+- ``sample_groups_shared``: prefill the N distinct prompts once, then decode N*G rows with the
+  same logits processors ``generate`` would use, either over the KV cache repeated G times along
+  the batch (``dynamic``) or with ``GroupDecoder``, which stores each prompt's KV once per group
+  and reads it once per step for all G rows (``static``, and ``graph``: replayed as a CUDA graph).
 - ``shared_prefix_logprobs`` ("Prefix Grouper"): one packed sequence per group,
   [prompt | c1 | ... | cG], with a 4-D mask (each completion sees the prompt and itself, causally)
   and TMRoPE positions where every completion continues from the prompt's max position + 1.
@@ -30,6 +32,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from transformers import AttentionInterface
 
 from emorl.models.adapter import Completions, Modality, PromptInputs, SamplingParams
 
@@ -293,78 +296,187 @@ def _logits_processors(thinker, adapter, params: SamplingParams, prompt_len: int
 
 
 DECODE_MODES = ("dynamic", "static", "graph")
+GROUP_ATTENTION = "emorl_group_decode"
+PROMPT_BUCKET = 64  # prompt slots are rounded up to this, so that a graph serves nearby prompt lengths
 
 
-class StaticDecoder:
-    """Decode steps of a fixed batch of rows over a static KV cache, optionally replayed as one
-    CUDA graph (``graph=True``: the eager decoder is launch-bound, 26 ms a step for the 7B shape
-    against a 6.6 ms bandwidth floor; docs/benchmarks.md).
+def group_decode_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+    """One decode token per row against its group's packed KV (registered with transformers'
+    ``AttentionInterface`` as ``emorl_group_decode``; ``GroupDecoder`` selects it for its steps).
 
-    The prefilled cache (rows already repeated G times) is copied into a ``StaticCache`` of
-    ``max_len`` positions; a 4-D boolean mask (rows, 1, 1, max_len) marks the positions a new
-    token attends to (the prompt's non-pad positions and the tokens generated so far), so the
-    step's shapes never change. Each ``step(next_ids)`` writes the tokens at the next position and
-    returns float32 logits (rows, V). Eager and graph steps run the same code."""
+    query (N*g, Hq, 1, D), rows prompt-major; key, value (N, Hkv, L, D): each group's prompt once,
+    then its g rows' new tokens; attention_mask (N, 1, g*Hq/Hkv, L) bool. The g rows' queries
+    of a KV head are stacked along the query axis, so one ``scaled_dot_product_attention`` call
+    reads each group's prompt once instead of g times. Returns (N*g, 1, Hq, D), as transformers'
+    attention functions do."""
+    rows, hq, q_len, d = query.shape
+    n, hkv = key.shape[:2]
+    if q_len != 1 or rows % n or hq % hkv:
+        raise ValueError(f"group decode attention takes one token per row and whole groups: query "
+                         f"{tuple(query.shape)}, key {tuple(key.shape)}")
+    g, rep = rows // n, hq // hkv
+    q = query.reshape(n, g, hkv, rep, d).transpose(1, 2).reshape(n, hkv, g * rep, d)
+    out = F.scaled_dot_product_attention(q, key, value, attn_mask=attention_mask, scale=scaling)
+    return out.reshape(n, hkv, g, rep, d).transpose(1, 2).reshape(rows, 1, hq, d), None
 
-    def __init__(self, adapter, kv, att: torch.Tensor, step_pos: torch.Tensor, max_len: int, *, graph: bool = False):
-        from transformers import StaticCache
 
-        self.thinker, _, self.lm = _parts(adapter)
-        rows, p_len = att.shape
-        dev = att.device
-        self.cache = StaticCache(config=self.lm.config, max_cache_len=max_len)
-        for layer, (k, v) in zip(self.cache.layers, ((lay.keys, lay.values) for lay in kv.layers), strict=True):
-            layer.lazy_initialization(k, v)
-            layer.keys[:, :, :p_len].copy_(k)
-            layer.values[:, :, :p_len].copy_(v)
-        self._reset_length(p_len)
-        self.p_len, self.t = p_len, 0
-        self.mask = torch.zeros(rows, 1, 1, max_len, dtype=torch.bool, device=dev)
-        self.mask[:, 0, 0, :p_len] = att.bool()
-        self.pos = step_pos.clone()  # (3, rows, 1): TMRoPE position of the last prompt token
-        self.ids = torch.zeros(rows, 1, dtype=torch.long, device=dev)
-        self.cache_position = torch.tensor([p_len], device=dev)
-        self.graph = None
-        self.use_graph = graph
+AttentionInterface.register(GROUP_ATTENTION, group_decode_attention)
+
+
+class _GroupKV:
+    """The decoder's KV cache, per layer one buffer (N, Hkv, L, D) with L = P + g*T: a group's
+    prompt (P slots) and then T slots for each of its g rows. ``update`` (called by every attention
+    layer with the step's (N*g, Hkv, 1, D) keys and values) writes row j of each group at slot
+    ``at[j]`` and returns the whole buffers."""
+
+    def __init__(self, n_layers: int, shape: tuple[int, ...], dtype, device):
+        self.keys = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(n_layers)]
+        self.values = [torch.zeros(shape, dtype=dtype, device=device) for _ in range(n_layers)]
+        self.at: torch.Tensor | None = None  # (g,) slot of each row's next token, set by the decoder
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, layer_idx: int, *args, **kwargs):
+        n, hkv, _, d = self.keys[layer_idx].shape
+        for buf, new in ((self.keys[layer_idx], key_states), (self.values[layer_idx], value_states)):
+            buf.index_copy_(2, self.at, new.reshape(n, -1, hkv, d).transpose(1, 2))
+        return self.keys[layer_idx], self.values[layer_idx]
+
+
+def _weights_key(thinker) -> tuple:
+    """Where the thinker's weights live: a captured graph reads them at these addresses, so any
+    change (a re-gather, a dtype or device move) must recapture. In-place updates keep them."""
+    return tuple(t.data_ptr() for t in (*thinker.parameters(), *thinker.buffers()))
+
+
+class GroupDecoder:
+    """Decode steps for N prompts × g rows over each group's prompt KV stored once, with fixed
+    shapes, optionally replayed as one CUDA graph (``graph=True``).
+
+    Why: the growing-cache decoder repeats each prompt's KV g times and is launch-bound (7B
+    shape on an H100: 26 ms a step against a 6.6 ms bandwidth floor; docs/benchmarks.md). Here
+    each layer's cache is one buffer per group, [prompt | row 1's tokens | ... | row g's tokens]
+    (``_GroupKV``), and ``group_decode_attention`` reads a group's prompt once for all its rows.
+    A boolean mask (N, 1, g*rep, L) marks what each row sees: its prompt's non-pad positions and
+    its own tokens so far. Every step has the same shapes, so the step (embedding, decoder, LM
+    head) is captured once and replayed; sampling and the logits processors stay eager.
+
+    A decoder is built for (N, g, prompt slots, steps, weights) and reused by later rollouts with
+    the same key (``decoder_for``): the graph is captured once per run, not once per rollout.
+    ``start`` loads a rollout's prefill; ``step(next_ids)`` feeds (N*g,) tokens and returns
+    (N*g, V) float32 logits. Eager and graph steps run the same code."""
+
+    def __init__(self, adapter, n: int, g: int, p_slots: int, steps: int, *, graph: bool = False):
+        thinker, _, lm = _parts(adapter)
+        self._thinker = weakref.ref(thinker)  # the decoder is cached per thinker and must not keep it alive
+        cfg = lm.config
+        if any(t != "full_attention" for t in getattr(cfg, "layer_types", None) or ()) or \
+                getattr(cfg, "use_sliding_window", False):
+            raise NotImplementedError("the group decoder supports full attention only (sliding-window layers found "
+                                      f"in {type(lm).__name__}'s config)")
+        dev, dtype = adapter.device, lm.get_input_embeddings().weight.dtype
         if graph and dev.type != "cuda":
             raise ValueError("CUDA graph decoding needs a CUDA device")
+        hkv = cfg.num_key_value_heads
+        rep = cfg.num_attention_heads // hkv
+        d = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+        self.n, self.g, self.p_slots, self.steps, self.use_graph = n, g, p_slots, steps, graph
+        width = p_slots + g * steps
+        self.kv = _GroupKV(cfg.num_hidden_layers, (n, hkv, width, d), dtype, dev)
+        self.mask = torch.zeros(n, 1, g, rep, width, dtype=torch.bool, device=dev)
+        self.rows = torch.arange(g, device=dev)
+        self.row_slots = p_slots + steps * self.rows  # (g,) first slot of each row
+        self.kv.at = self.row_slots.clone()
+        self.ids = torch.zeros(n * g, 1, dtype=torch.long, device=dev)
+        self.pos = torch.zeros(3, n * g, 1, dtype=torch.long, device=dev)
+        self.key = (n, g, p_slots, steps, graph, _weights_key(thinker) if graph else None)
+        self.graph = self.logits = None
+        self.t = 0
 
-    def _forward(self) -> torch.Tensor:
-        emb = self.lm.get_input_embeddings()(self.ids)
-        hidden = self.lm(inputs_embeds=emb, attention_mask=self.mask, position_ids=self.pos,
-                         past_key_values=self.cache, cache_position=self.cache_position,
-                         use_cache=True).last_hidden_state[:, -1]
-        return self.thinker.lm_head(hidden).float()
+    def start(self, prefill, att: torch.Tensor, step_pos: torch.Tensor) -> None:
+        """Load a rollout: ``prefill`` the (N, Hkv, P, D)-per-layer cache of the N prompts (not
+        repeated), ``att`` their (N, P) attention mask, ``step_pos`` (3, N*g, 1) the TMRoPE
+        position of each row's last prompt token."""
+        p = att.shape[1]
+        if p > self.p_slots:
+            raise ValueError(f"prompt of {p} tokens does not fit this decoder's {self.p_slots} slots")
+        for buf, src in zip((*self.kv.keys, *self.kv.values),
+                            (*(lay.keys for lay in prefill.layers), *(lay.values for lay in prefill.layers)),
+                            strict=True):
+            buf[:, :, :p].copy_(src)
+        self.mask.zero_()
+        self.mask[..., :p] = att.bool()[:, None, None, None, :]
+        self.pos.copy_(step_pos)
+        self.t = 0
 
-    def _reset_length(self, n: int) -> None:
-        for layer in self.cache.layers:
-            layer.cumulative_length.fill_(n)
+    def _forward(self, thinker) -> torch.Tensor:
+        n, _, g, rep, width = self.mask.shape
+        lm = thinker.model.language_model
+        emb = lm.get_input_embeddings()(self.ids)
+        hidden = lm(inputs_embeds=emb, attention_mask={"full_attention": self.mask.view(n, 1, g * rep, width)},
+                    position_ids=self.pos, past_key_values=self.kv, use_cache=True).last_hidden_state[:, -1]
+        return thinker.lm_head(hidden).float()
 
     def step(self, next_ids: torch.Tensor) -> torch.Tensor:
-        """Feed (rows,) token ids at the next position; returns (rows, V) float32 logits."""
-        at = self.p_len + self.t
+        """Feed (N*g,) token ids at each row's next slot; returns (N*g, V) float32 logits."""
+        if self.t >= self.steps:
+            raise ValueError(f"this decoder holds {self.steps} steps")
         self.ids.copy_(next_ids[:, None])
-        self.mask[:, 0, 0, at] = True
+        self.kv.at.copy_(self.row_slots + self.t)
+        self.mask[:, 0, self.rows, :, self.row_slots + self.t] = True
         self.pos.add_(1)
-        self.cache_position.fill_(at)
         self.t += 1
-        if not self.use_graph:
-            return self._forward()
-        if self.graph is None:  # warm up on a side stream, capture, then rewind the cache's position
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):
-                for _ in range(2):
-                    self._reset_length(at)
-                    self._forward()
-            torch.cuda.current_stream().wait_stream(side)
-            self.graph = torch.cuda.CUDAGraph()
-            self._reset_length(at)
-            with torch.cuda.graph(self.graph):
-                self.logits = self._forward()
-            self._reset_length(at)
+        thinker = self._thinker()
+        with _attention(thinker.model.language_model.config, GROUP_ATTENTION):
+            if not self.use_graph:
+                return self._forward(thinker)
+            if self.graph is None:  # warm up on a side stream (the KV it writes is rewritten by the replay)
+                side = torch.cuda.Stream()
+                side.wait_stream(torch.cuda.current_stream())
+                with torch.cuda.stream(side):
+                    for _ in range(2):
+                        self._forward(thinker)
+                torch.cuda.current_stream().wait_stream(side)
+                self.graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(self.graph):
+                    self.logits = self._forward(thinker)
         self.graph.replay()
         return self.logits
+
+
+class _attention:
+    """Selects a registered attention function on ``config`` for the block, then restores it."""
+
+    def __init__(self, config, name: str):
+        self.config, self.name = config, name
+
+    def __enter__(self):
+        self.saved = self.config._attn_implementation
+        self.config._attn_implementation = self.name
+
+    def __exit__(self, *exc):
+        self.config._attn_implementation = self.saved
+
+
+_DECODERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # thinker -> its last GroupDecoder
+
+
+def decoder_for(adapter, n: int, g: int, prompt_len: int, steps: int, *, graph: bool) -> GroupDecoder:
+    """The thinker's ``GroupDecoder`` for this shape, reused while the key (N, g, prompt slots,
+    steps, graph, weight addresses) holds; otherwise the old one is dropped (its buffers and graph
+    freed) and a new one built. Prompt slots are ``prompt_len`` rounded up to ``PROMPT_BUCKET``."""
+    thinker = adapter.model
+    p_slots = -(-prompt_len // PROMPT_BUCKET) * PROMPT_BUCKET
+    old = _DECODERS.get(thinker)
+    if old is not None and old.key == (n, g, p_slots, steps, graph, _weights_key(thinker) if graph else None):
+        return old
+    _DECODERS.pop(thinker, None)
+    del old
+    _DECODERS[thinker] = GroupDecoder(adapter, n, g, p_slots, steps, graph=graph)
+    return _DECODERS[thinker]
+
+
+def release_decoder(adapter) -> None:
+    """Frees the thinker's cached ``GroupDecoder`` (its KV buffers and CUDA graph)."""
+    _DECODERS.pop(adapter.model, None)
 
 
 @torch.no_grad()
@@ -373,15 +485,16 @@ def sample_groups_shared(adapter, prompts: list[PromptInputs], group_size: int, 
     """``adapter.sample_groups`` with one encode and one prefill per prompt.
 
     The N prompts are left-padded and prefilled once (the LM head only at the last position);
-    the KV cache, logits, attention mask and positions are then repeated G times along the batch
-    (row order prompt-major, as in the duplicated path) and N*G rows are decoded with the same
+    the logits, attention mask and positions (and, for ``dynamic``, the KV cache) are then repeated
+    G times along the batch (row order prompt-major, as in the duplicated path) and N*G rows are decoded with the same
     logits processors, EOS/pad handling and TMRoPE decode positions (last prompt position + 1 + t
     on all axes) as ``generate``. Greedy decoding gives the duplicated path's tokens; sampling
     draws from the same distribution (and, with the same global seed, the same multinomial
     calls on (N*G, V) scores).
 
-    ``decode``: ``dynamic`` (a growing cache, as ``generate``), ``static`` (``StaticDecoder``:
-    fixed shapes), ``graph`` (the static decoder replayed as a CUDA graph; CUDA only) or ``auto``
+    ``decode``: ``dynamic`` (a growing cache repeated G times, as ``generate``), ``static``
+    (``GroupDecoder``: each prompt's KV once, fixed shapes; reused by the next rollout of the same
+    shape), ``graph`` (the group decoder replayed as a CUDA graph; CUDA only) or ``auto``
     (``graph`` on CUDA unless the model is FSDP2-sharded, whose hooks a graph cannot capture;
     else ``dynamic``).
     """
@@ -414,18 +527,19 @@ def sample_groups_shared(adapter, prompts: list[PromptInputs], group_size: int, 
         hidden = lm(inputs_embeds=emb, attention_mask=att, position_ids=pos, past_key_values=kv,
                     use_cache=True).last_hidden_state[:, -1]
         logits = thinker.lm_head(hidden).float().repeat_interleave(g, 0)
-        kv.batch_repeat_interleave(g)
         seq = ids.repeat_interleave(g, 0)
-        att = att.repeat_interleave(g, 0)
         step_pos = pos[:, :, -1:].repeat_interleave(g, 1)
+        static = None
+        if decode != "dynamic" and params.max_new_tokens > 1:
+            static = decoder_for(adapter, len(prompts), g, p_len, params.max_new_tokens - 1, graph=decode == "graph")
+            static.start(kv, att, step_pos)
+            del kv  # copied into the decoder's buffers, once per prompt
+        else:
+            kv.batch_repeat_interleave(g)
+        att = att.repeat_interleave(g, 0)
         procs, gen_cfg = _logits_processors(thinker, adapter, params, p_len, att)
         unfinished = torch.ones(seq.shape[0], dtype=torch.bool, device=dev)
         embed = lm.get_input_embeddings()
-        static = None
-        if decode != "dynamic" and params.max_new_tokens > 1:
-            static = StaticDecoder(adapter, kv, att, step_pos, p_len + params.max_new_tokens,
-                                   graph=decode == "graph")
-            del kv  # copied into the static cache
         for t in range(params.max_new_tokens):
             scores = procs(seq, logits)
             if gen_cfg.do_sample:
