@@ -298,6 +298,7 @@ def _logits_processors(thinker, adapter, params: SamplingParams, prompt_len: int
 DECODE_MODES = ("dynamic", "static", "graph")
 GROUP_ATTENTION = "emorl_group_decode"
 PROMPT_BUCKET = 64  # prompt slots are rounded up to this, so that a graph serves nearby prompt lengths
+_ALIGN = 64  # the KV buffers' length is a multiple of this (attention kernels want aligned mask rows)
 
 
 def group_decode_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
@@ -305,7 +306,8 @@ def group_decode_attention(module, query, key, value, attention_mask, scaling=No
     ``AttentionInterface`` as ``emorl_group_decode``; ``GroupDecoder`` selects it for its steps).
 
     query (N*g, Hq, 1, D), rows prompt-major; key, value (N, Hkv, L, D): each group's prompt once,
-    then its g rows' new tokens; attention_mask (N, 1, g*Hq/Hkv, L) bool. The g rows' queries
+    then its g rows' new tokens; attention_mask (N, 1, g*Hq/Hkv, L), boolean (True: attend) or
+    additive. The g rows' queries
     of a KV head are stacked along the query axis, so one ``scaled_dot_product_attention`` call
     reads each group's prompt once instead of g times. Returns (N*g, 1, Hq, D), as transformers'
     attention functions do."""
@@ -355,8 +357,8 @@ class GroupDecoder:
     shape on an H100: 26 ms a step against a 6.6 ms bandwidth floor; docs/benchmarks.md). Here
     each layer's cache is one buffer per group, [prompt | row 1's tokens | ... | row g's tokens]
     (``_GroupKV``), and ``group_decode_attention`` reads a group's prompt once for all its rows.
-    A boolean mask (N, 1, g*rep, L) marks what each row sees: its prompt's non-pad positions and
-    its own tokens so far. Every step has the same shapes, so the step (embedding, decoder, LM
+    An additive mask (N, 1, g*rep, L) (0 where a row attends, the dtype's minimum elsewhere)
+    marks what each row sees: its prompt's non-pad positions and its own tokens so far. Every step has the same shapes, so the step (embedding, decoder, LM
     head) is captured once and replayed; sampling and the logits processors stay eager.
 
     A decoder is built for (N, g, prompt slots, steps, weights) and reused by later rollouts with
@@ -379,9 +381,10 @@ class GroupDecoder:
         rep = cfg.num_attention_heads // hkv
         d = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
         self.n, self.g, self.p_slots, self.steps, self.use_graph = n, g, p_slots, steps, graph
-        width = p_slots + g * steps
+        width = -(-(p_slots + g * steps) // _ALIGN) * _ALIGN
         self.kv = _GroupKV(cfg.num_hidden_layers, (n, hkv, width, d), dtype, dev)
-        self.mask = torch.zeros(n, 1, g, rep, width, dtype=torch.bool, device=dev)
+        self.blocked = torch.finfo(dtype).min
+        self.mask = torch.full((n, 1, g, rep, width), self.blocked, dtype=dtype, device=dev)
         self.rows = torch.arange(g, device=dev)
         self.row_slots = p_slots + steps * self.rows  # (g,) first slot of each row
         self.kv.at = self.row_slots.clone()
@@ -402,8 +405,8 @@ class GroupDecoder:
                             (*(lay.keys for lay in prefill.layers), *(lay.values for lay in prefill.layers)),
                             strict=True):
             buf[:, :, :p].copy_(src)
-        self.mask.zero_()
-        self.mask[..., :p] = att.bool()[:, None, None, None, :]
+        self.mask.fill_(self.blocked)
+        self.mask[..., :p] = torch.where(att.bool(), 0.0, self.blocked)[:, None, None, None, :]
         self.pos.copy_(step_pos)
         self.t = 0
 
@@ -421,7 +424,7 @@ class GroupDecoder:
             raise ValueError(f"this decoder holds {self.steps} steps")
         self.ids.copy_(next_ids[:, None])
         self.kv.at.copy_(self.row_slots + self.t)
-        self.mask[:, 0, self.rows, :, self.row_slots + self.t] = True
+        self.mask[:, 0, self.rows, :, self.row_slots + self.t] = 0.0
         self.pos.add_(1)
         self.t += 1
         thinker = self._thinker()
