@@ -10,6 +10,7 @@ import pytest
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "grpo_step.py"
 MEMORY = BENCH.with_name("train_memory.py")
+ROLLOUT = BENCH.with_name("rollout_decode.py")
 PATH_KEYS = {"encoder_s", "ttft_s", "decode_ms_per_step", "decode_tokens_per_s", "decode_floor_fraction",
              "generate_s", "reference_s", "policy_s", "step_s", "peak_memory_bytes", "encoder_calls"}
 
@@ -67,3 +68,22 @@ def test_train_memory_tiny_cpu(tmp_path, capsys):
         assert {"rollout", "update", "step"} <= r["steps"][0]["peak_GB"].keys()
         assert ("reference" in r["steps"][0]["peak_GB"]) == (r["config"] != "full_beta0_bf16")
     assert "OUT OF MEMORY" not in capsys.readouterr().out
+
+
+@pytest.mark.e2e
+def test_rollout_decode_tiny_cpu(tiny_model_dir, clips, tmp_path, capsys):
+    """benchmarks/rollout_decode.py builds a manifest's prompts as training does and samples them
+    with both group decoders from the same seed: same tokens in fp32 (here 2 prompts x G=3)."""
+    spec = importlib.util.spec_from_file_location("rollout_decode_bench", ROLLOUT)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("".join(json.dumps({"id": f"c{i}", "media": str(c), "label": "happy", "dataset": "synthetic",
+                                            "split": "train"}) + "\n" for i, c in enumerate(clips)))
+    out = tmp_path / "rollout.json"
+    report = bench.main(["--model", str(tiny_model_dir), "--manifest", str(manifest), "--prompts", "2", "--group", "3",
+                         "--repeats", "1", "--out", str(out)])
+    assert json.loads(out.read_text()) == report
+    assert report["rows"] == 6 and report["sampled_rows_equal"] == 6 and report["completion_tokens"] > 0
+    assert set(report["seconds"]) == {"dynamic", "static"}
+    assert "rows token-equal between the modes: 6 of 6" in capsys.readouterr().out
