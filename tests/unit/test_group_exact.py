@@ -186,6 +186,14 @@ def test_graph_key_follows_weight_storage(adapter):
         w.data = saved
 
 
+def test_group_decoder_refuses_sliding_window(adapter, clips, monkeypatch):
+    monkeypatch.setattr(adapter.model.model.language_model.config, "use_sliding_window", True)
+    group.release_decoder(adapter)
+    with pytest.raises(NotImplementedError, match="the group decoder supports full attention only"):
+        group.sample_groups_shared(adapter, _prompts(adapter, clips, Modality.VIDEO), 2,
+                                   SamplingParams(max_new_tokens=3, greedy=True), decode="static")
+
+
 def test_graph_decoding_needs_cuda(adapter, clips):
     prompts = _prompts(adapter, clips, Modality.VIDEO)
     with pytest.raises(ValueError, match="CUDA graph decoding needs a CUDA device"):

@@ -307,10 +307,9 @@ def group_decode_attention(module, query, key, value, attention_mask, scaling=No
 
     query (N*g, Hq, 1, D), rows prompt-major; key, value (N, Hkv, L, D): each group's prompt once,
     then its g rows' new tokens; attention_mask (N, 1, g*Hq/Hkv, L), boolean (True: attend) or
-    additive. The g rows' queries
-    of a KV head are stacked along the query axis, so one ``scaled_dot_product_attention`` call
-    reads each group's prompt once instead of g times. Returns (N*g, 1, Hq, D), as transformers'
-    attention functions do."""
+    additive. The g rows' queries of a KV head are stacked along the query axis, so one
+    ``scaled_dot_product_attention`` call reads each group's prompt once instead of g times.
+    Returns (N*g, 1, Hq, D), as transformers' attention functions do."""
     rows, hq, q_len, d = query.shape
     n, hkv = key.shape[:2]
     if q_len != 1 or rows % n or hq % hkv:
@@ -358,8 +357,9 @@ class GroupDecoder:
     each layer's cache is one buffer per group, [prompt | row 1's tokens | ... | row g's tokens]
     (``_GroupKV``), and ``group_decode_attention`` reads a group's prompt once for all its rows.
     An additive mask (N, 1, g*rep, L) (0 where a row attends, the dtype's minimum elsewhere)
-    marks what each row sees: its prompt's non-pad positions and its own tokens so far. Every step has the same shapes, so the step (embedding, decoder, LM
-    head) is captured once and replayed; sampling and the logits processors stay eager.
+    marks what each row sees: its prompt's non-pad positions and its own tokens so far. Every
+    step has the same shapes, so the step (embedding, decoder, LM head) is captured once and
+    replayed; sampling and the logits processors stay eager.
 
     A decoder is built for (N, g, prompt slots, steps, weights) and reused by later rollouts with
     the same key (``decoder_for``): the graph is captured once per run, not once per rollout.
