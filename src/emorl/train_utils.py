@@ -159,6 +159,17 @@ def global_sum(x: int | float) -> int | float:
     return type(x)(t.item())
 
 
+def global_std(x: torch.Tensor) -> float:
+    """Unbiased std of every element of ``x`` on every process (two passes: the global mean, then
+    the global sum of squared deviations); ``x.std()`` in a single process."""
+    if world_info()[0] == 1:
+        return float(x.std())
+    x = x.double()
+    n = global_sum(x.numel())
+    mean = global_sum(float(x.sum())) / n
+    return (global_sum(float(((x - mean) ** 2).sum())) / (n - 1)) ** 0.5 if n > 1 else float("nan")
+
+
 def barrier() -> None:
     import torch.distributed as dist
 

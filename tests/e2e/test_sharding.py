@@ -39,6 +39,15 @@ def seeded_sampler(real):
     return sample
 
 
+def tied(real):
+    """Scores as ``real`` does, then ties every group's rewards (all components zero)."""
+    def score(groups, recipe, extra):
+        real(groups, recipe, extra)
+        for grp in groups:
+            grp.rewards = {k: torch.zeros_like(v) for k, v in grp.rewards.items()}
+    return score
+
+
 @contextmanager
 def patched():
     """The test recipe and the seeded sampler, for the duration of a run."""
@@ -55,8 +64,10 @@ def patched():
         rewards.RECIPES.pop(RECIPE)
 
 
-def run(model_dir, clips, out, *, sharding="none", steps=2, resume=False, dtype="float32", nan_rank=None):
-    """GRPO on 2 clips per step (G=4, micro-batches of 2 rows, beta > 0: a reference copy too)."""
+def run(model_dir, clips, out, *, sharding="none", steps=2, resume=False, dtype="float32", nan_rank=None,
+        tie_rank=None, scale="group"):
+    """GRPO on 2 clips per step (G=4, micro-batches of 2 rows, beta > 0: a reference copy too).
+    ``tie_rank``: dynamic sampling on, and that process's groups all get tied rewards."""
     from emorl.config import RunConfig
     from emorl.data.loader import PromptBuilder
     from emorl.data.manifest import Sample
@@ -70,6 +81,7 @@ def run(model_dir, clips, out, *, sharding="none", steps=2, resume=False, dtype=
     g = cfg.grpo
     g.steps, g.prompts_per_step, g.completions_per_prompt, g.micro_batch_rows = steps, 2, 4, 2
     g.lr, g.beta, g.sample_every, g.save_every, g.sharding, g.resume = 1e-3, 0.04, 0, 1, sharding, resume
+    g.dynamic_sampling, g.advantage_scale = tie_rank is not None, scale
     cfg.model.dtype = dtype
     torch.manual_seed(cfg.seed)
     adapter = QwenOmniAdapter.from_pretrained(model_dir, dtype=dtype)
@@ -82,6 +94,9 @@ def run(model_dir, clips, out, *, sharding="none", steps=2, resume=False, dtype=
 
             from emorl.rl import trainer
             trainer.policy_loss = nan_loss_on_first_call(trainer.policy_loss)
+        if tie_rank is not None and int(os.environ.get("RANK", "0")) == tie_rank:
+            from emorl.rl import trainer
+            trainer.score_groups = tied(trainer.score_groups)
         res = train_grpo(cfg, adapter, builder, samples, Path(out), progress=False, extra_rewards=judge)
     if sharding == "fsdp2":
         from emorl.models.adapter import SamplingParams
@@ -304,6 +319,35 @@ def test_a_non_finite_loss_on_one_process_skips_the_step_on_all(tiny_model_dir, 
     assert in_sync is (None if sharding == "fsdp2" else True)  # FSDP2: one sharded copy, nothing to compare
 
 
+def test_dynamic_sampling_with_one_process_all_tied(tiny_model_dir, clips, tmp_path):
+    """Dynamic sampling on 2 processes (replicated parameters) where process 1's groups always tie:
+    the refill is decided on the global count, so both processes run the same rounds; process 0
+    ends each step with both groups of the global batch, process 1 with none, and it still joins
+    every reduction. No hang, both train, and they hold the same parameters."""
+    out = tmp_path / "dyn"
+    launch({"model": str(tiny_model_dir), "clips": [str(c) for c in clips], "out": str(out), "sharding": "none",
+            "tie_rank": 1}, 29595)
+    r0, r1 = _metrics(out), _metrics(out, ".metrics_rank1.jsonl")
+    assert [r["step"] for r in r0] == [r["step"] for r in r1] == [1, 2]
+    for a, b in zip(r0, r1):
+        assert a["groups"] == 2 and b["groups"] == 0 and b["dynamic_sampling_dropped"] >= 1
+        assert a.get("skipped") is None and b.get("skipped") is None and a["grad_norm"] == b["grad_norm"] > 1e-3
+    assert json.loads((out / "sync_check.json").read_text())["params_in_sync"] is True
+
+
+def test_batch_scaled_advantages_use_the_global_batch(tiny_model_dir, clips, tmp_path):
+    """grpo.advantage_scale=batch on 2 processes (one clip each) divides by the std of the whole
+    batch's rewards, as one process on both clips does: the same first step."""
+    clips = [str(c) for c in clips[:2]]
+    one, two = tmp_path / "one", tmp_path / "two"
+    run(tiny_model_dir, clips, one, steps=1, scale="batch")
+    launch({"model": str(tiny_model_dir), "clips": clips, "out": str(two), "sharding": "none", "steps": 1,
+            "scale": "batch"}, 29596)
+    m1, r0, r1 = _metrics(one)[0], _metrics(two)[0], _metrics(two, ".metrics_rank1.jsonl")[0]
+    assert m1["grad_norm"] > 1e-3 and r0["grad_norm"] == r1["grad_norm"] == pytest.approx(m1["grad_norm"], rel=1e-5)
+    assert r0["loss"] + r1["loss"] == pytest.approx(m1["loss"], rel=1e-5, abs=1e-7)
+
+
 def test_fsdp2_needs_several_processes(tiny_model_dir, clips, tmp_path):
     with pytest.raises(ValueError, match="grpo.sharding=fsdp2 needs several processes"):
         run(tiny_model_dir, [str(c) for c in clips[:2]], tmp_path / "x", sharding="fsdp2")
@@ -383,4 +427,5 @@ def test_shipped_accelerate_configs():
 if __name__ == "__main__":  # the torchrun worker
     a = json.loads(sys.argv[1])
     run(a["model"], a["clips"], a["out"], sharding=a["sharding"], resume=a.get("resume", False),
-        steps=a.get("steps", 2), dtype=a.get("dtype", "float32"), nan_rank=a.get("nan_rank"))
+        steps=a.get("steps", 2), dtype=a.get("dtype", "float32"), nan_rank=a.get("nan_rank"),
+        tie_rank=a.get("tie_rank"), scale=a.get("scale", "group"))

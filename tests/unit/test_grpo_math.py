@@ -26,6 +26,10 @@ def test_group_advantages_batch_and_none():
     batch_std = torch.tensor([1.0, 3.0, 0.0, 0.0]).std()  # unbiased over the batch: 1.41421
     torch.testing.assert_close(group_advantages(r, "batch", eps=0.0),
                                torch.tensor([[-1.0, 1.0], [0.0, 0.0]]) / batch_std, **T)
+    # a batch split over two processes: each half scaled by the whole batch's std (the trainer's global_std)
+    for half in (slice(0, 1), slice(1, 2)):
+        torch.testing.assert_close(group_advantages(r[half], "batch", eps=0.0, batch_std=float(batch_std)),
+                                   group_advantages(r, "batch", eps=0.0)[half], **T)
     with pytest.raises(ValueError, match="unknown advantage scale"):
         group_advantages(r, "bogus")
 

@@ -52,6 +52,7 @@ from emorl.train_utils import (
     check_launch,
     chunks,
     freeze_towers,
+    global_std,
     global_sum,
     make_optimizer,
     master_weights,
@@ -539,17 +540,22 @@ def train_grpo(cfg: RunConfig, adapter: OmniAdapter, builder: PromptBuilder, sam
 
 
 def _rollout(cfg, plan, adapter, builder, samples, recipe, params, extra_rewards, state, rng, timer):
-    """Groups for one step; with dynamic sampling, tied groups are dropped and refilled."""
+    """This process's groups for one step. With dynamic sampling, tied groups are dropped and
+    refilled. How many to refill is decided on the global count, so every process runs the same
+    rounds and draws the same global batches; a process may end with fewer groups than another,
+    or none (its share of a small refill is empty, or all its groups tied)."""
     g = cfg.grpo
+    world, rank = world_info()
     groups: list[Group] = []
     dropped = 0
-    for _round in range(1 + (g.max_refill_rounds if g.dynamic_sampling else 0)):
-        need = plan.prompts_per_step // world_info()[0] - len(groups)
+    for round_ in range(1 + (g.max_refill_rounds if g.dynamic_sampling else 0)):
+        need = plan.prompts_per_step - (global_sum(len(groups)) if round_ else 0)
         if need <= 0:
             break
         # every process draws the same global batch and takes its share (prompts_per_step is global)
-        world, rank = world_info()
-        batch = [samples[i] for i in _next_batch(state, rng, len(samples), need * world)[rank::world]]
+        batch = [samples[i] for i in _next_batch(state, rng, len(samples), need)[rank::world]]
+        if not batch:
+            continue
         with timer("encode"):
             prompts = [builder.prompt(s) for s in batch]
         adapter.model.eval()
@@ -574,19 +580,23 @@ def _step(cfg, plan, adapter, builder, samples, recipe, params, extra_rewards, r
     with gathered(adapter.model), zero.gathered(engine):
         groups, dropped = _rollout(cfg, plan, adapter, builder, samples, recipe, params, extra_rewards, state, rng,
                                    timer)
-    row: dict = {"dynamic_sampling_dropped": dropped} if g.dynamic_sampling else {}
-    if not groups:
+    row: dict = {"dynamic_sampling_dropped": dropped, "groups": len(groups)} if g.dynamic_sampling else {}
+    if g.dynamic_sampling and global_sum(len(groups)) == 0:  # decided globally, as every skip
         state.nonfinite_streak = 0
         row.update({"skipped": "every group's rewards tied (dynamic sampling)", "step_s": time.perf_counter() - t0})
         return row
     with timer("advantage"):
-        rewards = torch.stack([grp.rewards["overall"] for grp in groups])  # (N, G)
-        adv = group_advantages(rewards, g.advantage_scale, g.advantage_eps)
+        # (N, G); a process whose groups all tied has N = 0 and still joins every reduction below
+        rewards = torch.stack([grp.rewards["overall"] for grp in groups]) if groups else \
+            torch.zeros(0, plan.completions_per_prompt)
+        batch_std = global_std(rewards) if g.advantage_scale == "batch" and world_info()[0] > 1 else None
+        adv = group_advantages(rewards, g.advantage_scale, g.advantage_eps, batch_std)
         for grp, a in zip(groups, adv):
             grp.advantages = a
     rows = [Row(grp, j) for grp in groups for j in range(grp.size)]
     n_tokens = sum(len(r.completion) for r in rows)
-    row.update(_reward_stats(groups, rewards))
+    if groups:
+        row.update(_reward_stats(groups, rewards))
     # decided globally: a process that skipped alone would leave the others waiting in the reduction
     reason = None if global_sum(int(not torch.isfinite(rewards).all())) == 0 else "non-finite reward"
     if reason is None:
@@ -647,13 +657,15 @@ def _step(cfg, plan, adapter, builder, samples, recipe, params, extra_rewards, r
                                f"grpo.max_nonfinite_steps.")
     else:
         state.nonfinite_streak = 0
-    row.update({"lr": sched.get_last_lr()[0], "completion_len": n_tokens / len(rows),
-                "max_len": max(len(r.completion) for r in rows),
-                "truncated_frac": sum(sum(grp.truncated) for grp in groups) / len(rows),
-                "tokens_per_s": n_tokens / max(timer.seconds.get("rollout", 1e-9), 1e-9),
-                "step_s": time.perf_counter() - t0, **{f"time/{k}": v for k, v in timer.seconds.items()}})
+    row.update({"lr": sched.get_last_lr()[0], "step_s": time.perf_counter() - t0,
+                **{f"time/{k}": v for k, v in timer.seconds.items()}})
     if builder.substitutions:
         row["media_substitutions"] = dict(builder.substitutions)
+    if not rows:
+        return row
+    row.update({"completion_len": n_tokens / len(rows), "max_len": max(len(r.completion) for r in rows),
+                "truncated_frac": sum(sum(grp.truncated) for grp in groups) / len(rows),
+                "tokens_per_s": n_tokens / max(timer.seconds.get("rollout", 1e-9), 1e-9)})
     grp = groups[0]
     row["_sample"] = {"id": grp.sample.id, "label": grp.sample.label,
                       "completions": [{"text": t, **{k: float(v[j]) for k, v in grp.rewards.items()},
