@@ -60,7 +60,9 @@ class SamplingConfig:
     temperature: float = 1.0  # R1-Omni: 1.0
     top_p: float = 1.0
     top_k: int = 0
-    decode: str = "auto"  # rollout decoder: auto (CUDA graph on CUDA, else dynamic) | dynamic | static | graph
+    # rollout decoder: auto (CUDA graph on CUDA; on CPU static for G > 1, else dynamic; FSDP2: dynamic)
+    # | dynamic | static | graph
+    decode: str = "auto"
 
 
 @dataclass

@@ -298,10 +298,11 @@ def test_sft_two_processes_match_one(tiny_model_dir, clips, tmp_path):
 
 
 def test_sampling_decode_key(tiny_model_dir, clips, tmp_path):
-    """sampling.decode reaches the rollout (the static decoder trains like the default one on CPU:
-    same tokens, so the same parameters after a step) and a bad value is a clear start-up error."""
+    """sampling.decode reaches the rollout (the group decoder, auto's choice on CPU for groups,
+    trains like the growing-cache one: same tokens, so the same parameters after a step) and a bad
+    value is a clear start-up error."""
     runs = []
-    for mode in ("auto", "static"):
+    for mode in ("dynamic", "static"):
         cfg = _cfg(tmp_path, steps=1)
         cfg.sampling.decode = mode
         adapter, _ = _run(tiny_model_dir, clips, tmp_path / mode, cfg)

@@ -194,6 +194,17 @@ def test_group_decoder_refuses_sliding_window(adapter, clips, monkeypatch):
                                    SamplingParams(max_new_tokens=3, greedy=True), decode="static")
 
 
+def test_auto_decode_on_cpu(adapter, clips, monkeypatch):
+    """auto on CPU: the group decoder for groups, the growing cache for single rows."""
+    used = []
+    real = group.decoder_for
+    monkeypatch.setattr(group, "decoder_for", lambda *a, **k: used.append(a[2]) or real(*a, **k))
+    prompts = _prompts(adapter, clips, Modality.VIDEO)
+    for g in (3, 1):
+        group.sample_groups_shared(adapter, prompts, g, SamplingParams(max_new_tokens=3, greedy=True), decode="auto")
+    assert used == [3]
+
+
 def test_graph_decoding_needs_cuda(adapter, clips):
     prompts = _prompts(adapter, clips, Modality.VIDEO)
     with pytest.raises(ValueError, match="CUDA graph decoding needs a CUDA device"):
