@@ -165,9 +165,11 @@ def global_std(x: torch.Tensor) -> float:
     if world_info()[0] == 1:
         return float(x.std())
     x = x.double()
-    n = global_sum(x.numel())
+    n = global_sum(x.numel())  # the same on every process, so they all take the same branch
+    if n < 2:
+        return float("nan")
     mean = global_sum(float(x.sum())) / n
-    return (global_sum(float(((x - mean) ** 2).sum())) / (n - 1)) ** 0.5 if n > 1 else float("nan")
+    return (global_sum(float(((x - mean) ** 2).sum())) / (n - 1)) ** 0.5
 
 
 def barrier() -> None:
