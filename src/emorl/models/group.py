@@ -348,6 +348,11 @@ def _weights_key(thinker) -> tuple:
     return tuple(t.data_ptr() for t in (*thinker.parameters(), *thinker.buffers()))
 
 
+def _decoder_key(thinker, n: int, g: int, p_slots: int, steps: int, graph: bool) -> tuple:
+    """What a cached ``GroupDecoder`` must match to be reused (weight addresses only for a graph)."""
+    return n, g, p_slots, steps, graph, _weights_key(thinker) if graph else None
+
+
 class GroupDecoder:
     """Decode steps for N prompts × g rows over each group's prompt KV stored once, with fixed
     shapes, optionally replayed as one CUDA graph (``graph=True``).
@@ -380,7 +385,7 @@ class GroupDecoder:
         hkv = cfg.num_key_value_heads
         rep = cfg.num_attention_heads // hkv
         d = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
-        self.n, self.g, self.p_slots, self.steps, self.use_graph = n, g, p_slots, steps, graph
+        self.p_slots, self.steps, self.use_graph = p_slots, steps, graph
         width = -(-(p_slots + g * steps) // _ALIGN) * _ALIGN
         self.kv = _GroupKV(cfg.num_hidden_layers, (n, hkv, width, d), dtype, dev)
         self.blocked = torch.finfo(dtype).min
@@ -390,7 +395,7 @@ class GroupDecoder:
         self.kv.at = self.row_slots.clone()
         self.ids = torch.zeros(n * g, 1, dtype=torch.long, device=dev)
         self.pos = torch.zeros(3, n * g, 1, dtype=torch.long, device=dev)
-        self.key = (n, g, p_slots, steps, graph, _weights_key(thinker) if graph else None)
+        self.key = _decoder_key(thinker, n, g, p_slots, steps, graph)
         self.graph = self.logits = None
         self.t = 0
 
@@ -469,7 +474,7 @@ def decoder_for(adapter, n: int, g: int, prompt_len: int, steps: int, *, graph: 
     thinker = adapter.model
     p_slots = -(-prompt_len // PROMPT_BUCKET) * PROMPT_BUCKET
     old = _DECODERS.get(thinker)
-    if old is not None and old.key == (n, g, p_slots, steps, graph, _weights_key(thinker) if graph else None):
+    if old is not None and old.key == _decoder_key(thinker, n, g, p_slots, steps, graph):
         return old
     _DECODERS.pop(thinker, None)
     del old
@@ -537,10 +542,10 @@ def sample_groups_shared(adapter, prompts: list[PromptInputs], group_size: int, 
         logits = thinker.lm_head(hidden).float().repeat_interleave(g, 0)
         seq = ids.repeat_interleave(g, 0)
         step_pos = pos[:, :, -1:].repeat_interleave(g, 1)
-        static = None
+        decoder = None
         if decode != "dynamic" and params.max_new_tokens > 1:
-            static = decoder_for(adapter, len(prompts), g, p_len, params.max_new_tokens - 1, graph=decode == "graph")
-            static.start(kv, att, step_pos)
+            decoder = decoder_for(adapter, len(prompts), g, p_len, params.max_new_tokens - 1, graph=decode == "graph")
+            decoder.start(kv, att, step_pos)
             del kv  # copied into the decoder's buffers, once per prompt
         else:
             kv.batch_repeat_interleave(g)
@@ -559,8 +564,8 @@ def sample_groups_shared(adapter, prompts: list[PromptInputs], group_size: int, 
             unfinished &= nxt != adapter.eos_id
             if t == params.max_new_tokens - 1 or not bool(unfinished.any()):
                 break
-            if static is not None:
-                logits = static.step(nxt)
+            if decoder is not None:
+                logits = decoder.step(nxt)
                 continue
             att = torch.cat([att, att.new_ones(att.shape[0], 1)], dim=-1)
             step_pos = step_pos + 1
