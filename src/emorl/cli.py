@@ -4,7 +4,7 @@
     emorl data synth --out DIR --seed S
     emorl data prepare NAME --root DIR [--fold K] [--subset S] --out MANIFEST
     emorl data check MANIFEST --out DIR
-    emorl model init-tiny --out DIR [--corpus FILE]
+    emorl model init-tiny --out DIR [--corpus FILE] [--family qwen2.5-omni|qwen3-omni]
     emorl sft   --config C [key=value ...]
     emorl train --config C [key=value ...]
     emorl eval  --model DIR --manifest M [--out DIR] [--modality video+audio]
@@ -121,8 +121,9 @@ def cmd_init_tiny(args) -> int:
             raise FileNotFoundError(f"{p}: corpus file not found")
         corpus = p.read_text(encoding="utf-8").splitlines()
     shape = TinyShape(hidden=args.hidden, layers=args.layers, vocab_size=args.vocab_size)
-    out = init_tiny(args.out, corpus=corpus, shape=shape, seed=args.seed, frame_size=args.frame_size)
-    print(f"tiny thinker written to {out}")
+    out = init_tiny(args.out, corpus=corpus, shape=shape, seed=args.seed, frame_size=args.frame_size,
+                    family=args.family)
+    print(f"tiny {args.family} thinker written to {out}")
     return 0
 
 
@@ -236,6 +237,8 @@ def cmd_reward(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from emorl.models.tiny import FAMILIES  # no heavy imports at module level there
+
     ap = argparse.ArgumentParser(prog="emorl", description="RLVR for omni-modal emotion recognition and reasoning")
     ap.add_argument("--debug", action="store_true", help="show full tracebacks")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -298,13 +301,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_check)
 
     model = sub.add_parser("model", help="models").add_subparsers(dest="model_cmd", required=True)
-    p = model.add_parser("init-tiny", help="build a tiny random-init Qwen2.5-Omni thinker offline")
+    p = model.add_parser("init-tiny", help="build a tiny random-init Qwen2.5-Omni or Qwen3-Omni thinker offline")
     p.add_argument("--out", required=True)
     p.add_argument("--corpus", help="text file (one line each) to train the tokenizer on")
     p.add_argument("--hidden", type=int, default=128)
     p.add_argument("--layers", type=int, default=4)
     p.add_argument("--vocab-size", type=int, default=1024)
-    p.add_argument("--frame-size", type=int, default=84)
+    p.add_argument("--frame-size", type=int,
+                   help="frame side in pixels: a multiple of 28 (qwen2.5-omni, default 84) or 32 (qwen3-omni, "
+                        "default 96)")
+    p.add_argument("--family", choices=FAMILIES, default="qwen2.5-omni",
+                   help="qwen3-omni: routed experts, interleaved MRoPE, deepstack vision features")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(fn=cmd_init_tiny)
     p = model.add_parser("pretrain-towers", help="perception pretraining of the vision and audio towers on "

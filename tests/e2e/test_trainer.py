@@ -226,7 +226,10 @@ def test_sigint_saves_a_checkpoint_and_resume_finishes(tiny_model_dir, clips, tm
     assert res2["steps"] == 4 and (tmp_path / "sig" / "model" / "config.json").is_file()
 
 
-def test_lora_trains_only_adapters_and_saves_merged(tiny_model_dir, clips, tmp_path):
+@pytest.mark.parametrize("family", ["qwen2.5-omni", "qwen3-omni"])
+def test_lora_trains_only_adapters_and_saves_merged(family, clips, tmp_path, request):
+    """LoRA on the LLM's projections (Qwen3-Omni: attention only, its experts are fused tensors)."""
+    tiny_model_dir = request.getfixturevalue("tiny_model_dir" if family == "qwen2.5-omni" else "tiny_qwen3_dir")
     cfg = _cfg(tmp_path, steps=2, lr=1e-2)
     cfg.model.lora_rank = 4
     before = QwenOmniAdapter.from_pretrained(tiny_model_dir).model.state_dict()
@@ -236,6 +239,17 @@ def test_lora_trains_only_adapters_and_saves_merged(tiny_model_dir, clips, tmp_p
     changed = [k for k in before if not torch.equal(before[k], merged[k])]
     assert changed and all("language_model" in k for k in changed)
     assert not any("visual" in k or "audio_tower" in k for k in changed)
+
+
+def test_lora_targets_name_the_llms_layers(tiny_qwen3_dir):
+    from emorl.rl.trainer import lora_modules
+
+    model = QwenOmniAdapter.from_pretrained(tiny_qwen3_dir).model
+    names = lora_modules(model, ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj"])
+    assert names and all(".language_model." in n for n in names)  # the audio tower's q/k/v_proj excluded
+    assert {n.rpartition(".")[2] for n in names} == {"q_proj", "k_proj", "v_proj", "o_proj"}  # experts are fused
+    with pytest.raises(ValueError, match="model.lora_targets='qproj': no linear layer of the LLM"):
+        lora_modules(model, ["qproj"])
 
 
 def test_two_processes_stay_in_sync(tiny_model_dir, clips, tmp_path):

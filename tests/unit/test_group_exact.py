@@ -1,7 +1,8 @@
-"""Group-aware paths (emorl.models.group) equal the duplicated-rows paths of QwenOmniAdapter on a
-tiny thinker in fp32: token-equal greedy generations, equal completion log-probs and equal
-gradients of every trainable parameter, with audio interleaved in the video (AV), video only and
-audio only; plus the frozen-encoder cache's keys and invalidation."""
+"""Group-aware paths (emorl.models.group) equal the duplicated-rows paths of QwenOmniAdapter on
+tiny Qwen2.5-Omni and Qwen3-Omni (MoE, deepstack) thinkers in fp32: token-equal greedy
+generations, equal completion log-probs and equal gradients of every trainable parameter, with
+audio interleaved in the video (AV), video only and audio only; plus the frozen-encoder cache's
+keys and invalidation. Every test runs on both families."""
 
 import copy
 import gc
@@ -19,15 +20,20 @@ from emorl.models.qwen_omni import QwenOmniAdapter
 MODALITIES = [Modality.AV, Modality.VIDEO, Modality.AUDIO]
 
 
+@pytest.fixture(scope="module", params=["qwen2.5-omni", "qwen3-omni"])
+def model_dir(request):
+    return request.getfixturevalue("tiny_model_dir" if request.param == "qwen2.5-omni" else "tiny_qwen3_dir")
+
+
 @pytest.fixture(scope="module")
-def adapter(tiny_model_dir):
+def adapter(model_dir):
     torch.manual_seed(0)
-    return QwenOmniAdapter.from_pretrained(tiny_model_dir)
+    return QwenOmniAdapter.from_pretrained(model_dir)
 
 
 @pytest.fixture(scope="module")
-def frozen_adapter(tiny_model_dir):
-    ad = QwenOmniAdapter.from_pretrained(tiny_model_dir)
+def frozen_adapter(model_dir):
+    ad = QwenOmniAdapter.from_pretrained(model_dir)
     ad.model.model.visual.requires_grad_(False)
     ad.model.model.audio_tower.requires_grad_(False)
     return ad
@@ -47,6 +53,15 @@ def _completions(adapter, n_rows, seed=0):
     return out
 
 
+def _staggered_stop(comps) -> int:
+    """A token of these greedy rows that, made the EOS, stops them at different lengths."""
+    rows = [c.tolist() for cs in comps.ids for c in cs]
+    for tok in dict.fromkeys(t for r in rows for t in r):
+        if len({r.index(tok) if tok in r else len(r) for r in rows}) > 1:
+            return tok
+    raise AssertionError("all greedy rows are equal: no token stops them at different lengths")
+
+
 def _same(a, b):
     return [x.tolist() for xs in a.ids for x in xs] == [x.tolist() for xs in b.ids for x in xs]
 
@@ -62,7 +77,7 @@ def test_greedy_generation_equals_duplicated_rows(adapter, clips, modality):
     assert _same(dup, static) and dup.truncated == static.truncated  # fixed-shape cache and 4-D mask
     # rows stopping at different steps: make a token that greedy emits mid-way the EOS
     stop = copy.copy(adapter)
-    stop.eos_id = int(dup.ids[1][0][3])
+    stop.eos_id = _staggered_stop(dup)
     dup, shared = stop.sample_groups(prompts, 3, greedy), group.sample_groups_shared(stop, prompts, 3, greedy)
     static = group.sample_groups_shared(stop, prompts, 3, greedy, decode="static")
     assert len({len(c) for cs in dup.ids for c in cs}) > 1
@@ -159,8 +174,8 @@ def test_group_decoder_stores_each_prompt_once_and_is_reused(adapter, clips, mon
     assert adapter.model not in group._DECODERS
 
 
-def test_cached_decoder_does_not_keep_its_model_alive(tiny_model_dir, clips):
-    ad = QwenOmniAdapter.from_pretrained(tiny_model_dir)
+def test_cached_decoder_does_not_keep_its_model_alive(model_dir, clips):
+    ad = QwenOmniAdapter.from_pretrained(model_dir)
     prompts = _prompts(ad, clips, Modality.VIDEO)
     group.sample_groups_shared(ad, prompts, 2, SamplingParams(max_new_tokens=3, greedy=True), decode="static")
     assert ad.model in group._DECODERS
@@ -187,7 +202,7 @@ def test_graph_key_follows_weight_storage(adapter):
 
 
 def test_group_decoder_refuses_sliding_window(adapter, clips, monkeypatch):
-    monkeypatch.setattr(adapter.model.model.language_model.config, "use_sliding_window", True)
+    monkeypatch.setattr(adapter.model.model.language_model.config, "use_sliding_window", True, raising=False)
     group.release_decoder(adapter)
     with pytest.raises(NotImplementedError, match="the group decoder supports full attention only"):
         group.sample_groups_shared(adapter, _prompts(adapter, clips, Modality.VIDEO), 2,
@@ -205,10 +220,27 @@ def test_auto_decode_on_cpu(adapter, clips, monkeypatch):
     assert used == [3]
 
 
+def test_auto_decode_on_cuda_by_family(adapter):
+    """auto on CUDA: the CUDA graph for a dense thinker, the eager group decoder for one with routed
+    experts (Qwen3-Omni), the growing cache under FSDP2 (not exercised here)."""
+    on_cuda = copy.copy(adapter)
+    on_cuda.device = torch.device("cuda")  # resolve_decode only reads the device type
+    moe = group.family(adapter.model) == "qwen3-omni"
+    assert group.resolve_decode(on_cuda, 8) == ("static" if moe else "graph")
+    assert group.resolve_decode(adapter, 8) == "static" and group.resolve_decode(adapter, 1) == "dynamic"
+    assert group.resolve_decode(adapter, 8, "dynamic") == "dynamic"
+
+
 def test_graph_decoding_needs_cuda(adapter, clips):
     prompts = _prompts(adapter, clips, Modality.VIDEO)
-    with pytest.raises(ValueError, match="CUDA graph decoding needs a CUDA device"):
-        group.sample_groups_shared(adapter, prompts, 2, SamplingParams(max_new_tokens=4, greedy=True), decode="graph")
+    if group.family(adapter.model) == "qwen3-omni":  # refused on any device: routed experts
+        with pytest.raises(NotImplementedError, match="not supported for thinkers with routed experts"):
+            group.sample_groups_shared(adapter, prompts, 2, SamplingParams(max_new_tokens=4, greedy=True),
+                                       decode="graph")
+    else:
+        with pytest.raises(ValueError, match="CUDA graph decoding needs a CUDA device"):
+            group.sample_groups_shared(adapter, prompts, 2, SamplingParams(max_new_tokens=4, greedy=True),
+                                       decode="graph")
     with pytest.raises(ValueError, match="decode must be one of auto, dynamic, static, graph, got 'fast'"):
         group.sample_groups_shared(adapter, prompts, 2, SamplingParams(max_new_tokens=4, greedy=True), decode="fast")
 
@@ -236,17 +268,17 @@ def _loss_and_grads(model, fn, rows, adv):
 
 @pytest.mark.parametrize("frozen", [False, True], ids=["trainable-encoders", "frozen-encoders"])
 @pytest.mark.parametrize("modality", MODALITIES)
-def test_shared_prefix_logprobs_and_grads_equal(tiny_model_dir, clips, modality, frozen):
-    _check_grads(tiny_model_dir, clips, modality, frozen)
+def test_shared_prefix_logprobs_and_grads_equal(model_dir, clips, modality, frozen):
+    _check_grads(model_dir, clips, modality, frozen)
 
 
-def test_grads_equal_with_gradient_checkpointing(tiny_model_dir, clips):
-    _check_grads(tiny_model_dir, clips, Modality.AV, True, checkpointing=True)
+def test_grads_equal_with_gradient_checkpointing(model_dir, clips):
+    _check_grads(model_dir, clips, Modality.AV, True, checkpointing=True)
 
 
-def _check_grads(tiny_model_dir, clips, modality, frozen, checkpointing=False):
+def _check_grads(model_dir, clips, modality, frozen, checkpointing=False):
     torch.manual_seed(0)
-    ad = QwenOmniAdapter.from_pretrained(tiny_model_dir)
+    ad = QwenOmniAdapter.from_pretrained(model_dir)
     ad.model.train()  # dropout is 0 in these configs; train mode as in the update phase
     if frozen:
         for tower in (ad.model.model.visual, ad.model.model.audio_tower):
@@ -259,7 +291,7 @@ def _check_grads(tiny_model_dir, clips, modality, frozen, checkpointing=False):
     rows_p = [p for p, n in zip(prompts, sizes) for _ in range(n)]
     rows = list(zip(rows_p, _completions(ad, len(rows_p), seed=1)))
     adv = torch.linspace(-1.5, 2.0, len(rows))
-    lp_d, m_d, e_d, g_d = _loss_and_grads(ad.model, ad.completion_logprobs, rows, adv)
+    lp_d, m_d, e_d, g_d = _loss_and_grads(ad.model, ad.completion_logprobs_rows, rows, adv)
     lp_s, m_s, e_s, g_s = _loss_and_grads(ad.model, lambda p, c, **kw: group.shared_prefix_logprobs(ad, p, c, **kw),
                                           rows, adv)
     assert torch.equal(m_d, m_s)
@@ -292,8 +324,8 @@ def test_rows_without_shared_objects_and_split_groups(adapter, clips):
         torch.testing.assert_close(lp_a * m_a, lp_d[:3, : lp_a.shape[1]] * m_a, rtol=0, atol=1e-5)
 
 
-def test_frozen_encoders_build_no_graph(tiny_model_dir, clips):
-    ad = QwenOmniAdapter.from_pretrained(tiny_model_dir)
+def test_frozen_encoders_build_no_graph(model_dir, clips):
+    ad = QwenOmniAdapter.from_pretrained(model_dir)
     assert group.supports(ad)
     prompts = _prompts(ad, clips[:2], Modality.AV)
     with torch.enable_grad():
@@ -343,10 +375,14 @@ def test_encoder_cache_keys_and_invalidation(frozen_adapter, clips, tmp_path):
     got = group.encode_media(adapter, [a, b], cache=reload)
     assert (reload.hits, reload.misses) == (2, 0)
     torch.testing.assert_close(got[1].audio, first[1].audio, rtol=0, atol=0)
+    if first[1].deepstack is not None:  # Qwen3-Omni's per-layer visual features travel with the entry
+        assert len(got[1].deepstack) == len(first[1].deepstack) > 0
+        for x, y in zip(got[1].deepstack, first[1].deepstack):
+            torch.testing.assert_close(x, y, rtol=0, atol=0)
     # changed encoder weights: different key
     changed = copy.deepcopy(adapter.model)
     with torch.no_grad():
-        changed.model.visual.merger.mlp[0].weight.add_(1e-3)
+        next(changed.model.visual.parameters()).add_(1e-3)
     assert cache.key(a, changed) != cache.key(a, adapter.model)
 
 
@@ -368,3 +404,32 @@ def test_cached_media_give_the_same_logprobs(frozen_adapter, clips):
         group.encode_media(trainable, prompts, cache=cache)
     assert cache.hits == len(prompts) and cache.misses == len(prompts)
     torch.testing.assert_close(lp_c * m, lp_d * m, rtol=0, atol=1e-5)
+
+
+def test_qwen3_deepstack_features_reach_the_text_model(tiny_qwen3_dir, clips, monkeypatch):
+    """Qwen3-Omni: each video's deepstack features (one per listed vision block) are carried with
+    its media and added in the text model; without them the log-probs move, so the equality tests
+    above cover them."""
+    ad = QwenOmniAdapter.from_pretrained(tiny_qwen3_dir)
+    assert group.family(ad.model) == "qwen3-omni" and group.supports(ad)
+    prompts = _prompts(ad, clips, Modality.AV)
+    with torch.no_grad():
+        media = group.encode_media(ad, prompts)
+        n_deep = len(ad.model.config.vision_config.deepstack_visual_indexes)
+        for p, m in zip(prompts, media):
+            n_video = int((p.input_ids == ad.model.config.video_token_id).sum())
+            assert len(m.deepstack) == n_deep and all(t.shape == m.video.shape == (n_video, 64) for t in m.deepstack)
+        rows_p = [p for p in prompts for _ in range(2)]
+        comps = _completions(ad, len(rows_p), seed=5)
+        lp_d, m, _ = ad.completion_logprobs_rows(rows_p, comps)
+        lp_s, _, _ = group.shared_prefix_logprobs(ad, rows_p, comps)
+        real = group._run_encoders
+
+        def without_deepstack(*a, **k):
+            return [group.MediaEmbeds(x.video, x.audio, tuple(torch.zeros_like(t) for t in x.deepstack))
+                    for x in real(*a, **k)]
+
+        monkeypatch.setattr(group, "_run_encoders", without_deepstack)
+        lp_z, _, _ = group.shared_prefix_logprobs(ad, rows_p, comps)
+    torch.testing.assert_close(lp_s * m, lp_d * m, rtol=0, atol=1e-5)
+    assert float(((lp_z - lp_d) * m).abs().max()) > 1e-3

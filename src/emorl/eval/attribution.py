@@ -224,11 +224,6 @@ def register_lexicon(lex: CueLexicon, *, replace: bool = False) -> None:
     _LEXICONS[lex.name] = lex
 
 
-def available_lexicons() -> list[str]:
-    _builtin()
-    return sorted(_LEXICONS)
-
-
 def _normal_cdf(x: float) -> float:
     return 0.5 * (1 + math.erf(x / math.sqrt(2)))
 

@@ -1,13 +1,14 @@
-"""Group-aware computation for Qwen2.5-Omni thinkers: a GRPO group's G completions share one
-prompt, so its media are encoded once, its prompt is prefilled once, and its prompt tokens go
-through the training and reference passes once.
+"""Group-aware computation for Qwen2.5-Omni and Qwen3-Omni thinkers: a GRPO group's G completions
+share one prompt, so its media are encoded once, its prompt is prefilled once, and its prompt
+tokens go through the training and reference passes once.
 
 Three pieces, each exact against the duplicated-rows path of ``QwenOmniAdapter`` (tests/unit/
 test_group_exact.py: equal log-probs and gradients in fp32, token-equal greedy generations):
 
 - ``encode_media``: the vision and audio towers run once per distinct prompt; their outputs are
-  scattered into ``inputs_embeds`` at the placeholder tokens, as ``Qwen2_5OmniThinkerModel.forward``
-  does. Frozen towers run under ``no_grad``; an optional ``EncoderCache`` keeps their outputs across
+  scattered into ``inputs_embeds`` at the placeholder tokens, as the thinkers' ``forward`` does
+  (Qwen3-Omni's deepstack features go to the first text layers at the video positions, as
+  there). Frozen towers run under ``no_grad``; an optional ``EncoderCache`` keeps their outputs across
   passes and epochs, keyed by clip content, preprocessing settings and encoder weights.
 - ``sample_groups_shared``: prefill the N distinct prompts once, then decode N*G rows with the
   same logits processors ``generate`` would use, either over the KV cache repeated G times along
@@ -17,8 +18,7 @@ test_group_exact.py: equal log-probs and gradients in fp32, token-equal greedy g
   [prompt | c1 | ... | cG], with a 4-D mask (each completion sees the prompt and itself, causally)
   and TMRoPE positions where every completion continues from the prompt's max position + 1.
 
-Positions always come from ``get_rope_index`` with the grids and audio lengths. Only Qwen2.5-Omni
-thinkers are supported (Qwen3-Omni's deepstack visual features are not injected here).
+Positions always come from ``get_rope_index`` with the grids and audio lengths.
 """
 
 from __future__ import annotations
@@ -40,32 +40,49 @@ from emorl.models.adapter import Completions, Modality, PromptInputs, SamplingPa
 @dataclass
 class MediaEmbeds:
     """One prompt's encoder outputs in the LLM's width: video (n_video_tokens, H) and audio
-    (n_audio_tokens, H), in placeholder order; None where the prompt has no such media."""
+    (n_audio_tokens, H), in placeholder order; None where the prompt has no such media.
+    Qwen3-Omni only: ``deepstack``, the video's features from the vision blocks that feed the
+    first text layers, one (n_video_tokens, H) per text layer."""
 
     video: torch.Tensor | None = None
     audio: torch.Tensor | None = None
+    deepstack: tuple[torch.Tensor, ...] | None = None
 
     def to(self, device) -> MediaEmbeds:
-        return MediaEmbeds(*(None if t is None else t.to(device) for t in (self.video, self.audio)))
+        return MediaEmbeds(*(None if t is None else t.to(device) for t in (self.video, self.audio)),
+                           None if self.deepstack is None else tuple(t.to(device) for t in self.deepstack))
+
+    def detach(self) -> MediaEmbeds:
+        return MediaEmbeds(*(None if t is None else t.detach() for t in (self.video, self.audio)),
+                           None if self.deepstack is None else tuple(t.detach() for t in self.deepstack))
 
 
-def _qwen25_omni(m) -> bool:
-    """Whether ``m`` is a Qwen2.5-Omni model (FSDP2 turns its class into a subclass FSDP<name>)."""
-    return any(c.__name__.startswith("Qwen2_5Omni") for c in type(m).__mro__)
+_FAMILIES = {"Qwen2_5Omni": "qwen2.5-omni", "Qwen3OmniMoe": "qwen3-omni"}
+
+
+def family(m) -> str | None:
+    """``qwen2.5-omni`` or ``qwen3-omni`` for a thinker of that family, else None (FSDP2 turns the
+    class into a subclass FSDP<name>, hence the walk over the MRO)."""
+    for c in type(m).__mro__:
+        for prefix, name in _FAMILIES.items():
+            if c.__name__.startswith(prefix):
+                return name
+    return None
 
 
 def supports(adapter) -> bool:
-    """Whether these group-aware paths cover ``adapter``'s model (Qwen2.5-Omni thinkers, eager or
-    sdpa attention); callers fall back to the duplicated-rows paths otherwise."""
+    """Whether these group-aware paths cover ``adapter``'s model (Qwen2.5-Omni and Qwen3-Omni
+    thinkers, eager or sdpa attention); callers fall back to the duplicated-rows paths otherwise."""
     m = adapter.model
-    return _qwen25_omni(m) and m.model.language_model.config._attn_implementation in ("eager", "sdpa")
+    return family(m) is not None and m.model.language_model.config._attn_implementation in ("eager", "sdpa")
 
 
 def _parts(adapter):
     """(thinker, thinker.model, text model); refuses families this module does not cover."""
     thinker = adapter.model
-    if not _qwen25_omni(thinker):
-        raise NotImplementedError(f"group-aware paths support Qwen2.5-Omni thinkers only, got {type(thinker).__name__}")
+    if family(thinker) is None:
+        raise NotImplementedError("group-aware paths support Qwen2.5-Omni and Qwen3-Omni thinkers, "
+                                  f"got {type(thinker).__name__}")
     return thinker, thinker.model, thinker.model.language_model
 
 
@@ -88,16 +105,15 @@ def _trainable(module) -> bool:
     return any(p.requires_grad for p in module.parameters())
 
 
-def encoders_trainable(model) -> bool:
-    """Whether either tower has a parameter that requires grad."""
-    return _trainable(model.model.visual) or _trainable(model.model.audio_tower)
-
-
 # ---------------------------------------------------------------------------------------- encoders
-def _video_features(inner, prompts: list[PromptInputs], device) -> list[torch.Tensor]:
+def _video_features(inner, prompts: list[PromptInputs], device) -> tuple[list, list]:
+    """Per prompt: the video's (n, H) features and (Qwen3-Omni) its per-layer deepstack features."""
     pv = torch.cat([p.mm["pixel_values_videos"] for p in prompts]).to(device)
     grid = torch.cat([p.mm["video_grid_thw"] for p in prompts]).to(device)
-    return list(inner.get_video_features(pv, grid, return_dict=True).pooler_output)
+    out = inner.get_video_features(pv, grid, return_dict=True)
+    deep = getattr(out, "deepstack_features", None)  # [layer][video] -> [video][layer]
+    deep = list(zip(*deep, strict=True)) if deep else [None] * len(prompts)
+    return list(out.pooler_output), deep
 
 
 def _audio_features(inner, prompts: list[PromptInputs], device) -> list[torch.Tensor]:
@@ -105,8 +121,12 @@ def _audio_features(inner, prompts: list[PromptInputs], device) -> list[torch.Te
 
     x, m = pad_audio_features(prompts)
     out = inner.get_audio_features(x.to(device), m.to(device), return_dict=True).last_hidden_state
-    _, n_tokens = inner.audio_tower._get_feat_extract_output_lengths(m.sum(-1))
-    return list(torch.split(out, n_tokens.tolist()))
+    # each prompt's share is its number of audio placeholders (the processor computed it with the
+    # family's own length formula)
+    n_tokens = [int((p.input_ids == inner.config.audio_token_id).sum()) for p in prompts]
+    if sum(n_tokens) != out.shape[0]:
+        raise ValueError(f"audio tower gave {out.shape[0]} features for {sum(n_tokens)} audio placeholder tokens")
+    return list(torch.split(out, n_tokens))
 
 
 def _run_encoders(inner, prompts: list[PromptInputs], device) -> list[MediaEmbeds]:
@@ -115,14 +135,14 @@ def _run_encoders(inner, prompts: list[PromptInputs], device) -> list[MediaEmbed
     trainable one builds its graph when grad is enabled."""
     mod = _modality(prompts)
     grad = torch.is_grad_enabled()
-    video = audio = [None] * len(prompts)
+    video = audio = deep = [None] * len(prompts)
     if mod.has_video:
         with torch.set_grad_enabled(grad and _trainable(inner.visual)):
-            video = _video_features(inner, prompts, device)
+            video, deep = _video_features(inner, prompts, device)
     if mod.has_audio:
         with torch.set_grad_enabled(grad and _trainable(inner.audio_tower)):
             audio = _audio_features(inner, prompts, device)
-    return [MediaEmbeds(v, a) for v, a in zip(video, audio)]
+    return [MediaEmbeds(v, a, d) for v, a, d in zip(video, audio, deep)]
 
 
 def encode_media(adapter, prompts: list[PromptInputs], *, cache: EncoderCache | None = None) -> list[MediaEmbeds]:
@@ -159,13 +179,16 @@ def encode_media(adapter, prompts: list[PromptInputs], *, cache: EncoderCache | 
 
 
 def embed_inputs(adapter, ids: torch.Tensor, row_media: list[MediaEmbeds],
-                 media_region: torch.Tensor | None = None) -> torch.Tensor:
+                 media_region: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
     """Token embeddings of ``ids`` (B, S) with each row's media scattered into its placeholder
-    tokens, as ``Qwen2_5OmniThinkerModel.forward`` does (masked_scatter in row-major order).
+    tokens, as the thinker's ``forward`` does (masked_scatter in row-major order), and the extra
+    keyword arguments of the text model: for Qwen3-Omni with video, ``visual_pos_masks`` (B, S)
+    and ``deepstack_visual_embeds`` (one (n_video_tokens, H) per layer, rows in order); else none.
     ``media_region`` (B, S) bool limits the placeholders to the prompt part of packed rows."""
     _, inner, _ = _parts(adapter)
     emb = inner.get_input_embeddings()(ids)
     cfg = inner.config
+    extra: dict = {}
     for name, token_id in (("audio", cfg.audio_token_id), ("video", cfg.video_token_id)):
         parts = [getattr(m, name) for m in row_media if getattr(m, name) is not None]
         mask = ids == token_id
@@ -180,7 +203,11 @@ def embed_inputs(adapter, ids: torch.Tensor, row_media: list[MediaEmbeds],
         if feats.shape[0] != n:
             raise ValueError(f"{name} features and placeholder tokens do not match: {feats.shape[0]} vs {n}")
         emb = emb.masked_scatter(mask.unsqueeze(-1), feats)
-    return emb
+        deep = [m.deepstack for m in row_media if m.video is not None] if name == "video" else [None]
+        if deep[0] is not None:  # Qwen3-Omni: added to the first layers' outputs at the video positions
+            extra = {"visual_pos_masks": mask,
+                     "deepstack_visual_embeds": [torch.cat(layer).to(emb.device, emb.dtype) for layer in zip(*deep)]}
+    return emb, extra
 
 
 def rope_positions(adapter, ids: torch.Tensor, att: torch.Tensor,
@@ -241,7 +268,10 @@ def shared_prefix_logprobs(adapter, prompts: list[PromptInputs], completions: li
     j_n, s_max = len(runs), max(seq_lens)
     ids = torch.full((j_n, s_max), adapter.pad_id, dtype=torch.long)
     seg = torch.full((j_n, s_max), -1, dtype=torch.long)  # -1 pad, 0 prompt, g+1 completion g
-    pos = torch.zeros((3, j_n, s_max), dtype=torch.long)
+    prompt_pos = [_prompt_positions(adapter, p) for p, _ in runs]
+    # Qwen3-Omni's positions are fractional where seconds per grid x positions per second is
+    # (float); Qwen2.5-Omni's are integers. Either way they are kept as get_rope_index gives them.
+    pos = torch.zeros((3, j_n, s_max), dtype=prompt_pos[0].dtype)
     src = torch.zeros((b, lc_max), dtype=torch.long)  # flat index j*s_max+t of the hidden state predicting each token
     tgt = torch.full((b, lc_max), adapter.pad_id, dtype=torch.long)
     mask = torch.zeros((b, lc_max))
@@ -249,16 +279,16 @@ def shared_prefix_logprobs(adapter, prompts: list[PromptInputs], completions: li
         n_p = p.length
         ids[j, :n_p] = p.input_ids
         seg[j, :n_p] = 0
-        pp = _prompt_positions(adapter, p)
+        pp = prompt_pos[j]
         pos[:, j, :n_p] = pp
-        nxt = int(pp.max()) + 1
+        nxt = pp.max() + 1
         off = n_p
         for g, i in enumerate(rows):
             c = completions[i].to("cpu")
             n_c = len(c)
             ids[j, off : off + n_c] = c
             seg[j, off : off + n_c] = g + 1
-            pos[:, j, off : off + n_c] = torch.arange(nxt, nxt + n_c)
+            pos[:, j, off : off + n_c] = nxt + torch.arange(n_c)
             if n_c:
                 src[i, :n_c] = j * s_max + torch.cat([torch.tensor([n_p - 1]), torch.arange(off, off + n_c - 1)])
             tgt[i, :n_c] = c
@@ -266,14 +296,14 @@ def shared_prefix_logprobs(adapter, prompts: list[PromptInputs], completions: li
             off += n_c
     ids, seg, pos = ids.to(dev), seg.to(dev), pos.to(dev)
     media = encode_media(adapter, [p for p, _ in runs], cache=cache)
-    emb = embed_inputs(adapter, ids, media, media_region=seg == 0)
+    emb, extra = embed_inputs(adapter, ids, media, media_region=seg == 0)
     q = torch.arange(s_max, device=dev)
     allowed = (q[None, None, :] <= q[None, :, None]) & (seg[:, None, :] >= 0)
     allowed &= (seg[:, None, :] == 0) | (seg[:, None, :] == seg[:, :, None])
     allowed |= torch.eye(s_max, dtype=torch.bool, device=dev)  # pad queries see themselves: no empty rows
     mask4 = torch.zeros(allowed.shape, dtype=emb.dtype, device=dev).masked_fill_(~allowed, torch.finfo(emb.dtype).min)
     hidden = lm(inputs_embeds=emb, attention_mask=mask4.unsqueeze(1), position_ids=pos,
-                use_cache=False).last_hidden_state
+                use_cache=False, **extra).last_hidden_state
     h = hidden.reshape(-1, hidden.shape[-1])[src.to(dev).reshape(-1)].reshape(b, lc_max, -1)
     logits = thinker.lm_head(h).float() / temperature
     logp_all = F.log_softmax(logits, dim=-1)
@@ -348,9 +378,14 @@ def _weights_key(thinker) -> tuple:
     return tuple(t.data_ptr() for t in (*thinker.parameters(), *thinker.buffers()))
 
 
-def _decoder_key(thinker, n: int, g: int, p_slots: int, steps: int, graph: bool) -> tuple:
+def _routed_experts(lm) -> bool:
+    """Whether the text model routes tokens to experts (Qwen3-Omni's MoE layers)."""
+    return getattr(lm.config, "num_experts", 0) > 0
+
+
+def _decoder_key(thinker, n: int, g: int, p_slots: int, steps: int, graph: bool, pos_dtype: torch.dtype) -> tuple:
     """What a cached ``GroupDecoder`` must match to be reused (weight addresses only for a graph)."""
-    return n, g, p_slots, steps, graph, _weights_key(thinker) if graph else None
+    return n, g, p_slots, steps, graph, pos_dtype, _weights_key(thinker) if graph else None
 
 
 class GroupDecoder:
@@ -366,12 +401,14 @@ class GroupDecoder:
     step has the same shapes, so the step (embedding, decoder, LM head) is captured once and
     replayed; sampling and the logits processors stay eager.
 
-    A decoder is built for (N, g, prompt slots, steps, weights) and reused by later rollouts with
-    the same key (``decoder_for``): the graph is captured once per run, not once per rollout.
+    A decoder is built for (N, g, prompt slots, steps, position dtype, weights) and reused by later
+    rollouts with the same key (``decoder_for``): the graph is captured once per run, not once per
+    rollout.
     ``start`` loads a rollout's prefill; ``step(next_ids)`` feeds (N*g,) tokens and returns
     (N*g, V) float32 logits. Eager and graph steps run the same code."""
 
-    def __init__(self, adapter, n: int, g: int, p_slots: int, steps: int, *, graph: bool = False):
+    def __init__(self, adapter, n: int, g: int, p_slots: int, steps: int, *, graph: bool = False,
+                 pos_dtype: torch.dtype = torch.long):
         thinker, _, lm = _parts(adapter)
         self._thinker = weakref.ref(thinker)  # the decoder is cached per thinker and must not keep it alive
         cfg = lm.config
@@ -380,6 +417,10 @@ class GroupDecoder:
             raise NotImplementedError("the group decoder supports full attention only (sliding-window layers found "
                                       f"in {type(lm).__name__}'s config)")
         dev, dtype = adapter.device, lm.get_input_embeddings().weight.dtype
+        if graph and _routed_experts(lm):
+            raise NotImplementedError("CUDA graph decoding is not supported for thinkers with routed experts "
+                                      f"({type(lm).__name__}): which tokens reach which expert changes every step, "
+                                      "and no capture of it has been verified; use sampling.decode=static")
         if graph and dev.type != "cuda":
             raise ValueError("CUDA graph decoding needs a CUDA device")
         hkv = cfg.num_key_value_heads
@@ -394,8 +435,8 @@ class GroupDecoder:
         self.row_slots = p_slots + steps * self.rows  # (g,) first slot of each row
         self.kv.at = self.row_slots.clone()
         self.ids = torch.zeros(n * g, 1, dtype=torch.long, device=dev)
-        self.pos = torch.zeros(3, n * g, 1, dtype=torch.long, device=dev)
-        self.key = _decoder_key(thinker, n, g, p_slots, steps, graph)
+        self.pos = torch.zeros(3, n * g, 1, dtype=pos_dtype, device=dev)  # float for Qwen3-Omni (fractional)
+        self.key = _decoder_key(thinker, n, g, p_slots, steps, graph, pos_dtype)
         self.graph = self.logits = None
         self.t = 0
 
@@ -406,6 +447,8 @@ class GroupDecoder:
         p = att.shape[1]
         if p > self.p_slots:
             raise ValueError(f"prompt of {p} tokens does not fit this decoder's {self.p_slots} slots")
+        if step_pos.dtype != self.pos.dtype:
+            raise ValueError(f"positions of dtype {step_pos.dtype}, this decoder holds {self.pos.dtype}")
         for buf, src in zip((*self.kv.keys, *self.kv.values),
                             (*(lay.keys for lay in prefill.layers), *(lay.values for lay in prefill.layers)),
                             strict=True):
@@ -419,7 +462,8 @@ class GroupDecoder:
         n, _, g, rep, width = self.mask.shape
         lm = thinker.model.language_model
         emb = lm.get_input_embeddings()(self.ids)
-        hidden = lm(inputs_embeds=emb, attention_mask={"full_attention": self.mask.view(n, 1, g * rep, width)},
+        # a 4-D mask is used as given by both families' text models (no causal mask built)
+        hidden = lm(inputs_embeds=emb, attention_mask=self.mask.view(n, 1, g * rep, width),
                     position_ids=self.pos, past_key_values=self.kv, use_cache=True).last_hidden_state[:, -1]
         return thinker.lm_head(hidden).float()
 
@@ -467,24 +511,40 @@ class _attention:
 _DECODERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # thinker -> its last GroupDecoder
 
 
-def decoder_for(adapter, n: int, g: int, prompt_len: int, steps: int, *, graph: bool) -> GroupDecoder:
+def decoder_for(adapter, n: int, g: int, prompt_len: int, steps: int, *, graph: bool,
+                pos_dtype: torch.dtype = torch.long) -> GroupDecoder:
     """The thinker's ``GroupDecoder`` for this shape, reused while the key (N, g, prompt slots,
-    steps, graph, weight addresses) holds; otherwise the old one is dropped (its buffers and graph
-    freed) and a new one built. Prompt slots are ``prompt_len`` rounded up to ``PROMPT_BUCKET``."""
+    steps, graph, position dtype, weight addresses) holds; otherwise the old one is dropped (its
+    buffers and graph freed) and a new one built. Prompt slots are ``prompt_len`` rounded up to ``PROMPT_BUCKET``."""
     thinker = adapter.model
     p_slots = -(-prompt_len // PROMPT_BUCKET) * PROMPT_BUCKET
     old = _DECODERS.get(thinker)
-    if old is not None and old.key == _decoder_key(thinker, n, g, p_slots, steps, graph):
+    if old is not None and old.key == _decoder_key(thinker, n, g, p_slots, steps, graph, pos_dtype):
         return old
     _DECODERS.pop(thinker, None)
     del old
-    _DECODERS[thinker] = GroupDecoder(adapter, n, g, p_slots, steps, graph=graph)
+    _DECODERS[thinker] = GroupDecoder(adapter, n, g, p_slots, steps, graph=graph, pos_dtype=pos_dtype)
     return _DECODERS[thinker]
 
 
 def release_decoder(adapter) -> None:
     """Frees the thinker's cached ``GroupDecoder`` (its KV buffers and CUDA graph)."""
     _DECODERS.pop(adapter.model, None)
+
+
+def resolve_decode(adapter, group_size: int, decode: str = "auto") -> str:
+    """The decoder ``sample_groups_shared`` uses for ``decode`` (``auto`` resolved as documented there)."""
+    if decode == "auto":
+        from torch.distributed.fsdp import FSDPModule
+
+        if isinstance(adapter.model, FSDPModule):
+            return "dynamic"
+        if adapter.device.type == "cuda":
+            return "static" if _routed_experts(_parts(adapter)[2]) else "graph"
+        return "static" if group_size > 1 else "dynamic"
+    if decode not in DECODE_MODES:
+        raise ValueError(f"decode must be one of auto, {', '.join(DECODE_MODES)}, got {decode!r}")
+    return decode
 
 
 @torch.no_grad()
@@ -502,22 +562,13 @@ def sample_groups_shared(adapter, prompts: list[PromptInputs], group_size: int, 
 
     ``decode``: ``dynamic`` (a growing cache repeated G times, as ``generate``), ``static``
     (``GroupDecoder``: each prompt's KV once, fixed shapes; reused by the next rollout of the same
-    shape), ``graph`` (the group decoder replayed as a CUDA graph; CUDA only) or ``auto``:
-    ``dynamic`` for an FSDP2-sharded model (whose hooks a graph cannot capture), else ``graph`` on
-    CUDA, else ``static`` for groups (G > 1: the prompt's KV is read once for the group; 16-20 %
-    faster rollouts on CPU, docs/benchmarks.md) and ``dynamic`` for single rows.
+    shape), ``graph`` (the group decoder replayed as a CUDA graph; CUDA only, dense thinkers) or
+    ``auto``: ``dynamic`` for an FSDP2-sharded model (whose hooks a graph cannot capture), else
+    ``graph`` on CUDA (``static`` for a thinker with routed experts, Qwen3-Omni), else ``static``
+    for groups (G > 1: the prompt's KV is read once for the group; 16-20 % faster rollouts on CPU,
+    docs/benchmarks.md) and ``dynamic`` for single rows.
     """
-    if decode == "auto":
-        from torch.distributed.fsdp import FSDPModule
-
-        if isinstance(adapter.model, FSDPModule):
-            decode = "dynamic"
-        elif adapter.device.type == "cuda":
-            decode = "graph"
-        else:
-            decode = "static" if group_size > 1 else "dynamic"
-    if decode not in DECODE_MODES:
-        raise ValueError(f"decode must be one of auto, {', '.join(DECODE_MODES)}, got {decode!r}")
+    decode = resolve_decode(adapter, group_size, decode)
     from transformers import DynamicCache
 
     thinker, _, lm = _parts(adapter)
@@ -535,16 +586,17 @@ def sample_groups_shared(adapter, prompts: list[PromptInputs], group_size: int, 
     thinker.eval()
     try:
         pos, _ = rope_positions(adapter, ids, att, prompts)
-        emb = embed_inputs(adapter, ids, encode_media(adapter, prompts, cache=cache))
+        emb, extra = embed_inputs(adapter, ids, encode_media(adapter, prompts, cache=cache))
         kv = DynamicCache(config=lm.config)
         hidden = lm(inputs_embeds=emb, attention_mask=att, position_ids=pos, past_key_values=kv,
-                    use_cache=True).last_hidden_state[:, -1]
+                    use_cache=True, **extra).last_hidden_state[:, -1]
         logits = thinker.lm_head(hidden).float().repeat_interleave(g, 0)
         seq = ids.repeat_interleave(g, 0)
         step_pos = pos[:, :, -1:].repeat_interleave(g, 1)
         decoder = None
         if decode != "dynamic" and params.max_new_tokens > 1:
-            decoder = decoder_for(adapter, len(prompts), g, p_len, params.max_new_tokens - 1, graph=decode == "graph")
+            decoder = decoder_for(adapter, len(prompts), g, p_len, params.max_new_tokens - 1, graph=decode == "graph",
+                                  pos_dtype=step_pos.dtype)
             decoder.start(kv, att, step_pos)
             del kv  # copied into the decoder's buffers, once per prompt
         else:
@@ -669,7 +721,7 @@ class EncoderCache:
             self._mem.move_to_end(key)
         elif self.directory is not None and (self.directory / f"{key}.pt").is_file():
             d = torch.load(self.directory / f"{key}.pt", map_location="cpu", weights_only=True)
-            m = MediaEmbeds(d.get("video"), d.get("audio"))
+            m = MediaEmbeds(d.get("video"), d.get("audio"), tuple(d["deepstack"]) if "deepstack" in d else None)
             self._remember(key, m)
         if m is None:
             self.misses += 1
@@ -678,12 +730,15 @@ class EncoderCache:
         return m if device is None else m.to(device)
 
     def put(self, key: str, media: MediaEmbeds) -> None:
-        media = MediaEmbeds(*(None if t is None else t.detach() for t in (media.video, media.audio)))
+        media = media.detach()
         self._remember(key, media)
         if self.directory is not None:
             path = self.directory / f"{key}.pt"
             tmp = path.with_suffix(".tmp")
-            torch.save({k: v.cpu() for k, v in (("video", media.video), ("audio", media.audio)) if v is not None}, tmp)
+            d = media.to("cpu")
+            torch.save({k: v for k, v in (("video", d.video), ("audio", d.audio),
+                                          ("deepstack", None if d.deepstack is None else list(d.deepstack)))
+                        if v is not None}, tmp)
             tmp.replace(path)
 
     def _remember(self, key: str, media: MediaEmbeds) -> None:

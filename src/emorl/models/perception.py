@@ -105,7 +105,7 @@ def pretrain_towers(adapter, builder: PromptBuilder, samples: list[Sample], out:
             rng.shuffle(order)
         batch, order = [samples[i] for i in order[:batch_size]], order[batch_size:]
         prompts = [builder.prompt(s) for s in batch]
-        feats = {"video": group._video_features(inner, prompts, adapter.device),
+        feats = {"video": group._video_features(inner, prompts, adapter.device)[0],
                  "audio": group._audio_features(inner, prompts, adapter.device)}
         row: dict = {"step": step}
         loss = 0.0

@@ -18,9 +18,11 @@ import torch.nn.functional as F
 
 from emorl.models.adapter import Completions, Modality, PromptInputs, SamplingParams
 
+# never sampled: a placeholder in a completion would shift the media scatter of every later pass
 _MM_SPECIALS = ("<|AUDIO|>", "<|audio_bos|>", "<|audio_eos|>", "<|vision_bos|>", "<|vision_eos|>", "<|IMAGE|>",
-                "<|VIDEO|>", "<|im_start|>", "<|endoftext|>", "<|vision_start|>", "<|vision_end|>",
-                "<|video_pad|>", "<|image_pad|>", "<|vision_pad|>")
+                "<|VIDEO|>", "<|im_start|>", "<|endoftext|>",  # Qwen2.5-Omni
+                "<|vision_start|>", "<|vision_end|>", "<|video_pad|>", "<|image_pad|>", "<|vision_pad|>",
+                "<|audio_pad|>", "<|audio_start|>", "<|audio_end|>")  # Qwen3-Omni
 
 
 def pad_audio_features(prompts: list[PromptInputs]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -351,7 +351,7 @@ def _setup_model(cfg: RunConfig, adapter):
 
         targets = [t.strip() for t in cfg.model.lora_targets.split(",") if t.strip()]
         lcfg = LoraConfig(r=cfg.model.lora_rank, lora_alpha=cfg.model.lora_alpha, lora_dropout=cfg.model.lora_dropout,
-                          target_modules=rf".*language_model.*\.({'|'.join(targets)})")
+                          target_modules=lora_modules(model, targets))
         peft_model = get_peft_model(model, lcfg)  # injects LoRA layers into `model` in place
     if (cfg.model.freeze_vision or cfg.model.freeze_audio) and getattr(adapter, "group_aware", False):
         from emorl.models.group import EncoderCache
@@ -365,6 +365,19 @@ def _setup_model(cfg: RunConfig, adapter):
         # would still build autograd graphs: undo it (not needed with non-reentrant checkpointing)
         model.disable_input_require_grads()
     return peft_model
+
+
+def lora_modules(model, targets: list[str]) -> list[str]:
+    """Full names of the LLM's linear layers whose own name is in ``targets`` (never the towers').
+
+    Full names, not a regex: for MoE thinkers (Qwen3-Omni) peft 0.21 resolves a regex to bare leaf
+    names, so ``q_proj`` would then also match the audio tower's projections. Experts fused into
+    3-D parameters are not linear layers and get no adapter (Qwen3-Omni: attention only)."""
+    names = [n for n, m in model.named_modules()
+             if isinstance(m, torch.nn.Linear) and ".language_model." in f".{n}." and n.rpartition(".")[2] in targets]
+    if not names:
+        raise ValueError(f"model.lora_targets={','.join(targets)!r}: no linear layer of the LLM has one of these names")
+    return names
 
 
 def _reference(cfg: RunConfig, adapter, peft_model):

@@ -306,7 +306,3 @@ def split_list(dataset: str, subset: str | None, valid: Sequence[str]) -> list[s
                            "(comma-separate several)")
     return list(dict.fromkeys(parts))
 
-
-def fold_prefix(dataset: str, fold: int | None, split: str) -> str:
-    """Id prefix ``dfew-f1-test`` (or ``meld-train`` without a fold)."""
-    return f"{dataset}-f{fold}-{split}" if fold is not None else f"{dataset}-{split}"
