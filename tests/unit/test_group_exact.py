@@ -433,3 +433,13 @@ def test_qwen3_deepstack_features_reach_the_text_model(tiny_qwen3_dir, clips, mo
         lp_z, _, _ = group.shared_prefix_logprobs(ad, rows_p, comps)
     torch.testing.assert_close(lp_s * m, lp_d * m, rtol=0, atol=1e-5)
     assert float(((lp_z - lp_d) * m).abs().max()) > 1e-3
+
+
+def test_qwen3_media_tokens_are_never_sampled(tiny_qwen3_dir):
+    """Qwen3-Omni's placeholder and turn tokens are suppressed in sampling (a sampled placeholder
+    would shift the media scatter of every later pass over the completion); EOS is not."""
+    ad = QwenOmniAdapter.from_pretrained(tiny_qwen3_dir)
+    vocab = ad.tokenizer.get_vocab()
+    names = ["<|audio_pad|>", "<|audio_start|>", "<|audio_end|>", "<|video_pad|>", "<|image_pad|>",
+             "<|vision_start|>", "<|vision_end|>", "<|im_start|>", "<|endoftext|>"]
+    assert {vocab[n] for n in names} <= set(ad.suppress) and ad.eos_id not in ad.suppress

@@ -145,7 +145,8 @@ def _merges_of(bpe) -> list:
 
 def patch_factor(family: str) -> int:
     """Frame sides must be multiples of this (patch size x spatial merge)."""
-    return 28 if _specials(family) is SPECIAL_TOKENS else 32
+    _specials(family)  # validates the name
+    return 28 if family == "qwen2.5-omni" else 32
 
 
 def build_processor(tokenizer, frame_pixels: int = 84 * 84, family: str = "qwen2.5-omni"):
