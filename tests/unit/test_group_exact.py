@@ -78,7 +78,7 @@ def test_greedy_generation_equals_duplicated_rows(adapter, clips, modality):
     # rows stopping at different steps: make a token that greedy emits mid-way the EOS
     stop = copy.copy(adapter)
     stop.eos_id = _staggered_stop(dup)
-    dup, shared = stop.sample_groups(prompts, 3, greedy), group.sample_groups_shared(stop, prompts, 3, greedy)
+    dup, shared = stop.sample_groups_rows(prompts, 3, greedy), group.sample_groups_shared(stop, prompts, 3, greedy)
     static = group.sample_groups_shared(stop, prompts, 3, greedy, decode="static")
     assert len({len(c) for cs in dup.ids for c in cs}) > 1
     assert _same(dup, shared) and dup.truncated == shared.truncated
