@@ -19,8 +19,14 @@ max_memory_allocated, or peak process RSS on CPU) and the decode floor (LLM weig
 KV-cache bytes per step over a measured copy bandwidth; also with each prompt's KV counted once).
 JSON to ``--out`` and a table to stdout.
 
+``--family qwen3-omni`` (CPU shapes only) builds a Qwen3-Omni thinker of the shape's dense sizes
+with 4 routed experts (top 2) per layer, as ``emorl model init-tiny --family qwen3-omni`` does,
+and makes its prompts with the real processor (``QwenOmniAdapter.encode`` on random frames and
+audio), so its token layout is the family's own; ``--text-tokens`` does not apply there.
+
     python benchmarks/grpo_step.py --shape tiny --device cpu --out bench.json
     python benchmarks/grpo_step.py --shape 7b --device cuda --dtype bfloat16 --grad-checkpointing
+    python benchmarks/grpo_step.py --shape small --device cpu --family qwen3-omni
 """
 
 from __future__ import annotations
@@ -84,6 +90,10 @@ SHAPES = {
                   dict(prompts=2, group=4, frames=4, frame_size=56, audio_seconds=2.0, answer_tokens=8,
                        text_tokens=20, micro_batch_rows=4)),
 }
+
+
+# --family qwen3-omni: the CPU shapes' frame sides (multiples of 32: patch 16 x merge 2)
+QWEN3_FRAME_SIZE = {"tiny": 64, "small": 128}
 
 
 def special_ids(vocab: int) -> dict:
@@ -199,6 +209,40 @@ def synthetic_prompt(cfg, modality: Modality, *, frames: int, frame_size: int, a
     text = torch.randint(0, n_ordinary, (max(0, text_tokens - 1),), generator=gen).tolist()
     body = [ids["im_start"], *text[: before - 1], *block, *text[before - 1 :]]
     return PromptInputs(torch.tensor(body), mm, modality)
+
+
+def qwen3_model_and_prompts(shape: Shape, args, dtype, device, modality: Modality, gen: torch.Generator):
+    """A random-weight Qwen3-Omni thinker of ``shape``'s dense sizes (the tiny builder's config:
+    4 routed experts, top 2, deepstack from the first vision block), its adapter with the real
+    processor, and ``args.prompts`` prompts encoded from random frames and audio."""
+    import numpy as np
+    from transformers import Qwen3OmniMoeThinkerForConditionalGeneration
+
+    from emorl.models import tiny
+
+    family = "qwen3-omni"
+    if args.frame_size % tiny.patch_factor(family):
+        raise SystemExit(f"--frame-size must be a multiple of {tiny.patch_factor(family)} for {family}, "
+                         f"got {args.frame_size}")
+    tok = tiny.train_tokenizer((), 1024, family)
+    dims = tiny.TinyShape(hidden=shape.hidden, layers=shape.layers, heads=shape.heads, kv_heads=shape.kv_heads,
+                          intermediate=shape.intermediate, vision_hidden=shape.vision_hidden,
+                          vision_depth=shape.vision_depth, audio_d_model=shape.audio_d_model,
+                          audio_layers=shape.audio_layers)
+    cfg = tiny.build_config(tok, dims, family)
+    with torch.device(device):
+        model = Qwen3OmniMoeThinkerForConditionalGeneration._from_config(cfg, dtype=dtype,
+                                                                          attn_implementation=args.attn)
+    pixels = args.frame_size ** 2
+    adapter = QwenOmniAdapter(model, tiny.build_processor(tok, pixels, family), device=device, frame_pixels=pixels)
+    rng = np.random.default_rng(int(torch.randint(2**31, (1,), generator=gen)))
+    prompts = []
+    for i in range(args.prompts):
+        frames = rng.integers(0, 256, (args.frames, args.frame_size, args.frame_size, 3), dtype=np.uint8)
+        audio = (0.1 * rng.standard_normal(int(args.audio_seconds * 16000))).astype(np.float32)
+        prompts.append(adapter.encode(frames, audio, tiny.BASE_CORPUS.strip().splitlines()[0], modality,
+                                      fps=args.frames / args.audio_seconds, key=str(i)))
+    return model, adapter, prompts
 
 
 # ------------------------------------------------------------------------------------ measuring
@@ -444,10 +488,12 @@ def decode_floor(model, n_prompts: int, n_rows: int, prompt_len: int, answer_tok
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shape", choices=sorted(SHAPES), default="tiny")
+    ap.add_argument("--family", choices=["qwen2.5-omni", "qwen3-omni"], default="qwen2.5-omni",
+                    help="qwen3-omni: CPU shapes (tiny, small) with routed experts, prompts from the real processor")
     ap.add_argument("--prompts", type=int, help="distinct prompts (clips) per step")
     ap.add_argument("--group", type=int, help="completions per prompt (G)")
     ap.add_argument("--frames", type=int, help="video frames per clip (even)")
-    ap.add_argument("--frame-size", type=int, help="frame side in pixels (multiple of 28)")
+    ap.add_argument("--frame-size", type=int, help="frame side in pixels (multiple of 28; of 32 for qwen3-omni)")
     ap.add_argument("--audio-seconds", type=float, help="clip duration; audio and video cover it")
     ap.add_argument("--answer-tokens", type=int, help="tokens per completion (EOS suppressed)")
     ap.add_argument("--text-tokens", type=int, help="random text tokens per prompt around the media")
@@ -471,6 +517,10 @@ def main(argv=None) -> dict:
     ap.add_argument("--out", default=None, help="JSON output path")
     args = ap.parse_args(argv)
     shape = SHAPES[args.shape]
+    if args.family == "qwen3-omni":
+        if args.shape not in QWEN3_FRAME_SIZE:
+            raise SystemExit(f"--family qwen3-omni runs the CPU shapes ({', '.join(QWEN3_FRAME_SIZE)}), not {args.shape}")
+        args.frame_size = args.frame_size or QWEN3_FRAME_SIZE[args.shape]
     for k, v in shape.defaults.items():
         if getattr(args, k) is None:
             setattr(args, k, v)
@@ -486,10 +536,20 @@ def main(argv=None) -> dict:
     from transformers import __version__ as tf_version
 
     torch.manual_seed(args.seed)
-    cfg = build_config(shape)
+    gen = torch.Generator().manual_seed(args.seed)
+    modality = Modality.parse(args.modality)
     t0 = time.perf_counter()
-    with torch.device(device):
-        model = Qwen2_5OmniThinkerForConditionalGeneration._from_config(cfg, dtype=dtype, attn_implementation=args.attn)
+    if args.family == "qwen3-omni":
+        model, adapter, prompts = qwen3_model_and_prompts(shape, args, dtype, device, modality, gen)
+    else:
+        cfg = build_config(shape)
+        with torch.device(device):
+            model = Qwen2_5OmniThinkerForConditionalGeneration._from_config(cfg, dtype=dtype,
+                                                                            attn_implementation=args.attn)
+        adapter = QwenOmniAdapter(model, _Processor(shape.vocab), device=device)
+        prompts = [synthetic_prompt(cfg, modality, frames=args.frames, frame_size=args.frame_size,
+                                    audio_seconds=args.audio_seconds, text_tokens=args.text_tokens, gen=gen)
+                   for _ in range(args.prompts)]
     model.eval()
     build_s = time.perf_counter() - t0
     model.model.visual.requires_grad_(False)  # frozen encoders, trainable LLM (embeddings, layers, lm_head)
@@ -497,13 +557,7 @@ def main(argv=None) -> dict:
     if args.grad_checkpointing:
         model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
         model.disable_input_require_grads()  # else frozen towers still build graphs (gpu-baseline.md pitfall 1)
-    adapter = QwenOmniAdapter(model, _Processor(shape.vocab), device=device)
     adapter.suppress = sorted(set(adapter.suppress) | {adapter.eos_id})  # exactly --answer-tokens per completion
-    gen = torch.Generator().manual_seed(args.seed)
-    modality = Modality.parse(args.modality)
-    prompts = [synthetic_prompt(cfg, modality, frames=args.frames, frame_size=args.frame_size,
-                                audio_seconds=args.audio_seconds, text_tokens=args.text_tokens, gen=gen)
-               for _ in range(args.prompts)]
     prompt_len = max(p.length for p in prompts)
     n_params = {
         "total": sum(p.numel() for p in model.parameters()),
@@ -607,7 +661,7 @@ def _speedup(results: dict) -> dict:
 
 def print_table(report: dict) -> None:
     c = report["config"]
-    print(f"shape {c['shape']} on {c['device']} ({report['env']['device_name']}), {c['dtype']}; "
+    print(f"shape {c['shape']} ({c.get('family', 'qwen2.5-omni')}) on {c['device']} ({report['env']['device_name']}), {c['dtype']}; "
           f"{c['prompts']} prompts x "
           f"G={c['group']} = {c['rows']} rows; prompt {c['prompt_tokens']} tokens, answer {c['answer_tokens']}; "
           f"params {c['params']['total'] / 1e6:.2f}M; copy bandwidth {report['bandwidth_GBps']:.1f} GB/s")

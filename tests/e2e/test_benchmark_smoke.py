@@ -47,6 +47,27 @@ def test_benchmark_tiny_cpu(tmp_path, capsys):
 
 
 @pytest.mark.e2e
+def test_benchmark_tiny_cpu_qwen3_omni(tmp_path):
+    """--family qwen3-omni: routed experts, prompts from the real processor, both paths, the check."""
+    spec = importlib.util.spec_from_file_location("grpo_step_bench_q3", BENCH)
+    bench = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = bench
+    spec.loader.exec_module(bench)
+    out = tmp_path / "bench.json"
+    bench.main(["--shape", "tiny", "--device", "cpu", "--family", "qwen3-omni", "--prompts", "2", "--group", "3",
+                "--answer-tokens", "4", "--decode", "static", "--check", "--out", str(out)])
+    report = json.loads(out.read_text())
+    assert report["config"]["family"] == "qwen3-omni" and report["config"]["frame_size"] == 64
+    for res in report["paths"].values():
+        assert res["decode_steps"] == 3 and res["completion_tokens"] == 2 * 3 * 4
+    assert report["paths"]["group"]["encoder_calls"]["log_prob_passes"] == {"vision": 0, "audio": 0}
+    assert report["exactness_check"]["greedy_rows_equal"] == report["exactness_check"]["greedy_rows"] == 6
+    assert report["exactness_check"]["logprob_max_abs_diff"] < 1e-5
+    with pytest.raises(SystemExit, match="runs the CPU shapes"):
+        bench.main(["--shape", "7b", "--family", "qwen3-omni", "--device", "cpu"])
+
+
+@pytest.mark.e2e
 def test_train_memory_tiny_cpu(tmp_path, capsys):
     """benchmarks/train_memory.py runs emorl's GRPO step under each memory lever (tiny shape, bf16
     on CPU so that the float32 master weights are exercised) and reports every phase's peak."""
