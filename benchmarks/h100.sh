@@ -55,6 +55,8 @@ graph)  # the group path with the static-cache decoder replayed as a CUDA graph
 groupkv)  # GroupDecoder: each prompt's KV once per group, the graph captured once per run (in the warm-up
     # step); both paths in one call for the same-run step ratio, then the fp32 exactness check
     $PY benchmarks/grpo_step.py --shape tiny --device cuda --decode graph --check 2>&1 | tail -2 || exit 1
+    # Qwen3-Omni (routed experts) on CUDA: the eager group decoder, the exactness check (not timed)
+    $PY benchmarks/grpo_step.py --shape tiny --device cuda --family qwen3-omni --decode static --check 2>&1 | tail -2
     $PY benchmarks/grpo_step.py --shape 7b --device cuda --dtype bfloat16 --grad-checkpointing \
         --decode graph --repeats 2 --check --out "$OUT/grpo_step_7b_h100_groupkv.json" 2>&1 | tee "$OUT/grpo_step_7b_h100_groupkv.log"
     $PY benchmarks/grpo_step.py --shape 7b --device cuda --dtype float32 --paths "" --decode graph --check \
