@@ -519,7 +519,8 @@ def main(argv=None) -> dict:
     shape = SHAPES[args.shape]
     if args.family == "qwen3-omni":
         if args.shape not in QWEN3_FRAME_SIZE:
-            raise SystemExit(f"--family qwen3-omni runs the CPU shapes ({', '.join(QWEN3_FRAME_SIZE)}), not {args.shape}")
+            raise SystemExit(f"--family qwen3-omni runs the CPU shapes ({', '.join(QWEN3_FRAME_SIZE)}), "
+                             f"not {args.shape}")
         args.frame_size = args.frame_size or QWEN3_FRAME_SIZE[args.shape]
     for k, v in shape.defaults.items():
         if getattr(args, k) is None:
@@ -661,7 +662,8 @@ def _speedup(results: dict) -> dict:
 
 def print_table(report: dict) -> None:
     c = report["config"]
-    print(f"shape {c['shape']} ({c.get('family', 'qwen2.5-omni')}) on {c['device']} ({report['env']['device_name']}), {c['dtype']}; "
+    print(f"shape {c['shape']} ({c.get('family', 'qwen2.5-omni')}) on {c['device']} "
+          f"({report['env']['device_name']}), {c['dtype']}; "
           f"{c['prompts']} prompts x "
           f"G={c['group']} = {c['rows']} rows; prompt {c['prompt_tokens']} tokens, answer {c['answer_tokens']}; "
           f"params {c['params']['total'] / 1e6:.2f}M; copy bandwidth {report['bandwidth_GBps']:.1f} GB/s")
