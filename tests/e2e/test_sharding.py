@@ -304,6 +304,28 @@ def test_deepspeed_zero_matches_one_process_and_resumes_exactly(tiny_model_dir, 
     assert any(not torch.equal(full[k], b[k]) for k in b)  # step 2 moved them again
 
 
+def test_deepspeed_zero3_qwen3_omni_matches_one_process(tiny_qwen3_dir, clips, tmp_path):
+    """ZeRO-3 on a Qwen3-Omni thinker (its fused expert tensors partitioned too): step 1 on 2
+    processes == step 1 in one process (gradient norm to 1e-5 relative, weights to 1e-5)."""
+    from emorl.models.qwen_omni import QwenOmniAdapter
+
+    clips = [str(c) for c in clips[:2]]
+    one, ds = tmp_path / "one", tmp_path / "ds"
+    run(tiny_qwen3_dir, clips, one, steps=1)
+    launch({"model": str(tiny_qwen3_dir), "clips": clips, "out": str(ds), "sharding": "zero3", "steps": 1}, 29571)
+    m1, r0, r1 = _metrics(one)[0], _metrics(ds)[0], _metrics(ds, ".metrics_rank1.jsonl")[0]
+    assert r0["grad_norm"] > 1e-3 and r0.get("skipped") is None
+    assert r0["grad_norm"] == pytest.approx(m1["grad_norm"], rel=1e-5)
+    assert r0["loss"] + r1["loss"] == pytest.approx(m1["loss"], rel=1e-5, abs=1e-7)
+    start, a, b = (QwenOmniAdapter.from_pretrained(d).model.state_dict() for d in (tiny_qwen3_dir, one / "model",
+                                                                                   ds / "model"))
+    assert a.keys() == b.keys() == start.keys()
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) <= 1e-5
+    assert sum(not torch.equal(start[k], b[k]) for k in b) > 10
+    shards = [json.loads((ds / f"shard_rank{r}.json").read_text()) for r in (0, 1)]
+    assert all(s["local"] < 0.51 * s["full"] for s in shards)
+
+
 @pytest.mark.parametrize("stage", [2, 3])
 def test_deepspeed_bf16_keeps_float32_masters(tiny_model_dir, clips, tmp_path, stage):
     """A bf16 model under ZeRO-2/3 runs DeepSpeed's bf16 mode: the float32 master partitions of
