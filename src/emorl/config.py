@@ -143,6 +143,7 @@ class DemoConfig:
     hidden: int = 128  # tiny thinker shape
     layers: int = 4
     vocab_size: int = 1024
+    family: str = "qwen2.5-omni"  # or qwen3-omni (routed experts; data.frame_size a multiple of 32, e.g. 96)
 
 
 @dataclass

@@ -72,6 +72,7 @@ def run_demo(out: str | Path, *, quick: bool = False, config: str | None = None,
     from emorl.sft import train_sft
 
     cfg = load_config(config or packaged_config("demo-quick" if quick else "demo"), overrides)
+    _check_family(cfg)
     out = Path(out)
     cfg.out = str(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -150,6 +151,19 @@ def run_demo(out: str | Path, *, quick: bool = False, config: str | None = None,
     return metrics
 
 
+def _check_family(cfg: RunConfig) -> None:
+    """``demo.family`` and ``data.frame_size`` must suit each other (checked before any stage runs)."""
+    from emorl.config import ConfigError
+    from emorl.models.tiny import FAMILIES, patch_factor
+
+    fam = cfg.demo.family
+    if fam not in FAMILIES:
+        raise ConfigError(f"demo.family must be one of {', '.join(FAMILIES)}, got {fam!r}")
+    if cfg.data.frame_size % patch_factor(fam):
+        raise ConfigError(f"data.frame_size={cfg.data.frame_size} does not suit demo.family={fam}: frames must be "
+                          f"a multiple of {patch_factor(fam)} pixels (e.g. data.frame_size={3 * patch_factor(fam)})")
+
+
 def build_base(cfg: RunConfig, out: Path, manifests: dict[str, Path], corpus, stage, progress: bool) -> Path:
     """The thinker every stage starts from: a tiny random-init thinker (tokenizer trained on
     ``corpus()``), then, when ``cfg.demo.pretrain`` > 0, perception pretraining of its towers on the
@@ -164,7 +178,7 @@ def build_base(cfg: RunConfig, out: Path, manifests: dict[str, Path], corpus, st
     init = out / "models" / "init" if d.pretrain else base
     stage("tiny_model", init, lambda: {"path": str(init_tiny(
         init, corpus=corpus(), shape=TinyShape(hidden=d.hidden, layers=d.layers, vocab_size=d.vocab_size),
-        seed=cfg.seed, frame_size=cfg.data.frame_size))})
+        seed=cfg.seed, frame_size=cfg.data.frame_size, family=d.family))})
     if d.pretrain:
         def pretrain():
             from emorl.models.perception import pretrain_towers
