@@ -265,10 +265,10 @@ def _world_and_model(base: RunConfig, cfgs: dict[str, RunConfig], out: Path, pro
     """Synthesize the world and build the tiny thinker (perception-pretrained towers, as in the demo);
     returns ({split: manifest}, model dir)."""
     from emorl.data.synthetic import synthesize
-    from emorl.demo import _check_family, build_base
+    from emorl.demo import check_family, build_base
     from emorl.runs import load_samples
 
-    _check_family(base)
+    check_family(base)
     d, data = base.demo, out / "data"
     sizes = {"train": d.train, "coldstart": d.coldstart, "test": d.test, "ood": d.ood, "pretrain": d.pretrain}
     _stage("synthesize", data, lambda: {"paths": {k: str(v) for k, v in synthesize(

@@ -72,7 +72,7 @@ def run_demo(out: str | Path, *, quick: bool = False, config: str | None = None,
     from emorl.sft import train_sft
 
     cfg = load_config(config or packaged_config("demo-quick" if quick else "demo"), overrides)
-    _check_family(cfg)
+    check_family(cfg)
     out = Path(out)
     cfg.out = str(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -151,7 +151,7 @@ def run_demo(out: str | Path, *, quick: bool = False, config: str | None = None,
     return metrics
 
 
-def _check_family(cfg: RunConfig) -> None:
+def check_family(cfg: RunConfig) -> None:
     """``demo.family`` and ``data.frame_size`` must suit each other (checked before any stage runs)."""
     from emorl.config import ConfigError
     from emorl.models.tiny import FAMILIES, patch_factor
