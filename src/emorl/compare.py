@@ -265,7 +265,7 @@ def _world_and_model(base: RunConfig, cfgs: dict[str, RunConfig], out: Path, pro
     """Synthesize the world and build the tiny thinker (perception-pretrained towers, as in the demo);
     returns ({split: manifest}, model dir)."""
     from emorl.data.synthetic import synthesize
-    from emorl.demo import check_family, build_base
+    from emorl.demo import build_base, check_family
     from emorl.runs import load_samples
 
     check_family(base)
