@@ -194,26 +194,6 @@ def test_fsdp2_matches_one_process_and_resumes_exactly(tiny_model_dir, clips, tm
     assert any(not torch.equal(straight[k], b[k]) for k in b)  # step 2 moved them again
 
 
-def test_fsdp2_qwen3_omni_matches_one_process(tiny_qwen3_dir, clips, tmp_path):
-    """The same check on a Qwen3-Omni thinker (routed experts, deepstack): step 1 under FSDP2 on 2
-    processes == step 1 in one process (global gradient norm to 1e-5 relative, parameters to 1e-5)."""
-    clips = [str(c) for c in clips[:2]]
-    one, fsdp = tmp_path / "one", tmp_path / "fsdp"
-    run(tiny_qwen3_dir, clips, one, steps=1)
-    launch({"model": str(tiny_qwen3_dir), "clips": clips, "out": str(fsdp), "sharding": "fsdp2", "steps": 1}, 29545)
-    m1, r0, r1 = _metrics(one)[0], _metrics(fsdp)[0], _metrics(fsdp, ".metrics_rank1.jsonl")[0]
-    assert r0["grad_norm"] > 1e-3 and r0.get("skipped") is None
-    assert r0["grad_norm"] == r1["grad_norm"] == pytest.approx(m1["grad_norm"], rel=1e-5)
-    assert r0["loss"] + r1["loss"] == pytest.approx(m1["loss"], rel=1e-5, abs=1e-7)
-    from emorl.models.qwen_omni import QwenOmniAdapter
-
-    start, a, b = (QwenOmniAdapter.from_pretrained(d).model.state_dict()
-                   for d in (tiny_qwen3_dir, one / "model", fsdp / "model"))  # fsdp: gathered, save_pretrained
-    assert a.keys() == b.keys() == start.keys()
-    assert max(float((a[k] - b[k]).abs().max()) for k in a) <= 1e-5
-    assert sum(not torch.equal(start[k], b[k]) for k in b) > 10  # the step moved the weights
-
-
 def test_fsdp2_bf16_keeps_float32_shards(tiny_model_dir, clips, tmp_path):
     """A bf16 model under FSDP2 with float32 master weights (the default): the shards, and so the
     checkpoint, are float32, compute is bf16, and one step equals one process's step with
@@ -304,26 +284,28 @@ def test_deepspeed_zero_matches_one_process_and_resumes_exactly(tiny_model_dir, 
     assert any(not torch.equal(full[k], b[k]) for k in b)  # step 2 moved them again
 
 
-def test_deepspeed_zero3_qwen3_omni_matches_one_process(tiny_qwen3_dir, clips, tmp_path):
-    """ZeRO-3 on a Qwen3-Omni thinker (its fused expert tensors partitioned too): step 1 on 2
-    processes == step 1 in one process (gradient norm to 1e-5 relative, weights to 1e-5)."""
+@pytest.mark.parametrize("sharding, port", [("fsdp2", 29545), ("zero3", 29571)])
+def test_sharded_qwen3_omni_matches_one_process(tiny_qwen3_dir, clips, tmp_path, sharding, port):
+    """FSDP2 and ZeRO-3 on a Qwen3-Omni thinker (routed experts, whose fused tensors are sharded
+    too; deepstack): step 1 on 2 processes == step 1 in one process (gradient norm to 1e-5
+    relative, weights to 1e-5), and each process holds about half of every parameter."""
     from emorl.models.qwen_omni import QwenOmniAdapter
 
     clips = [str(c) for c in clips[:2]]
-    one, ds = tmp_path / "one", tmp_path / "ds"
+    one, sharded = tmp_path / "one", tmp_path / sharding
     run(tiny_qwen3_dir, clips, one, steps=1)
-    launch({"model": str(tiny_qwen3_dir), "clips": clips, "out": str(ds), "sharding": "zero3", "steps": 1}, 29571)
-    m1, r0, r1 = _metrics(one)[0], _metrics(ds)[0], _metrics(ds, ".metrics_rank1.jsonl")[0]
+    launch({"model": str(tiny_qwen3_dir), "clips": clips, "out": str(sharded), "sharding": sharding, "steps": 1}, port)
+    m1, r0, r1 = _metrics(one)[0], _metrics(sharded)[0], _metrics(sharded, ".metrics_rank1.jsonl")[0]
     assert r0["grad_norm"] > 1e-3 and r0.get("skipped") is None
     assert r0["grad_norm"] == pytest.approx(m1["grad_norm"], rel=1e-5)
     assert r0["loss"] + r1["loss"] == pytest.approx(m1["loss"], rel=1e-5, abs=1e-7)
-    start, a, b = (QwenOmniAdapter.from_pretrained(d).model.state_dict() for d in (tiny_qwen3_dir, one / "model",
-                                                                                   ds / "model"))
+    start, a, b = (QwenOmniAdapter.from_pretrained(d).model.state_dict()
+                   for d in (tiny_qwen3_dir, one / "model", sharded / "model"))  # sharded: gathered, saved
     assert a.keys() == b.keys() == start.keys()
     assert max(float((a[k] - b[k]).abs().max()) for k in a) <= 1e-5
-    assert sum(not torch.equal(start[k], b[k]) for k in b) > 10
-    shards = [json.loads((ds / f"shard_rank{r}.json").read_text()) for r in (0, 1)]
-    assert all(s["local"] < 0.51 * s["full"] for s in shards)
+    assert sum(not torch.equal(start[k], b[k]) for k in b) > 10  # the step moved the weights
+    shards = [json.loads((sharded / f"shard_rank{r}.json").read_text()) for r in (0, 1)]
+    assert shards[0]["full"] == shards[1]["full"] and all(x["local"] < 0.51 * x["full"] for x in shards)
 
 
 @pytest.mark.parametrize("stage", [2, 3])
