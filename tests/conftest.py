@@ -29,6 +29,12 @@ def tiny_qwen3_dir(tmp_path_factory):
                      frame_size=64, family="qwen3-omni")
 
 
+@pytest.fixture(scope="module", params=["qwen2.5-omni", "qwen3-omni"])
+def model_dir(request):
+    """Each family's tiny thinker in turn: a test taking it runs once per family."""
+    return request.getfixturevalue("tiny_model_dir" if request.param == "qwen2.5-omni" else "tiny_qwen3_dir")
+
+
 @pytest.fixture(scope="session")
 def clips(tmp_path_factory):
     d = tmp_path_factory.mktemp("clips")

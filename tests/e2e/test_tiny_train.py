@@ -28,8 +28,7 @@ def _cfg(tmp_path) -> RunConfig:
     return cfg
 
 
-@pytest.mark.parametrize("family", ["qwen2.5-omni", "qwen3-omni"])
-def test_sft_then_grpo_moves_reward_and_parameters(family, clips, tmp_path, request):
+def test_sft_then_grpo_moves_reward_and_parameters(model_dir, clips, tmp_path):
     """SFT teaches '<answer>X</answer>' with X half 'happy', half 'sad'; GRPO on clips labelled 'sad'
     must then raise the accuracy reward (the policy shifts to the rewarded answer). On both
     families: Qwen3-Omni's routed experts, deepstack and fractional positions go through the same
@@ -37,8 +36,7 @@ def test_sft_then_grpo_moves_reward_and_parameters(family, clips, tmp_path, requ
     torch.manual_seed(0)
     random.seed(0)
     cfg = _cfg(tmp_path)
-    adapter = QwenOmniAdapter.from_pretrained(
-        request.getfixturevalue("tiny_model_dir" if family == "qwen2.5-omni" else "tiny_qwen3_dir"))
+    adapter = QwenOmniAdapter.from_pretrained(model_dir)
     builder = PromptBuilder(adapter, PromptSpec(), num_frames=4, frame_size=56)
     sft_samples = [Sample(f"c{i}-{lab}", str(p), lab, "dfew", "train") for i, p in enumerate(clips)
                    for lab in ("happy", "sad")]

@@ -226,14 +226,12 @@ def test_sigint_saves_a_checkpoint_and_resume_finishes(tiny_model_dir, clips, tm
     assert res2["steps"] == 4 and (tmp_path / "sig" / "model" / "config.json").is_file()
 
 
-@pytest.mark.parametrize("family", ["qwen2.5-omni", "qwen3-omni"])
-def test_lora_trains_only_adapters_and_saves_merged(family, clips, tmp_path, request):
+def test_lora_trains_only_adapters_and_saves_merged(model_dir, clips, tmp_path):
     """LoRA on the LLM's projections (Qwen3-Omni: attention only, its experts are fused tensors)."""
-    tiny_model_dir = request.getfixturevalue("tiny_model_dir" if family == "qwen2.5-omni" else "tiny_qwen3_dir")
     cfg = _cfg(tmp_path, steps=2, lr=1e-2)
     cfg.model.lora_rank = 4
-    before = QwenOmniAdapter.from_pretrained(tiny_model_dir).model.state_dict()
-    adapter, _ = _run(tiny_model_dir, clips, tmp_path / "lora", cfg)
+    before = QwenOmniAdapter.from_pretrained(model_dir).model.state_dict()
+    adapter, _ = _run(model_dir, clips, tmp_path / "lora", cfg)
     assert (tmp_path / "lora" / "adapter" / "adapter_config.json").is_file()
     merged = QwenOmniAdapter.from_pretrained(tmp_path / "lora" / "model").model.state_dict()
     changed = [k for k in before if not torch.equal(before[k], merged[k])]

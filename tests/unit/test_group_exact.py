@@ -20,11 +20,6 @@ from emorl.models.qwen_omni import QwenOmniAdapter
 MODALITIES = [Modality.AV, Modality.VIDEO, Modality.AUDIO]
 
 
-@pytest.fixture(scope="module", params=["qwen2.5-omni", "qwen3-omni"])
-def model_dir(request):
-    return request.getfixturevalue("tiny_model_dir" if request.param == "qwen2.5-omni" else "tiny_qwen3_dir")
-
-
 @pytest.fixture(scope="module")
 def adapter(model_dir):
     torch.manual_seed(0)

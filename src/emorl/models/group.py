@@ -48,13 +48,13 @@ class MediaEmbeds:
     audio: torch.Tensor | None = None
     deepstack: tuple[torch.Tensor, ...] | None = None
 
-    def to(self, device) -> MediaEmbeds:
-        return MediaEmbeds(*(None if t is None else t.to(device) for t in (self.video, self.audio)),
-                           None if self.deepstack is None else tuple(t.to(device) for t in self.deepstack))
+    def map(self, fn) -> MediaEmbeds:
+        """``fn`` applied to every tensor held."""
+        return MediaEmbeds(*(None if t is None else fn(t) for t in (self.video, self.audio)),
+                           None if self.deepstack is None else tuple(map(fn, self.deepstack)))
 
-    def detach(self) -> MediaEmbeds:
-        return MediaEmbeds(*(None if t is None else t.detach() for t in (self.video, self.audio)),
-                           None if self.deepstack is None else tuple(t.detach() for t in self.deepstack))
+    def to(self, device) -> MediaEmbeds:
+        return self.map(lambda t: t.to(device))
 
 
 _FAMILIES = {"Qwen2_5Omni": "qwen2.5-omni", "Qwen3OmniMoe": "qwen3-omni"}
@@ -188,10 +188,10 @@ def embed_inputs(adapter, ids: torch.Tensor, row_media: list[MediaEmbeds],
     _, inner, _ = _parts(adapter)
     emb = inner.get_input_embeddings()(ids)
     cfg = inner.config
-    extra: dict = {}
+    masks: dict[str, torch.Tensor] = {}
     for name, token_id in (("audio", cfg.audio_token_id), ("video", cfg.video_token_id)):
         parts = [getattr(m, name) for m in row_media if getattr(m, name) is not None]
-        mask = ids == token_id
+        mask = masks[name] = ids == token_id
         if media_region is not None:
             mask &= media_region
         n = int(mask.sum())
@@ -203,11 +203,12 @@ def embed_inputs(adapter, ids: torch.Tensor, row_media: list[MediaEmbeds],
         if feats.shape[0] != n:
             raise ValueError(f"{name} features and placeholder tokens do not match: {feats.shape[0]} vs {n}")
         emb = emb.masked_scatter(mask.unsqueeze(-1), feats)
-        deep = [m.deepstack for m in row_media if m.video is not None] if name == "video" else [None]
-        if deep[0] is not None:  # Qwen3-Omni: added to the first layers' outputs at the video positions
-            extra = {"visual_pos_masks": mask,
-                     "deepstack_visual_embeds": [torch.cat(layer).to(emb.device, emb.dtype) for layer in zip(*deep)]}
-    return emb, extra
+    deep = [m.deepstack for m in row_media if m.deepstack is not None]
+    if not deep:
+        return emb, {}
+    # Qwen3-Omni: added to the first layers' outputs at the video positions
+    return emb, {"visual_pos_masks": masks["video"],
+                 "deepstack_visual_embeds": [torch.cat(layer).to(emb.device, emb.dtype) for layer in zip(*deep)]}
 
 
 def rope_positions(adapter, ids: torch.Tensor, att: torch.Tensor,
@@ -730,7 +731,7 @@ class EncoderCache:
         return m if device is None else m.to(device)
 
     def put(self, key: str, media: MediaEmbeds) -> None:
-        media = media.detach()
+        media = media.map(torch.Tensor.detach)
         self._remember(key, media)
         if self.directory is not None:
             path = self.directory / f"{key}.pt"

@@ -25,7 +25,12 @@ QWEN3_SPECIAL_TOKENS = (
     "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|audio_pad|>", "<|audio_start|>", "<|audio_end|>",
     "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>",
 )
-FAMILIES = ("qwen2.5-omni", "qwen3-omni")
+# per family: its special tokens, vision patch side, and transformers' processor and thinker classes
+_FAMILY = {
+    "qwen2.5-omni": (SPECIAL_TOKENS, 14, "Qwen2_5OmniProcessor", "Qwen2_5OmniThinkerForConditionalGeneration"),
+    "qwen3-omni": (QWEN3_SPECIAL_TOKENS, 16, "Qwen3OmniMoeProcessor", "Qwen3OmniMoeThinkerForConditionalGeneration"),
+}
+FAMILIES = tuple(_FAMILY)
 # Ordinary (decoded) tokens that the recipes' formats use: one token each helps a tiny model.
 FORMAT_TOKENS = ("<think>", "</think>", "<answer>", "</answer>", "<step1>", "</step1>", "<step2>", "</step2>",
                  "<step3>", "</step3>", "\\boxed{")
@@ -51,10 +56,14 @@ CHAT_TEMPLATE = (
 )
 
 
-def _specials(family: str) -> tuple[str, ...]:
-    if family not in FAMILIES:
+def _family(family: str) -> tuple:
+    if family not in _FAMILY:
         raise ValueError(f"unknown model family {family!r}; expected one of {', '.join(FAMILIES)}")
-    return SPECIAL_TOKENS if family == "qwen2.5-omni" else QWEN3_SPECIAL_TOKENS
+    return _FAMILY[family]
+
+
+def _specials(family: str) -> tuple[str, ...]:
+    return _family(family)[0]
 
 
 def chat_template(family: str) -> str:
@@ -145,17 +154,16 @@ def _merges_of(bpe) -> list:
 
 def patch_factor(family: str) -> int:
     """Frame sides must be multiples of this (patch size x spatial merge)."""
-    _specials(family)  # validates the name
-    return 28 if family == "qwen2.5-omni" else 32
+    return 2 * _family(family)[1]
 
 
 def build_processor(tokenizer, frame_pixels: int = 84 * 84, family: str = "qwen2.5-omni"):
-    from transformers import Qwen2_5OmniProcessor, Qwen3OmniMoeProcessor, WhisperFeatureExtractor
+    import transformers
+    from transformers import WhisperFeatureExtractor
     from transformers.models.qwen2_vl import Qwen2VLImageProcessor, Qwen2VLVideoProcessor
 
-    patch = patch_factor(family) // 2
-    klass = Qwen2_5OmniProcessor if family == "qwen2.5-omni" else Qwen3OmniMoeProcessor
-    return klass(
+    _, patch, processor, _ = _family(family)
+    return getattr(transformers, processor)(
         image_processor=Qwen2VLImageProcessor(patch_size=patch),
         video_processor=Qwen2VLVideoProcessor(patch_size=patch,
                                               size={"shortest_edge": frame_pixels, "longest_edge": frame_pixels}),
@@ -223,11 +231,7 @@ def init_tiny(out: str | Path, *, corpus: Iterable[str] = (), shape: TinyShape |
     processor into ``out``. ``frame_size``: the frame side the processor resizes to (default 84
     for Qwen2.5-Omni, 96 for Qwen3-Omni: 3 x 3 merged patches)."""
     import torch
-    from transformers import (
-        GenerationConfig,
-        Qwen2_5OmniThinkerForConditionalGeneration,
-        Qwen3OmniMoeThinkerForConditionalGeneration,
-    )
+    import transformers
 
     shape = shape or TinyShape()
     out = Path(out)
@@ -240,10 +244,9 @@ def init_tiny(out: str | Path, *, corpus: Iterable[str] = (), shape: TinyShape |
     proc = build_processor(tok, frame_size * frame_size, family)
     cfg = build_config(tok, shape, family)
     torch.manual_seed(seed)
-    klass = Qwen2_5OmniThinkerForConditionalGeneration if family == "qwen2.5-omni" else \
-        Qwen3OmniMoeThinkerForConditionalGeneration
-    model = klass(cfg)
-    model.generation_config = GenerationConfig(eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    model = getattr(transformers, _family(family)[3])(cfg)
+    model.generation_config = transformers.GenerationConfig(eos_token_id=tok.eos_token_id,
+                                                            pad_token_id=tok.pad_token_id)
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     proc.save_pretrained(out)
