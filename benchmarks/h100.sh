@@ -4,6 +4,8 @@
 #   bash benchmarks/h100.sh smoke   # CUDA paths on the tiny shape, then the 7B step benchmark
 #   bash benchmarks/h100.sh memory  # training-step memory, 7B and 3B; then the 3B step benchmark
 #   bash benchmarks/h100.sh groupkv # the group decoder (issue 7's decode target), 7B, both paths
+#   bash benchmarks/h100.sh groupkv3b  # Qwen3-Omni tiny on CUDA; the 3B step, both paths
+#   bash benchmarks/h100.sh memory3    # training-step memory with the group decoder in the rollouts
 # The machine's image has torch and transformers of other versions: the pinned transformers and
 # peft travel as wheels in .whl/ (pip download, see docs/benchmarks.md) and are installed first.
 set -uo pipefail
@@ -62,5 +64,17 @@ groupkv)  # GroupDecoder: each prompt's KV once per group, the graph captured on
     $PY benchmarks/grpo_step.py --shape 7b --device cuda --dtype float32 --paths "" --decode graph --check \
         --out "$OUT/grpo_step_7b_h100_fp32_check_groupkv.json" 2>&1 | tail -3
     ;;
-*) echo "unknown stage $1 (smoke | memory | memory2 | extra | graph | groupkv)"; exit 2 ;;
+groupkv3b)  # the Qwen3-Omni tiny CUDA check in full; the 3B shape, both paths, with the group decoder
+    $PY benchmarks/grpo_step.py --shape tiny --device cuda --family qwen3-omni --decode static --check \
+        --out "$OUT/grpo_step_tiny_qwen3_cuda.json" 2>&1 | tee "$OUT/grpo_step_tiny_qwen3_cuda.log"
+    $PY benchmarks/grpo_step.py --shape 3b --device cuda --dtype bfloat16 --grad-checkpointing \
+        --decode graph --repeats 2 --check --out "$OUT/grpo_step_3b_h100_groupkv.json" 2>&1 | tee "$OUT/grpo_step_3b_h100_groupkv.log"
+    ;;
+memory3)  # memory2 again with the group decoder in the trainer's rollouts (its graph and buffers kept)
+    $PY benchmarks/train_memory.py --shape 7b --device cuda --configs full_beta0_bf16,lora \
+        --out "$OUT/train_memory_7b_h100_groupkv.json" 2>&1 | tee "$OUT/train_memory_7b_h100_groupkv.log"
+    $PY benchmarks/train_memory.py --shape 3b --device cuda --configs full,full_beta0 \
+        --out "$OUT/train_memory_3b_h100_groupkv.json" 2>&1 | tee "$OUT/train_memory_3b_h100_groupkv.log"
+    ;;
+*) echo "unknown stage $1 (smoke | memory | memory2 | extra | graph | groupkv | groupkv3b | memory3)"; exit 2 ;;
 esac
