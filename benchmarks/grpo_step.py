@@ -513,6 +513,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--isolate", action="store_true",
                     help="run each path in its own process (clean peak RSS on CPU; CUDA peaks are reset per path)")
     ap.add_argument("--check", action="store_true", help="also compare the two paths' greedy tokens and log-probs")
+    ap.add_argument("--no-cudnn-tf32", action="store_true",
+                    help="float32 convolutions without TF32 (cuDNN allows it by default; the vision patch embedding "
+                         "is a Conv3d, so --check in float32 differs between the paths by ~1e-3 with it)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=None, help="JSON output path")
     args = ap.parse_args(argv)
@@ -526,6 +529,8 @@ def main(argv=None) -> dict:
         if getattr(args, k) is None:
             setattr(args, k, v)
     device = torch.device(args.device)
+    if args.no_cudnn_tf32:
+        torch.backends.cudnn.allow_tf32 = False
     dtype = getattr(torch, args.dtype or ("bfloat16" if device.type == "cuda" else "float32"))
     warmup = args.warmup if args.warmup is not None else int(device.type == "cuda")
     paths = [p.strip() for p in args.paths.split(",") if p.strip()]

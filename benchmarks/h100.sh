@@ -63,6 +63,9 @@ groupkv)  # GroupDecoder: each prompt's KV once per group, the graph captured on
         --decode graph --repeats 2 --check --out "$OUT/grpo_step_7b_h100_groupkv.json" 2>&1 | tee "$OUT/grpo_step_7b_h100_groupkv.log"
     $PY benchmarks/grpo_step.py --shape 7b --device cuda --dtype float32 --paths "" --decode graph --check \
         --out "$OUT/grpo_step_7b_h100_fp32_check_groupkv.json" 2>&1 | tail -3
+    # the same with cuDNN's TF32 off (the encoders' convolutions; see docs/benchmarks.md)
+    $PY benchmarks/grpo_step.py --shape 7b --device cuda --dtype float32 --paths "" --decode graph --check \
+        --no-cudnn-tf32 --out "$OUT/grpo_step_7b_h100_fp32_check_notf32.json" 2>&1 | tail -3
     ;;
 groupkv3b)  # the Qwen3-Omni tiny CUDA check in full; the 3B shape, both paths, with the group decoder
     $PY benchmarks/grpo_step.py --shape tiny --device cuda --family qwen3-omni --decode static --check \
