@@ -45,7 +45,7 @@ from dataclasses import dataclass
 
 import torch
 
-from emorl.models import group
+from emorl.models import group, tiny
 from emorl.models.adapter import Modality, PromptInputs, SamplingParams
 from emorl.models.qwen_omni import QwenOmniAdapter
 
@@ -217,8 +217,6 @@ def qwen3_model_and_prompts(shape: Shape, args, dtype, device, modality: Modalit
     processor, and ``args.prompts`` prompts encoded from random frames and audio."""
     import numpy as np
     from transformers import Qwen3OmniMoeThinkerForConditionalGeneration
-
-    from emorl.models import tiny
 
     family = "qwen3-omni"
     if args.frame_size % tiny.patch_factor(family):
@@ -488,7 +486,7 @@ def decode_floor(model, n_prompts: int, n_rows: int, prompt_len: int, answer_tok
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shape", choices=sorted(SHAPES), default="tiny")
-    ap.add_argument("--family", choices=["qwen2.5-omni", "qwen3-omni"], default="qwen2.5-omni",
+    ap.add_argument("--family", choices=tiny.FAMILIES, default="qwen2.5-omni",
                     help="qwen3-omni: CPU shapes (tiny, small) with routed experts, prompts from the real processor")
     ap.add_argument("--prompts", type=int, help="distinct prompts (clips) per step")
     ap.add_argument("--group", type=int, help="completions per prompt (G)")
@@ -514,8 +512,8 @@ def main(argv=None) -> dict:
                     help="run each path in its own process (clean peak RSS on CPU; CUDA peaks are reset per path)")
     ap.add_argument("--check", action="store_true", help="also compare the two paths' greedy tokens and log-probs")
     ap.add_argument("--no-cudnn-tf32", action="store_true",
-                    help="float32 convolutions without TF32 (cuDNN allows it by default; the vision patch embedding "
-                         "is a Conv3d, so --check in float32 differs between the paths by ~1e-3 with it)")
+                    help="float32 convolutions without TF32 (cuDNN allows it by default; the encoders' convolutions "
+                         "then make --check in float32 differ between the paths by ~1e-3)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=None, help="JSON output path")
     args = ap.parse_args(argv)

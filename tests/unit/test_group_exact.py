@@ -228,16 +228,15 @@ def test_auto_decode_on_cuda_by_family(adapter):
 
 def test_graph_decoding_needs_cuda(adapter, clips):
     prompts = _prompts(adapter, clips, Modality.VIDEO)
+    params = SamplingParams(max_new_tokens=4, greedy=True)
     if group.family(adapter.model) == "qwen3-omni":  # refused on any device: routed experts
-        with pytest.raises(NotImplementedError, match="not supported for thinkers with routed experts"):
-            group.sample_groups_shared(adapter, prompts, 2, SamplingParams(max_new_tokens=4, greedy=True),
-                                       decode="graph")
+        err, msg = NotImplementedError, "not supported for thinkers with routed experts"
     else:
-        with pytest.raises(ValueError, match="CUDA graph decoding needs a CUDA device"):
-            group.sample_groups_shared(adapter, prompts, 2, SamplingParams(max_new_tokens=4, greedy=True),
-                                       decode="graph")
+        err, msg = ValueError, "CUDA graph decoding needs a CUDA device"
+    with pytest.raises(err, match=msg):
+        group.sample_groups_shared(adapter, prompts, 2, params, decode="graph")
     with pytest.raises(ValueError, match="decode must be one of auto, dynamic, static, graph, got 'fast'"):
-        group.sample_groups_shared(adapter, prompts, 2, SamplingParams(max_new_tokens=4, greedy=True), decode="fast")
+        group.sample_groups_shared(adapter, prompts, 2, params, decode="fast")
 
 
 def test_sampled_generation_same_seed_same_tokens(adapter, clips):
