@@ -21,12 +21,21 @@ from emorl.utils import atomic_write_text, git_revision
 @dataclass
 class DataConfig:
     train: str = ""  # manifest (JSONL) of the RL / SFT training split, or a mixture "a.jsonl:1,b.jsonl:2"
+    # rows of data.train used: a split name, "all", or "" = "train" rows (a manifest holding one split is
+    # used whole, unless it holds evaluation rows only: test, val, ood, ...)
+    split: str = ""
     eval: list[str] = field(default_factory=list)  # manifests evaluated after `emorl sft` / `emorl train`
     num_frames: int = 8  # frames sampled at segment middles (R1-Omni: 8)
-    frame_size: int = 84  # frames resized to frame_size^2 before the processor (multiple of 28)
+    frame_size: int = 0  # frames resized to frame_size^2 before the processor; 0 = the model's own preprocessing
     modality: str = "video+audio"  # media in training prompts: video+audio | video | audio | text
     on_missing_audio: str = "error"  # error | silence | skip (recorded per sample)
     max_samples: int = 0  # 0 = all
+    # degenerate media get a per-sample flag (data check, every load): fewer decoded frames than
+    # min_frames, shorter than min_seconds, or a frame side below min_side pixels (0 disables a check)
+    min_frames: int = 4
+    min_seconds: float = 0.3
+    min_side: int = 32
+    exclude_flagged: bool = False  # drop flagged samples from training and evaluation (counted in the log)
 
 
 @dataclass
@@ -47,16 +56,30 @@ class ModelConfig:
 
 @dataclass
 class PromptConfig:
-    recipe: str = "r1-omni"  # reward recipe: r1-omni | emo-r3
-    question: str = ("As an emotional recognition expert; throughout the video, which emotion conveyed by the "
-                     "characters is the most obvious to you?")
-    format: str = "Output the thinking process in <think> </think> and final emotion in <answer> </answer> tags."
+    recipe: str = "r1-omni"  # reward recipe (emorl.recipes.rewards.RECIPES): r1-omni | emo-r3 | emo-r3-tags | ...
+    question: str = ""  # "" = the recipe's question (emorl.recipes.prompts.RECIPE_PROMPTS)
+    format: str = ""  # "" = the recipe's format instruction
     with_options: bool = False  # append the dataset's label list (R1-Omni release: open vocabulary)
+    # the model's label set, for predict / serve (a probability per class) and for options when a sample
+    # has none; recorded from the training data when empty
+    labels: list[str] = field(default_factory=list)
+
+
+@dataclass
+class GradingConfig:
+    """How answers are read, the same in rewards, evaluation and serving (emorl.recipes.parse)."""
+
+    # reproduce the paper's released grader exactly (R1-Omni: regex + case-sensitive string match;
+    # EMO-R3: last \boxed{} lower-cased match) instead of emorl's answer grammar; see docs/papers.md
+    strict_official: bool = False
+    # extra answer words accepted for a label, e.g. [unhappy=sad]; by default an answer must use the
+    # label word or its inflections (happiness, fearful, surprised, ...)
+    answer_synonyms: list[str] = field(default_factory=list)
 
 
 @dataclass
 class SamplingConfig:
-    max_new_tokens: int = 64
+    max_new_tokens: int = 512  # R1-Omni: max_completion_length 512
     temperature: float = 1.0  # R1-Omni: 1.0
     top_p: float = 1.0
     top_k: int = 0
@@ -110,7 +133,8 @@ class SFTConfig:
 @dataclass
 class EvalConfig:
     batch_size: int = 32
-    max_new_tokens: int = 64
+    max_new_tokens: int = 512  # R1-Omni: 512; the demo's tiny model uses 80
+    split: str = ""  # rows evaluated: a split name, "all", or "" = "test" rows (a one-split manifest whole)
 
 
 @dataclass
@@ -124,6 +148,25 @@ class ReflectionConfig:
     top_p: float = 0.95
     max_new_tokens: int = 16  # answers are one word / yes-no; EMO-R3 allowed max_response_length (2048)
     batch_size: int = 64  # reflection prompts per generate call (EMO-R3: 1024)
+
+
+@dataclass
+class CVConfig:
+    """``emorl cv`` / ``emorl protocol``: what each fold trains (emorl.cv)."""
+
+    stages: list[str] = field(default_factory=lambda: ["grpo"])  # sft and/or grpo, in that order
+    sft_train: str = ""  # SFT manifest for every fold (e.g. EMER cold-start traces); "" = the fold's training rows
+    folds: list[str] = field(default_factory=list)  # folds to run; empty = every fold
+
+
+@dataclass
+class ProtocolConfig:
+    """``emorl protocol``: a paper's evaluation table in one command (emorl.cv)."""
+
+    # manifests of corpora with official folds (prepared with --split all): trained and tested per fold
+    in_domain: list[str] = field(default_factory=list)
+    ood: list[str] = field(default_factory=list)  # manifests evaluated whole (their test rows) with every fold's model
+    reference: str = ""  # published numbers printed beside the table: r1-omni
 
 
 @dataclass
@@ -154,11 +197,14 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     prompt: PromptConfig = field(default_factory=PromptConfig)
+    grading: GradingConfig = field(default_factory=GradingConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     grpo: GRPOConfig = field(default_factory=GRPOConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     reflection: ReflectionConfig = field(default_factory=ReflectionConfig)
+    cv: CVConfig = field(default_factory=CVConfig)
+    protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
     demo: DemoConfig = field(default_factory=DemoConfig)
 
 
@@ -231,9 +277,11 @@ def packaged_config(name: str) -> Path:
     return p
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
-    """Defaults <- YAML recipe (``path``: a file, or the name of a packaged recipe) <- ``key.sub=value`` overrides."""
-    cfg = RunConfig()
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None, *,
+                base: RunConfig | None = None) -> RunConfig:
+    """Defaults (or ``base``) <- YAML recipe (``path``: a file, or the name of a packaged recipe) <-
+    ``key.sub=value`` overrides."""
+    cfg = base if base is not None else RunConfig()
     if path:
         p = Path(path)
         if not p.exists() and "/" not in str(path) and not str(path).endswith(".yaml"):
@@ -260,7 +308,87 @@ def to_dict(cfg: RunConfig) -> dict:
     return dataclasses.asdict(cfg)
 
 
+def run_config_yaml(cfg: RunConfig) -> str:
+    """The resolved config with the git revision, as saved with every run and inside its model."""
+    return yaml.safe_dump({"git_revision": git_revision(), **to_dict(cfg)}, sort_keys=False)
+
+
 def save_run_config(cfg: RunConfig, out_dir: str | Path) -> None:
     """Write the resolved config and the git revision to ``out_dir/config.yaml``."""
-    d = {"git_revision": git_revision(), **to_dict(cfg)}
-    atomic_write_text(Path(out_dir) / "config.yaml", yaml.safe_dump(d, sort_keys=False))
+    atomic_write_text(Path(out_dir) / "config.yaml", run_config_yaml(cfg))
+
+
+def record_labels(cfg: RunConfig, samples) -> None:
+    """Record the training samples' label set as the model's (``prompt.labels``) unless it is set."""
+    if not cfg.prompt.labels:
+        from emorl.data.manifest import label_space
+
+        cfg.prompt.labels = list(label_space(samples))
+
+
+# ------------------------------------------------------------------------------ a run's own settings
+RUN_CONFIG_FILE = "emorl_config.yaml"  # the resolved run config, saved inside every trained model folder
+# what describes how a model reads its inputs and writes its answers: read back from the model's saved
+# run config by eval, predict, analyze, report and serve
+INFERENCE_KEYS = ("data.num_frames", "data.frame_size", "data.modality", "data.on_missing_audio",
+                  "model.frame_pixels", "prompt.", "grading.", "sampling.max_new_tokens", "sampling.temperature",
+                  "sampling.top_p", "sampling.top_k", "eval.max_new_tokens")
+
+
+def is_inference_key(key: str) -> bool:
+    return any(key == k or (k.endswith(".") and key.startswith(k)) for k in INFERENCE_KEYS)
+
+
+def saved_run_config(model: str | Path) -> tuple[dict, Path] | None:
+    """(resolved config dict, its file) saved with a model: ``MODEL/emorl_config.yaml``, or the run's
+    ``config.yaml`` beside a run's ``model`` folder; None for a model without one (e.g. from the hub)."""
+    d = Path(model).expanduser()
+    candidates = [d / RUN_CONFIG_FILE] + ([d.parent / "config.yaml"] if d.name == "model" else [])
+    for p in candidates:
+        if p.is_file():
+            try:
+                data = yaml.safe_load(p.read_text()) or {}
+            except yaml.YAMLError as e:
+                raise ConfigError(f"{p}: invalid YAML: {e}") from None
+            if not isinstance(data, dict):
+                raise ConfigError(f"{p}: expected a mapping at the top level")
+            return data, p
+    return None
+
+
+def _get(cfg: RunConfig, dotted: str) -> Any:
+    obj: Any = cfg
+    for part in dotted.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def config_for_model(model: str | Path, path: str | Path | None = None, overrides: list[str] | None = None
+                     ) -> tuple[RunConfig, list[str]]:
+    """The config a command that *uses* a trained model runs with, and notes for the user.
+
+    Defaults <- the model's saved run config (its ``INFERENCE_KEYS``: prompt recipe and answer
+    style, label set, frames, frame size, modality, sampling, answer lengths) <- ``path`` <-
+    ``overrides``. A note names every setting that ends up different from what the model was
+    trained with; without a saved run config the recipe's and the model's own defaults apply.
+    """
+    cfg, notes, trained = RunConfig(), [], {}
+    saved = saved_run_config(model)
+    if saved is None:
+        notes.append(f"{model}: no saved run config; using the recipe's settings and the model's own preprocessing")
+    else:
+        data, src = saved
+        for key, value in _flatten({k: v for k, v in data.items() if k != "git_revision"}):
+            if is_inference_key(key):
+                try:
+                    _set(cfg, key, value, str(src))
+                except ConfigError as e:  # a key of another emorl version: said, not fatal
+                    notes.append(f"ignored a saved setting: {e}")
+                else:
+                    trained[key] = _get(cfg, key)
+    cfg = load_config(path, overrides, base=cfg)
+    for key, was in trained.items():
+        now = _get(cfg, key)
+        if now != was:
+            notes.append(f"{key}={now!r} differs from the model's training setting {was!r}")
+    return cfg, notes

@@ -6,12 +6,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from emorl.config import RunConfig, save_run_config
+from emorl.config import RunConfig, record_labels, save_run_config
 from emorl.data.loader import PromptBuilder
-from emorl.data.manifest import Sample, read_manifest
+from emorl.data.manifest import ManifestError, Sample, read_manifest, select_split
 from emorl.models.adapter import Modality
-from emorl.recipes.prompts import PromptSpec
-from emorl.recipes.rewards import get_recipe
+from emorl.recipes.prompts import PromptSpec, recipe_prompt
+from emorl.recipes.rewards import recipe_for
 
 
 def load_adapter(cfg: RunConfig, path: str | Path | None = None):
@@ -28,16 +28,35 @@ def load_adapter(cfg: RunConfig, path: str | Path | None = None):
 
 
 def make_builder(cfg: RunConfig, adapter) -> PromptBuilder:
-    spec = PromptSpec(cfg.prompt.question, cfg.prompt.format, cfg.prompt.with_options)
-    return PromptBuilder(adapter, spec, num_frames=cfg.data.num_frames, frame_size=cfg.data.frame_size,
-                         on_missing_audio=cfg.data.on_missing_audio, modality=Modality.parse(cfg.data.modality))
+    question, fmt = recipe_prompt(cfg.prompt.recipe, cfg.prompt.question, cfg.prompt.format)
+    return PromptBuilder(adapter, PromptSpec(question, fmt, cfg.prompt.with_options), num_frames=cfg.data.num_frames,
+                         frame_size=cfg.data.frame_size, on_missing_audio=cfg.data.on_missing_audio,
+                         modality=Modality.parse(cfg.data.modality), media_limits=media_limits(cfg))
 
 
-def load_samples(manifest: str | Path, max_samples: int = 0, seed: int = 0) -> list[Sample]:
-    """One manifest, or a training mixture written ``a.jsonl:1,b.jsonl:2`` (per-manifest weights =
-    relative sampling rates, R1-Omni's DFEW + MAFW; see emorl.data.mixture). Every sample keeps its
-    own dataset and so its own label set for the reward."""
+def media_limits(cfg: RunConfig):
+    """The degenerate-media thresholds of ``data.min_*`` (emorl.data.media.MediaLimits)."""
+    from emorl.data.media import MediaLimits
+
+    return MediaLimits(min_frames=cfg.data.min_frames, min_seconds=cfg.data.min_seconds, min_side=cfg.data.min_side)
+
+
+def load_samples(manifest: str | Path, max_samples: int = 0, seed: int = 0, *, split: str = "", default: str = "train",
+                 key: str = "data.split", exclude_flagged: bool = False) -> list[Sample]:
+    """The rows a command uses from one manifest, or from a training mixture written
+    ``a.jsonl:1,b.jsonl:2`` (per-manifest weights = relative sampling rates, R1-Omni's DFEW + MAFW;
+    see emorl.data.mixture). Rows are selected by split in each manifest (``split``, or the command's
+    ``default``: emorl.data.manifest.select_split). Every sample keeps its own dataset and so its own
+    label set for the reward. ``exclude_flagged`` drops rows ``emorl data check`` flagged as degenerate.
+    """
     spec = str(manifest)
+
+    def rows(path: str) -> list[Sample]:
+        got = select_split(read_manifest(path), split, default=default, source=path, key=key)
+        if default == "train":
+            check_one_fold(got, path)
+        return drop_flagged(got, path) if exclude_flagged else got
+
     if "," in spec or spec.rsplit(":", 1)[-1].replace(".", "", 1).isdigit():
         from emorl.data.mixture import load_mixture
 
@@ -49,10 +68,50 @@ def load_samples(manifest: str | Path, max_samples: int = 0, seed: int = 0) -> l
             except ValueError:
                 raise ValueError(f"mixture entry {item!r}: expected path:weight, e.g. dfew.jsonl:1") from None
             parts.append({"manifest": path, "weight": weight})
-        samples = load_mixture(parts, seed)
+        samples = load_mixture(parts, seed, read=rows)
     else:
-        samples = read_manifest(manifest)
+        samples = rows(spec)
     return samples[:max_samples] if max_samples else samples
+
+
+def check_one_fold(samples: list[Sample], source: str) -> None:
+    """Training rows of a corpus with official folds must come from one fold: every clip is in the
+    training rows of all folds but one, and in that one's test rows."""
+    folds: dict[str, set[int]] = {}
+    for s in samples:
+        if s.fold is not None:
+            folds.setdefault(s.dataset, set()).add(s.fold)
+    several = {d: sorted(f) for d, f in folds.items() if len(f) > 1}
+    if several:
+        d, f = next(iter(several.items()))
+        raise ManifestError(f"{source}: training rows span folds {f} of {d}: each clip is a training clip of all "
+                            f"folds but one and the test clip of that one; prepare one fold "
+                            f"(emorl data prepare {d} --fold K --split train) or run `emorl cv`")
+
+
+def drop_flagged(samples: list[Sample], source: str) -> list[Sample]:
+    """Rows without degenerate-media flags; the flags come from ``emorl data check`` (meta.flags)."""
+    unchecked = [s.id for s in samples if "flags" not in s.meta]
+    if unchecked:
+        raise ManifestError(f"{source}: data.exclude_flagged=true needs the clean manifest `emorl data check` writes "
+                            f"(row {unchecked[0]!r} and {len(unchecked) - 1} more carry no meta.flags)")
+    kept = [s for s in samples if not s.meta["flags"]]
+    if len(kept) < len(samples):
+        print(f"[data] {source}: {len(samples) - len(kept)} flagged samples excluded (data.exclude_flagged)")
+    return kept
+
+
+def training_samples(cfg: RunConfig) -> list[Sample]:
+    """``data.train`` rows for a training command, checked against every evaluation manifest of the
+    config for shared clips (an error) and shared subjects (reported)."""
+    from emorl.data.leakage import guard
+
+    samples = load_samples(cfg.data.train, cfg.data.max_samples, cfg.seed, split=cfg.data.split,
+                           exclude_flagged=cfg.data.exclude_flagged)
+    if cfg.data.eval:
+        guard(samples, {m: load_samples(m, split=cfg.eval.split, default="test", key="eval.split")
+                        for m in cfg.data.eval}, train_name=cfg.data.train)
+    return samples
 
 
 def run_sft(cfg: RunConfig, *, progress: bool = True) -> dict:
@@ -62,9 +121,10 @@ def run_sft(cfg: RunConfig, *, progress: bool = True) -> dict:
     seed_everything(cfg.seed)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
+    samples = training_samples(cfg)
+    record_labels(cfg, samples)
     save_run_config(cfg, out)
     adapter = load_adapter(cfg)
-    samples = load_samples(cfg.data.train, cfg.data.max_samples, cfg.seed)
     res = train_sft(cfg, adapter, make_builder(cfg, adapter), samples, out, progress=progress)
     res["eval"] = _eval_after(cfg, out, progress)
     return res
@@ -77,9 +137,10 @@ def run_grpo(cfg: RunConfig, *, progress: bool = True) -> dict:
     seed_everything(cfg.seed)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
+    samples = training_samples(cfg)
+    record_labels(cfg, samples)
     save_run_config(cfg, out)
     adapter = load_adapter(cfg)
-    samples = load_samples(cfg.data.train, cfg.data.max_samples, cfg.seed)
     builder = make_builder(cfg, adapter)
     res = train_grpo(cfg, adapter, builder, samples, out, progress=progress, extra_rewards=reflection_for(cfg, adapter, builder))
     if not res["interrupted"]:
@@ -92,7 +153,7 @@ def reflection_for(cfg: RunConfig, adapter, builder):
     reflection is off is an error, not a silently smaller reward."""
     from emorl.rl.reflection import make_reflection
 
-    model_based = [k for k, w in get_recipe(cfg.prompt.recipe).weights.items()
+    model_based = [k for k, w in recipe_for(cfg).weights.items()
                    if w and k in ("coherence", "grounding", "grounding_video", "grounding_audio")]
     if cfg.reflection.enabled:
         return make_reflection(adapter, builder, cfg)
@@ -116,10 +177,29 @@ def _eval_after(cfg: RunConfig, out: Path, progress: bool) -> dict:
 
 def run_eval(cfg: RunConfig, model: str | Path, manifest: str | Path, out: str | Path, *,
              modality: str = "video+audio", progress: bool = True, title: str = "", adapter=None) -> dict:
+    """Evaluate ``model`` on the ``eval.split`` rows of ``manifest`` (default: test rows)."""
     from emorl.eval.evaluate import evaluate
 
     adapter = adapter or load_adapter(cfg, model)
-    samples = load_samples(manifest, cfg.data.max_samples)
-    return evaluate(adapter, make_builder(cfg, adapter), samples, Path(out), style=get_recipe(cfg.prompt.recipe).style,
+    samples = load_samples(manifest, cfg.data.max_samples, split=cfg.eval.split, default="test", key="eval.split",
+                           exclude_flagged=cfg.data.exclude_flagged)
+    return evaluate(adapter, make_builder(cfg, adapter), samples, Path(out), recipe=recipe_for(cfg),
                     batch_size=cfg.eval.batch_size, max_new_tokens=cfg.eval.max_new_tokens,
                     modality=Modality.parse(modality), progress=progress, title=title)
+
+
+def run_predict(cfg: RunConfig, model: str | Path, inputs: str, out: str | Path, *, modality: str = "video+audio",
+                adapter=None, progress: bool = True) -> dict:
+    """``emorl predict``: every input (clip, folder, glob or label-free manifest) -> one row in
+    ``out`` (.jsonl or .csv, resumable) with the emotion, the reasoning, format and a probability
+    for every class of the model's label set (``prompt.labels``)."""
+    from emorl.eval.predict import collect_inputs, model_labels, predict_files, prepare_inputs
+
+    labels, dataset = model_labels(cfg.prompt.labels)
+    samples = prepare_inputs(collect_inputs(inputs), labels, dataset)
+    adapter = adapter or load_adapter(cfg, model)
+    from emorl.data.labels import label_words
+
+    return predict_files(adapter, make_builder(cfg, adapter), samples, out, recipe=recipe_for(cfg), labels=labels,
+                         words=label_words(dataset), batch_size=cfg.eval.batch_size,
+                         max_new_tokens=cfg.eval.max_new_tokens, modality=Modality.parse(modality), progress=progress)

@@ -7,6 +7,7 @@ over target tokens, with the clip's full media in the prompt.
 
 from __future__ import annotations
 
+import copy
 import math
 import random
 from pathlib import Path
@@ -15,7 +16,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from emorl.config import RunConfig, to_dict
+from emorl.config import RunConfig, record_labels, run_config_yaml, to_dict
 from emorl.data.loader import PromptBuilder
 from emorl.data.manifest import Sample
 from emorl.models.adapter import OmniAdapter
@@ -123,6 +124,8 @@ def train_sft(cfg: RunConfig, adapter: OmniAdapter, builder: PromptBuilder, samp
     model.eval()
     if log:
         log.close()
-        save_model_atomic(adapter, out / "model")
+        saved = copy.deepcopy(cfg)
+        record_labels(saved, samples)
+        save_model_atomic(adapter, out / "model", run_config=run_config_yaml(saved))
     barrier()
     return {"steps": total, "first_loss": first_loss, "last_loss": last_loss}

@@ -161,13 +161,14 @@ def global_sum(x: int | float) -> int | float:
 
 def global_std(x: torch.Tensor) -> float:
     """Unbiased std of every element of ``x`` on every process (two passes: the global mean, then
-    the global sum of squared deviations); ``x.std()`` in a single process."""
+    the global sum of squared deviations); ``x.std()`` in a single process; 0 for fewer than two
+    elements (no spread to scale by, rather than NaN)."""
     if world_info()[0] == 1:
-        return float(x.std())
+        return float(x.std()) if x.numel() > 1 else 0.0
     x = x.double()
     n = global_sum(x.numel())  # the same on every process, so they all take the same branch
     if n < 2:
-        return float("nan")
+        return 0.0
     mean = global_sum(float(x.sum())) / n
     return (global_sum(float(((x - mean) ** 2).sum())) / (n - 1)) ** 0.5
 
@@ -333,14 +334,20 @@ class PhaseTimer:
             self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t
 
 
-def save_model_atomic(adapter, out: str | os.PathLike, state_dict: dict | None = None) -> Path:
+def save_model_atomic(adapter, out: str | os.PathLike, state_dict: dict | None = None, *,
+                      run_config: str | None = None) -> Path:
     """Save model + processor to ``out`` via a temporary folder and a rename (``state_dict``: the
-    gathered weights of a sharded model)."""
+    gathered weights of a sharded model; ``run_config``: the run's resolved config as YAML, saved
+    as ``emorl_config.yaml`` so every command that uses the model reads how it was trained)."""
+    from emorl.config import RUN_CONFIG_FILE
+
     out = Path(out)
     tmp = out.with_name(f".{out.name}.tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
     adapter.save(tmp, state_dict=state_dict)
+    if run_config is not None:
+        (tmp / RUN_CONFIG_FILE).write_text(run_config)
     if out.exists():
         old = out.with_name(f".{out.name}.old")
         if old.exists():

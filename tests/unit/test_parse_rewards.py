@@ -22,14 +22,15 @@ def test_well_formed():
 
 
 @pytest.mark.parametrize("answer,label", [("Happiness", "happy"), ("fearful", "fear"), ("surprised", "surprise"),
-                                          (" SAD. ", "sad"), ("anger", "angry"), ("joy", "happy")])
-def test_synonyms_and_case(answer, label):
+                                          (" SAD. ", "sad"), ("anger", "angry"), ("**Disgusted**", "disgust"),
+                                          ("The emotion is sadness.", "sad")])
+def test_inflections_and_case(answer, label):
     c, p = s(f"<think>x</think><answer>{answer}</answer>", label)
     assert p.emotion == label and c["accuracy"] == 1.0
 
 
 @pytest.mark.parametrize("text,reason", [
-    ("<think>x</think><answer>happy or sad</answer>", "several_emotions"),
+    ("<think>x</think><answer>happy or sad</answer>", "hedged"),
     ("<think>x</think><answer>happy, surprise</answer>", "several_emotions"),
     ("<think>x</think><answer>I cannot tell</answer>", "no_emotion"),
     ("<think>x</think>", "no_answer"),
@@ -78,7 +79,7 @@ def test_multiline_answer_and_whitespace():
 
 def test_negation_names_emotions_and_is_rejected():
     _, p = s("<think>x</think><answer>not angry but sad</answer>", "sad")
-    assert p.emotion is None and p.reason == "several_emotions"
+    assert p.emotion is None and p.reason == "negated"
 
 
 def test_boxed_style():
@@ -96,7 +97,9 @@ def test_boxed_style():
 
 def test_vocabulary():
     assert emotions_in("Fearful and SURPRISED!") == ["fear", "surprise"]
+    assert emotions_in("she looks scared") == ["fear"]  # a mention, though never an accepted answer
     assert to_canonical("Contemptuous") == "contempt"
+    assert to_canonical("HAP") == "happy" and to_canonical("joy") == "happy"  # annotation aliases
     with pytest.raises(UnknownLabelError, match="'bored'"):
         to_canonical("bored")
 

@@ -6,7 +6,10 @@
     out_dir/rejects.jsonl  one row per rejected sample: id, media, audio, dataset, label, outcome, reason
     out_dir/check.json     the summary: counts, outcomes, class histograms, durations, frame counts
 
-Nothing is dropped without being listed. Whether audio is required is decided per sample from
+Nothing is dropped without being listed. Usable but degenerate samples (too few decoded frames,
+too short, too small: ``emorl.data.media.MediaLimits``) stay in ``clean.jsonl`` with their flags in
+``meta.flags`` (an empty list when fine, so a checked row is recognisable) and are counted in
+``check.json``; ``data.exclude_flagged=true`` drops them from training and evaluation. Whether audio is required is decided per sample from
 ``meta.modality``: ``"video"`` (frame folders, FERV39k, DFEW frames, RAVDESS video-only) never needs
 audio, ``"audio"`` never needs frames, anything else (``"audio+video"``, the default for video
 files) needs both. Without ``meta.modality`` a frame folder counts as ``video`` and an audio file as
@@ -26,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from emorl.data.manifest import Sample, read_manifest, write_manifest
-from emorl.data.media import AUDIO_EXTS, MediaError, is_lfs_pointer, load_clip
+from emorl.data.media import AUDIO_EXTS, MediaError, MediaLimits, is_lfs_pointer, load_clip
 from emorl.utils import atomic_write_json, atomic_write_text
 
 
@@ -44,6 +47,8 @@ class CheckReport:
     duration_s: dict[str, float]                  # min / median / mean / max over usable clips with a duration
     source_frames: dict[str, float]               # same, decoded frame counts
     notes: dict[str, int] = field(default_factory=dict)
+    flags: dict[str, int] = field(default_factory=dict)          # degenerate-media flag -> count (usable rows)
+    leakage: dict[str, Any] = field(default_factory=dict)        # shared clips / subjects between splits or manifests
     clean_path: str = ""
     rejects_path: str = ""
     summary_path: str = ""
@@ -65,7 +70,7 @@ def sample_modality(sample: Sample) -> str:
     return "audio+video"
 
 
-def check_sample(sample: Sample, num_frames: int = 8) -> dict[str, Any]:
+def check_sample(sample: Sample, num_frames: int = 8, limits: MediaLimits | None = None) -> dict[str, Any]:
     """Decode one sample; ``{"ok": True, duration, source_frames, ...}`` or ``{"ok": False, outcome, reason}``."""
     modality = sample_modality(sample)
     want_video, want_audio = modality != "audio", modality != "video"
@@ -74,15 +79,15 @@ def check_sample(sample: Sample, num_frames: int = 8) -> dict[str, Any]:
                 "reason": f"{sample.audio}: Git-LFS pointer stub, not media: run `git lfs pull` in the dataset"}
     try:
         clip = load_clip(sample.media, num_frames=num_frames, audio_path=sample.audio if want_audio else None,
-                         want_video=want_video, want_audio=want_audio, on_missing_audio="error")
+                         want_video=want_video, want_audio=want_audio, on_missing_audio="error", limits=limits)
     except MediaError as e:
         return {"ok": False, "outcome": e.outcome, "reason": str(e)}
     return {"ok": True, "duration": clip.duration, "source_frames": clip.source_frames,
             "audio_s": (len(clip.audio) / clip.sample_rate) if clip.audio is not None else 0.0,
-            "notes": clip.notes, "modality": modality}
+            "notes": clip.notes, "flags": clip.flags, "modality": modality}
 
 
-def _check_task(task: tuple[Sample, int]) -> dict[str, Any]:
+def _check_task(task: tuple[Sample, int, MediaLimits | None]) -> dict[str, Any]:
     return check_sample(*task)
 
 
@@ -93,10 +98,11 @@ def _stats(values: list[float]) -> dict[str, float]:
             "mean": statistics.fmean(values), "max": max(values)}
 
 
-def _run(samples: list[Sample], workers: int, num_frames: int, progress: bool) -> list[dict[str, Any]]:
+def _run(samples: list[Sample], workers: int, num_frames: int, limits: MediaLimits | None,
+         progress: bool) -> list[dict[str, Any]]:
     from tqdm import tqdm
 
-    tasks = [(s, num_frames) for s in samples]
+    tasks = [(s, num_frames, limits) for s in samples]
     bar = tqdm(total=len(tasks), desc="check", unit="clip", disable=not progress)
     try:
         if workers <= 1:
@@ -118,21 +124,25 @@ def _run(samples: list[Sample], workers: int, num_frames: int, progress: bool) -
 
 
 def check_manifest(manifest_path: str | os.PathLike, out_dir: str | os.PathLike, *, workers: int = 2,
-                   num_frames: int = 8, progress: bool = True) -> CheckReport:
-    """Decode every sample of ``manifest_path``; write clean.jsonl, rejects.jsonl and check.json to ``out_dir``."""
+                   num_frames: int = 8, limits: MediaLimits | None = None, against: list[str] = (),
+                   progress: bool = True) -> CheckReport:
+    """Decode every sample of ``manifest_path``; write clean.jsonl, rejects.jsonl and check.json to
+    ``out_dir``. Leakage is checked between the manifest's training rows and its other splits, and
+    against each manifest of ``against`` (their evaluation rows)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     samples = read_manifest(manifest_path)
-    results = _run(samples, workers, num_frames, progress)
+    results = _run(samples, workers, num_frames, limits, progress)
 
     clean: list[Sample] = []
     reject_rows: list[dict[str, Any]] = []
     classes: dict[str, Counter] = {}
     rejected_classes: dict[str, Counter] = {}
-    durations, frames, notes = [], [], Counter()
+    durations, frames, notes, flags = [], [], Counter(), Counter()
     for s, r in zip(samples, results, strict=True):
         if r["ok"]:
-            clean.append(s)
+            clean.append(Sample(**{**s.__dict__, "meta": {**s.meta, "flags": r["flags"]}}))
+            flags.update(r["flags"])
             classes.setdefault(s.dataset, Counter())[s.label] += 1
             if r["duration"]:
                 durations.append(r["duration"])
@@ -153,8 +163,35 @@ def check_manifest(manifest_path: str | os.PathLike, out_dir: str | os.PathLike,
         outcomes=dict(Counter(r["outcome"] for r in reject_rows)),
         classes={d: dict(sorted(c.items())) for d, c in sorted(classes.items())},
         rejected_classes={d: dict(sorted(c.items())) for d, c in sorted(rejected_classes.items())},
-        duration_s=_stats(durations), source_frames=_stats(frames), notes=dict(notes),
+        duration_s=_stats(durations), source_frames=_stats(frames), notes=dict(notes), flags=dict(flags),
+        leakage=leakage_summary(samples, against),
         clean_path=str(clean_path), rejects_path=str(rejects_path), summary_path=str(summary_path),
     )
     atomic_write_json(summary_path, report.to_json())
     return report
+
+
+def leakage_summary(samples: list[Sample], against: list[str]) -> dict[str, Any]:
+    """Shared clips and subjects (a) between the training rows and the other splits of each fold of
+    the manifest itself (a fold's train and test must be disjoint), and (b) between the manifest's
+    training rows (``train``, or every row when it has none) and each ``against`` manifest's
+    evaluation rows."""
+    from emorl.data.leakage import find_leakage
+    from emorl.data.manifest import select_split
+
+    clips: list[dict] = []
+    subjects: dict[str, list[str]] = {}
+    for fold in sorted({s.fold for s in samples}, key=lambda f: (f is None, f or 0)):
+        rows = [s for s in samples if s.fold == fold]
+        train, others = [s for s in rows if s.split == "train"], [s for s in rows if s.split != "train"]
+        if train and others:
+            found = find_leakage(train, {f"(fold {fold}: other splits)": others})
+            clips += [o.__dict__ for o in found.clips]
+            subjects.update(found.subjects)
+    train = [s for s in samples if s.split == "train"] or samples
+    for path in against:
+        rows = select_split(read_manifest(path), "", default="test", source=str(path), key="--against split")
+        found = find_leakage(train, {str(path): rows})
+        clips += [o.__dict__ for o in found.clips]
+        subjects.update(found.subjects)
+    return {"shared_clips": clips, "shared_subjects": subjects, "against": [str(p) for p in against]}

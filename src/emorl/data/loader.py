@@ -1,14 +1,14 @@
 """From manifest rows to encoded prompts: decode media once per process (emorl.data.media.ClipCache,
 shared by every builder), render the recipe's prompt, run the model's processor, cache the result
 per (sample, modality). Substitutions (e.g. silence for a missing audio track, when configured)
-are counted per outcome and kept per sample."""
+and degenerate-media flags (``flag:few_frames`` ...) are counted per outcome and kept per sample."""
 
 from __future__ import annotations
 
 from collections import Counter
 
 from emorl.data.manifest import Sample
-from emorl.data.media import Clip, clip_cache, load_clip
+from emorl.data.media import Clip, MediaLimits, clip_cache, load_clip
 from emorl.models.adapter import Modality, OmniAdapter, PromptInputs
 from emorl.recipes.prompts import PromptSpec, build_prompt
 
@@ -32,13 +32,15 @@ class PromptBuilder:
     """Encodes samples into ``PromptInputs`` for one adapter, prompt spec and media settings."""
 
     def __init__(self, adapter: OmniAdapter, spec: PromptSpec, *, num_frames: int = 8, frame_size: int | None = 84,
-                 on_missing_audio: str = "error", modality: Modality = Modality.AV):
+                 on_missing_audio: str = "error", modality: Modality = Modality.AV,
+                 media_limits: MediaLimits | None = None):
         self.adapter = adapter
         self.spec = spec
         self.num_frames = num_frames
         self.frame_size = frame_size or None
         self.on_missing_audio = on_missing_audio
         self.modality = modality  # default media condition of prompt()
+        self.media_limits = media_limits or MediaLimits()
         self._clips: dict[str, Clip] = {}
         self._prompts: dict[tuple[str, Modality], PromptInputs] = {}
         self.substitutions: Counter[str] = Counter()
@@ -47,25 +49,27 @@ class PromptBuilder:
     def clip(self, s: Sample, modality: Modality = Modality.AV) -> Clip:
         if s.id not in self._clips:
             has = s.meta.get("modality", "audio+video")
-            settings = (self.num_frames, self.frame_size, has != "audio", has != "video", self.on_missing_audio)
+            settings = (self.num_frames, self.frame_size, has != "audio", has != "video", self.on_missing_audio,
+                        self.media_limits)
             cache = clip_cache()
             key = cache.key(s.media, s.audio, settings) if cache.max_bytes else None
             c = cache.get(key) if key is not None else None
             if c is None:
                 c = load_clip(s.media, num_frames=self.num_frames, size=self.frame_size, audio_path=s.audio,
                               want_video=has != "audio", want_audio=has != "video",
-                              on_missing_audio=self.on_missing_audio)
+                              on_missing_audio=self.on_missing_audio, limits=self.media_limits)
                 if key is not None:
                     cache.put(key, c)
-            for n in c.notes:
+            notes = [*c.notes, *(f"flag:{f}" for f in c.flags)]
+            for n in notes:
                 self.substitutions[n] += 1
-            if c.notes:
-                self.notes[s.id] = c.notes
+            if notes:
+                self.notes[s.id] = notes
             self._clips[s.id] = c
         return self._clips[s.id]
 
     def text(self, s: Sample) -> str:
-        return build_prompt(self.spec, s.labels)
+        return build_prompt(self.spec, s.labels, s.words)
 
     def prompt(self, s: Sample, modality: Modality | None = None) -> PromptInputs:
         modality = available(s, modality or self.modality)

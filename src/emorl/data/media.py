@@ -37,6 +37,7 @@ class Clip:
 
     frames: (T, H, W, 3) uint8 or None; audio: (S,) float32 at ``sample_rate`` or None.
     notes: what was substituted, e.g. ``["no_audio:silence"]``; empty when the media was used as is.
+    flags: why the media are degenerate (``MediaLimits``): few_frames, short, small; empty when fine.
     """
 
     frames: np.ndarray | None
@@ -45,6 +46,30 @@ class Clip:
     duration: float = 0.0
     source_frames: int = 0
     notes: list[str] = field(default_factory=list)
+    flags: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class MediaLimits:
+    """Thresholds below which decoded media are flagged as degenerate rather than silently used:
+    the frame sampler would repeat frames of a clip with fewer than ``min_frames`` decoded frames,
+    and the resizer would upscale a frame whose shorter side is below ``min_side`` pixels. 0
+    disables a check. Flags never stop decoding; ``data.exclude_flagged`` drops flagged samples."""
+
+    min_frames: int = 4
+    min_seconds: float = 0.3
+    min_side: int = 32
+
+    def flags(self, *, source_frames: int, duration: float, side: int | None) -> list[str]:
+        """few_frames / short / small, for what was decoded (video checks only when frames were)."""
+        out = []
+        if side is not None and self.min_frames and source_frames < self.min_frames:
+            out.append("few_frames")
+        if self.min_seconds and duration and duration < self.min_seconds:
+            out.append("short")
+        if side is not None and self.min_side and side < self.min_side:
+            out.append("small")
+        return out
 
 
 class ClipCache:
@@ -222,13 +247,15 @@ def load_clip(
     on_missing_audio: str = "error",
     min_audio_seconds: float = 0.1,
     sample_rate: int = SAMPLE_RATE,
+    limits: MediaLimits | None = None,
 ) -> Clip:
     """Decode one sample: ``num_frames`` frames at segment middles (resized to ``size``² if
     given) and its audio as 16 kHz mono.
 
     ``on_missing_audio``: ``"error"`` raises MediaError(outcome="no_audio"); ``"silence"`` uses
     ``min_audio_seconds`` of zeros and records ``"no_audio:silence"`` in ``Clip.notes``;
-    ``"skip"`` leaves ``audio=None`` and records ``"no_audio:skip"``.
+    ``"skip"`` leaves ``audio=None`` and records ``"no_audio:skip"``. Degenerate media (``limits``,
+    default ``MediaLimits()``) are flagged in ``Clip.flags``.
     """
     if on_missing_audio not in ("error", "silence", "skip"):
         raise ValueError(f"on_missing_audio must be error, silence or skip, got {on_missing_audio!r}")
@@ -269,9 +296,12 @@ def load_clip(
         raise
     except Exception as e:  # PyAV / PIL decoding failures
         raise MediaError(path, "unreadable", f"{type(e).__name__}: {e}") from e
+    side = min(frames.shape[1:3]) if frames is not None else None
+    flags = (limits or MediaLimits()).flags(source_frames=n_src, duration=duration, side=side)
     if frames is not None:
         frames = _resize(frames, size)
-    return Clip(frames=frames, audio=audio, sample_rate=sample_rate, duration=duration, source_frames=n_src, notes=notes)
+    return Clip(frames=frames, audio=audio, sample_rate=sample_rate, duration=duration, source_frames=n_src,
+                notes=notes, flags=flags)
 
 
 def write_mp4(

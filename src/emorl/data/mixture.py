@@ -14,7 +14,7 @@ import dataclasses
 import math
 import os
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from emorl.data.manifest import Sample, read_manifest
@@ -63,16 +63,18 @@ def _check_spec(i: int, spec: Mapping[str, Any]) -> tuple[str, float]:
     return os.fspath(spec["manifest"]), float(w)
 
 
-def load_mixture(specs: Sequence[Mapping[str, Any]], seed: int, *, size: int | None = None) -> list[Sample]:
+def load_mixture(specs: Sequence[Mapping[str, Any]], seed: int, *, size: int | None = None,
+                 read: Callable[[str], list[Sample]] = read_manifest) -> list[Sample]:
     """A shuffled training list drawing from each manifest at its relative ``weight``.
 
-    ``size``: number of samples (default: the sources' total). Raises ValueError for bad entries and
-    for an id that occurs in two manifests.
+    ``size``: number of samples (default: the sources' total); ``read``: how a manifest's rows are
+    read (the training command passes one that selects the training split). Raises ValueError for
+    bad entries and for an id that occurs in two manifests.
     """
     if not specs:
         raise ValueError("a mixture needs at least one manifest")
     checked = [_check_spec(i, s) for i, s in enumerate(specs)]
-    sources = [read_manifest(path) for path, _ in checked]
+    sources = [read(path) for path, _ in checked]
     owner: dict[str, str] = {}
     for (path, _), samples in zip(checked, sources, strict=True):
         for s in samples:

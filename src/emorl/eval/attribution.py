@@ -35,7 +35,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from emorl.data.labels import canonical
+from emorl.data.labels import mentioned
 
 MODALITIES = ("video", "audio")
 CITES = ("video", "audio", "both", "none")
@@ -145,7 +145,7 @@ def named_emotion(text: str, labels: Sequence[str] | None = None) -> str | None:
     last), restricted to ``labels`` when given; None when none is named."""
     last = None
     for w in _WORD.findall((text or "").lower()):
-        c = canonical(w)
+        c = mentioned(w)
         if c is not None and (labels is None or c in labels):
             last = c
     return last
@@ -335,7 +335,7 @@ class AdapterJudge:
         answers = self._ask([_JUDGE_EMO.format(text=t, labels=", ".join(labels)) for t in texts])
         out: list[str | None] = []
         for a in answers:
-            found = [c for c in (canonical(w) for w in _WORD.findall(a.lower())) if c is not None and c in labels]
+            found = [c for c in (mentioned(w) for w in _WORD.findall(a.lower())) if c is not None and c in labels]
             out.append(found[0] if found else None)
         return out
 

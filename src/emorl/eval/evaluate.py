@@ -1,7 +1,9 @@
 """Evaluation: greedy predictions per sample (JSONL), metrics (WAR, UAR, per-class recall,
 confusion, format rate, parse failures), per-fold results and a confusion-matrix PNG.
 
-The answer parser is the one the rewards use (``emorl.recipes.parse``)."""
+Answers are graded by the reward recipe's own grader (``RewardRecipe.parse``: the answer grammar of
+``emorl.recipes.parse``, or the paper's released grader with ``grading.strict_official``), the one
+the rewards use."""
 
 from __future__ import annotations
 
@@ -10,23 +12,24 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from emorl.data.labels import CANONICAL
 from emorl.data.loader import PromptBuilder
-from emorl.data.manifest import Sample
+from emorl.data.manifest import Sample, label_space  # noqa: F401  (label_space re-exported)
 from emorl.data.media import MediaError
 from emorl.eval.metrics import fold_summary, summarize
 from emorl.models.adapter import Modality, OmniAdapter, SamplingParams
-from emorl.recipes.parse import parse_completion
+from emorl.recipes.rewards import RewardRecipe
 from emorl.rl.rollout import sample_by_modality
 from emorl.train_utils import chunks
 from emorl.utils import atomic_write_json, atomic_write_text
 
 
 def predict(adapter: OmniAdapter, builder: PromptBuilder, samples: list[Sample], *, style: str = "tags",
-            batch_size: int = 32, max_new_tokens: int = 64, modality: Modality = Modality.AV,
-            progress: bool = True, desc: str = "eval") -> list[dict]:
-    """One greedy completion per sample, parsed. A sample whose media cannot be decoded gets a
-    row with ``error`` set (and no prediction) rather than stopping the evaluation."""
+            recipe: RewardRecipe | None = None, batch_size: int = 32, max_new_tokens: int = 64,
+            modality: Modality = Modality.AV, progress: bool = True, desc: str = "eval") -> list[dict]:
+    """One greedy completion per sample, graded by ``recipe`` (default: the plain grader of answer
+    ``style``). A sample whose media cannot be decoded gets a row with ``error`` set (and no
+    prediction) rather than stopping the evaluation."""
+    recipe = recipe or RewardRecipe(style=style)
     params = SamplingParams(max_new_tokens=max_new_tokens, greedy=True)
     rows: list[dict] = []
     bar = tqdm(total=len(samples), desc=desc, disable=not progress, dynamic_ncols=True)
@@ -41,7 +44,7 @@ def predict(adapter: OmniAdapter, builder: PromptBuilder, samples: list[Sample],
         if prompts:
             comp = sample_by_modality(adapter, prompts, 1, params)
             for s, p, texts in zip(ok, prompts, comp.texts):
-                rows.append(_row(s, p.modality, texts[0], parse_completion(texts[0], style),
+                rows.append(_row(s, p.modality, texts[0], recipe.parse(texts[0], s.labels, s.words),
                                  notes=builder.notes.get(s.id)))
         bar.update(len(batch))
     bar.close()
@@ -59,15 +62,6 @@ def _row(s: Sample, modality: Modality, completion: str, parsed, *, error: str |
     if notes:
         row["media_notes"] = notes
     return row
-
-
-def label_space(samples: list[Sample]) -> tuple[str, ...]:
-    """The label set metrics are computed over: the dataset's own, or the union for a mixture."""
-    sets = {s.labels for s in samples}
-    if len(sets) == 1:
-        return sets.pop()
-    union = {lab for ls in sets for lab in ls}
-    return tuple(c for c in CANONICAL if c in union)
 
 
 def metrics_of(rows: list[dict], labels: tuple[str, ...]) -> dict:
@@ -122,12 +116,13 @@ def plot_confusion(metrics: dict, path: Path, title: str = "") -> None:
 
 
 def evaluate(adapter: OmniAdapter, builder: PromptBuilder, samples: list[Sample], out_dir: Path, *,
-             style: str = "tags", batch_size: int = 32, max_new_tokens: int = 64,
+             style: str = "tags", recipe: RewardRecipe | None = None, batch_size: int = 32, max_new_tokens: int = 64,
              modality: Modality = Modality.AV, progress: bool = True, title: str = "") -> dict:
     """Predict, score and write ``predictions.jsonl``, ``metrics.json``, ``confusion.png`` into ``out_dir``."""
     import json
 
-    rows = predict(adapter, builder, samples, style=style, batch_size=batch_size, max_new_tokens=max_new_tokens,
+    rows = predict(adapter, builder, samples, style=style, recipe=recipe, batch_size=batch_size,
+                   max_new_tokens=max_new_tokens,
                    modality=modality, progress=progress, desc=title or "eval")
     m = metrics_of(rows, label_space(samples))
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -203,7 +203,7 @@ def _class_recall_ci(rows: list[dict], labels: Sequence[str], meta: dict) -> dic
 
 
 def analyze_modality(adapter, builder: PromptBuilder, samples: list[Sample], out_dir: Path, *, style: str = "tags",
-                     batch_size: int = 32, max_new_tokens: int = 64, conditions: Sequence[str] = CONDITIONS,
+                     recipe=None, batch_size: int = 32, max_new_tokens: int = 64, conditions: Sequence[str] = CONDITIONS,
                      progress: bool = True, reuse: dict[str, list[dict]] | None = None, n_boot: int = 2000,
                      seed: int = 0) -> dict:
     """Evaluate ``samples`` under each condition; write ``CONDITION/{predictions.jsonl,
@@ -226,7 +226,8 @@ def analyze_modality(adapter, builder: PromptBuilder, samples: list[Sample], out
             rr = [prev[s.id] for s in elig]
             source = "reused"
         else:
-            rr = predict(adapter, builder, elig, style=style, batch_size=batch_size, max_new_tokens=max_new_tokens,
+            rr = predict(adapter, builder, elig, style=style, recipe=recipe, batch_size=batch_size,
+                         max_new_tokens=max_new_tokens,
                          modality=mod, progress=progress, desc=f"modality {cond}") if elig else []
             source = "predicted"
         summary["seconds"][cond] = round(time.perf_counter() - t0, 2)
@@ -284,7 +285,7 @@ def analyze_modality(adapter, builder: PromptBuilder, samples: list[Sample], out
 
 
 def run_analysis(adapter, builder: PromptBuilder, samples: list[Sample], out_dir: Path, *, style: str = "tags",
-                 batch_size: int = 32, max_new_tokens: int = 64, conditions: Sequence[str] = CONDITIONS,
+                 recipe=None, batch_size: int = 32, max_new_tokens: int = 64, conditions: Sequence[str] = CONDITIONS,
                  lexicons: Sequence[str] = ("en", "synthetic"), judge=None, progress: bool = True,
                  reuse: dict[str, list[dict]] | None = None, name: str | None = None, model: str | None = None,
                  manifest: str | None = None) -> dict:
@@ -295,7 +296,7 @@ def run_analysis(adapter, builder: PromptBuilder, samples: list[Sample], out_dir
 
     out_dir = Path(out_dir)
     t0 = time.perf_counter()
-    mod = analyze_modality(adapter, builder, samples, out_dir, style=style, batch_size=batch_size,
+    mod = analyze_modality(adapter, builder, samples, out_dir, style=style, recipe=recipe, batch_size=batch_size,
                            max_new_tokens=max_new_tokens, conditions=conditions, progress=progress, reuse=reuse)
     t1 = time.perf_counter()
     res = analyze_reasoning(load_condition_rows(out_dir), samples, label_space(samples), style=style,
@@ -317,13 +318,15 @@ def analyze_model(cfg, model: str | Path, manifest: str | Path, out: str | Path,
     read the manifest (``cfg.data.max_samples`` applies), run :func:`run_analysis` with the
     config's prompt recipe and eval settings. ``judge_model``: a checkpoint used as judge."""
     from emorl.eval.attribution import AdapterJudge
-    from emorl.recipes.rewards import get_recipe
+    from emorl.recipes.rewards import recipe_for
     from emorl.runs import load_adapter, load_samples, make_builder
 
     adapter = adapter or load_adapter(cfg, model)
-    samples = load_samples(manifest, cfg.data.max_samples)
+    samples = load_samples(manifest, cfg.data.max_samples, split=cfg.eval.split, default="test", key="eval.split",
+                           exclude_flagged=cfg.data.exclude_flagged)
     judge = AdapterJudge(load_adapter(cfg, judge_model)) if judge_model else None
-    return run_analysis(adapter, make_builder(cfg, adapter), samples, Path(out), style=get_recipe(cfg.prompt.recipe).style,
+    recipe = recipe_for(cfg)
+    return run_analysis(adapter, make_builder(cfg, adapter), samples, Path(out), style=recipe.style, recipe=recipe,
                         batch_size=cfg.eval.batch_size, max_new_tokens=cfg.eval.max_new_tokens, conditions=conditions,
                         lexicons=lexicons, judge=judge, progress=progress, reuse=reuse, name=name, model=str(model),
                         manifest=str(Path(manifest).resolve()))

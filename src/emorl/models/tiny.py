@@ -90,6 +90,17 @@ yes no positive negative high low arousal valence the face the voice the video t
 """
 
 
+# Emotion words the tiny tokenizer learns as single tokens. Frozen (it was the label vocabulary's
+# word list when the demo's results were recorded): a new label must not change the demo's tokenizer.
+TOKENIZER_WORDS = (
+    "happy", "sad", "neutral", "angry", "surprise", "disgust", "fear", "contempt", "anxiety", "helplessness",
+    "disappointment", "calm", "happiness", "joy", "joyful", "glad", "hap", "sadness", "sorrow", "unhappy", "anger",
+    "mad", "ang", "furious", "surprised", "astonished", "amazed", "disgusted", "dis", "fearful", "afraid", "scared",
+    "fea", "frightened", "contemptuous", "anxious", "worried", "worry", "nervous", "helpless", "disappointed", "neu",
+    "relaxed",
+)
+
+
 @dataclass
 class TinyShape:
     """Sizes of a tiny thinker. Defaults: ~2M parameters, fast on a CPU core."""
@@ -112,8 +123,6 @@ def train_tokenizer(corpus: Iterable[str], vocab_size: int, family: str = "qwen2
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
     from transformers import AddedToken, Qwen2Tokenizer
 
-    from emorl.data.labels import CANONICAL, SYNONYMS
-
     specials = _specials(family)
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -123,7 +132,7 @@ def train_tokenizer(corpus: Iterable[str], vocab_size: int, family: str = "qwen2
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    words = " ".join([*CANONICAL, *SYNONYMS]) + "\n"
+    words = " ".join(TOKENIZER_WORDS) + "\n"
     # Label words repeated so each becomes one token (with and without a leading space).
     texts = [BASE_CORPUS, *(words for _ in range(50)), *corpus]
     bpe.train_from_iterator(texts, trainer=trainer)

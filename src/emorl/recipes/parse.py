@@ -8,8 +8,13 @@ Two answer styles:
 - ``boxed`` (EMO-R3): ``<step1>…</step1><step2>…</step2><step3>…</step3>`` then ``\\boxed{…}``.
 - ``steps`` (EMO-R3's stages with R1-Omni's answer tags): the three stages, then ``<answer>…</answer>``.
 
-An answer is *one* emotion: text inside the answer that names several different emotions, or
-none, or several answer blocks that disagree, yields ``emotion=None`` with a reason.
+The answer grammar (``read_answer``), the same for rewards, evaluation and serving: after case
+and markup are dropped (``**``, quotes, brackets, ``\\text{}``, stray tags, punctuation), the
+answer must be one emotion term (a label word or its inflections, see
+``emorl.data.labels.answer_terms``) with at most some filler words ("the emotion is", "the person
+feels"). Negated ("not happy", "isn't sad"), hedged ("maybe happy", "happy or sad"),
+multi-emotion and otherwise wordy answers name no emotion and are never correct; the reason says
+which. Several answer blocks that disagree yield ``emotion=None`` too.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from emorl.data.labels import emotions_in
+from emorl.data.labels import answer_terms
 
 _TAGS = ("<think>", "</think>", "<answer>", "</answer>")
 _THINK_ANSWER = re.compile(r"\A\s*<think>(?P<think>.*?)</think>\s*<answer>(?P<answer>.*?)</answer>\s*\Z", re.DOTALL)
@@ -35,7 +40,8 @@ class Parsed:
     format_ok: the completion follows the style's format exactly.
     answer: raw text of the answer ('' when there is none).
     emotion: the single canonical emotion the answer names, else None.
-    reason: 'ok' or why there is no emotion: no_answer, several_answers, no_emotion, several_emotions.
+    reason: 'ok' or why there is no emotion: no_answer, several_answers, empty_answer, no_emotion,
+        several_emotions, negated, hedged, extra_words.
     reasoning: the reasoning text (think, or steps 1-3 joined), '' when absent.
     steps: (step1, step2, step3) for the boxed style, else ().
     """
@@ -68,34 +74,95 @@ def boxed_contents(text: str) -> list[str]:
     return out
 
 
-def _emotion_of(answers: list[str]) -> tuple[str, str | None, str]:
+NEGATIONS = frozenset(
+    "not no never none neither nor without lack lacks lacking absent absence hardly barely non cannot nothing".split())
+HEDGES = frozenset((
+    "maybe perhaps possibly possible probably probable likely unlikely might may could would seems seem seemingly "
+    "appears appear apparently somewhat slightly little bit kind sort either or unsure uncertain unclear mixed "
+    "mostly partly partially guess suspect").split())
+FILLERS = frozenset((
+    "the a an and is are was were be it this that its emotion emotions emotional feeling feelings final answer label "
+    "class category state predominant dominant main primary overall most clearly obvious expressed conveyed displayed "
+    "shown person character characters speaker subject man woman people they he she i feels feel shows displays "
+    "expresses conveys looks look of in video clip image").split())
+_MARKUP = re.compile(r"\\(?:text|textbf|textit|mathrm|mathbf|emph)\s*\{|<[^<>]{0,40}>")
+_LETTERS = re.compile(r"[^\W\d_]+")
+
+
+def answer_words(text: str) -> list[str]:
+    r"""The words of an answer, lower-cased, markup and punctuation dropped, "n't" read as "not".
+
+    >>> answer_words(r"**Not** \text{Happy}!  isn't <b>sad</b>")
+    ['not', 'happy', 'is', 'not', 'sad']
+    """
+    t = _MARKUP.sub(" ", text.lower())
+    t = re.sub(r"n[\'’]t\b", " not", t)
+    return _LETTERS.findall(t)
+
+
+def read_answer(text: str, terms: dict[tuple[str, ...], str] | None = None) -> tuple[str | None, str]:
+    """(emotion, reason) for one answer under the answer grammar (module docstring).
+
+    ``terms``: word sequences naming a label (``emorl.data.labels.answer_terms``; default: every
+    canonical label's forms). Longest terms match first, so a declared label "mixed feelings" is one
+    term.
+
+    >>> [read_answer(a)[1] for a in ("Happiness.", "not happy", "maybe sad", "happy, sad", "sad eyes", "")]
+    ['ok', 'negated', 'hedged', 'several_emotions', 'extra_words', 'empty_answer']
+    """
+    terms = answer_terms() if terms is None else terms
+    words = answer_words(text)
+    if not words:
+        return None, "empty_answer"
+    longest = max(map(len, terms), default=1)
+    found, rest, i = [], [], 0
+    while i < len(words):
+        for k in range(min(longest, len(words) - i), 0, -1):
+            lab = terms.get(tuple(words[i : i + k]))
+            if lab is not None:
+                found.append(lab)
+                i += k
+                break
+        else:
+            rest.append(words[i])
+            i += 1
+    if not found:
+        return None, "no_emotion"
+    if NEGATIONS.intersection(rest):
+        return None, "negated"
+    if HEDGES.intersection(rest):
+        return None, "hedged"
+    if len(set(found)) > 1:
+        return None, "several_emotions"
+    if any(w not in FILLERS for w in rest):
+        return None, "extra_words"
+    return found[0], "ok"
+
+
+def _emotion_of(answers: list[str], terms: dict | None) -> tuple[str, str | None, str]:
     """(answer text, emotion, reason) from the answer blocks found."""
     if not answers:
         return "", None, "no_answer"
-    named = [emotions_in(a) for a in answers]
-    distinct = {e for n in named for e in n}
+    verdicts = [read_answer(a, terms) for a in answers]
     text = answers[-1].strip()
-    if len(answers) > 1 and len({tuple(n) for n in named}) > 1:
+    if len(set(verdicts)) > 1:
         return text, None, "several_answers"
-    if not distinct:
-        return text, None, "no_emotion"
-    if len(distinct) > 1:
-        return text, None, "several_emotions"
-    return text, distinct.pop(), "ok"
+    emotion, reason = verdicts[0]
+    return text, emotion, reason
 
 
-def parse_tags(text: str) -> Parsed:
+def parse_tags(text: str, terms: dict | None = None) -> Parsed:
     m = _THINK_ANSWER.match(text)
     format_ok = bool(m) and not any(t in m.group("think") + m.group("answer") for t in _TAGS) and bool(
         m.group("answer").strip())
-    answer, emotion, reason = _emotion_of(_ANSWER.findall(text))
+    answer, emotion, reason = _emotion_of(_ANSWER.findall(text), terms)
     think = m.group("think").strip() if m else ""
     if not m and "<think>" in text and "</think>" in text:
         think = text.split("<think>", 1)[1].split("</think>", 1)[0].strip()
     return Parsed(format_ok, answer, emotion, reason, think)
 
 
-def parse_boxed(text: str) -> Parsed:
+def parse_boxed(text: str, terms: dict | None = None) -> Parsed:
     norm = normalize_tags(text)  # EMO-R3 normalises whitespace around '<', '>' and '/' first
     m = _STEPS.match(norm)
     steps: tuple[str, ...] = ()
@@ -104,7 +171,7 @@ def parse_boxed(text: str) -> Parsed:
         steps = (m.group("s1").strip(), m.group("s2").strip(), m.group("s3").strip())
         inner_clean = not any(t in "".join(steps) for t in _STEP_TAGS) and "\\boxed{" not in "".join(steps)
         format_ok = inner_clean and len(boxed_contents(m.group("rest"))) == 1
-    answer, emotion, reason = _emotion_of(boxed_contents(text))
+    answer, emotion, reason = _emotion_of(boxed_contents(text), terms)
     return Parsed(format_ok, answer, emotion, reason, " ".join(steps), steps)
 
 
@@ -121,7 +188,7 @@ def normalize_tags(text: str) -> str:
     return _NORM.sub(r"\1", text)
 
 
-def parse_steps(text: str) -> Parsed:
+def parse_steps(text: str, terms: dict | None = None) -> Parsed:
     """The stages as in the boxed style (same normalisation and stage regex), then exactly one
     non-empty ``<answer>`` block and nothing else; no stage, answer or box tags inside the stages.
     The answer is read like the tags style: every ``<answer>`` block, one emotion."""
@@ -135,16 +202,23 @@ def parse_steps(text: str) -> Parsed:
         clean = not any(t in inner for t in (*_STEP_TAGS, "<answer>", "</answer>", "\\boxed{"))
         format_ok = clean and tail is not None and bool(tail.group("answer").strip()) and \
             "<answer>" not in tail.group("answer")
-    answer, emotion, reason = _emotion_of(_ANSWER.findall(text))
+    answer, emotion, reason = _emotion_of(_ANSWER.findall(text), terms)
     return Parsed(format_ok, answer, emotion, reason, " ".join(steps), steps)
 
 
 STYLES = {"tags": parse_tags, "boxed": parse_boxed, "steps": parse_steps}
 
 
-def parse_completion(text: str, style: str = "tags") -> Parsed:
-    """Parse a completion in answer ``style`` ('tags', 'boxed' or 'steps')."""
+def parse_completion(text: str, style: str = "tags", *, labels: tuple[str, ...] = (),
+                     words: dict[str, str] | None = None, synonyms: dict[str, str] | None = None) -> Parsed:
+    """Parse a completion in answer ``style`` ('tags', 'boxed' or 'steps').
+
+    ``labels`` / ``words`` / ``synonyms``: what may name a label in the answer besides the canonical
+    forms (a manifest's own labels, a label set's own words such as Emotion6's ``joy``, a config's
+    explicit extra synonyms); see ``emorl.data.labels.answer_terms``.
+    """
     try:
-        return STYLES[style](text)
+        fn = STYLES[style]
     except KeyError:
         raise ValueError(f"unknown answer style {style!r}; expected one of {', '.join(STYLES)}") from None
+    return fn(text, answer_terms(labels, words, synonyms))

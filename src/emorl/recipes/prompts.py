@@ -24,6 +24,22 @@ EMO_R3_FORMAT_TAGS = EMO_R3_FORMAT.replace("The final answer MUST BE put in \\bo
                                            "The final answer MUST BE put in <answer> </answer> tags.")
 
 
+# recipe -> (question, format instruction) used when the config leaves prompt.question / prompt.format empty
+RECIPE_PROMPTS: dict[str, tuple[str, str]] = {
+    "r1-omni": (R1_OMNI_QUESTION, R1_OMNI_FORMAT),
+    "plain": (R1_OMNI_QUESTION, R1_OMNI_FORMAT),
+    "emo-r3": ("Which emotion best describes the video?", EMO_R3_FORMAT),
+    "emo-r3-va": ("Which emotion best describes the video?", EMO_R3_FORMAT),
+    "emo-r3-tags": ("Which emotion best describes the video?", EMO_R3_FORMAT_TAGS),
+}
+
+
+def recipe_prompt(recipe: str, question: str = "", format: str = "") -> tuple[str, str]:
+    """(question, format) of ``recipe``, with the given non-empty strings taking precedence."""
+    q, f = RECIPE_PROMPTS.get(recipe, RECIPE_PROMPTS["r1-omni"])
+    return question or q, format or f
+
+
 @dataclass(frozen=True)
 class PromptSpec:
     question: str = R1_OMNI_QUESTION
@@ -31,8 +47,9 @@ class PromptSpec:
     with_options: bool = False  # append the dataset's candidate labels (R1-Omni's "withchoice" commit)
 
 
-def build_prompt(spec: PromptSpec, labels: tuple[str, ...] | None = None) -> str:
-    """The user text of a prompt.
+def build_prompt(spec: PromptSpec, labels: tuple[str, ...] | None = None, words: dict[str, str] | None = None) -> str:
+    """The user text of a prompt; options (``with_options``) name each label by the label set's own
+    word for it (``words``: MELD's ``joy``) or the label itself.
 
     >>> build_prompt(PromptSpec(question="Q?", format="F."), ("happy", "sad"))
     'Q?\\nF.'
@@ -43,6 +60,6 @@ def build_prompt(spec: PromptSpec, labels: tuple[str, ...] | None = None) -> str
     if spec.with_options:
         if not labels:
             raise ValueError("with_options needs the sample's label set")
-        parts.append(", ".join(labels))
+        parts.append(", ".join((words or {}).get(lab, lab) for lab in labels))
     parts.append(spec.format)
     return "\n".join(parts)

@@ -7,9 +7,11 @@ its reward. ``overall`` is the weighted sum the advantages use.
 from __future__ import annotations
 
 from collections.abc import Callable
+import dataclasses
 from dataclasses import dataclass, field
 
 from emorl.recipes.emo_r3 import structure_reward, valence_arousal_reward
+from emorl.recipes.official import official_accuracy, official_emotion, official_format
 from emorl.recipes.parse import Parsed, parse_completion
 
 
@@ -33,11 +35,28 @@ REWARDS: dict[str, Callable[[Parsed, str, tuple[str, ...]], float]] = {
 
 @dataclass(frozen=True)
 class RewardRecipe:
-    """Answer style and component weights. Components not in ``REWARDS`` (e.g. EMO-R3's
-    reflective ``coherence`` / ``grounding``) are supplied by the caller through ``extra``."""
+    """How answers are read and paid: answer style, component weights and grading options.
+    Components not in ``REWARDS`` (e.g. EMO-R3's reflective ``coherence`` / ``grounding``) are
+    supplied by the caller through ``extra``.
+
+    synonyms: extra answer word -> label pairs (``grading.answer_synonyms``); official: grade
+    accuracy and format with the paper's released code instead (``grading.strict_official``,
+    emorl.recipes.official)."""
 
     style: str = "tags"
     weights: dict[str, float] = field(default_factory=lambda: {"accuracy": 1.0, "format": 1.0})
+    synonyms: tuple[tuple[str, str], ...] = ()
+    official: bool = False
+
+    def parse(self, completion: str, labels: tuple[str, ...] = (), words: dict[str, str] | None = None) -> Parsed:
+        """The completion parsed under this recipe's answer grammar; with ``official``, ``emotion``
+        is the label the released grader counts it correct for, and ``format_ok`` its format regex."""
+        parsed = parse_completion(completion, self.style, labels=labels, words=words, synonyms=dict(self.synonyms))
+        if not self.official:
+            return parsed
+        emotion = official_emotion(self.style, completion, labels, words)
+        return dataclasses.replace(parsed, format_ok=bool(official_format(self.style, completion)), emotion=emotion,
+                                   reason="ok" if emotion else "official_mismatch")
 
 
 _EMO_R3_LOGGED = {"structure": 0.0, "valence_arousal": 0.0, "grounding_video": 0.0, "grounding_audio": 0.0}
@@ -69,18 +88,67 @@ def get_recipe(name: str) -> RewardRecipe:
 
 
 def score(recipe: RewardRecipe, completion: str, label: str, labels: tuple[str, ...],
-          extra: dict[str, float] | None = None) -> tuple[dict[str, float], Parsed]:
+          extra: dict[str, float] | None = None, *, words: dict[str, str] | None = None
+          ) -> tuple[dict[str, float], Parsed]:
     """Score one completion. Returns ({component: value, ..., 'overall': weighted sum}, parsed).
 
-    Components that need a model and are absent from ``extra`` are left out of the sum and of
-    the result (never silently counted as 0 or 1).
+    ``labels`` / ``words``: the sample's label set and its own words (``Sample.labels`` /
+    ``Sample.words``). Components that need a model and are absent from ``extra`` are left out of
+    the sum and of the result (never silently counted as 0 or 1).
     """
-    parsed = parse_completion(completion, recipe.style)
+    parsed = recipe.parse(completion, labels, words)
     comps: dict[str, float] = {}
     for name in recipe.weights:
-        if name in REWARDS:
+        if recipe.official and name == "accuracy":
+            comps[name] = official_accuracy(recipe.style, completion, label, words)
+        elif recipe.official and name == "format":
+            comps[name] = official_format(recipe.style, completion)
+        elif name in REWARDS:
             comps[name] = REWARDS[name](parsed, label, labels)
         elif extra and name in extra:
             comps[name] = float(extra[name])
     comps["overall"] = sum(recipe.weights[k] * v for k, v in comps.items())
     return comps, parsed
+
+
+def recipe_for(cfg) -> RewardRecipe:
+    """The recipe ``cfg.prompt.recipe`` names, with the run's grading options (``cfg.grading``): one
+    grader for rewards, evaluation, prediction and serving. ``cfg``: an emorl.config.RunConfig."""
+    from emorl.data.labels import parse_synonyms
+
+    synonyms = parse_synonyms(cfg.grading.answer_synonyms)
+    return dataclasses.replace(get_recipe(cfg.prompt.recipe), synonyms=tuple(sorted(synonyms.items())),
+                               official=cfg.grading.strict_official)
+
+
+def score_file(path, recipe: RewardRecipe):
+    """Score a JSONL file of completions (``emorl reward``): each row has ``completion`` and
+    ``label`` and optionally ``label_set`` and ``dataset`` (default dfew; a label outside the
+    dataset's set falls back to every canonical label). A declared ``label_set`` also declares the
+    row's words for its labels (``joy`` for happy), as a corpus's label set does. Yields one
+    result dict per row."""
+    from emorl.data.labels import CANONICAL, LABEL_SETS, label_words, to_canonical
+    from emorl.data.manifest import iter_jsonl
+
+    for lineno, row in iter_jsonl(path):
+        where = f"{path}:{lineno}"
+        for k in ("completion", "label"):
+            if not isinstance(row.get(k), str):
+                raise ValueError(f"{where}: field {k!r} must be a string")
+        dataset = row.get("dataset", "dfew")
+        if not isinstance(dataset, str):
+            raise ValueError(f"{where}: field 'dataset' must be a string")
+        label = to_canonical(row["label"], where=f"{where}: field 'label'")
+        words = label_words(dataset)
+        ls = row.get("label_set")
+        if ls is not None:
+            if not isinstance(ls, list) or not ls or not all(isinstance(x, str) for x in ls):
+                raise ValueError(f"{where}: field 'label_set' must be a non-empty list of strings")
+            labels = tuple(to_canonical(x, where=f"{where}: field 'label_set'") for x in ls)
+            words = {c: x.strip().lower() for c, x in zip(labels, ls, strict=True)}
+        else:
+            labels = LABEL_SETS.get(dataset, CANONICAL)
+            labels = labels if label in labels else CANONICAL
+        comps, parsed = score(recipe, row["completion"], label, labels, words=words)
+        yield {"line": lineno, **({"id": row["id"]} if "id" in row else {}), "label": label, "answer": parsed.answer,
+               "emotion": parsed.emotion, "parse": parsed.reason, **comps}

@@ -27,8 +27,9 @@ def group_advantages(rewards: torch.Tensor, scale: str = "group", eps: float = 1
 
     rewards: (N, G). Returns (N, G): r - mean_group(r), divided by the unbiased group std
     (``scale="group"``, R1-Omni), the batch std (``"batch"``), or nothing (``"none"``, Dr. GRPO).
-    A group whose rewards all tie gets advantage 0 everywhere. ``batch_std`` replaces the std of
-    ``rewards`` for ``"batch"`` when the batch spans processes (the std of all of them).
+    A group whose rewards all tie gets advantage 0 everywhere, and so does a batch of one reward
+    under ``"batch"`` (its std is undefined, not NaN). ``batch_std`` replaces the std of ``rewards``
+    for ``"batch"`` when the batch spans processes (the std of all of them).
     """
     if rewards.ndim != 2:
         raise ValueError(f"rewards must be (N, G), got shape {tuple(rewards.shape)}")
@@ -37,7 +38,9 @@ def group_advantages(rewards: torch.Tensor, scale: str = "group", eps: float = 1
         std = rewards.std(dim=1, keepdim=True) if rewards.shape[1] > 1 else torch.zeros_like(centered[:, :1])
         return centered / (std + eps)
     if scale == "batch":
-        return centered / ((rewards.std() if batch_std is None else batch_std) + eps)
+        if batch_std is None:
+            batch_std = rewards.std() if rewards.numel() > 1 else 0.0
+        return centered / (batch_std + eps)
     if scale == "none":
         return centered
     raise ValueError(f"unknown advantage scale {scale!r}; expected group, batch or none")

@@ -79,7 +79,7 @@ def score_groups(groups: list[Group], recipe: RewardRecipe, extra: ExtraRewards 
     for g, g_extra in zip(groups, extras):
         per: dict[str, list[float]] = defaultdict(list)
         for t, ex in zip(g.texts, g_extra):
-            comps, parsed = score(recipe, t, g.sample.label, g.sample.labels, extra=ex)
+            comps, parsed = score(recipe, t, g.sample.label, g.sample.labels, extra=ex, words=g.sample.words)
             g.parsed.append(parsed)
             for k, v in comps.items():
                 per[k].append(v)

@@ -35,11 +35,11 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from emorl.config import RunConfig, to_dict
+from emorl.config import RunConfig, record_labels, run_config_yaml, to_dict
 from emorl.data.loader import PromptBuilder
 from emorl.data.manifest import Sample
 from emorl.models.adapter import OmniAdapter, SamplingParams
-from emorl.recipes.rewards import get_recipe
+from emorl.recipes.rewards import recipe_for
 from emorl.rl import zero
 from emorl.rl.grpo import group_advantages, policy_loss
 from emorl.rl.rollout import ExtraRewards, Group, sample_groups, score_groups
@@ -448,7 +448,7 @@ def train_grpo(cfg: RunConfig, adapter: OmniAdapter, builder: PromptBuilder, sam
     plan.check()
     if g.epochs_per_rollout < 1:
         raise ValueError(f"grpo.epochs_per_rollout must be >= 1, got {g.epochs_per_rollout}")
-    recipe = get_recipe(cfg.prompt.recipe)
+    recipe = recipe_for(cfg)
     if g.sharding not in SHARDING:
         raise ValueError(f"grpo.sharding must be one of {', '.join(SHARDING)}, got {g.sharding!r}")
     check_launch("train", g.sharding)
@@ -529,6 +529,7 @@ def train_grpo(cfg: RunConfig, adapter: OmniAdapter, builder: PromptBuilder, sam
         skipped = {"skipped": f"{g.sharding}: every parameter has one sharded copy"} if partitioned else {}
         atomic_write_json(out / "sync_check.json", {"processes": world, "params_in_sync": in_sync,
                                                     "step": state.step, **skipped})
+    saved_cfg = _model_config(cfg, samples)
     if interrupted:
         path = save_checkpoint(out, adapter, opt, sched, state, rng, g.keep_checkpoints, peft_model, engine)
         print(f"[grpo] stopped at step {state.step}; checkpoint {path}; continue with grpo.resume=true")
@@ -537,15 +538,15 @@ def train_grpo(cfg: RunConfig, adapter: OmniAdapter, builder: PromptBuilder, sam
         if main:
             dtype = getattr(torch, cfg.model.dtype)  # float32 shards (mixed precision) saved in the model's dtype
             save_model_atomic(adapter, out / "model", state_dict={k: v.to(dtype) if v.is_floating_point() else v
-                                                                   for k, v in model_sd.items()})
+                                                                   for k, v in model_sd.items()}, run_config=saved_cfg)
     elif main:
         if peft_model is not None:
             peft_model.save_pretrained(out / "adapter")
             merged = copy.copy(adapter)
             merged.model = copy.deepcopy(peft_model).merge_and_unload()
-            save_model_atomic(merged, out / "model")
+            save_model_atomic(merged, out / "model", run_config=saved_cfg)
         else:
-            save_model_atomic(adapter, out / "model")
+            save_model_atomic(adapter, out / "model", run_config=saved_cfg)
     barrier()
     return {"steps": state.step, "interrupted": interrupted,
             "first_reward": history[0].get("reward/overall") if history else None,
@@ -684,6 +685,13 @@ def _step(cfg, plan, adapter, builder, samples, recipe, params, extra_rewards, r
                       "completions": [{"text": t, **{k: float(v[j]) for k, v in grp.rewards.items()},
                                        "advantage": float(grp.advantages[j])} for j, t in enumerate(grp.texts)]}
     return row
+
+
+def _model_config(cfg: RunConfig, samples: list[Sample]) -> str:
+    """The run config saved inside the model (its label set recorded from ``samples`` if unset)."""
+    saved = copy.deepcopy(cfg)
+    record_labels(saved, samples)
+    return run_config_yaml(saved)
 
 
 def _nonfinite_reason(stats: dict, norm_reason: str) -> str:

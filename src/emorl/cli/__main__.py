@@ -1,0 +1,5 @@
+import sys
+
+from emorl.cli import main
+
+sys.exit(main())

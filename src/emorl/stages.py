@@ -1,0 +1,46 @@
+"""The stage runner every multi-stage experiment uses (demo, compare, cv, protocol): a stage is a
+name, an output folder and a function; it runs once, writes ``DONE.json`` (its returned summary and
+its wall time) atomically into its folder, and is skipped with that summary when the marker is
+there, so an interrupted experiment resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from emorl.utils import atomic_write_json
+
+MARKER = "DONE.json"
+
+
+def done(d: Path) -> dict | None:
+    """The summary a finished stage left in ``d``, or None."""
+    f = Path(d) / MARKER
+    return json.loads(f.read_text()) if f.is_file() else None
+
+
+class Stages:
+    """Runs stages and keeps their wall times in ``seconds`` (name -> s); prints ``[tag] ...``."""
+
+    def __init__(self, tag: str):
+        self.tag = tag
+        self.seconds: dict[str, float] = {}
+
+    def __call__(self, name: str, d: Path, fn: Callable[[], dict | None]) -> dict:
+        prev = done(d)
+        if prev is not None:
+            print(f"[{self.tag}] {name}: already done ({d}), skipping")
+            self.seconds[name] = prev.get("seconds", 0.0)
+            return prev
+        print(f"[{self.tag}] {name} ...")
+        t = time.perf_counter()
+        info = {k: v for k, v in (fn() or {}).items() if k != "history"}
+        info["seconds"] = round(time.perf_counter() - t, 1)
+        self.seconds[name] = info["seconds"]
+        Path(d).mkdir(parents=True, exist_ok=True)
+        atomic_write_json(Path(d) / MARKER, info)
+        print(f"[{self.tag}] {name}: done in {info['seconds']:.0f}s")
+        return info
