@@ -331,3 +331,116 @@ def build_ferv39k(root: Path, bank: MediaBank) -> Path:
     for split, rows in (("train", FERV_TRAIN), ("test", FERV_TEST)):
         _write_lines(root / f"4_setups/All_scenes/{split}_All.csv", [f"{r} {lab}" for r, lab in rows], "utf-8")
     return root
+
+
+# --------------------------------------------------------------------------- row-level problems
+
+
+def _append_lines(path: Path, lines: list[str], encoding: str = "utf-8") -> None:
+    """Append ``lines`` (CRLF, as the fixture files are written) to an existing text file."""
+    with path.open("ab") as f:
+        f.write(("\r\n".join(lines) + "\r\n").encode(encoding))
+
+
+def _append_rows(path: Path, rows: list[list]) -> None:
+    with path.open("a", encoding="utf-8", newline="") as f:
+        csv.writer(f).writerows(rows)
+
+
+def _spoil_dfew(root: Path, bank: MediaBank) -> dict[str, str]:
+    from openpyxl import load_workbook
+
+    train1 = next(root.glob("EmoLabel_DataSplit/train(*)/set_1.csv"))  # header + 8 rows: lines 1..9
+    _append_lines(train1, ["abc,1", "11,9", "12"])
+    xlsx = root / "Annotation/annotation.xlsx"  # header + 10 rows: rows 1..11
+    wb = load_workbook(xlsx)
+    wb.active.append([1, 0, 0, 0, 0, 0, 0, "x", 1])
+    wb.save(xlsx)
+    rel = train1.relative_to(root).as_posix()
+    return {f"dfew-{rel}:10": "malformed_row", "dfew-f1-train-00011": "unknown_label",
+            f"dfew-{rel}:12": "malformed_row", "dfew-Annotation/annotation.xlsx:12": "malformed_row"}
+
+
+def _spoil_mafw(root: Path, bank: MediaBank) -> dict[str, str]:
+    lst = next(root.glob("*/single/no_caption/set_1/test.txt"))  # 3 rows: lines 1..3
+    _append_lines(lst, ["00013.mp4 boredom", "abc.mp4 anger", "00014.mp4", "00015.mp4 anger_disgust",
+                        "00016.mp4 12"])
+    rel = lst.relative_to(root).as_posix()
+    return {"mafw-f1-test-00013": "unknown_label", f"mafw-{rel}:5": "malformed_row",
+            f"mafw-{rel}:6": "malformed_row", "mafw-f1-test-00015": "compound",
+            "mafw-f1-test-00016": "unknown_label"}
+
+
+def _spoil_ravdess(root: Path, bank: MediaBank) -> dict[str, str]:
+    bad = {"Actor_03/01-01-01-02-01-01-03.mp4": "impossible_code",  # strong neutral
+           "Actor_03/01-01-09-01-01-01-03.mp4": "unknown_label",    # emotion 09
+           "Actor_03/01-01-03-01-01-03-03.mp4": "bad_name",         # repetition 03
+           "Actor_03/01-01-03-01-01-01.mp4": "bad_name",            # six codes
+           "Actor_25/01-01-03-01-01-01-25.mp4": "bad_name"}         # actor 25
+    for rel in bad:
+        bank.put("av", root / rel)
+    return {f"ravdess-{Path(rel).stem}": reason for rel, reason in bad.items()}
+
+
+def _spoil_cremad(root: Path, bank: MediaBank) -> dict[str, str]:
+    bank.put("av", root / "VideoFlash/1003_DFA_XYZ_XX.flv")
+    bank.put("wav", root / "AudioWAV/1003_DFA_XYZ_XX.wav")
+    bank.put("av", root / "VideoFlash/1003_DFA_ANG.flv")
+    bank.put("wav", root / "AudioWAV/1092_DFA_ANG_XX.wav")
+    bank.put("av", root / "VideoFlash/1003_ABC_ANG_XX.flv")
+    _append_rows(root / "VideoDemographics.csv", [["x", 30, "Male", "Asian", "Not Hispanic"], [1003]])  # lines 4, 5
+    return {"crema-d-1003_DFA_XYZ_XX": "unknown_label", "crema-d-1003_DFA_ANG": "bad_name",
+            "crema-d-1092_DFA_ANG_XX": "bad_name", "crema-d-1003_ABC_ANG_XX": "bad_name",
+            "crema-d-VideoDemographics.csv:4": "malformed_row", "crema-d-VideoDemographics.csv:5": "malformed_row"}
+
+
+def _spoil_mer2023(root: Path, bank: MediaBank) -> dict[str, str]:
+    _append_rows(root / "train-label.csv", [  # header + 4 rows: lines 1..5
+        ["sample_00000050", "bored", "1"], ["sample_00000051", "happy", "high"], ["", "happy", "1"],
+        ["sample_00000052", "happy", "1", "x"], ["sample_00000053", "7", "0"]])
+    return {"mer2023-train-sample_00000050": "unknown_label", "mer2023-train-sample_00000051": "malformed_row",
+            "mer2023-train-label.csv:8": "malformed_row", "mer2023-train-label.csv:9": "malformed_row",
+            "mer2023-train-sample_00000053": "unknown_label"}
+
+
+def _spoil_mer2024(root: Path, bank: MediaBank) -> dict[str, str]:
+    _append_rows(root / "label-disdim.csv", [["sample_00000060", "bored", "1"]])  # line 5
+    _append_rows(root / "check-openset.csv", [["sample_00000001", "['oops"]])   # line 3
+    return {"mer2024-train-sample_00000060": "unknown_label", "mer2024-check-openset.csv:3": "malformed_row"}
+
+
+def _spoil_meld(root: Path, bank: MediaBank) -> dict[str, str]:
+    _append_rows(root / "train_sent_emo.csv", [  # header + 3 rows: lines 1..4
+        [4, "Hm.", "Joey", "bored", "neutral", 0, 2, 8, 21, "0:16:24,000", "0:16:25,000"],
+        [5, "Hm.", "Joey", "joy", "positive", "x", 0, 8, 21, "0:16:24,000", "0:16:25,000"],
+        [6, "Hm.", "Joey", "joy", "positive", 0, 3, 8, 21, "soon", "0:16:25,000"],
+        [7, "Hm.", "Joey", "joy", "positive", 0, 4, 8, 21, "0:16:24,000"]])
+    return {"meld-train-dia0_utt2": "unknown_label", "meld-train_sent_emo.csv:6": "malformed_row",
+            "meld-train-dia0_utt3": "malformed_row", "meld-train_sent_emo.csv:8": "malformed_row"}
+
+
+def _spoil_emer(root: Path, bank: MediaBank) -> dict[str, str]:
+    _append_rows(root / "EMER/dataset-v1/gt-eng.csv", [["sample_00000002", "bored", "Hm.", "He shrugs."]])  # line 4
+    _append_rows(root / "EMER/dataset-v2/final-EMER-reason.csv", [  # header + 3 rows: lines 1..4
+        ["", "在视频中。", "In the video."], ["sample_00000070", "在视频中。", "In the video, he yawns."]])
+    _append_rows(root / "MER2023/train-label.csv", [["sample_00000070", "bored", "1"]])
+    bank.put("av", root / "MER2023/train/sample_00000070.mp4")
+    return {"emer-v1-sample_00000002": "unknown_label", "emer-EMER/dataset-v2/final-EMER-reason.csv:5": "malformed_row",
+            "emer-v2-sample_00000070": "unknown_label"}
+
+
+def _spoil_ferv39k(root: Path, bank: MediaBank) -> dict[str, str]:
+    _append_lines(root / "4_setups/All_scenes/train_All.csv", ["Action/Sad Sad", "Action/Sad/0002 Bored"])  # 4, 5
+    return {"ferv39k-4_setups/All_scenes/train_All.csv:4": "malformed_row",
+            "ferv39k-train-Action-Sad-0002": "unknown_label"}
+
+
+SPOILERS = {"dfew": _spoil_dfew, "mafw": _spoil_mafw, "ravdess": _spoil_ravdess, "crema-d": _spoil_cremad,
+            "mer2023": _spoil_mer2023, "mer2024": _spoil_mer2024, "meld": _spoil_meld, "emer": _spoil_emer,
+            "ferv39k": _spoil_ferv39k}
+
+
+def spoil(name: str, root: Path, bank: MediaBank) -> dict[str, str]:
+    """Add row-level problems to corpus ``name``'s fixture tree (malformed rows, unknown labels, bad
+    file names, impossible codes, unreadable auxiliary rows); return {expected reject id: reason}."""
+    return SPOILERS[name](root, bank)

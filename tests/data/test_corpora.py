@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -22,10 +23,21 @@ from corpora_fixtures import (
     build_mer2023,
     build_mer2024,
     build_ravdess,
+    spoil,
     write_csv,
 )
 
-from emorl.data.corpora import CORPORA, DatasetError, Prepared, Reject, dedupe, prepare
+from emorl.data.corpora import (
+    CORPORA,
+    DatasetError,
+    Prepared,
+    Reject,
+    corpus_folds,
+    corpus_splits,
+    corpus_subsets,
+    dedupe,
+    prepare,
+)
 from emorl.data.labels import LABEL_SETS
 from emorl.data.manifest import Sample, read_manifest, write_manifest
 
@@ -38,6 +50,10 @@ BUILDERS = {
 
 def by_id(samples: list[Sample]) -> dict[str, Sample]:
     return {s.id: s for s in samples}
+
+
+def reasons(rejects: list[Reject]) -> dict[str, str]:
+    return {r.id: r.reason for r in rejects}
 
 
 # --------------------------------------------------------------------------- registry, schema
@@ -75,6 +91,142 @@ def test_dedupe_moves_repeated_ids_to_rejects():
     got = dedupe(Prepared([s, Sample("x", "/b.mp4", "sad", "dfew", "train")], []))
     assert [x.media for x in got.samples] == ["/a.mp4"]
     assert [(r.id, r.reason) for r in got.rejects] == [("x", "duplicate")]
+
+
+# --------------------------------------------------------------------------- every corpus: rejects, splits, paths
+
+SPOIL_OPTIONS = {"emer": {"subset": "all"}}  # EMER's default subset is v2; the v1 problem needs both
+
+
+@pytest.mark.parametrize("name", list(BUILDERS))
+def test_row_level_problems_are_rejects_not_aborts(name, tmp_path, bank):
+    root = BUILDERS[name](tmp_path / name, bank)
+    before = prepare(name, root, **SPOIL_OPTIONS.get(name, {}))
+    expected = spoil(name, root, bank)
+    after = prepare(name, root, **SPOIL_OPTIONS.get(name, {}))
+    assert [s.id for s in after.samples] == [s.id for s in before.samples]  # the rest is prepared
+    old = {(r.id, r.reason) for r in before.rejects}
+    new = [r for r in after.rejects if (r.id, r.reason) not in old]
+    assert reasons(new) == expected and len(new) == len(expected)
+    for r in new:
+        assert str(root.resolve()) in r.detail  # names the file
+        if ":" in r.id:  # a row whose id could not be read: the detail names file:line
+            assert r.detail.startswith(f"{root.resolve()}/{r.id.removeprefix(name + '-')}:")
+    by = {r.id: r for r in new}
+    if name == "dfew":
+        assert "unknown label '9'; DFEW labels are 1..7" in by["dfew-f1-train-00011"].detail
+        assert "set_1.csv:11:" in by["dfew-f1-train-00011"].detail
+        assert by["dfew-f1-train-00011"].meta == {"fold": 1, "split": "train",
+                                                  "source": "EmoLabel_DataSplit/train(single-labeled)/set_1.csv:11"}
+    if name == "ravdess":
+        r = by["ravdess-01-01-01-02-01-01-03"]
+        assert r.detail.endswith("intensity 02 (strong) with emotion 01 (neutral); RAVDESS has no strong neutral")
+        assert r.meta == {"actor": 3, "subject": "ravdess-actor-03"}
+        assert "invalid emotion code '09'; expected one of 01, 02" in by["ravdess-01-01-09-01-01-01-03"].detail
+    if name == "crema-d":
+        assert by["crema-d-1003_DFA_XYZ_XX"].path.endswith("VideoFlash/1003_DFA_XYZ_XX.flv")
+        assert by["crema-d-1092_DFA_ANG_XX"].path.endswith("AudioWAV/1092_DFA_ANG_XX.wav")  # no video: the wav
+        assert "VideoDemographics.csv:4: malformed row: ActorID must be an integer, got 'x'" in \
+            by["crema-d-VideoDemographics.csv:4"].detail
+    if name == "meld":
+        assert "train_sent_emo.csv:7: malformed row: time 'soon' is not h:mm:ss,ms" in by["meld-train-dia0_utt3"].detail
+    if name == "emer":
+        assert "MER2023/train-label.csv:" in by["emer-v2-sample_00000070"].detail
+
+
+def test_row_rejects_follow_the_fold_and_split_selection(tmp_path, bank):
+    root = build_dfew(tmp_path / "DFEW", bank)
+    spoil("dfew", root, bank)  # the bad rows are in fold 1's train list
+    assert {r.reason for r in prepare("dfew", root, fold=1, split="test").rejects} == {"malformed_row"}  # xlsx only
+    assert len(prepare("dfew", root, fold=1, split="train").rejects) == 5  # 3 rows + xlsx + missing clip 10
+    root = build_ravdess(tmp_path / "RAVDESS", bank)
+    spoil("ravdess", root, bank)  # actor 3 is in fold 1's test set; the other two bad names have no readable actor
+    assert set(reasons(prepare("ravdess", root, fold=1, split="train").rejects)) == {
+        "ravdess-01-01-03-01-01-01", "ravdess-01-01-03-01-01-01-25"}
+    assert len(prepare("ravdess", root, fold=1, split="test").rejects) == 5
+    assert prepare("ravdess", root, subset="song").rejects == []  # speech names are not song rejects
+
+
+@pytest.mark.parametrize("name", list(BUILDERS))
+def test_relative_root_gives_absolute_paths(name, tmp_path, bank, monkeypatch):
+    BUILDERS[name](tmp_path / "data" / name, bank)
+    monkeypatch.chdir(tmp_path / "data")
+    samples, rejects = prepare(name, name)
+    assert samples
+    for s in samples:
+        assert Path(s.media).is_absolute() and Path(s.media).exists()
+        assert s.audio is None or (Path(s.audio).is_absolute() and Path(s.audio).exists())
+    assert all(Path(r.path).is_absolute() for r in rejects)
+    monkeypatch.chdir(tmp_path)  # and they still resolve from another working directory
+    assert all(Path(s.media).exists() for s in samples)
+
+
+def test_split_helpers_and_unknown_split():
+    assert corpus_splits("dfew") == ("train", "test", "all") == corpus_splits("crema-d")
+    assert corpus_splits("meld") == ("train", "dev", "test", "all")
+    assert corpus_splits("mer2023") == ("train", "test1", "test2", "test3", "test", "all")
+    assert corpus_splits("mer2024") == ("train", "all") and corpus_splits("emer") == ("coldstart", "all")
+    assert corpus_subsets("dfew") == ("original", "frames", "frames-16f") and corpus_subsets("meld") == ()
+    assert corpus_subsets("ravdess")[0] == "speech" and corpus_subsets("crema-d") == ("audio-video", "audio-only")
+    assert corpus_folds("ravdess") == (1, 2, 3, 4, 5, 6) and corpus_folds("mer2023") == ()
+    for name in CORPORA:
+        assert corpus_splits(name)[-1] == "all"
+    with pytest.raises(DatasetError, match="unknown dataset 'affectnet'"):
+        corpus_splits("affectnet")
+
+
+@pytest.mark.parametrize("name", list(BUILDERS))
+def test_unknown_split_lists_the_valid_ones(name, tmp_path, bank):
+    root = BUILDERS[name](tmp_path / name, bank)
+    valid = ", ".join(corpus_splits(name))
+    with pytest.raises(DatasetError, match=rf"{name}: unknown split 'validation'; valid splits: {valid}"):
+        prepare(name, root, split="validation")
+    samples, _ = prepare(name, root)
+    assert [s.id for s in prepare(name, root, split="all").samples] == [s.id for s in samples]
+    assert [s.id for s in prepare(name, root, split=None).samples] == [s.id for s in samples]
+
+
+@pytest.mark.parametrize("name,fold,key", [("dfew", 1, "clip"), ("mafw", 2, "clip"), ("ravdess", 1, "code"),
+                                           ("crema-d", 1, "code")])
+def test_train_and_test_of_a_fold_are_disjoint_and_make_the_fold(name, fold, key, tmp_path, bank):
+    root = BUILDERS[name](tmp_path / name, bank)
+    whole, whole_rej = prepare(name, root, fold=fold)
+    train, train_rej = prepare(name, root, fold=fold, split="train")
+    test, test_rej = prepare(name, root, fold=fold, split="test")
+    assert train and test
+    assert {s.split for s in train} == {"train"} and {s.split for s in test} == {"test"}
+    assert {s.fold for s in train + test} == {fold}
+    clip = (lambda s: s.meta[key]) if name != "crema-d" else (lambda s: Path(s.media).stem)
+    assert not {clip(s) for s in train} & {clip(s) for s in test}  # disjoint by clip identity
+    assert not {s.media for s in train} & {s.media for s in test}
+    assert sorted(s.id for s in train + test) == sorted(s.id for s in whole)  # their union is the fold
+    assert sorted(r.id for r in train_rej + test_rej) == sorted(r.id for r in whole_rej)
+    assert prepare(name, root, fold=fold, split="train,test").samples == whole
+
+
+def test_dfew_test_split_over_all_folds_covers_each_clip_once(tmp_path, bank):
+    root = build_dfew(tmp_path / "DFEW", bank)
+    samples, rejects = prepare("dfew", root, split="test")
+    clips = [s.meta["clip"] for s in samples]
+    assert sorted(clips) == [f"{n:05d}" for n in range(1, 10)]  # clip 10 has no mp4: its row is a reject
+    assert [(r.id, r.reason) for r in rejects] == [("dfew-f5-test-00010", "missing")]
+    assert {s.fold: s.meta["clip"] for s in samples if s.meta["clip"] in ("00001", "00002")} == {1: "00001", 2: "00002"}
+    assert Counter(s.fold for s in samples) == {1: 2, 2: 2, 3: 2, 4: 2, 5: 1}
+    train = prepare("dfew", root, split="train").samples
+    assert len(train) == 36 and all(s.split == "train" for s in train)
+
+
+def test_subjects_for_leakage_checks(tmp_path, bank):
+    rav, _ = prepare("ravdess", build_ravdess(tmp_path / "RAVDESS", bank), fold=1)
+    assert {s.meta["subject"] for s in rav if s.split == "test"} == {"ravdess-actor-01", "ravdess-actor-02"}
+    assert all(s.meta["subject"] == f"ravdess-actor-{s.meta['actor']:02d}" for s in rav)
+    crema, _ = prepare("crema-d", build_cremad(tmp_path / "CREMA-D", bank), fold=1)
+    assert {s.meta["subject"] for s in crema if s.split == "test"} == {"crema-d-1001", "crema-d-1002"}
+    assert all(s.meta["subject"] == f"crema-d-{s.meta['actor']}" for s in crema)
+    train = {s.meta["subject"] for s in crema if s.split == "train"}
+    assert train == {"crema-d-1019", "crema-d-1091"} and not train & {"crema-d-1001", "crema-d-1002"}
+    meld, _ = prepare("meld", build_meld(tmp_path / "MELD", bank))
+    assert not any("subject" in s.meta for s in meld)  # Friends characters are not subjects
 
 
 # --------------------------------------------------------------------------- DFEW
@@ -138,14 +290,24 @@ def test_dfew_bad_inputs(tmp_path, bank):
         prepare("dfew", root, fold=6)
     with pytest.raises(DatasetError, match="unknown subset 'faces'; valid subsets: original, frames"):
         prepare("dfew", root, subset="faces")
+    with pytest.raises(DatasetError, match="dfew: unknown split 'dev'; valid splits: train, test, all"):
+        prepare("dfew", root, split="dev")
     test2 = root / "EmoLabel_DataSplit/test(single-labeled)/set_2.csv"
     test2.write_text(test2.read_text() + "5,9\n")
-    with pytest.raises(DatasetError, match=r"set_2\.csv:4: unknown label '9'"):
-        prepare("dfew", root, fold=2)
+    samples, rejects = prepare("dfew", root, fold=2)
+    assert len(samples) == 9
+    r = next(r for r in rejects if r.reason == "unknown_label")
+    assert r.id == "dfew-f2-test-00005" and re.search(r"set_2\.csv:4: unknown label '9'", r.detail)
     train1 = root / "EmoLabel_DataSplit/train(single-labeled)/set_1.csv"
-    train1.write_text(train1.read_text() + "abc,1\n")
-    with pytest.raises(DatasetError, match=r"set_1\.csv:10: malformed row: video_name"):
-        prepare("dfew", root, fold=1)
+    train1.write_text(train1.read_text() + "abc,1\n0,1\n")
+    samples, rejects = prepare("dfew", root, fold=1)
+    assert len(samples) == 9
+    bad = [r for r in rejects if r.reason == "malformed_row"]
+    assert [r.id for r in bad] == ["dfew-EmoLabel_DataSplit/train(single-labeled)/set_1.csv:10",
+                                   "dfew-EmoLabel_DataSplit/train(single-labeled)/set_1.csv:11"]
+    assert re.search(r"set_1\.csv:10: malformed row: video_name must be an integer, got 'abc'", bad[0].detail)
+    assert bad[0].path == str(train1.resolve())
+    assert "video_name must be a clip number >= 1, got '0'" in bad[1].detail
     (root / "EmoLabel_DataSplit/test(single-labeled)/set_3.csv").unlink()
     with pytest.raises(DatasetError, match=r"(?s)fold 3 test list not found.*test\(single-labeled\)/set_3\.csv"
                                            r".*test\(single_labeled\)/set_3\.csv"):
@@ -203,14 +365,18 @@ def test_mafw_bad_inputs(tmp_path, bank):
     root = build_mafw(tmp_path / "MAFW", bank)
     lst = root / "Train & Test Set/single/no_caption/set_1/test.txt"
     lst.write_text(lst.read_text() + "00002.mp4 boredom\n")
-    with pytest.raises(DatasetError, match=r"set_1/test\.txt:4: unknown label 'boredom'"):
-        prepare("mafw", root, fold=1)
-    lst.write_text("00001.mp4\n")
-    with pytest.raises(DatasetError, match=r"set_1/test\.txt:1: malformed row"):
-        prepare("mafw", root, fold=1)
+    r = next(r for r in prepare("mafw", root, fold=1, split="test").rejects if r.reason == "unknown_label")
+    assert r.id == "mafw-f1-test-00002" and re.search(r"set_1/test\.txt:4: unknown label 'boredom'", r.detail)
+    assert r.meta["label_raw"] == "boredom" and r.path.endswith("data/clips/00002.mp4")
+    lst.write_text("00001.mp4\n00006.mp4 sadness\n")
+    samples, rejects = prepare("mafw", root, fold=1, split="test")
+    assert [s.id for s in samples] == ["mafw-f1-test-00006"]
+    assert reasons(rejects) == {"mafw-Train & Test Set/single/no_caption/set_1/test.txt:1": "malformed_row"}
+    assert "expected '<clip>.mp4 <label>', got '00001.mp4'" in rejects[0].detail
     lst.write_text("00001.mp4 anger_disgust\n")
-    with pytest.raises(DatasetError, match="compound label 'anger_disgust' in a single-label list"):
-        prepare("mafw", root, fold=1)
+    samples, rejects = prepare("mafw", root, fold=1, split="test")
+    assert samples == [] and reasons(rejects) == {"mafw-f1-test-00001": "compound"}
+    assert "compound label 'anger_disgust' in a single-label list" in rejects[0].detail
     (root / "Train & Test Set/single/no_caption/set_3/train.txt").unlink()
     with pytest.raises(DatasetError, match=r"(?s)Train & Test Set/single/no_caption/set_3/train\.txt"
                                            r".*Train_Test_Set/single/no_caption/set_3/train\.txt"):
@@ -272,13 +438,23 @@ def test_ravdess_bad_inputs(tmp_path, bank):
     root = build_ravdess(tmp_path / "RAVDESS", bank)
     with pytest.raises(DatasetError, match="fold 7 does not exist; valid folds: 1, 2, 3, 4, 5, 6"):
         prepare("ravdess", root, fold=7)
+    good, _ = prepare("ravdess", root)
     bad = bank.put("av", root / "Actor_03/01-01-01-02-01-01-03.mp4")
-    with pytest.raises(DatasetError, match=r"01-01-01-02-01-01-03\.mp4: intensity 02 \(strong\) with emotion 01"):
-        prepare("ravdess", root)
+    samples, rejects = prepare("ravdess", root)
+    assert [s.id for s in samples] == [s.id for s in good]  # the rest of the corpus is prepared
+    assert reasons(rejects) == {"ravdess-01-01-01-02-01-01-03": "impossible_code"}
+    assert re.search(r"01-01-01-02-01-01-03\.mp4: intensity 02 \(strong\) with emotion 01", rejects[0].detail)
+    assert rejects[0].path == str(bad.resolve())
     bad.unlink()
     bank.put("av", root / "Actor_03/01-01-09-01-01-01-03.mp4")
-    with pytest.raises(DatasetError, match=r"01-01-09-01-01-01-03\.mp4: invalid emotion code '09'"):
-        prepare("ravdess", root)
+    rejects = prepare("ravdess", root).rejects
+    assert reasons(rejects) == {"ravdess-01-01-09-01-01-01-03": "unknown_label"}
+    assert re.search(r"01-01-09-01-01-01-03\.mp4: invalid emotion code '09'", rejects[0].detail)
+    bank.put("av", root / "Actor_01/01-01-03-01-01-01-01.mp4")
+    dup = bank.put("av", root / "Actor_01/copy/01-01-03-01-01-01-01.mp4")  # a second file with the same code
+    assert dup.exists()
+    rejects = prepare("ravdess", root).rejects
+    assert reasons(rejects)["ravdess-01-01-03-01-01-01-01"] == "duplicate"
     (tmp_path / "empty").mkdir()
     with pytest.raises(DatasetError, match="no RAVDESS files found"):
         prepare("ravdess", tmp_path / "empty")
@@ -312,12 +488,16 @@ def test_cremad_audio_only_and_bad_names(tmp_path, bank):
     samples, rejects = prepare("crema-d", root, fold=2, subset="audio-only")
     assert len(samples) == 6 and all(s.media.endswith(".wav") and s.audio is None for s in samples)
     assert {r.reason for r in rejects} == {"known_bad"}
+    good, _ = prepare("crema-d", root)
     bank.put("av", root / "VideoFlash/1003_DFA_XYZ_XX.flv")
-    with pytest.raises(DatasetError, match=r"1003_DFA_XYZ_XX: unknown label 'XYZ'"):
-        prepare("crema-d", root)
+    samples, rejects = prepare("crema-d", root)
+    assert [s.id for s in samples] == [s.id for s in good]
+    r = next(r for r in rejects if r.id == "crema-d-1003_DFA_XYZ_XX")
+    assert r.reason == "unknown_label" and re.search(r"1003_DFA_XYZ_XX\.flv: unknown label 'XYZ'", r.detail)
     (root / "VideoFlash/1003_DFA_XYZ_XX.flv").rename(root / "VideoFlash/1003_DFA_ANG.flv")
-    with pytest.raises(DatasetError, match=r"1003_DFA_ANG: not a CREMA-D file name"):
-        prepare("crema-d", root)
+    r = next(r for r in prepare("crema-d", root).rejects if r.id == "crema-d-1003_DFA_ANG")
+    assert r.reason == "bad_name" and "'1003_DFA_ANG' is not a CREMA-D file name" in r.detail
+    assert not any(r.id == "crema-d-1003_DFA_ANG" for r in prepare("crema-d", root, subset="audio-only").rejects)
     shutil.rmtree(root / "VideoFlash")
     with pytest.raises(DatasetError, match=r"(?s)VideoFlash folder not found.*CREMA-D/VideoFlash"):
         prepare("crema-d", root)
@@ -338,6 +518,10 @@ def test_mer2023_splits_labels_valence(tmp_path, bank):
     assert s["mer2023-test3-sample_00000010"].meta["track"] == "MER-SEMI"
     only, _ = prepare("mer2023", root, subset="train,test3")
     assert len(only) == 6
+    assert [s.id for s in prepare("mer2023", root, split="train,test3").samples] == [s.id for s in only]
+    tests, _ = prepare("mer2023", root, split="test")
+    assert Counter(s.split for s in tests) == {"test1": 2, "test2": 1, "test3": 2}
+    assert [s.split for s in prepare("mer2023", root, split="test1").samples] == ["test1", "test1"]
 
 
 def test_mer2023_bad_inputs(tmp_path, bank):
@@ -346,15 +530,22 @@ def test_mer2023_bad_inputs(tmp_path, bank):
         prepare("mer2023", root, fold=1)
     with pytest.raises(DatasetError, match="unknown subset 'test4'"):
         prepare("mer2023", root, subset="test4")
+    with pytest.raises(DatasetError, match="give the splits once"):
+        prepare("mer2023", root, subset="test1", split="test2")
     (root / "test1/sample_00000007.mp4").unlink()
     samples, rejects = prepare("mer2023", root, subset="test1")
     assert len(samples) == 1 and [(r.id, r.reason) for r in rejects] == [("mer2023-test1-sample_00000007", "missing")]
     write_csv(root / "test2-label.csv", ["name", "discrete", "valence"], [["sample_00000009", "bored", "1"]])
-    with pytest.raises(DatasetError, match=r"test2-label\.csv:2: unknown label 'bored'"):
-        prepare("mer2023", root, subset="test2")
+    samples, rejects = prepare("mer2023", root, split="test2")
+    assert samples == [] and reasons(rejects) == {"mer2023-test2-sample_00000009": "unknown_label"}
+    assert re.search(r"test2-label\.csv:2: unknown label 'bored'", rejects[0].detail)
     write_csv(root / "test2-label.csv", ["name", "discrete", "valence"], [["sample_00000009", "sad", "1", "x"]])
-    with pytest.raises(DatasetError, match=r"test2-label\.csv:2: malformed row"):
-        prepare("mer2023", root, subset="test2")
+    rejects = prepare("mer2023", root, split="test2").rejects
+    assert reasons(rejects) == {"mer2023-test2-label.csv:2": "malformed_row"}
+    assert re.search(r"test2-label\.csv:2: malformed row: expected 3 fields", rejects[0].detail)
+    write_csv(root / "test2-label.csv", ["name", "label"], [["sample_00000009", "sad"]])
+    with pytest.raises(DatasetError, match=r"test2-label\.csv:1: missing column\(s\) discrete"):  # layout: an error
+        prepare("mer2023", root, split="test2")
     (root / "test2-label.csv").unlink()
     with pytest.raises(DatasetError, match=r"(?s)MER2023 test2 labels not found.*MER2023/test2-label\.csv"):
         prepare("mer2023", root)
@@ -429,20 +620,28 @@ def test_meld_quirks(tmp_path, bank):
     assert s["meld-train-dia0_utt1"].meta["start"] == pytest.approx(981.94)
     dev, _ = prepare("meld", root, subset="dev")
     assert [x.id for x in dev] == ["meld-dev-dia0_utt0"]
+    assert [x.id for x in prepare("meld", root, split="dev").samples] == ["meld-dev-dia0_utt0"]
+    assert Counter(x.split for x in prepare("meld", root, split="train,test").samples) == {"train": 2, "test": 3}
+    with pytest.raises(DatasetError, match="give the splits once"):
+        prepare("meld", root, subset="dev", split="test")
 
 
 def test_meld_bad_inputs(tmp_path, bank):
     root = build_meld(tmp_path / "MELD", bank)
     write_csv(root / "dev_sent_emo.csv", MELD_HEADER, [[1, "Hi", "Joey", "bored", "neutral", 0, 0, 1, 1,
                                                         "0:00:01,000", "0:00:02,000"]])
-    with pytest.raises(DatasetError, match=r"dev_sent_emo\.csv:2: unknown label 'bored'"):
-        prepare("meld", root, subset="dev")
+    samples, rejects = prepare("meld", root, split="dev")
+    assert samples == [] and reasons(rejects) == {"meld-dev-dia0_utt0": "unknown_label"}
+    assert re.search(r"dev_sent_emo\.csv:2: unknown label 'bored'", rejects[0].detail)
     write_csv(root / "dev_sent_emo.csv", MELD_HEADER, [[1, "Hi", "Joey", "joy", "neutral", 0, 0, 1, 1, "0:00:01,000"]])
-    with pytest.raises(DatasetError, match=r"dev_sent_emo\.csv:2: malformed row: expected 11 fields"):
-        prepare("meld", root, subset="dev")
+    rejects = prepare("meld", root, split="dev").rejects
+    assert reasons(rejects) == {"meld-dev_sent_emo.csv:2": "malformed_row"}
+    assert re.search(r"dev_sent_emo\.csv:2: malformed row: expected 11 fields", rejects[0].detail)
     write_csv(root / "dev_sent_emo.csv", MELD_HEADER, [[1, "Hi", "Joey", "joy", "neutral", 0, 0, 1, 1, "soon", "x"]])
-    with pytest.raises(DatasetError, match=r"dev_sent_emo\.csv:2: malformed row: time 'soon'"):
-        prepare("meld", root, subset="dev")
+    rejects = prepare("meld", root, split="dev").rejects
+    assert reasons(rejects) == {"meld-dev-dia0_utt0": "malformed_row"}
+    assert re.search(r"dev_sent_emo\.csv:2: malformed row: time 'soon'", rejects[0].detail)
+    assert len(prepare("meld", root).samples) == 5  # train and test are prepared as before
     (root / "dev_sent_emo.csv").unlink()
     with pytest.raises(DatasetError, match=r"(?s)MELD dev annotations not found.*MELD/dev_sent_emo\.csv"):
         prepare("meld", root)
@@ -460,9 +659,13 @@ def test_ferv39k(tmp_path, bank):
     assert s.label == "happy" and s.meta["scene"] == "Action" and s.meta["modality"] == "video"
     assert Path(s.media).is_dir() and s.media.endswith("2_ClipsforFaceCrop/Action/Happy/0267")
     assert len(prepare("ferv39k", root, subset="test").samples) == 1
+    assert len(prepare("ferv39k", root, split="test").samples) == 1
     (root / "4_setups/All_scenes/test_All.csv").write_text("Action/Sad/0001 Sad\nAction/Sad Sad\n")
-    with pytest.raises(DatasetError, match=r"test_All\.csv:2: malformed row"):
-        prepare("ferv39k", root, subset="test")
+    samples, rejects = prepare("ferv39k", root, split="test")
+    assert [s.id for s in samples] == ["ferv39k-test-Action-Sad-0001"]
+    assert reasons(rejects) == {"ferv39k-4_setups/All_scenes/test_All.csv:2": "malformed_row"}
+    assert re.search(r"test_All\.csv:2: malformed row", rejects[0].detail)
     (root / "4_setups/All_scenes/test_All.csv").write_text("Action/Sad/0001 Bored\n")
-    with pytest.raises(DatasetError, match=r"test_All\.csv:1: unknown label 'Bored'"):
-        prepare("ferv39k", root, subset="test")
+    rejects = prepare("ferv39k", root, split="test").rejects
+    assert reasons(rejects) == {"ferv39k-test-Action-Sad-0001": "unknown_label"}
+    assert re.search(r"test_All\.csv:1: unknown label 'Bored'", rejects[0].detail)

@@ -1,11 +1,23 @@
 """Shared helpers for the corpus adapters.
 
 Every adapter returns ``Prepared(samples, rejects)``: the usable rows as ``Sample`` and every
-listed row that could not become a sample as a ``Reject`` (missing media, Git-LFS stub, known bad
-file, compound label, no label, duplicate), so nothing disappears without a reason.
+listed row or file that could not become a sample as a ``Reject`` with a short reason code, so
+nothing disappears without a reason and one bad annotation never stops a corpus.
 
-Bad *annotations* are not rejects but errors: ``DatasetError`` names the file (and line) and what
-was expected, e.g. ``.../set_1.csv:7: unknown label '9'``.
+Two kinds of problems:
+
+* **Row-level problems** (confined to one annotation row or one media file name) are rejects:
+  a row with the wrong number of fields or an unparsable clip number (``malformed_row``), a label
+  outside the corpus's set (``unknown_label``), a file name that does not follow the corpus's code
+  (``bad_name``), a name whose codes cannot occur together (``impossible_code``). They are raised
+  inside the readers as ``RowError`` (a ``DatasetError`` with a ``reason``) and every adapter turns
+  them into ``Reject(id, path, reason, detail, meta)``; ``detail`` names ``file:line`` (or the file),
+  the value and what was expected, e.g. ``.../set_1.csv:7: unknown label '9'; DFEW labels are 1..7``.
+  A row that cannot be parsed far enough to know its sample id gets ``<dataset>-<file>:<line>``
+  (the annotation file relative to the root) as its reject id.
+* **Layout problems** (root missing, an annotation file or media folder missing, a CSV without its
+  header columns, an undecodable annotation file or spreadsheet, an unknown fold, subset or split)
+  stop ``prepare`` with a ``DatasetError`` naming the file and what was expected.
 """
 
 from __future__ import annotations
@@ -14,7 +26,7 @@ import csv
 import io
 import os
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -30,12 +42,27 @@ class DatasetError(ValueError):
     """A corpus on disk that does not follow its official layout; the message says where and why."""
 
 
+class RowError(DatasetError):
+    """A problem confined to one annotation row or one file; adapters turn it into a ``Reject``.
+
+    reason: the reject's code (malformed_row, unknown_label, bad_name, impossible_code, compound);
+    where: ``file:line`` or the file; problem: the value and what was expected.
+    """
+
+    def __init__(self, reason: str, where: str, problem: str):
+        super().__init__(f"{where}: {problem}")
+        self.reason = reason
+        self.where = where
+        self.problem = problem
+
+
 @dataclass
 class Reject:
     """A listed row that did not become a sample.
 
-    reason: a short code (missing, lfs_pointer, known_bad, compound, no_label, duplicate);
-    detail: a human sentence; meta: what the row still tells (labels, fold, split, ...).
+    reason: a short code (missing, lfs_pointer, known_bad, compound, no_label, duplicate,
+    malformed_row, unknown_label, bad_name, impossible_code); detail: a human sentence naming the
+    file (and line); meta: what the row still tells (labels, fold, split, ...).
     """
 
     id: str
@@ -64,11 +91,26 @@ class Prepared(NamedTuple):
 
 
 def check_root(root: str | os.PathLike, dataset: str) -> Path:
-    """The dataset root as a Path; DatasetError if it is not a folder."""
+    """The dataset root as an absolute, resolved Path (so every media path built from it is
+    absolute whatever the working directory); DatasetError if it is not a folder."""
     p = Path(root).expanduser()
     if not p.is_dir():
         raise DatasetError(f"{dataset}: root folder {p} does not exist or is not a folder")
-    return p
+    return p.resolve()
+
+
+def line_id(dataset: str, root: Path, path: Path, lineno: int | None = None) -> str:
+    """Stable reject id of a row that could not be parsed: ``<dataset>-<file relative to root>:<line>``."""
+    try:
+        rel = path.relative_to(root).as_posix()
+    except ValueError:
+        rel = path.name
+    return f"{dataset}-{rel}" + (f":{lineno}" if lineno is not None else "")
+
+
+def row_reject(sid: str, path: Path | str, err: RowError, meta: dict[str, Any] | None = None) -> Reject:
+    """The ``Reject`` of a ``RowError``: its reason, and its message (file:line, value, expectation)."""
+    return Reject(sid, str(path), err.reason, str(err), dict(meta or {}))
 
 
 def is_junk(name: str) -> bool:
@@ -184,12 +226,20 @@ def read_csv_rows(
     return rows
 
 
+class CsvRows(NamedTuple):
+    """What ``read_csv_dicts`` returns: the parsed rows and the rows it could not parse."""
+
+    rows: list[tuple[int, dict[str, str]]]   # (line number, column -> stripped value)
+    bad: list[tuple[int, RowError]]          # (line number, malformed_row error)
+
+
 def read_csv_dicts(
     path: Path, required: Sequence[str], *, encodings: Sequence[str] = ("utf-8-sig", "cp1252")
-) -> list[tuple[int, dict[str, str]]]:
+) -> CsvRows:
     """(line number, row) for a CSV with a header holding at least ``required`` columns.
 
-    A row with a different number of fields than the header is an error naming file and line.
+    A missing or incomplete header is a DatasetError; a row with a different number of fields than
+    the header is returned in ``bad`` as a ``malformed_row`` RowError naming file and line.
     """
     rows = read_csv_rows(path, encodings=encodings)
     if not rows:
@@ -199,13 +249,15 @@ def read_csv_dicts(
     missing = [c for c in required if c not in header]
     if missing:
         raise DatasetError(f"{path}:{head_line}: missing column(s) {', '.join(missing)}; header is {header}")
-    out = []
+    out, bad = [], []
     for lineno, fields in rows[1:]:
         if len(fields) != len(header):
-            raise DatasetError(f"{path}:{lineno}: malformed row: expected {len(header)} fields "
-                               f"({', '.join(header)}), got {len(fields)}")
+            bad.append((lineno, RowError("malformed_row", f"{path}:{lineno}",
+                                         f"malformed row: expected {len(header)} fields ({', '.join(header)}), "
+                                         f"got {len(fields)}")))
+            continue
         out.append((lineno, dict(zip(header, (f.strip() for f in fields), strict=True))))
-    return out
+    return CsvRows(out, bad)
 
 
 def read_xlsx_rows(path: Path) -> list[tuple[int, list[Any]]]:
@@ -229,34 +281,34 @@ def read_xlsx_rows(path: Path) -> list[tuple[int, list[Any]]]:
 
 
 def parse_int(value: Any, where: str, what: str) -> int:
-    """``value`` as an int (``"2522"``, ``2522``, ``"2522.0"``); DatasetError naming ``where``."""
+    """``value`` as an int (``"2522"``, ``2522``, ``"2522.0"``); a ``malformed_row`` RowError naming ``where``."""
     s = str(value).strip()
     if re.fullmatch(r"[+-]?\d+(\.0+)?", s):
         return int(float(s)) if "." in s else int(s)
-    raise DatasetError(f"{where}: malformed row: {what} must be an integer, got {value!r}")
+    raise RowError("malformed_row", where, f"malformed row: {what} must be an integer, got {value!r}")
 
 
 def parse_float(value: str, where: str, what: str) -> float | None:
-    """``value`` as a float, None when blank; DatasetError naming ``where`` if not a number."""
+    """``value`` as a float, None when blank; a ``malformed_row`` RowError naming ``where`` if not a number."""
     s = value.strip()
     if not s:
         return None
     try:
         return float(s)
     except ValueError:
-        raise DatasetError(f"{where}: malformed row: {what} must be a number, got {value!r}") from None
+        raise RowError("malformed_row", where, f"malformed row: {what} must be a number, got {value!r}") from None
 
 
 def label_for(dataset: str, raw: str, where: str) -> str:
-    """Canonical label of ``raw`` that must belong to ``dataset``'s label set."""
+    """Canonical label of ``raw`` that must belong to ``dataset``'s label set; else an ``unknown_label`` RowError."""
     try:
         lab = to_canonical(str(raw), where=where)
     except UnknownLabelError:
-        raise DatasetError(f"{where}: unknown label {raw!r} for {dataset}; "
-                           f"expected one of {', '.join(LABEL_SETS[dataset])} (or a synonym)") from None
+        raise RowError("unknown_label", where, f"unknown label {raw!r} for {dataset}; "
+                       f"expected one of {', '.join(LABEL_SETS[dataset])} (or a synonym)") from None
     if lab not in LABEL_SETS[dataset]:
-        raise DatasetError(f"{where}: label {raw!r} ({lab}) is not in the {dataset} label set "
-                           f"({', '.join(LABEL_SETS[dataset])})")
+        raise RowError("unknown_label", where, f"label {raw!r} ({lab}) is not in the {dataset} label set "
+                       f"({', '.join(LABEL_SETS[dataset])})")
     return lab
 
 
@@ -295,14 +347,49 @@ def normalise_subset(dataset: str, subset: str | None, valid: Sequence[str], def
     return s
 
 
-def split_list(dataset: str, subset: str | None, valid: Sequence[str]) -> list[str]:
-    """Splits named by ``subset`` (comma-separated, e.g. ``"train,test1"``); None -> all of ``valid``."""
-    if subset is None:
-        return list(valid)
-    parts = [p.strip().lower() for p in subset.split(",") if p.strip()]
-    bad = [p for p in parts if p not in valid]
+def split_choices(splits: Sequence[str], groups: Mapping[str, Sequence[str]] | None = None) -> tuple[str, ...]:
+    """Every value ``split=`` accepts: the corpus's splits, its group names, then ``all``."""
+    return (*splits, *(groups or {}), "all")
+
+
+def select_splits(dataset: str, split: str | None, splits: Sequence[str],
+                  groups: Mapping[str, Sequence[str]] | None = None) -> list[str]:
+    """The corpus splits named by ``split``, in the corpus's order.
+
+    ``split`` is ``all`` (or None), one of ``splits``, a group name (MER2023 ``test`` = test1..3),
+    or several of these comma-separated (``"train,test3"``). Anything else is a DatasetError listing
+    the valid names.
+    """
+    groups = groups or {}
+    if split is None:
+        return list(splits)
+    parts = [p.strip().lower() for p in str(split).split(",") if p.strip()]
+    bad = [p for p in parts if p != "all" and p not in splits and p not in groups]
     if bad or not parts:
-        raise DatasetError(f"{dataset}: unknown subset {subset!r}; valid subsets: {', '.join(valid)} "
-                           "(comma-separate several)")
-    return list(dict.fromkeys(parts))
+        raise DatasetError(f"{dataset}: unknown split {split!r}; valid splits: "
+                           f"{', '.join(split_choices(splits, groups))} (comma-separate several)")
+    chosen: set[str] = set()
+    for p in parts:
+        chosen.update(splits if p == "all" else groups.get(p, (p,)))
+    return [s for s in splits if s in chosen]
+
+
+def split_from_subset(dataset: str, subset: str | None, split: str | None, splits: Sequence[str],
+                      groups: Mapping[str, Sequence[str]] | None = None) -> list[str]:
+    """Splits of a corpus whose ``subset`` used to name splits (MER2023, MELD, FERV39k).
+
+    ``subset`` is still accepted as an alias of ``split`` (same names, comma-separated); giving
+    both is a DatasetError, so neither is silently ignored.
+    """
+    if subset is None:
+        return select_splits(dataset, split, splits, groups)
+    if split not in (None, "all"):
+        raise DatasetError(f"{dataset}: give the splits once, with split={split!r} or subset={subset!r} "
+                           f"(an alias of split for {dataset}), not both")
+    try:
+        return select_splits(dataset, subset, splits, groups)
+    except DatasetError:
+        raise DatasetError(f"{dataset}: unknown subset {subset!r}; {dataset} has no subsets, and subset names "
+                           f"splits as an alias of split: {', '.join(split_choices(splits, groups))} "
+                           "(comma-separate several)") from None
 
