@@ -20,6 +20,7 @@ from emorl.config import RunConfig, record_labels, run_config_yaml, to_dict
 from emorl.data.loader import PromptBuilder
 from emorl.data.manifest import Sample
 from emorl.models.adapter import OmniAdapter
+from emorl.recipes.rewards import recipe_for
 from emorl.train_utils import (
     JsonlLogger,
     all_reduce_grads,
@@ -36,17 +37,18 @@ from emorl.train_utils import (
 
 
 def label_target(label: str, style: str = "tags") -> str:
-    """Label-only SFT target: the answer with no reasoning."""
-    return f"<answer>{label}</answer>" if style == "tags" else f"\\boxed{{{label}}}"
+    """Label-only SFT target in the recipe's answer style: the answer with no reasoning."""
+    return f"<answer>{label}</answer>" if style in ("tags", "steps") else f"\\boxed{{{label}}}"
 
 
-def sft_targets(samples: list[Sample], target: str, rng: np.random.Generator) -> list[str]:
+def sft_targets(samples: list[Sample], target: str, rng: np.random.Generator, style: str = "tags") -> list[str]:
     """Targets per sample: ``trace`` uses ``meta.trace`` (corpus adapters, e.g. EMER) or, for the
-    synthetic world, a trace generated from the clip's true cues; ``label`` uses the label only."""
+    synthetic world, a trace generated from the clip's true cues; ``label`` uses the label only, as
+    the sample's own label set words it (MELD ``joy``), in answer ``style``."""
     out = []
     for s in samples:
         if target == "label":
-            out.append(label_target(s.label))
+            out.append(label_target(s.words.get(s.label, s.label), style))
         elif target == "trace":
             if "trace" in s.meta:
                 out.append(s.meta["trace"])
@@ -92,7 +94,7 @@ def train_sft(cfg: RunConfig, adapter: OmniAdapter, builder: PromptBuilder, samp
             order = list(range(len(samples)))
             rng.shuffle(order)
             if targets is None or fresh_traces_each_epoch:  # varied wording across epochs
-                targets = sft_targets(samples, s_cfg.target, trace_rng)
+                targets = sft_targets(samples, s_cfg.target, trace_rng, recipe_for(cfg).style)
         idx, order = order[: s_cfg.batch_size], order[s_cfg.batch_size :]
         # several processes: each takes every world-th sample of the (same) batch; the loss is
         # normalised by the whole batch's target tokens and the gradients are summed

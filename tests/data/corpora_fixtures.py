@@ -444,3 +444,17 @@ def spoil(name: str, root: Path, bank: MediaBank) -> dict[str, str]:
     """Add row-level problems to corpus ``name``'s fixture tree (malformed rows, unknown labels, bad
     file names, impossible codes, unreadable auxiliary rows); return {expected reject id: reason}."""
     return SPOILERS[name](root, bank)
+
+
+def distinct_media(root: Path, seed: int = 1000) -> int:
+    """Give every video file under ``root`` its own content (the trees copy one template clip
+    everywhere, and identical bytes are one clip to the leakage guard). Returns the next seed."""
+    from media_helpers import make_clip
+
+    from emorl.data.corpora.common import probe_has_audio
+
+    for f in sorted(p for p in root.rglob("*") if p.suffix in (".mp4", ".flv")):
+        has_audio, _ = probe_has_audio(f)
+        make_clip(f, seconds=0.5, size=32, seed=seed, audio=bool(has_audio))  # 4 frames at 8 fps, as the template
+        seed += 1
+    return seed

@@ -22,7 +22,7 @@ def test_reward_offline(tmp_path, capsys):
     assert [o["accuracy"] for o in out] == [1.0, 0.0, 0.0, 1.0]
     assert [o["format"] for o in out] == [1.0, 1.0, 0.0, 1.0]
     assert out[0]["emotion"] == "happy" and out[0]["overall"] == 2.0
-    assert out[1]["parse"] == "several_emotions" and out[2]["parse"] == "no_answer"
+    assert out[1]["parse"] == "hedged" and out[2]["parse"] == "no_answer"
 
 
 def test_reward_bad_input_names_line_and_field(tmp_path, capsys):
@@ -52,9 +52,10 @@ def test_eval_and_predict(tiny_model_dir, clips, tmp_path, capsys):
     preds = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
     assert {"id", "completion", "answer", "pred", "label", "format_ok"} <= set(preds[0])
     assert main(["predict", str(clips[0]), "--model", str(tiny_model_dir), "--json", "data.frame_size=56",
-                 "eval.max_new_tokens=6"]) == 0
+                 "eval.max_new_tokens=6", "prompt.labels=happy,sad,angry"]) == 0
     res = json.loads(capsys.readouterr().out)
-    assert {"emotion", "reasoning", "completion", "format_ok"} <= set(res)
+    assert {"emotion", "reasoning", "completion", "format_ok", "probabilities"} <= set(res)
+    assert list(res["probabilities"]) == ["happy", "sad", "angry"]
 
 
 def test_eval_errors(tiny_model_dir, tmp_path, capsys):

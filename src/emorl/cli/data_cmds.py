@@ -102,19 +102,14 @@ def add_parsers(sub, with_config) -> None:
 
 
 def corpora_help() -> str:
-    """One line per corpus: its subsets and splits (from the adapters)."""
-    import importlib
-
-    from emorl.data.corpora import CORPORA
+    """One line per corpus: its folds, subsets (default first) and splits."""
+    from emorl.data.corpora import SPECS
 
     lines = []
-    for name, fn in CORPORA.items():
-        mod = importlib.import_module(fn.__module__)
-        subsets = getattr(mod, "SUBSETS", None)
-        splits = getattr(mod, "SPLITS", None)
-        folds = getattr(mod, "FOLDS", None)
-        parts = [f"subsets {', '.join(subsets)}" if subsets else "",
-                 f"splits {', '.join(splits)}" if splits else "", f"folds {len(folds)}" if folds else ""]
+    for name, spec in SPECS.items():
+        parts = [f"{len(spec.folds)} folds" if spec.folds else "no folds",
+                 f"subsets {', '.join(spec.subsets)}" if spec.subsets else "",
+                 f"splits {', '.join(spec.splits)}"]
         lines.append(f"  {name}: " + "; ".join(x for x in parts if x))
     return "\n".join(lines)
 

@@ -47,6 +47,7 @@ class RewardRecipe:
     weights: dict[str, float] = field(default_factory=lambda: {"accuracy": 1.0, "format": 1.0})
     synonyms: tuple[tuple[str, str], ...] = ()
     official: bool = False
+    name: str = ""
 
     def parse(self, completion: str, labels: tuple[str, ...] = (), words: dict[str, str] | None = None) -> Parsed:
         """The completion parsed under this recipe's answer grammar; with ``official``, ``emotion``
@@ -82,7 +83,7 @@ RECIPES: dict[str, RewardRecipe] = {
 
 def get_recipe(name: str) -> RewardRecipe:
     try:
-        return RECIPES[name]
+        return dataclasses.replace(RECIPES[name], name=name)
     except KeyError:
         raise KeyError(f"unknown reward recipe {name!r}; known: {', '.join(RECIPES)}") from None
 
