@@ -358,7 +358,7 @@ def _judge(cfg: RunConfig, path: Path | None, test_manifest: Path, out: Path) ->
 
     def check():
         rng = np.random.default_rng(cfg.seed + 2)
-        samples = load_samples(test_manifest)
+        samples = load_samples(test_manifest, default="test")
         written = [s.label if rng.random() < 0.5 else str(rng.choice([c for c in s.labels if c != s.label]))
                    for s in samples]
         others = [str(rng.choice([o.id for o in samples if o.label != s.label])) for s in samples]
@@ -406,7 +406,7 @@ def _evaluate(name: str, cfg: RunConfig, path: Path, manifests: dict, out: Path,
         def reflect():
             lines = (out / "eval" / name / "test" / "predictions.jsonl").read_text().splitlines()
             preds = [json.loads(x) for x in lines]
-            by_id = {s.id: s for s in load_samples(manifests["test"])}
+            by_id = {s.id: s for s in load_samples(manifests["test"], default="test")}
             judge_pass = judge["make"](get_recipe(cfg.prompt.recipe).style)
             comps, _ = judge_pass.score([by_id[p["id"]] for p in preds], [p["completion"] for p in preds])
             tok = judge["tokenizer"]

@@ -22,7 +22,10 @@ from emorl.cli import data_cmds, model_cmds, run_cmds
 
 
 def with_config(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", help="YAML recipe: a file or a packaged name (r1-omni, emo-r3, demo, ...)")
+    from emorl.config import CONFIG_DIR
+
+    names = ", ".join(sorted(x.stem for x in CONFIG_DIR.glob("*.yaml")))
+    p.add_argument("--config", help=f"YAML recipe: a file or a packaged name ({names})")
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. grpo.steps=10")
 
 

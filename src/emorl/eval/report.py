@@ -885,7 +885,7 @@ def run_analysis_for_demo(demo_dir: Path, cfg, progress: bool = True, *, models:
 
     demo_dir = Path(demo_dir)
     manifest = demo_dir / "data" / f"{split}.jsonl"
-    samples = load_samples(manifest)
+    samples = load_samples(manifest, default="test")
     paths = _demo_paths(demo_dir)
     took: dict[str, float] = {}
     for name in models:
