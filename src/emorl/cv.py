@@ -142,7 +142,7 @@ def run_folds(cfg: RunConfig, in_domain: list[str], ood: list[str], out: str | P
             evals[names[p]] = fd / f"{names[p]}-test.jsonl"
             write_manifest(evals[names[p]], te, relative_to=fd)
         if eval_only:
-            model, adapter = Path(eval_only), adapter
+            model = Path(eval_only)  # the one adapter is loaded once and kept across folds
         else:
             for p, rows in ood_rows.items():
                 evals[names[p]] = fd / f"{names[p]}-ood.jsonl"

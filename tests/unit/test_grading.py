@@ -208,5 +208,5 @@ def test_negating_a_correct_answer_never_keeps_it_correct(item, template, mark):
 def test_hedging_or_adding_an_emotion_never_keeps_it_correct(item, template, other_label):
     label, answer = item
     other = FORMS[other_label][0] if other_label != label else FORMS[_LABELS[(_LABELS.index(label) + 1) % 7]][0]
-    comps, p = score(R1, tags(template.format(answer, other=other)), label, DFEW)
+    comps, _ = score(R1, tags(template.format(answer, other=other)), label, DFEW)
     assert comps["accuracy"] == 0.0

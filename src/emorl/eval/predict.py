@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from emorl.data.labels import LABEL_SETS, LABEL_SETS_INFO, to_canonical
+from emorl.data.labels import LABEL_SETS, to_canonical
 from emorl.data.manifest import ManifestError, Sample, read_manifest
 from emorl.data.media import AUDIO_EXTS, IMAGE_EXTS, VIDEO_EXTS, MediaError
 from emorl.models.adapter import Modality, SamplingParams
@@ -100,7 +100,7 @@ def option_probabilities(adapter, prompts: list, completions: list[str], labels:
     for p, text in zip(prompts, completions, strict=True):
         prefix = tok(answer_prefix(text, style), add_special_tokens=False)["input_ids"]
         rows = [torch.tensor(prefix + c) for c in conts]
-        logps, mask, _ = adapter.completion_logprobs([p] * len(rows), rows)
+        logps, _, _ = adapter.completion_logprobs([p] * len(rows), rows)
         score = torch.stack([logps[k, len(prefix) : len(prefix) + len(c)].sum() for k, c in enumerate(conts)])
         probs = torch.softmax(score.float(), dim=0).tolist()
         out.append(dict(zip(labels, probs, strict=True)))

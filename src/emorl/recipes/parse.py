@@ -75,16 +75,9 @@ def boxed_contents(text: str) -> list[str]:
 
 
 NEGATIONS = frozenset(
-    "not no never none neither nor without lack lacks lacking absent absence hardly barely non cannot nothing".split())
-HEDGES = frozenset((
-    "maybe perhaps possibly possible probably probable likely unlikely might may could would seems seem seemingly "
-    "appears appear apparently somewhat slightly little bit kind sort either or unsure uncertain unclear mixed "
-    "mostly partly partially guess suspect").split())
-FILLERS = frozenset((
-    "the a an and is are was were be it this that its emotion emotions emotional feeling feelings final answer label "
-    "class category state predominant dominant main primary overall most clearly obvious expressed conveyed displayed "
-    "shown person character characters speaker subject man woman people they he she i feels feel shows displays "
-    "expresses conveys looks look of in video clip image").split())
+    ["not", "no", "never", "none", "neither", "nor", "without", "lack", "lacks", "lacking", "absent", "absence", "hardly", "barely", "non", "cannot", "nothing"])
+HEDGES = frozenset(["maybe", "perhaps", "possibly", "possible", "probably", "probable", "likely", "unlikely", "might", "may", "could", "would", "seems", "seem", "seemingly", "appears", "appear", "apparently", "somewhat", "slightly", "little", "bit", "kind", "sort", "either", "or", "unsure", "uncertain", "unclear", "mixed", "mostly", "partly", "partially", "guess", "suspect"])
+FILLERS = frozenset(["the", "a", "an", "and", "is", "are", "was", "were", "be", "it", "this", "that", "its", "emotion", "emotions", "emotional", "feeling", "feelings", "final", "answer", "label", "class", "category", "state", "predominant", "dominant", "main", "primary", "overall", "most", "clearly", "obvious", "expressed", "conveyed", "displayed", "shown", "person", "character", "characters", "speaker", "subject", "man", "woman", "people", "they", "he", "she", "i", "feels", "feel", "shows", "displays", "expresses", "conveys", "looks", "look", "of", "in", "video", "clip", "image"])
 _MARKUP = re.compile(r"\\(?:text|textbf|textit|mathrm|mathbf|emph)\s*\{|<[^<>]{0,40}>")
 _LETTERS = re.compile(r"[^\W\d_]+")
 

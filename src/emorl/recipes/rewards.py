@@ -6,8 +6,8 @@ its reward. ``overall`` is the weighted sum the advantages use.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from emorl.recipes.emo_r3 import structure_reward, valence_arousal_reward
