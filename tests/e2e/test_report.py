@@ -49,7 +49,7 @@ def runs(world, tiny_model_dir, tmp_path_factory):
     d = tmp_path_factory.mktemp("runs")
     adapter = load_adapter(cfg, tiny_model_dir)
     res = analyze_model(cfg, tiny_model_dir, world, d / "analysis", progress=False, name="tiny", adapter=adapter)
-    evaluate(adapter, make_builder(cfg, adapter), load_samples(world), d / "eval", max_new_tokens=8,
+    evaluate(adapter, make_builder(cfg, adapter), load_samples(world, default="test"), d / "eval", max_new_tokens=8,
              batch_size=16, progress=False)
     return d / "analysis", d / "eval", res
 
