@@ -15,7 +15,9 @@ from emorl.recipes.rewards import get_recipe
 
 
 def load_adapter(cfg: RunConfig, path: str | Path | None = None):
-    from emorl.models.qwen_omni import QwenOmniAdapter
+    """The family adapter of ``path`` (default ``model.path``), picked from its config.json
+    ``model_type`` (emorl.models.registry)."""
+    from emorl.models.registry import load_adapter as load
 
     p = path or cfg.model.path
     if not p:
@@ -23,8 +25,7 @@ def load_adapter(cfg: RunConfig, path: str | Path | None = None):
     device = cfg.model.device
     if device == "cuda" and "LOCAL_RANK" in os.environ:  # several processes: one GPU each
         device = f"cuda:{os.environ['LOCAL_RANK']}"
-    return QwenOmniAdapter.from_pretrained(p, dtype=cfg.model.dtype, device=device,
-                                           frame_pixels=cfg.model.frame_pixels or None)
+    return load(p, dtype=cfg.model.dtype, device=device, frame_pixels=cfg.model.frame_pixels or None)
 
 
 def make_builder(cfg: RunConfig, adapter) -> PromptBuilder:
@@ -115,11 +116,12 @@ def _eval_after(cfg: RunConfig, out: Path, progress: bool) -> dict:
 
 
 def run_eval(cfg: RunConfig, model: str | Path, manifest: str | Path, out: str | Path, *,
-             modality: str = "video+audio", progress: bool = True, title: str = "", adapter=None) -> dict:
+             modality: str | None = None, progress: bool = True, title: str = "", adapter=None) -> dict:
+    """Evaluate ``model`` on ``manifest`` into ``out``; ``modality`` defaults to ``data.modality``."""
     from emorl.eval.evaluate import evaluate
 
     adapter = adapter or load_adapter(cfg, model)
     samples = load_samples(manifest, cfg.data.max_samples)
     return evaluate(adapter, make_builder(cfg, adapter), samples, Path(out), style=get_recipe(cfg.prompt.recipe).style,
                     batch_size=cfg.eval.batch_size, max_new_tokens=cfg.eval.max_new_tokens,
-                    modality=Modality.parse(modality), progress=progress, title=title)
+                    modality=Modality.parse(modality or cfg.data.modality), progress=progress, title=title)
