@@ -4,7 +4,7 @@
     emorl data synth --out DIR --seed S
     emorl data prepare NAME --root DIR [--fold K] [--subset S] --out MANIFEST
     emorl data check MANIFEST --out DIR
-    emorl model init-tiny --out DIR [--corpus FILE] [--family qwen2.5-omni|qwen3-omni]
+    emorl model init-tiny --out DIR [--corpus FILE] [--family qwen2.5-omni|qwen3-omni|qwen2.5-vl|qwen3-vl]
     emorl sft   --config C [key=value ...]
     emorl train --config C [key=value ...]
     emorl eval  --model DIR --manifest M [--out DIR] [--modality video+audio]
@@ -123,7 +123,7 @@ def cmd_init_tiny(args) -> int:
     shape = TinyShape(hidden=args.hidden, layers=args.layers, vocab_size=args.vocab_size)
     out = init_tiny(args.out, corpus=corpus, shape=shape, seed=args.seed, frame_size=args.frame_size,
                     family=args.family)
-    print(f"tiny {args.family} thinker written to {out}")
+    print(f"tiny {args.family} model written to {out}")
     return 0
 
 
@@ -184,7 +184,7 @@ def cmd_predict(args) -> int:
 
     cfg = _cfg(args)
     adapter = load_adapter(cfg, args.model)
-    mod = Modality.parse(args.modality)
+    mod = Modality.parse(args.modality or cfg.data.modality)
     clip = load_clip(args.clip, num_frames=cfg.data.num_frames, size=cfg.data.frame_size or None,
                      want_video=mod.has_video, want_audio=mod.has_audio, on_missing_audio=cfg.data.on_missing_audio)
     text = build_prompt(PromptSpec(cfg.prompt.question, cfg.prompt.format, cfg.prompt.with_options),
@@ -301,17 +301,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_check)
 
     model = sub.add_parser("model", help="models").add_subparsers(dest="model_cmd", required=True)
-    p = model.add_parser("init-tiny", help="build a tiny random-init Qwen2.5-Omni or Qwen3-Omni thinker offline")
+    p = model.add_parser("init-tiny", help="build a tiny random-init model of a family offline")
     p.add_argument("--out", required=True)
     p.add_argument("--corpus", help="text file (one line each) to train the tokenizer on")
     p.add_argument("--hidden", type=int, default=128)
     p.add_argument("--layers", type=int, default=4)
     p.add_argument("--vocab-size", type=int, default=1024)
     p.add_argument("--frame-size", type=int,
-                   help="frame side in pixels: a multiple of 28 (qwen2.5-omni, default 84) or 32 (qwen3-omni, "
-                        "default 96)")
+                   help="frame side in pixels: a multiple of 28 (qwen2.5-*, default 84) or 32 (qwen3-*, default 96)")
     p.add_argument("--family", choices=FAMILIES, default="qwen2.5-omni",
-                   help="qwen3-omni: routed experts, interleaved MRoPE, deepstack vision features")
+                   help="qwen3-omni: routed experts, interleaved MRoPE, deepstack vision features; qwen2.5-vl, "
+                        "qwen3-vl: vision-language models (video and text prompts, no audio)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(fn=cmd_init_tiny)
     p = model.add_parser("pretrain-towers", help="perception pretraining of the vision and audio towers on "
@@ -335,14 +335,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True)
     p.add_argument("--manifest", required=True)
     p.add_argument("--out")
-    p.add_argument("--modality", default="video+audio")
+    p.add_argument("--modality", help="media in the prompts (default: data.modality, video+audio unless set)")
     with_config(p)
     p.set_defaults(fn=cmd_eval)
 
     p = sub.add_parser("predict", help="emotion and reasoning for one clip")
     p.add_argument("clip")
     p.add_argument("--model", required=True)
-    p.add_argument("--modality", default="video+audio")
+    p.add_argument("--modality", help="media in the prompt (default: data.modality, video+audio unless set)")
     p.add_argument("--json", action="store_true")
     with_config(p)
     p.set_defaults(fn=cmd_predict)

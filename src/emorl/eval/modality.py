@@ -217,7 +217,11 @@ def analyze_modality(adapter, builder: PromptBuilder, samples: list[Sample], out
     meta = {s.id: s.meta for s in samples}
     rows: dict[str, dict[str, dict]] = {}
     summary: dict = {"labels": list(labels), "n": len(samples), "conditions": {}, "seconds": {}}
-    for cond in conditions:
+    # a condition the model family cannot take (audio for a vision-language model) is recorded, not run
+    takes = getattr(adapter, "modalities", tuple(Modality))
+    summary["not_taken"] = {c: f"{getattr(adapter, 'family', 'the model')} does not take {CONDITION_TITLE[c]} prompts"
+                            for c in conditions if CONDITION_MODALITY[c] not in takes}
+    for cond in [c for c in conditions if c not in summary["not_taken"]]:
         mod = CONDITION_MODALITY[cond]
         elig = [s for s in samples if supports(s, cond)]
         t0 = time.perf_counter()
