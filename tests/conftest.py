@@ -1,23 +1,17 @@
 """Shared fixtures: tiny models of every registered family built offline (one per session, on
 first use) and real mp4 clips (H.264 + AAC).
 
-``model_dir`` runs a test once per family; ``family_modality`` (in tests' parametrize lists,
-``FAMILY_MODALITIES``) pairs each family with each media condition it takes."""
+``model_dir`` runs a test once per family; ``family_helpers.FAMILY_MODALITIES`` (for tests'
+parametrize lists) pairs each family with each media condition it takes."""
 
 from __future__ import annotations
 
 import pytest
+from family_helpers import FAMILY_NAMES, TINY_FRAME
 from media_helpers import make_clip
-
-from emorl.models.registry import FAMILIES
 
 _CORPUS = ["<think>The brows are pulled down and the voice is loud and harsh.</think><answer>angry</answer>",
            "<think>The mouth curves up and the voice rises.</think><answer>happy</answer>"] * 20
-
-FAMILY_NAMES = list(FAMILIES)
-# every family with every media condition it takes (text-only prompts aside)
-FAMILY_MODALITIES = [(f, m) for f in FAMILIES for m in FAMILIES[f].modalities if m != "text"]
-TINY_FRAME = {f: 2 * FAMILIES[f].frame_factor for f in FAMILIES}  # 56 (patch 14) or 64 (patch 16)
 
 
 @pytest.fixture(scope="session")

@@ -186,7 +186,7 @@ def cmd_predict(args) -> int:
     adapter = load_adapter(cfg, args.model)
     mod = Modality.parse(args.modality or cfg.data.modality)
     clip = load_clip(args.clip, num_frames=cfg.data.num_frames, size=cfg.data.frame_size or None,
-                     want_video=mod.has_video, want_audio=mod.has_audio, on_missing_audio=cfg.data.on_missing_audio)
+                     want_video=mod.has_visual, want_audio=mod.has_audio, on_missing_audio=cfg.data.on_missing_audio)
     text = build_prompt(PromptSpec(cfg.prompt.question, cfg.prompt.format, cfg.prompt.with_options),
                         None if not cfg.prompt.with_options else ("happy", "sad", "neutral", "angry", "surprise", "disgust", "fear"))
     fps = cfg.data.num_frames / clip.duration if clip.duration else 2.0

@@ -66,7 +66,7 @@ def test_quick_demo_on_qwen2_5_vl(tmp_path, capsys):
     cannot take instead of running them."""
     out = tmp_path / "demo"
     assert main(["demo", "--quick", "--out", str(out), "--no-progress", "demo.family=qwen2.5-vl"]) == 0
-    assert "qwen2.5-vl takes video, text prompts: data.modality=video" in capsys.readouterr().out
+    assert "qwen2.5-vl takes video, image, text prompts: data.modality=video" in capsys.readouterr().out
     m = json.loads((out / "metrics.json").read_text())
     assert set(m["models"]) == {"base", "coldstart_sft", "label_sft", "grpo"}
     assert m["models"]["base"]["test"]["format_rate"] == 0.0 < m["models"]["coldstart_sft"]["test"]["format_rate"]

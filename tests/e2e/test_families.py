@@ -48,4 +48,4 @@ def test_qwen3_vl_flow(clips, tmp_path, capsys):
     # video+audio asked of a model without audio: a clear error naming the setting
     assert main(["eval", "--model", str(out / "model"), "--manifest", str(m), "--out", str(tmp_path / "ev2"),
                  "data.frame_size=64", "data.num_frames=4", "--modality", "video+audio"]) == 2
-    assert "qwen3-vl takes video, text prompts, not video+audio (set data.modality" in capsys.readouterr().err
+    assert "qwen3-vl takes video, image, text prompts, not video+audio (set data.modality" in capsys.readouterr().err

@@ -11,7 +11,7 @@ import weakref
 import pytest
 import torch
 import transformers.generation.logits_process as lp
-from conftest import FAMILY_MODALITIES
+from family_helpers import FAMILY_MODALITIES
 from media_helpers import encode_clips
 
 from emorl.models import decoder, group

@@ -7,7 +7,7 @@ computes for video/audio prompts)."""
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import FAMILY_MODALITIES
+from family_helpers import FAMILY_MODALITIES
 from media_helpers import encode_clips
 
 from emorl.models.adapter import Modality, SamplingParams
@@ -108,7 +108,7 @@ def test_batch_must_share_modality_where_the_family_needs_it(adapter_of, clips):
         alone = [vl.completion_logprobs_rows([p], [c])[0][0] for p, c in zip([v, t], comps)]
     for i, c in enumerate(comps):
         torch.testing.assert_close(both[i, : len(c)], alone[i][: len(c)], rtol=0, atol=1e-5)
-    with pytest.raises(ValueError, match="qwen2.5-vl takes video, text prompts, not video\\+audio"):
+    with pytest.raises(ValueError, match="qwen2.5-vl takes video, image, text prompts, not video\\+audio"):
         vl.encode(None, None, "x", Modality.AV)
 
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from conftest import FAMILY_NAMES
+from family_helpers import FAMILY_NAMES
 
 from emorl.models import registry
 from emorl.models.adapter import Modality

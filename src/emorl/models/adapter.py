@@ -27,11 +27,13 @@ import torch
 
 
 class Modality(str, Enum):
-    """Which media a prompt carries."""
+    """Which media a prompt carries. ``IMAGE``: one still image (a photo, or one frame), given to
+    the model as an image (its image placeholder and image inputs), not as a one-frame video."""
 
     AV = "video+audio"
     VIDEO = "video"
     AUDIO = "audio"
+    IMAGE = "image"
     TEXT = "text"
 
     @property
@@ -42,10 +44,20 @@ class Modality(str, Enum):
     def has_audio(self) -> bool:
         return self in (Modality.AV, Modality.AUDIO)
 
+    @property
+    def has_image(self) -> bool:
+        return self == Modality.IMAGE
+
+    @property
+    def has_visual(self) -> bool:
+        """Frames are needed: a video or a still image."""
+        return self.has_video or self.has_image
+
     @classmethod
     def parse(cls, s: str) -> Modality:
         aliases = {"av": cls.AV, "both": cls.AV, "video+audio": cls.AV, "audio+video": cls.AV,
                    "video": cls.VIDEO, "v": cls.VIDEO, "audio": cls.AUDIO, "a": cls.AUDIO,
+                   "image": cls.IMAGE, "img": cls.IMAGE, "i": cls.IMAGE,
                    "text": cls.TEXT, "none": cls.TEXT, "t": cls.TEXT}
         try:
             return aliases[s.lower()]

@@ -30,14 +30,14 @@ class Family:
 FAMILIES: dict[str, Family] = {
     "qwen2.5-omni": Family("qwen2.5-omni", ("qwen2_5_omni_thinker", "qwen2_5_omni"),
                            "emorl.models.qwen_omni.adapter:QwenOmniAdapter", "emorl.models.qwen_omni.tiny:init_tiny",
-                           "emorl.models.qwen_omni", ("video+audio", "video", "audio", "text"), 28, 84),
+                           "emorl.models.qwen_omni", ("video+audio", "video", "audio", "image", "text"), 28, 84),
     "qwen3-omni": Family("qwen3-omni", ("qwen3_omni_moe_thinker", "qwen3_omni_moe"),
                          "emorl.models.qwen_omni.adapter:QwenOmniAdapter", "emorl.models.qwen_omni.tiny:init_tiny",
-                         "emorl.models.qwen_omni", ("video+audio", "video", "audio", "text"), 32, 96),
+                         "emorl.models.qwen_omni", ("video+audio", "video", "audio", "image", "text"), 32, 96),
     "qwen2.5-vl": Family("qwen2.5-vl", ("qwen2_5_vl",), "emorl.models.qwen_vl.adapter:QwenVLAdapter",
-                         "emorl.models.qwen_vl.tiny:init_tiny", "emorl.models.qwen_vl", ("video", "text"), 28, 84),
+                         "emorl.models.qwen_vl.tiny:init_tiny", "emorl.models.qwen_vl", ("video", "image", "text"), 28, 84),
     "qwen3-vl": Family("qwen3-vl", ("qwen3_vl",), "emorl.models.qwen_vl.adapter:QwenVLAdapter",
-                       "emorl.models.qwen_vl.tiny:init_tiny", "emorl.models.qwen_vl", ("video", "text"), 32, 96),
+                       "emorl.models.qwen_vl.tiny:init_tiny", "emorl.models.qwen_vl", ("video", "image", "text"), 32, 96),
 }
 # packages that are not a family but shared by some (they may name the families' classes too)
 SHARED_PACKAGES = ("emorl.models.qwen",)

@@ -99,17 +99,21 @@ class QwenAdapter(FamilyAdapter):
         """Render ``text`` as a user turn with the media ``modality`` asks for and run the processor.
 
         frames: (T, H, W, 3) uint8; audio: (S,) float32 at 16 kHz; fps: frames per second of the
-        *sampled* frames (T / clip duration), so the positions follow the clip's time."""
+        *sampled* frames (T / clip duration), so the positions follow the clip's time. An
+        ``IMAGE`` prompt takes the one frame of a still image (of several, the middle one) as an
+        image: the family's image placeholder and image inputs."""
         if modality not in self.modalities:
             raise ValueError(f"{key or 'prompt'}: {self.family} takes {', '.join(m.value for m in self.modalities)} "
                              f"prompts, not {modality.value} (set data.modality to one of them)")
-        if modality.has_video and frames is None:
+        if modality.has_visual and frames is None:
             raise ValueError(f"{key or 'prompt'}: modality {modality.value} needs video frames, none given")
         if modality.has_audio and audio is None:
             raise ValueError(f"{key or 'prompt'}: modality {modality.value} needs audio, none given")
         content: list[dict] = []
         if modality.has_video:
             content.append({"type": "video"})
+        elif modality.has_image:
+            content.append({"type": "image"})
         elif modality.has_audio:
             content.append({"type": "audio"})
         content.append({"type": "text", "text": text})
@@ -118,6 +122,8 @@ class QwenAdapter(FamilyAdapter):
         kw: dict = {"text": [rendered], "return_tensors": "pt"}
         if modality.has_video:
             kw.update(videos=[frames], videos_kwargs=self._video_kwargs(frames, fps))
+        if modality.has_image:
+            kw.update(images=[frames[len(frames) // 2]], images_kwargs=self._image_kwargs())
         kw.update(self._audio_kwargs(audio, modality))
         out = self.processor(**kw)
         return PromptInputs(input_ids=out["input_ids"][0], mm=self._mm_of(out, modality), modality=modality, key=key)
@@ -128,6 +134,11 @@ class QwenAdapter(FamilyAdapter):
             vkw["size"] = {"shortest_edge": self.frame_pixels, "longest_edge": self.frame_pixels}
             vkw["cap_pixels_per_frame"] = False
         return vkw
+
+    def _image_kwargs(self) -> dict:
+        if not self.frame_pixels:
+            return {}
+        return {"size": {"shortest_edge": self.frame_pixels, "longest_edge": self.frame_pixels}}
 
     def _audio_kwargs(self, audio, modality: Modality) -> dict:
         return {}
@@ -151,7 +162,8 @@ class QwenAdapter(FamilyAdapter):
         return self.model.lm_head
 
     def media_kinds(self, modality: Modality) -> tuple[str, ...]:
-        return (("video",) if modality.has_video else ()) + (("audio",) if modality.has_audio else ())
+        return ((("video",) if modality.has_video else ()) + (("image",) if modality.has_image else ())
+                + (("audio",) if modality.has_audio else ()))
 
     def kind_modules(self, kind: str) -> list[torch.nn.Module]:
         return [self.towers()["audio" if kind == "audio" else "vision"]]

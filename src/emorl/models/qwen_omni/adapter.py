@@ -34,10 +34,10 @@ class QwenOmniAdapter(QwenAdapter):
     omni checkpoint (thinker + talker) loads its thinker only.
     """
 
-    modalities = (Modality.AV, Modality.VIDEO, Modality.AUDIO, Modality.TEXT)
+    modalities = (Modality.AV, Modality.VIDEO, Modality.AUDIO, Modality.IMAGE, Modality.TEXT)
     one_modality_per_batch = True  # forward/generate take use_audio_in_video for the whole batch
     forward_media_args = ("pixel_values_videos", "video_grid_thw", "video_second_per_grid", "input_features",
-                          "feature_attention_mask")
+                          "feature_attention_mask", "pixel_values", "image_grid_thw")
 
     @property
     def family(self) -> str:
@@ -65,8 +65,10 @@ class QwenOmniAdapter(QwenAdapter):
 
     def _mm_of(self, out, modality: Modality) -> dict[str, torch.Tensor]:
         mm: dict[str, torch.Tensor] = {}
-        for k in ("pixel_values_videos", "video_grid_thw", "video_second_per_grid"):
-            if k in out and modality.has_video:
+        names = ("pixel_values_videos", "video_grid_thw", "video_second_per_grid") if modality.has_video else \
+            ("pixel_values", "image_grid_thw") if modality.has_image else ()
+        for k in names:
+            if k in out:
                 v = out[k]
                 mm[k] = v if torch.is_tensor(v) else torch.tensor(v)
         if modality.has_audio:
@@ -90,13 +92,14 @@ class QwenOmniAdapter(QwenAdapter):
         return [MediaEmbeds({"audio": a}) for a in torch.split(out, n_tokens)]
 
     def prompt_positions(self, prompt: PromptInputs) -> torch.Tensor:
-        """TMRoPE positions (3, P) from ``get_rope_index`` with the video grid, seconds per grid
-        and audio length (``use_audio_in_video`` for AV prompts)."""
+        """TMRoPE positions (3, P) from ``get_rope_index`` with the image or video grid, seconds
+        per grid and audio length (``use_audio_in_video`` for AV prompts)."""
         ids = prompt.input_ids.unsqueeze(0)
         mm, mod = prompt.mm, prompt.modality
         alen = torch.tensor([mm["input_features"].shape[-1]]) if mod.has_audio else None
-        pos, _ = self.model.get_rope_index(ids, None, mm.get("video_grid_thw"), torch.ones_like(ids),
-                                           mod == Modality.AV, alen, mm.get("video_second_per_grid"))
+        pos, _ = self.model.get_rope_index(ids, mm.get("image_grid_thw"), mm.get("video_grid_thw"),
+                                           torch.ones_like(ids), mod == Modality.AV, alen,
+                                           mm.get("video_second_per_grid"))
         return pos[:, 0]
 
     # ------------------------------------------------------------------ rows paths
@@ -106,6 +109,9 @@ class QwenOmniAdapter(QwenAdapter):
         mm: dict = {}
         if mod.has_video:
             for k in ("pixel_values_videos", "video_grid_thw", "video_second_per_grid"):
+                mm[k] = torch.cat([p.mm[k] for p in prompts]).to(dev)
+        if mod.has_image:
+            for k in ("pixel_values", "image_grid_thw"):
                 mm[k] = torch.cat([p.mm[k] for p in prompts]).to(dev)
         if mod.has_audio:
             x, m = pad_audio_features(prompts)

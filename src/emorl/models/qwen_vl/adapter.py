@@ -1,6 +1,8 @@
-"""Qwen2.5-VL and Qwen3-VL (families ``qwen2.5-vl``, ``qwen3-vl``): video (and text) in, no audio.
+"""Qwen2.5-VL and Qwen3-VL (families ``qwen2.5-vl``, ``qwen3-vl``): video, still images and text in,
+no audio.
 
-The only module that knows these models' tensors: ``pixel_values_videos`` with ``video_grid_thw``,
+The only module that knows these models' tensors: ``pixel_values_videos`` with ``video_grid_thw``
+(``pixel_values`` with ``image_grid_thw`` for an image),
 Qwen2.5-VL's ``second_per_grid_ts`` (temporal positions scaled by ``tokens_per_second``), the
 ``mm_token_type_ids`` their ``get_rope_index`` needs (text 0, image 1, video 2), and Qwen3-VL's
 per-frame timestamps (written by its processor from the frames' ``VideoMetadata``) and deepstack
@@ -25,9 +27,9 @@ from emorl.models.qwen.base import QwenAdapter
 class QwenVLAdapter(QwenAdapter):
     """OmniAdapter for Qwen2.5-VL / Qwen3-VL ``ForConditionalGeneration`` checkpoints."""
 
-    modalities = (Modality.VIDEO, Modality.TEXT)
-    one_modality_per_batch = False  # per-row media and positions: video and text rows mix
-    forward_media_args = ("pixel_values_videos", "video_grid_thw")
+    modalities = (Modality.VIDEO, Modality.IMAGE, Modality.TEXT)
+    one_modality_per_batch = False  # per-row media and positions: video, image and text rows mix
+    forward_media_args = ("pixel_values_videos", "video_grid_thw", "pixel_values", "image_grid_thw")
 
     @property
     def family(self) -> str:
@@ -67,11 +69,12 @@ class QwenVLAdapter(QwenAdapter):
 
     def _mm_of(self, out, modality: Modality) -> dict[str, torch.Tensor]:
         mm: dict[str, torch.Tensor] = {}
-        if modality.has_video:
-            for k in ("pixel_values_videos", "video_grid_thw", "second_per_grid_ts"):
-                if k in out:
-                    v = out[k]
-                    mm[k] = v if torch.is_tensor(v) else torch.tensor(v)
+        names = ("pixel_values_videos", "video_grid_thw", "second_per_grid_ts") if modality.has_video else \
+            ("pixel_values", "image_grid_thw") if modality.has_image else ()
+        for k in names:
+            if k in out:
+                v = out[k]
+                mm[k] = v if torch.is_tensor(v) else torch.tensor(v)
         return mm
 
     # ------------------------------------------------------------------ anatomy
@@ -87,8 +90,8 @@ class QwenVLAdapter(QwenAdapter):
         return self.model.model.get_rope_index(ids, self.token_types(ids), **kw)
 
     def prompt_positions(self, prompt: PromptInputs) -> torch.Tensor:
-        """M-RoPE positions (3, P) from ``get_rope_index`` with the video grid (and, Qwen2.5-VL, the
-        seconds per temporal patch)."""
+        """M-RoPE positions (3, P) from ``get_rope_index`` with the image or video grid (and, for a
+        Qwen2.5-VL video, the seconds per temporal patch)."""
         ids = prompt.input_ids.unsqueeze(0)
         mm = prompt.mm
         pos, _ = self._rope_index(ids, torch.ones_like(ids), mm.get("image_grid_thw"), mm.get("video_grid_thw"),
@@ -99,7 +102,7 @@ class QwenVLAdapter(QwenAdapter):
     def collate(self, prompts: list[PromptInputs]) -> dict:
         dev = self.device
         mm: dict = {}
-        for k in ("pixel_values_videos", "video_grid_thw", "second_per_grid_ts"):
+        for k in ("pixel_values_videos", "video_grid_thw", "second_per_grid_ts", "pixel_values", "image_grid_thw"):
             parts = [p.mm[k] for p in prompts if k in p.mm]
             if parts:
                 mm[k] = torch.cat(parts).to(dev)
