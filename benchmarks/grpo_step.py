@@ -19,14 +19,17 @@ max_memory_allocated, or peak process RSS on CPU) and the decode floor (LLM weig
 KV-cache bytes per step over a measured copy bandwidth; also with each prompt's KV counted once).
 JSON to ``--out`` and a table to stdout.
 
-``--family qwen3-omni`` (CPU shapes only) builds a Qwen3-Omni thinker of the shape's dense sizes
-with 4 routed experts (top 2) per layer, as ``emorl model init-tiny --family qwen3-omni`` does,
-and makes its prompts with the real processor (``QwenOmniAdapter.encode`` on random frames and
-audio), so its token layout is the family's own; ``--text-tokens`` does not apply there.
+``--family`` other than qwen2.5-omni builds that family's model of the shape's sizes with its tiny
+builder's config (``emorl model init-tiny --family F``; Qwen3-Omni: 4 routed experts, top 2, per
+layer) and makes its prompts with the family's real processor (``adapter.encode`` on random frames
+and audio), so its token layout is the family's own; ``--text-tokens`` does not apply there.
+qwen3-omni and qwen3-vl run the CPU shapes; qwen2.5-vl also ``3b`` (Qwen2.5-VL-3B: the same text
+and vision sizes as the Qwen2.5-Omni-3B thinker, no audio tower, tied embeddings), with video prompts.
 
     python benchmarks/grpo_step.py --shape tiny --device cpu --out bench.json
     python benchmarks/grpo_step.py --shape 7b --device cuda --dtype bfloat16 --grad-checkpointing
     python benchmarks/grpo_step.py --shape small --device cpu --family qwen3-omni
+    python benchmarks/grpo_step.py --shape 3b --device cuda --family qwen2.5-vl --grad-checkpointing
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ from dataclasses import dataclass
 
 import torch
 
-from emorl.models import group, tiny
+from emorl.models import decoder, group, registry, tiny
 from emorl.models.adapter import Modality, PromptInputs, SamplingParams
 from emorl.models.qwen_omni import QwenOmniAdapter
 
@@ -92,8 +95,11 @@ SHAPES = {
 }
 
 
-# --family qwen3-omni: the CPU shapes' frame sides (multiples of 32: patch 16 x merge 2)
-QWEN3_FRAME_SIZE = {"tiny": 64, "small": 128}
+# --family other than qwen2.5-omni: the shapes it runs and their frame sides (multiples of the
+# family's patch x merge: 28 for the Qwen2.5 families, 32 for Qwen3)
+FAMILY_FRAME_SIZE = {"qwen3-omni": {"tiny": 64, "small": 128}, "qwen3-vl": {"tiny": 64, "small": 128},
+                     "qwen2.5-vl": {"tiny": 56, "small": 112, "3b": 336}}
+TIED_EMBEDDINGS = {("qwen2.5-vl", "3b")}  # Qwen2.5-VL-3B ties its LM head to the embeddings (released config)
 
 
 def special_ids(vocab: int) -> dict:
@@ -211,34 +217,40 @@ def synthetic_prompt(cfg, modality: Modality, *, frames: int, frame_size: int, a
     return PromptInputs(torch.tensor(body), mm, modality)
 
 
-def qwen3_model_and_prompts(shape: Shape, args, dtype, device, modality: Modality, gen: torch.Generator):
-    """A random-weight Qwen3-Omni thinker of ``shape``'s dense sizes (the tiny builder's config:
-    4 routed experts, top 2, deepstack from the first vision block), its adapter with the real
-    processor, and ``args.prompts`` prompts encoded from random frames and audio."""
-    import numpy as np
-    from transformers import Qwen3OmniMoeThinkerForConditionalGeneration
+def family_model_and_prompts(shape: Shape, args, dtype, device, modality: Modality, gen: torch.Generator):
+    """A random-weight model of ``args.family`` with ``shape``'s sizes (its tiny builder's config;
+    Qwen3-Omni: 4 routed experts, top 2, deepstack from the first vision block), its adapter with
+    the family's real processor, and ``args.prompts`` prompts encoded from random frames (and
+    audio, for the omni families)."""
+    import importlib
 
-    family = "qwen3-omni"
-    if args.frame_size % tiny.patch_factor(family):
-        raise SystemExit(f"--frame-size must be a multiple of {tiny.patch_factor(family)} for {family}, "
-                         f"got {args.frame_size}")
-    tok = tiny.train_tokenizer((), 1024, family)
+    import numpy as np
+
+    family = args.family
+    fam = registry.family(family)
+    if args.frame_size % fam.frame_factor:
+        raise SystemExit(f"--frame-size must be a multiple of {fam.frame_factor} for {family}, got {args.frame_size}")
+    builder = importlib.import_module(fam.tiny.partition(":")[0])
+    tok = builder.train_tokenizer((), 1024, family)
     dims = tiny.TinyShape(hidden=shape.hidden, layers=shape.layers, heads=shape.heads, kv_heads=shape.kv_heads,
                           intermediate=shape.intermediate, vision_hidden=shape.vision_hidden,
-                          vision_depth=shape.vision_depth, audio_d_model=shape.audio_d_model,
-                          audio_layers=shape.audio_layers)
-    cfg = tiny.build_config(tok, dims, family)
+                          vision_depth=shape.vision_depth, vision_heads=shape.vision_heads,
+                          vision_intermediate=shape.vision_intermediate, audio_d_model=shape.audio_d_model,
+                          audio_layers=shape.audio_layers, tie_embeddings=(family, args.shape) in TIED_EMBEDDINGS)
+    cfg = builder.build_config(tok, dims, family)
+    cfg.get_text_config().vocab_size = max(shape.vocab, len(tok))  # the real vocabulary (ids past the BPE: suppressed)
     with torch.device(device):
-        model = Qwen3OmniMoeThinkerForConditionalGeneration._from_config(cfg, dtype=dtype,
-                                                                          attn_implementation=args.attn)
+        model = builder.model_class(family)._from_config(cfg, dtype=dtype, attn_implementation=args.attn)
     pixels = args.frame_size ** 2
-    adapter = QwenOmniAdapter(model, tiny.build_processor(tok, pixels, family), device=device, frame_pixels=pixels)
+    adapter = registry.resolve(fam.adapter)(model, builder.build_processor(tok, pixels, family), device=device,
+                                             frame_pixels=pixels)
     rng = np.random.default_rng(int(torch.randint(2**31, (1,), generator=gen)))
     prompts = []
     for i in range(args.prompts):
         frames = rng.integers(0, 256, (args.frames, args.frame_size, args.frame_size, 3), dtype=np.uint8)
         audio = (0.1 * rng.standard_normal(int(args.audio_seconds * 16000))).astype(np.float32)
-        prompts.append(adapter.encode(frames, audio, tiny.BASE_CORPUS.strip().splitlines()[0], modality,
+        prompts.append(adapter.encode(frames, audio if modality.has_audio else None,
+                                      tiny.BASE_CORPUS.strip().splitlines()[0], modality,
                                       fps=args.frames / args.audio_seconds, key=str(i)))
     return model, adapter, prompts
 
@@ -303,29 +315,28 @@ class Probes:
     """Forward hooks: encoder seconds and clips encoded, and a stamp per LM-head call (one per
     generated position) while ``generating`` is set."""
 
-    def __init__(self, model, clock: Clock):
+    def __init__(self, adapter, clock: Clock):
         self.clock = clock
         self.generating = False
         self.reset()
-        inner = model.model
-        for name, mod in (("vision", inner.visual), ("audio", inner.audio_tower)):
+        for name, mod in adapter.towers().items():
             mod.register_forward_pre_hook(lambda m, a, k, n=name: self._start(n), with_kwargs=True)
             mod.register_forward_hook(lambda m, a, o, n=name: self._stop(n, a))
-        model.lm_head.register_forward_hook(lambda m, a, o: None if self.in_static else self._stamp())
+        adapter.lm_head().register_forward_hook(lambda m, a, o: None if self.in_static else self._stamp())
         # a static / CUDA-graph decode step runs the LM head inside GroupDecoder.step (a graph
         # replay calls no hooks): one stamp per step, after it
         self.in_static = False
-        real = group.GroupDecoder.step
+        real = decoder.GroupDecoder.step
 
-        def step(decoder, next_ids):
+        def step(dec, next_ids):
             self.in_static = True
             try:
-                return real(decoder, next_ids)
+                return real(dec, next_ids)
             finally:
                 self.in_static = False
                 self._stamp()
 
-        group.GroupDecoder.step = step
+        decoder.GroupDecoder.step = step
 
     def reset(self):
         self.encoder_s = {"vision": 0.0, "audio": 0.0}
@@ -398,7 +409,7 @@ def run_path(name: str, adapter, prompts, args, probes: Probes, clock: Clock) ->
         stamps = probes.stamps
         decode_steps = len(stamps) - 1
         decode_s = stamps[-1] - stamps[0] if decode_steps > 0 else 0.0
-        rows = [(p, c) for p, cs in zip(prompts, comp.ids) for c in cs]
+        rows = [(p, c, i) for i, (p, cs) in enumerate(zip(prompts, comp.ids)) for c in cs]  # (prompt, completion, group)
         out.update(
             generate_s=t_gen, encoder_s=sum(probes.encoder_s.values()), vision_s=probes.encoder_s["vision"],
             audio_s=probes.encoder_s["audio"], ttft_s=stamps[0] - t0, decode_s=decode_s, decode_steps=decode_steps,
@@ -406,7 +417,7 @@ def run_path(name: str, adapter, prompts, args, probes: Probes, clock: Clock) ->
             decode_ms_per_step_median=1e3 * statistics.median(b - a for a, b in zip(stamps, stamps[1:]))
             if decode_steps > 0 else 0.0,
             decode_tokens_per_s=len(rows) * decode_steps / decode_s if decode_s > 0 else float("nan"),
-            completion_tokens=sum(len(c) for _, c in rows),
+            completion_tokens=sum(len(r[1]) for r in rows),
         )
         enc_calls = dict(probes.encoder_calls)
         # ---- reference and policy passes, micro-batches of rows (whole groups on the group path)
@@ -416,7 +427,7 @@ def run_path(name: str, adapter, prompts, args, probes: Probes, clock: Clock) ->
         def logprobs(part):
             ps, cs = [r[0] for r in part], [r[1] for r in part]
             if name == "group":
-                return group.shared_prefix_logprobs(adapter, ps, cs, cache=cache)
+                return group.shared_prefix_logprobs(adapter, ps, cs, cache=cache, groups=[r[2] for r in part])
             return adapter.completion_logprobs_rows(ps, cs)
 
         probes.reset()
@@ -456,22 +467,23 @@ def exactness_check(adapter, prompts, args) -> dict:
         shared = group.sample_groups_shared(adapter, ps, args.group, greedy, decode=args.decode)
         same = sum(int(torch.equal(a, b)) for xs, ys in zip(dup.ids, shared.ids) for a, b in zip(xs, ys))
         rows = [(p, c) for p, cs in zip(ps, dup.ids) for c in cs]
+        groups = [i for i, cs in enumerate(dup.ids) for _ in cs]
         lp_d, mask, _ = adapter.completion_logprobs_rows([r[0] for r in rows], [r[1] for r in rows])
-        lp_s, _, _ = group.shared_prefix_logprobs(adapter, [r[0] for r in rows], [r[1] for r in rows])
+        lp_s, _, _ = group.shared_prefix_logprobs(adapter, [r[0] for r in rows], [r[1] for r in rows], groups=groups)
     return {"greedy_rows_equal": same, "greedy_rows": len(rows),
             "logprob_max_abs_diff": float(((lp_d - lp_s).abs() * mask).max())}
 
 
-def decode_floor(model, n_prompts: int, n_rows: int, prompt_len: int, answer_tokens: int, dtype: torch.dtype,
+def decode_floor(adapter, n_prompts: int, n_rows: int, prompt_len: int, answer_tokens: int, dtype: torch.dtype,
                  bandwidth: float) -> dict:
     """Bytes a decode step must read over the copy bandwidth: the LLM's weights plus the mean KV
     of n_rows sequences (each row's own copy of its prompt: the issue's floor), and the same with
     each prompt's KV counted once (``*_shared``: the least the group decoder could read)."""
-    lm = model.model.language_model
+    lm, head, emb = adapter.text_model(), adapter.lm_head().weight, adapter.input_embeddings().weight
     tc = lm.config
     weight_bytes = sum(p.numel() * p.element_size() for p in lm.parameters())
-    weight_bytes += model.lm_head.weight.numel() * model.lm_head.weight.element_size()
-    weight_bytes -= lm.embed_tokens.weight.numel() * lm.embed_tokens.weight.element_size()  # a gather, not a read
+    weight_bytes += head.numel() * head.element_size()
+    weight_bytes -= emb.numel() * emb.element_size()  # a gather, not a read (a tied head is read once, above)
     head_dim = getattr(tc, "head_dim", None) or tc.hidden_size // tc.num_attention_heads
     per_token = 2 * tc.num_hidden_layers * tc.num_key_value_heads * head_dim * torch.finfo(dtype).bits // 8
     kv_mean = n_rows * (prompt_len + answer_tokens / 2) * per_token
@@ -487,16 +499,17 @@ def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shape", choices=sorted(SHAPES), default="tiny")
     ap.add_argument("--family", choices=tiny.FAMILIES, default="qwen2.5-omni",
-                    help="qwen3-omni: CPU shapes (tiny, small) with routed experts, prompts from the real processor")
+                    help="other than qwen2.5-omni: the family's model and real processor (FAMILY_FRAME_SIZE: shapes)")
     ap.add_argument("--prompts", type=int, help="distinct prompts (clips) per step")
     ap.add_argument("--group", type=int, help="completions per prompt (G)")
     ap.add_argument("--frames", type=int, help="video frames per clip (even)")
-    ap.add_argument("--frame-size", type=int, help="frame side in pixels (multiple of 28; of 32 for qwen3-omni)")
+    ap.add_argument("--frame-size", type=int, help="frame side in pixels (multiple of 28; of 32 for qwen3-*)")
     ap.add_argument("--audio-seconds", type=float, help="clip duration; audio and video cover it")
     ap.add_argument("--answer-tokens", type=int, help="tokens per completion (EOS suppressed)")
     ap.add_argument("--text-tokens", type=int, help="random text tokens per prompt around the media")
     ap.add_argument("--micro-batch-rows", type=int, help="rows per log-prob micro-batch (group path: whole groups)")
-    ap.add_argument("--modality", default="av", choices=["av", "video", "audio"])
+    ap.add_argument("--modality", default="av", choices=["av", "video", "audio"],
+                    help="default av (video for a family without audio)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--dtype", default=None, help="float32 | bfloat16 | float16 (default: bf16 on CUDA, fp32 on CPU)")
     ap.add_argument("--attn", default="sdpa", choices=["sdpa", "eager"])
@@ -518,11 +531,15 @@ def main(argv=None) -> dict:
     ap.add_argument("--out", default=None, help="JSON output path")
     args = ap.parse_args(argv)
     shape = SHAPES[args.shape]
-    if args.family == "qwen3-omni":
-        if args.shape not in QWEN3_FRAME_SIZE:
-            raise SystemExit(f"--family qwen3-omni runs the CPU shapes ({', '.join(QWEN3_FRAME_SIZE)}), "
-                             f"not {args.shape}")
-        args.frame_size = args.frame_size or QWEN3_FRAME_SIZE[args.shape]
+    if args.family != "qwen2.5-omni":
+        sizes = FAMILY_FRAME_SIZE[args.family]
+        if args.shape not in sizes:
+            raise SystemExit(f"--family {args.family} runs the shapes {', '.join(sizes)}, not {args.shape}")
+        args.frame_size = args.frame_size or sizes[args.shape]
+        if "video+audio" not in registry.family(args.family).modalities:
+            if args.modality == "audio":
+                raise SystemExit(f"--family {args.family} has no audio tower: --modality video")
+            args.modality = "video"
     for k, v in shape.defaults.items():
         if getattr(args, k) is None:
             setattr(args, k, v)
@@ -543,8 +560,8 @@ def main(argv=None) -> dict:
     gen = torch.Generator().manual_seed(args.seed)
     modality = Modality.parse(args.modality)
     t0 = time.perf_counter()
-    if args.family == "qwen3-omni":
-        model, adapter, prompts = qwen3_model_and_prompts(shape, args, dtype, device, modality, gen)
+    if args.family != "qwen2.5-omni":
+        model, adapter, prompts = family_model_and_prompts(shape, args, dtype, device, modality, gen)
     else:
         cfg = build_config(shape)
         with torch.device(device):
@@ -556,24 +573,24 @@ def main(argv=None) -> dict:
                    for _ in range(args.prompts)]
     model.eval()
     build_s = time.perf_counter() - t0
-    model.model.visual.requires_grad_(False)  # frozen encoders, trainable LLM (embeddings, layers, lm_head)
-    model.model.audio_tower.requires_grad_(False)
-    if args.grad_checkpointing:
-        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-        model.disable_input_require_grads()  # else frozen towers still build graphs (gpu-baseline.md pitfall 1)
+    for tower in adapter.towers().values():  # frozen encoders, trainable LLM (embeddings, layers, lm_head)
+        tower.requires_grad_(False)
+    if args.grad_checkpointing:  # without the input hook: else frozen towers build graphs (gpu-baseline.md pitfall 1)
+        adapter.enable_activation_checkpointing()
     adapter.suppress = sorted(set(adapter.suppress) | {adapter.eos_id})  # exactly --answer-tokens per completion
     prompt_len = max(p.length for p in prompts)
+    head = adapter.lm_head().weight
+    tied = head is adapter.input_embeddings().weight
     n_params = {
         "total": sum(p.numel() for p in model.parameters()),
-        "llm": sum(p.numel() for p in model.model.language_model.parameters()) + model.lm_head.weight.numel(),
-        "vision": sum(p.numel() for p in model.model.visual.parameters()),
-        "audio": sum(p.numel() for p in model.model.audio_tower.parameters()),
+        "llm": sum(p.numel() for p in adapter.text_model().parameters()) + (0 if tied else head.numel()),
+        **{name: sum(p.numel() for p in t.parameters()) for name, t in adapter.towers().items()},
     }
     bw_bytes = (args.bandwidth_mib or (1024 if device.type == "cuda" else 256)) * 2**20
     bandwidth = measure_bandwidth(device, dtype, clock, bw_bytes)
-    floor = decode_floor(model, args.prompts, args.prompts * args.group, prompt_len, args.answer_tokens, dtype,
+    floor = decode_floor(adapter, args.prompts, args.prompts * args.group, prompt_len, args.answer_tokens, dtype,
                          bandwidth)
-    probes = Probes(model, clock)
+    probes = Probes(adapter, clock)
 
     results: dict = {}
     for name in paths:

@@ -45,6 +45,7 @@ from emorl.models.adapter import Modality, SamplingParams  # noqa: E402
 from emorl.models.qwen_omni import QwenOmniAdapter  # noqa: E402
 from emorl.recipes.rewards import RewardRecipe  # noqa: E402
 from emorl.rl import trainer  # noqa: E402
+from emorl.rl.sharding import Strategy  # noqa: E402
 from emorl.rl.trainer import BatchPlan, TrainState, _reference, _setup_model, _step  # noqa: E402
 from emorl.train_utils import PhaseTimer, make_optimizer, master_weights  # noqa: E402
 
@@ -147,7 +148,9 @@ def run_config(name: str, args) -> dict:
         ref = _reference(cfg, adapter, peft_model)
         out["after_reference_GB"] = mem.now() / GB
         master = master_weights(cfg.model.master_weights, adapter.model)
-        opt, sched = make_optimizer(adapter.model, cfg.grpo.lr, 0.0, cfg.grpo.steps, 0, master=master)
+        strategy = Strategy()  # replicated, one process
+        opt, sched = strategy.setup(adapter, ref, cfg, master=master, make_opt=lambda m: make_optimizer(
+            adapter.model, cfg.grpo.lr, 0.0, cfg.grpo.steps, 0, master=m))
         out["master_weights"] = master
         out["after_optimizer_GB"] = mem.now() / GB
         out["trainable_params"] = sum(p.numel() for p in adapter.model.parameters() if p.requires_grad)
@@ -177,7 +180,7 @@ def run_config(name: str, args) -> dict:
             t0 = time.perf_counter()
             with mem.peak(record, "step"):
                 row = _step(cfg, plan, adapter, _Builder(prompts), samples, RECIPE, params,
-                            _random_reward(args.seed + k), ref, opt, sched, state, rng)
+                            _random_reward(args.seed + k), ref, strategy, sched, state, rng)
             state.step += 1
             # each phase resets the CUDA peak counter when it starts, so the step's peak is the
             # largest of the phases' peaks and of what the outer counter saw after the last reset

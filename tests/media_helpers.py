@@ -21,12 +21,19 @@ def make_clip(path, *, seconds: float = 2.0, fps: int = 8, size: int = 56, seed:
 
 
 def encode_clips(adapter, clips, modality):
-    """One prompt per clip, with different frame counts (8, 4, 6, ...) so prompt lengths differ."""
+    """One prompt per clip, with different frame counts (8, 4, 6, ...) so prompt lengths differ;
+    for a still image (``Modality.IMAGE``) the clip's first frame, with questions of different
+    lengths instead."""
     from emorl.data.media import load_clip
+    from emorl.models.adapter import Modality
 
     out = []
     for i, path in enumerate(clips):
         n = (8, 4, 6)[i % 3]
         c = load_clip(path, num_frames=n, size=56)
+        if modality == Modality.IMAGE:
+            text = ("Which emotion?", "What does the face show? Answer in one word.", "Describe the person.")[i % 3]
+            out.append(adapter.encode(c.frames[:1], None, text, modality, key=str(i)))
+            continue
         out.append(adapter.encode(c.frames, c.audio, "Which emotion?", modality, fps=n / c.duration, key=str(i)))
     return out

@@ -143,7 +143,7 @@ def run_demo(out: str | Path, *, quick: bool = False, config: str | None = None,
     timings["total"] = round(time.perf_counter() - t_start, 1)
     metrics = {"models": results, "chance_uar": 1 / 7, "timings_s": timings, "quick": quick}
     atomic_write_json(out / "metrics.json", metrics)
-    atomic_write_text(out / "summary.md", render_report(results, timings, out, quick))
+    atomic_write_text(out / "summary.md", render_report(results, timings, out, quick, d.family))
     html = build_demo_report(out, out / "report.html", cfg=cfg)  # + its Markdown twin report.md
     print(format_table(results))
     print(f"[demo] metrics: {out / 'metrics.json'}   report: {html} (Markdown: {out / 'report.md'}, "
@@ -152,9 +152,13 @@ def run_demo(out: str | Path, *, quick: bool = False, config: str | None = None,
 
 
 def check_family(cfg: RunConfig) -> None:
-    """``demo.family`` and ``data.frame_size`` must suit each other (checked before any stage runs)."""
+    """``demo.family``, ``data.frame_size`` and ``data.modality`` must suit each other (checked
+    before any stage runs). A modality the family does not take (video+audio on a vision-language
+    model) is replaced by the richest one it takes, and said so."""
     from emorl.config import ConfigError
-    from emorl.models.tiny import FAMILIES, patch_factor
+    from emorl.models.adapter import Modality
+    from emorl.models.registry import FAMILIES
+    from emorl.models.tiny import patch_factor
 
     fam = cfg.demo.family
     if fam not in FAMILIES:
@@ -162,6 +166,10 @@ def check_family(cfg: RunConfig) -> None:
     if cfg.data.frame_size % patch_factor(fam):
         raise ConfigError(f"data.frame_size={cfg.data.frame_size} does not suit demo.family={fam}: frames must be "
                           f"a multiple of {patch_factor(fam)} pixels (e.g. data.frame_size={3 * patch_factor(fam)})")
+    takes = FAMILIES[fam].modalities
+    if Modality.parse(cfg.data.modality).value not in takes:
+        print(f"[demo] {fam} takes {', '.join(takes)} prompts: data.modality={takes[0]} (was {cfg.data.modality})")
+        cfg.data.modality = takes[0]
 
 
 def build_base(cfg: RunConfig, out: Path, manifests: dict[str, Path], corpus, stage, progress: bool) -> Path:
@@ -202,9 +210,9 @@ def format_table(results: dict) -> str:
     return "\n".join(lines)
 
 
-def render_report(results: dict, timings: dict, out: Path, quick: bool) -> str:
+def render_report(results: dict, timings: dict, out: Path, quick: bool, family: str = "qwen2.5-omni") -> str:
     parts = ["# emorl demo summary", "",
-             f"Synthetic omni-emotion world (7 classes, chance UAR = {1/7:.3f}); tiny Qwen2.5-Omni thinker "
+             f"Synthetic omni-emotion world (7 classes, chance UAR = {1/7:.3f}); tiny {family} model "
              "(random-init LLM, attribute-pretrained towers); "
              f"{'quick (CI) sizes' if quick else 'default sizes'}. Total wall time {timings.get('total', 0):.0f} s.", "",
              format_table(results), "",

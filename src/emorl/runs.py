@@ -15,7 +15,9 @@ from emorl.recipes.rewards import recipe_for
 
 
 def load_adapter(cfg: RunConfig, path: str | Path | None = None):
-    from emorl.models.qwen_omni import QwenOmniAdapter
+    """The family adapter of ``path`` (default ``model.path``), picked from its config.json
+    ``model_type`` (emorl.models.registry)."""
+    from emorl.models.registry import load_adapter as load
 
     p = path or cfg.model.path
     if not p:
@@ -23,8 +25,7 @@ def load_adapter(cfg: RunConfig, path: str | Path | None = None):
     device = cfg.model.device
     if device == "cuda" and "LOCAL_RANK" in os.environ:  # several processes: one GPU each
         device = f"cuda:{os.environ['LOCAL_RANK']}"
-    return QwenOmniAdapter.from_pretrained(p, dtype=cfg.model.dtype, device=device,
-                                           frame_pixels=cfg.model.frame_pixels or None)
+    return load(p, dtype=cfg.model.dtype, device=device, frame_pixels=cfg.model.frame_pixels or None)
 
 
 def make_builder(cfg: RunConfig, adapter) -> PromptBuilder:
@@ -176,8 +177,9 @@ def _eval_after(cfg: RunConfig, out: Path, progress: bool) -> dict:
 
 
 def run_eval(cfg: RunConfig, model: str | Path, manifest: str | Path, out: str | Path, *,
-             modality: str = "video+audio", progress: bool = True, title: str = "", adapter=None) -> dict:
-    """Evaluate ``model`` on the ``eval.split`` rows of ``manifest`` (default: test rows)."""
+             modality: str | None = None, progress: bool = True, title: str = "", adapter=None) -> dict:
+    """Evaluate ``model`` on the ``eval.split`` rows of ``manifest`` (default: test rows) into ``out``;
+    ``modality`` defaults to ``data.modality``."""
     from emorl.eval.evaluate import evaluate
 
     adapter = adapter or load_adapter(cfg, model)
@@ -185,10 +187,10 @@ def run_eval(cfg: RunConfig, model: str | Path, manifest: str | Path, out: str |
                            exclude_flagged=cfg.data.exclude_flagged)
     return evaluate(adapter, make_builder(cfg, adapter), samples, Path(out), recipe=recipe_for(cfg),
                     batch_size=cfg.eval.batch_size, max_new_tokens=cfg.eval.max_new_tokens,
-                    modality=Modality.parse(modality), progress=progress, title=title)
+                    modality=Modality.parse(modality or cfg.data.modality), progress=progress, title=title)
 
 
-def run_predict(cfg: RunConfig, model: str | Path, inputs: str, out: str | Path, *, modality: str = "video+audio",
+def run_predict(cfg: RunConfig, model: str | Path, inputs: str, out: str | Path, *, modality: str | None = None,
                 adapter=None, progress: bool = True) -> dict:
     """``emorl predict``: every input (clip, folder, glob or label-free manifest) -> one row in
     ``out`` (.jsonl or .csv, resumable) with the emotion, the reasoning, format and a probability
@@ -202,4 +204,5 @@ def run_predict(cfg: RunConfig, model: str | Path, inputs: str, out: str | Path,
 
     return predict_files(adapter, make_builder(cfg, adapter), samples, out, recipe=recipe_for(cfg), labels=labels,
                          words=label_words(dataset), batch_size=cfg.eval.batch_size,
-                         max_new_tokens=cfg.eval.max_new_tokens, modality=Modality.parse(modality), progress=progress)
+                         max_new_tokens=cfg.eval.max_new_tokens, modality=Modality.parse(modality or cfg.data.modality),
+                         progress=progress)

@@ -78,7 +78,7 @@ def train_sft(cfg: RunConfig, adapter: OmniAdapter, builder: PromptBuilder, samp
     world, rank = world_info()
     progress = progress and rank == 0
     model = adapter.model
-    freeze_towers(model, vision=cfg.model.freeze_vision, audio=cfg.model.freeze_audio)
+    freeze_towers(adapter, vision=cfg.model.freeze_vision, audio=cfg.model.freeze_audio)
     steps_per_epoch = math.ceil(len(samples) / s_cfg.batch_size)
     total = max(1, round(s_cfg.epochs * steps_per_epoch))
     opt, sched = make_optimizer(model, s_cfg.lr, s_cfg.weight_decay, total, int(s_cfg.warmup_ratio * total), "cosine",

@@ -123,15 +123,14 @@ def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float, total
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
 
-def freeze_towers(model: torch.nn.Module, *, vision: bool, audio: bool) -> None:
-    """Freeze the vision and/or audio encoder of a Qwen-Omni thinker (no autograd graphs for them)."""
-    inner = getattr(model, "model", model)
-    for flag, name in ((vision, "visual"), (audio, "audio_tower")):
-        if flag:
-            tower = getattr(inner, name, None)
-            if tower is None:
-                raise ValueError(f"model has no {name!r} tower to freeze")
-            tower.requires_grad_(False)
+def freeze_towers(adapter, *, vision: bool, audio: bool) -> None:
+    """Freeze the adapter's vision and/or audio tower (``adapter.towers()``; no autograd graphs for
+    them). Projectors outside the towers stay trainable. Freezing a tower the family does not
+    have (audio on a vision-language model) is a no-op: there is nothing of it to train."""
+    towers = adapter.towers()
+    for flag, name in ((vision, "vision"), (audio, "audio")):
+        if flag and name in towers:
+            towers[name].requires_grad_(False)
 
 
 def chunks(seq: Sequence, size: int) -> Iterator[Sequence]:
@@ -181,14 +180,12 @@ def barrier() -> None:
 
 
 def all_reduce_grads(model: torch.nn.Module) -> None:
-    """Data parallelism: sum gradients over processes (each process's loss is already normalised
-    by the global row/token counts, so the sum is the global batch's gradient). FSDP2 reduces
-    (reduce-scatters) them itself in backward."""
+    """Data parallelism over replicated parameters: sum gradients over processes (each process's
+    loss is already normalised by the global row/token counts, so the sum is the global batch's
+    gradient). Sharded modes reduce them themselves (emorl.rl.sharding strategies)."""
     import torch.distributed as dist
 
-    from emorl.rl.sharding import is_sharded
-
-    if world_info()[0] == 1 or is_sharded(model):
+    if world_info()[0] == 1:
         return
     for p in model.parameters():
         if p.requires_grad:

@@ -63,8 +63,34 @@ def test_benchmark_tiny_cpu_qwen3_omni(tmp_path):
     assert report["paths"]["group"]["encoder_calls"]["log_prob_passes"] == {"vision": 0, "audio": 0}
     assert report["exactness_check"]["greedy_rows_equal"] == report["exactness_check"]["greedy_rows"] == 6
     assert report["exactness_check"]["logprob_max_abs_diff"] < 1e-5
-    with pytest.raises(SystemExit, match="runs the CPU shapes"):
+    with pytest.raises(SystemExit, match="runs the shapes tiny, small, not 7b"):
         bench.main(["--shape", "7b", "--family", "qwen3-omni", "--device", "cpu"])
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("family", ["qwen2.5-vl", "qwen3-vl"])
+def test_benchmark_tiny_cpu_vl(tmp_path, family):
+    """--family qwen2.5-vl / qwen3-vl: video prompts from the real processor (no audio tower), both
+    paths, the exactness check; a 3b shape is defined for Qwen2.5-VL (GPU runs)."""
+    spec = importlib.util.spec_from_file_location(f"grpo_step_bench_{family}", BENCH)
+    bench = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = bench
+    spec.loader.exec_module(bench)
+    out = tmp_path / "bench.json"
+    bench.main(["--shape", "tiny", "--device", "cpu", "--family", family, "--prompts", "2", "--group", "3",
+                "--answer-tokens", "4", "--decode", "static", "--check", "--out", str(out)])
+    report = json.loads(out.read_text())
+    assert report["config"]["family"] == family and report["config"]["modality"] == "video"
+    assert set(report["config"]["params"]) == {"total", "llm", "vision"}
+    for res in report["paths"].values():
+        assert res["decode_steps"] == 3 and res["completion_tokens"] == 2 * 3 * 4 and res["audio_s"] == 0
+    assert report["paths"]["group"]["encoder_calls"]["log_prob_passes"] == {"vision": 0, "audio": 0}
+    assert report["paths"]["duplicated"]["encoder_calls"]["log_prob_passes"]["vision"] > 0
+    assert report["exactness_check"]["greedy_rows_equal"] == report["exactness_check"]["greedy_rows"] == 6
+    assert report["exactness_check"]["logprob_max_abs_diff"] < 1e-5
+    assert "3b" in bench.FAMILY_FRAME_SIZE["qwen2.5-vl"]
+    with pytest.raises(SystemExit, match="has no audio tower"):
+        bench.main(["--shape", "tiny", "--family", family, "--device", "cpu", "--modality", "audio"])
 
 
 @pytest.mark.e2e

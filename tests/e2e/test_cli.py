@@ -99,7 +99,7 @@ def test_qwen3_omni_flow(clips, tmp_path, capsys):
     init = tmp_path / "qwen3"
     assert main(["model", "init-tiny", "--out", str(init), "--family", "qwen3-omni", "--frame-size", "64",
                  "--hidden", "64", "--layers", "2", "--vocab-size", "512"]) == 0
-    assert "tiny qwen3-omni thinker written" in capsys.readouterr().out
+    assert "tiny qwen3-omni model written" in capsys.readouterr().out
     m = tmp_path / "m.jsonl"
     write_manifest(m, [Sample(f"s{i}", str(c), lab, "dfew", "train")
                        for i, (c, lab) in enumerate(zip(clips, ["happy", "sad", "angry"]))])

@@ -58,3 +58,23 @@ def test_quick_demo_on_qwen3_omni(tmp_path, capsys):
     assert m["models"]["base"]["test"]["format_rate"] == 0.0 < m["models"]["coldstart_sft"]["test"]["format_rate"]
     cfg = json.loads((out / "models" / "base" / "config.json").read_text())
     assert cfg["model_type"] == "qwen3_omni_moe_thinker"
+
+
+def test_quick_demo_on_qwen2_5_vl(tmp_path, capsys):
+    """The pipeline on a tiny Qwen2.5-VL (no audio tower): the demo picks video prompts (said so),
+    pretrains the vision tower only, and the modality analysis records the conditions the model
+    cannot take instead of running them."""
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--out", str(out), "--no-progress", "demo.family=qwen2.5-vl"]) == 0
+    assert "qwen2.5-vl takes video, image, text prompts: data.modality=video" in capsys.readouterr().out
+    m = json.loads((out / "metrics.json").read_text())
+    assert set(m["models"]) == {"base", "coldstart_sft", "label_sft", "grpo"}
+    assert m["models"]["base"]["test"]["format_rate"] == 0.0 < m["models"]["coldstart_sft"]["test"]["format_rate"]
+    cfg = json.loads((out / "models" / "base" / "config.json").read_text())
+    assert cfg["model_type"] == "qwen2_5_vl"
+    pre = json.loads((out / "models" / "base" / "DONE.json").read_text())
+    assert "last_epoch_loss/video" in pre and "last_epoch_loss/audio" not in pre
+    rows = [json.loads(x) for x in (out / "eval" / "grpo" / "test" / "predictions.jsonl").read_text().splitlines()]
+    assert {r["modality"] for r in rows} == {"video"}
+    mod = json.loads((out / "analysis" / "grpo" / "modality.json").read_text())
+    assert set(mod["conditions"]) == {"video", "text"} and set(mod["not_taken"]) == {"av", "audio"}

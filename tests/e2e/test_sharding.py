@@ -71,7 +71,8 @@ def run(model_dir, clips, out, *, sharding="none", steps=2, resume=False, dtype=
     from emorl.config import RunConfig
     from emorl.data.loader import PromptBuilder
     from emorl.data.manifest import Sample
-    from emorl.models.qwen_omni import QwenOmniAdapter
+    from emorl.models.adapter import Modality
+    from emorl.models.registry import load_adapter
     from emorl.recipes.prompts import PromptSpec
     from emorl.rl.trainer import train_grpo
 
@@ -84,8 +85,9 @@ def run(model_dir, clips, out, *, sharding="none", steps=2, resume=False, dtype=
     g.dynamic_sampling, g.advantage_scale = tie_rank is not None, scale
     cfg.model.dtype = dtype
     torch.manual_seed(cfg.seed)
-    adapter = QwenOmniAdapter.from_pretrained(model_dir, dtype=dtype)
-    builder = PromptBuilder(adapter, PromptSpec(), num_frames=4, frame_size=56)
+    adapter = load_adapter(model_dir, dtype=dtype)
+    modality = Modality.AV if Modality.AV in adapter.modalities else Modality.VIDEO
+    builder = PromptBuilder(adapter, PromptSpec(), num_frames=4, frame_size=56, modality=modality)
     samples = [Sample(f"s{i}", str(p), lab, "dfew", "train") for i, (p, lab) in
                enumerate(zip(clips, ["happy", "sad", "angry"]))]
     with patched():
@@ -155,7 +157,7 @@ def test_fsdp2_matches_one_process_and_resumes_exactly(tiny_model_dir, clips, tm
     resume + 1 step under FSDP2
     == 2 steps straight, bit for bit (the resumed run launched by accelerate launch with
     configs/accelerate/fsdp2.yaml); model/ is a normal save_pretrained folder."""
-    from emorl.models.qwen_omni import QwenOmniAdapter
+    from emorl.models.registry import load_adapter
 
     clips = [str(c) for c in clips[:2]]
     one, fsdp = tmp_path / "one", tmp_path / "fsdp"
@@ -172,7 +174,7 @@ def test_fsdp2_matches_one_process_and_resumes_exactly(tiny_model_dir, clips, tm
         assert (r0[k] + r1[k]) / 2 == pytest.approx(m1[k], rel=1e-5, abs=1e-7), k
     a = _state(one / "checkpoints" / "step-000001" / "model_state.pt")
     b = _state(fsdp / "checkpoints" / "step-000001" / "model_state.pt")
-    start = QwenOmniAdapter.from_pretrained(tiny_model_dir).model.state_dict()
+    start = load_adapter(tiny_model_dir).model.state_dict()
     assert a.keys() == b.keys() == start.keys()
     diff = torch.cat([(a[k] - b[k]).abs().flatten() for k in a])
     assert float(diff.max()) <= 1e-5 and int((diff > 1e-6).sum()) <= 1e-4 * diff.numel()
@@ -188,8 +190,8 @@ def test_fsdp2_matches_one_process_and_resumes_exactly(tiny_model_dir, clips, tm
     shutil.rmtree(resumed / "checkpoints" / "step-000002", ignore_errors=True)
     launch({"model": str(tiny_model_dir), "clips": clips, "out": str(resumed), "sharding": "fsdp2", "resume": True},
            29542, accelerate=True)
-    straight = QwenOmniAdapter.from_pretrained(fsdp / "model").model.state_dict()
-    again = QwenOmniAdapter.from_pretrained(resumed / "model").model.state_dict()
+    straight = load_adapter(fsdp / "model").model.state_dict()
+    again = load_adapter(resumed / "model").model.state_dict()
     assert all(torch.equal(straight[k], again[k]) for k in straight)
     assert any(not torch.equal(straight[k], b[k]) for k in b)  # step 2 moved them again
 
@@ -215,10 +217,10 @@ def _assert_float32_masters(model_dir, one: Path, fp32: dict, saved_model: Path)
     is bf16."""
     from safetensors.torch import load_file
 
-    from emorl.models.qwen_omni import QwenOmniAdapter
+    from emorl.models.registry import load_adapter
 
     st = torch.load(one / "checkpoints" / "step-000001" / "trainer_state.pt", weights_only=False)
-    bf16 = QwenOmniAdapter.from_pretrained(model_dir, dtype="bfloat16").model
+    bf16 = load_adapter(model_dir, dtype="bfloat16").model
     names = [n for n, p in bf16.named_parameters()]  # every tower trainable: all parameters, in order
     masters = dict(zip(names, st["optimizer"]["master_weights"], strict=True))
     assert set(masters) <= set(fp32) and all(fp32[k].dtype == torch.float32 for k in masters)
@@ -239,7 +241,7 @@ def test_deepspeed_zero_matches_one_process_and_resumes_exactly(tiny_model_dir, 
     above), ZeRO-3 leaves each process half of every parameter, and 1 step + resume + 1 step ==
     2 steps straight, bit for bit (the resumed run launched by accelerate launch with
     configs/accelerate/deepspeed_zero<stage>.yaml). model/ is a normal save_pretrained folder."""
-    from emorl.models.qwen_omni import QwenOmniAdapter
+    from emorl.models.registry import load_adapter
 
     clips = [str(c) for c in clips[:2]]
     one, ds = tmp_path / "one", tmp_path / "ds"
@@ -252,12 +254,12 @@ def test_deepspeed_zero_matches_one_process_and_resumes_exactly(tiny_model_dir, 
     assert r0["grad_norm"] > 1e-3 and r0.get("skipped") is None  # a real update
     assert r0["grad_norm"] == pytest.approx(m1["grad_norm"], rel=1e-5)  # DeepSpeed's global norm
     assert r0["loss"] + r1["loss"] == pytest.approx(m1["loss"], rel=1e-5, abs=1e-7)
-    start = QwenOmniAdapter.from_pretrained(tiny_model_dir).model.state_dict()
-    a = QwenOmniAdapter.from_pretrained(one / "model").model.state_dict()
+    start = load_adapter(tiny_model_dir).model.state_dict()
+    a = load_adapter(one / "model").model.state_dict()
     straight = tmp_path / "straight"  # step 1 alone under DeepSpeed, for the comparison with one process
     launch({"model": str(tiny_model_dir), "clips": clips, "out": str(straight), "sharding": f"zero{stage}",
             "steps": 1}, port + 1)
-    b = QwenOmniAdapter.from_pretrained(straight / "model").model.state_dict()
+    b = load_adapter(straight / "model").model.state_dict()
     assert a.keys() == b.keys() == start.keys()
     diff = torch.cat([(a[k] - b[k]).abs().flatten() for k in a])
     assert float(diff.max()) <= 1e-5 and int((diff > 1e-6).sum()) <= 1e-4 * diff.numel()
@@ -278,29 +280,33 @@ def test_deepspeed_zero_matches_one_process_and_resumes_exactly(tiny_model_dir, 
     shutil.rmtree(resumed / "checkpoints" / "step-000002", ignore_errors=True)
     launch({"model": str(tiny_model_dir), "clips": clips, "out": str(resumed), "sharding": f"zero{stage}",
             "resume": True}, port + 100, accelerate=f"deepspeed_zero{stage}")
-    full = QwenOmniAdapter.from_pretrained(ds / "model").model.state_dict()
-    again = QwenOmniAdapter.from_pretrained(resumed / "model").model.state_dict()
+    full = load_adapter(ds / "model").model.state_dict()
+    again = load_adapter(resumed / "model").model.state_dict()
     assert all(torch.equal(full[k], again[k]) for k in full)
     assert any(not torch.equal(full[k], b[k]) for k in b)  # step 2 moved them again
 
 
-@pytest.mark.parametrize("sharding, port", [("fsdp2", 29545), ("zero3", 29571)])
-def test_sharded_qwen3_omni_matches_one_process(tiny_qwen3_dir, clips, tmp_path, sharding, port):
-    """FSDP2 and ZeRO-3 on a Qwen3-Omni thinker (routed experts, whose fused tensors are sharded
-    too; deepstack): step 1 on 2 processes == step 1 in one process (gradient norm to 1e-5
-    relative, weights to 1e-5), and each process holds about half of every parameter."""
-    from emorl.models.qwen_omni import QwenOmniAdapter
+@pytest.mark.parametrize("family", ["qwen3-omni", "qwen2.5-vl", "qwen3-vl"])
+@pytest.mark.parametrize("sharding", ["fsdp2", "zero3"])
+def test_sharded_families_match_one_process(tiny_dir_of, clips, tmp_path, family, sharding):
+    """FSDP2 and ZeRO-3 on the other families (Qwen2.5-Omni: the tests above): Qwen3-Omni's routed
+    experts, whose fused tensors are sharded too, and deepstack; the VL models' video-only
+    prompts. Step 1 on 2 processes == step 1 in one process (gradient norm to 1e-5 relative,
+    weights to 1e-5), and each process holds about half of every parameter."""
+    from emorl.models.registry import FAMILIES, load_adapter
 
+    model_dir = tiny_dir_of(family)
+    port = 29700 + 10 * list(FAMILIES).index(family) + (sharding == "zero3")
     clips = [str(c) for c in clips[:2]]
     one, sharded = tmp_path / "one", tmp_path / sharding
-    run(tiny_qwen3_dir, clips, one, steps=1)
-    launch({"model": str(tiny_qwen3_dir), "clips": clips, "out": str(sharded), "sharding": sharding, "steps": 1}, port)
+    run(model_dir, clips, one, steps=1)
+    launch({"model": str(model_dir), "clips": clips, "out": str(sharded), "sharding": sharding, "steps": 1}, port)
     m1, r0, r1 = _metrics(one)[0], _metrics(sharded)[0], _metrics(sharded, ".metrics_rank1.jsonl")[0]
     assert r0["grad_norm"] > 1e-3 and r0.get("skipped") is None
     assert r0["grad_norm"] == pytest.approx(m1["grad_norm"], rel=1e-5)
     assert r0["loss"] + r1["loss"] == pytest.approx(m1["loss"], rel=1e-5, abs=1e-7)
-    start, a, b = (QwenOmniAdapter.from_pretrained(d).model.state_dict()
-                   for d in (tiny_qwen3_dir, one / "model", sharded / "model"))  # sharded: gathered, saved
+    start, a, b = (load_adapter(d).model.state_dict()
+                   for d in (model_dir, one / "model", sharded / "model"))  # sharded: gathered, saved
     assert a.keys() == b.keys() == start.keys()
     assert max(float((a[k] - b[k]).abs().max()) for k in a) <= 1e-5
     assert sum(not torch.equal(start[k], b[k]) for k in b) > 10  # the step moved the weights

@@ -13,8 +13,8 @@ import torch
 from emorl.config import RunConfig
 from emorl.data.loader import PromptBuilder
 from emorl.data.manifest import Sample, write_manifest
-from emorl.models.adapter import SamplingParams
-from emorl.models.qwen_omni import QwenOmniAdapter
+from emorl.models.adapter import Modality, SamplingParams
+from emorl.models.registry import load_adapter
 from emorl.recipes.prompts import PromptSpec
 from emorl.recipes.rewards import get_recipe
 from emorl.rl.grpo import group_advantages
@@ -53,8 +53,9 @@ def _cfg(tmp_path, **grpo) -> RunConfig:
 
 def _run(tiny_model_dir, clips, out, cfg, **kw):
     torch.manual_seed(cfg.seed)
-    adapter = QwenOmniAdapter.from_pretrained(tiny_model_dir, dtype=cfg.model.dtype)
-    builder = PromptBuilder(adapter, PromptSpec(), num_frames=4, frame_size=56)
+    adapter = load_adapter(tiny_model_dir, dtype=cfg.model.dtype)
+    modality = Modality.AV if Modality.AV in adapter.modalities else Modality.VIDEO
+    builder = PromptBuilder(adapter, PromptSpec(), num_frames=4, frame_size=56, modality=modality)
     samples = [Sample(f"s{i}", str(p), lab, "dfew", "train") for i, (p, lab) in
                enumerate(zip(clips, ["happy", "sad", "angry"]))]
     kw.setdefault("extra_rewards", text_judge)
@@ -62,17 +63,17 @@ def _run(tiny_model_dir, clips, out, cfg, **kw):
     return adapter, res
 
 
-def test_resume_is_exact(tiny_model_dir, clips, tmp_path):
-    """4 steps straight == 2 steps + resume + 2 steps (identical parameters)."""
-    a, _ = _run(tiny_model_dir, clips, tmp_path / "a", _cfg(tmp_path, save_every=2))
-    _, first = _run(tiny_model_dir, clips, tmp_path / "b", _cfg(tmp_path, save_every=2), stop_after=2)
+def test_resume_is_exact(model_dir, clips, tmp_path):
+    """4 steps straight == 2 steps + resume + 2 steps (identical parameters), on every family."""
+    a, _ = _run(model_dir, clips, tmp_path / "a", _cfg(tmp_path, save_every=2))
+    _, first = _run(model_dir, clips, tmp_path / "b", _cfg(tmp_path, save_every=2), stop_after=2)
     assert first["interrupted"] and first["steps"] == 2
     assert json.loads((tmp_path / "b" / "checkpoints" / "latest.json").read_text())["step"] == 2
-    b, second = _run(tiny_model_dir, clips, tmp_path / "b", _cfg(tmp_path, save_every=2, resume=True))
+    b, second = _run(model_dir, clips, tmp_path / "b", _cfg(tmp_path, save_every=2, resume=True))
     assert second["steps"] == 4 and not second["interrupted"]
     sa, sb = a.model.state_dict(), b.model.state_dict()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
-    base = QwenOmniAdapter.from_pretrained(tiny_model_dir).model.state_dict()
+    base = load_adapter(model_dir).model.state_dict()
     assert sum(not torch.equal(base[k], sa[k]) for k in sa) > 10  # training really moved the weights
     steps = [json.loads(line)["step"] for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4]  # the log is continued, not duplicated
@@ -87,8 +88,9 @@ def test_bf16_master_weights_keep_small_updates_and_resume_exactly(tiny_model_di
         c.model.dtype = "bfloat16"
         return c
 
-    base = QwenOmniAdapter.from_pretrained(tiny_model_dir, dtype="bfloat16").model.state_dict()
-    trainable = [k for k in base if "language_model" in k or k.startswith("lm_head")]
+    ad = load_adapter(tiny_model_dir, dtype="bfloat16")
+    base = ad.model.state_dict()
+    trainable = sorted(_names(ad, [ad.text_model(), ad.lm_head()]))
 
     def changed(sd):  # fraction of trainable weight entries that differ from the start
         return sum(int((sd[k].float() != base[k].float()).sum()) for k in trainable) / sum(
@@ -124,7 +126,7 @@ def test_micro_batch_invariance(tiny_model_dir, clips, tmp_path):
     |g|, so for near-zero gradient entries it amplifies float noise; gradient equality is the
     invariant that matters.)"""
     torch.manual_seed(0)
-    adapter = QwenOmniAdapter.from_pretrained(tiny_model_dir)
+    adapter = load_adapter(tiny_model_dir)
     builder = PromptBuilder(adapter, PromptSpec(), num_frames=4, frame_size=56)
     samples = [Sample(f"s{i}", str(p), "sad", "dfew", "train") for i, p in enumerate(clips[:2])]
     groups = rollout(adapter, samples, [builder.prompt(s) for s in samples], 4,
@@ -197,7 +199,7 @@ def test_non_finite_loss_skips_the_step_and_leaves_the_weights(tiny_model_dir, c
     from emorl.rl import trainer
 
     monkeypatch.setattr(trainer, "policy_loss", nan_loss_on_first_call(trainer.policy_loss))
-    start = QwenOmniAdapter.from_pretrained(tiny_model_dir).model.state_dict()
+    start = load_adapter(tiny_model_dir).model.state_dict()
     cfg = _cfg(tmp_path, steps=1, beta=0.0)
     adapter, _ = _run(tiny_model_dir, clips, tmp_path / "nan", cfg)
     rows = [json.loads(line) for line in (tmp_path / "nan" / "metrics.jsonl").read_text().splitlines()]
@@ -226,28 +228,36 @@ def test_sigint_saves_a_checkpoint_and_resume_finishes(tiny_model_dir, clips, tm
     assert res2["steps"] == 4 and (tmp_path / "sig" / "model" / "config.json").is_file()
 
 
+def _names(adapter, modules) -> set[str]:
+    """State-dict names of the parameters of ``modules`` (parts of the adapter's model)."""
+    ids = {id(p) for m in modules for p in m.parameters()}
+    return {n for n, p in adapter.model.named_parameters() if id(p) in ids}
+
+
 def test_lora_trains_only_adapters_and_saves_merged(model_dir, clips, tmp_path):
-    """LoRA on the LLM's projections (Qwen3-Omni: attention only, its experts are fused tensors)."""
+    """LoRA on the text model's projections, on every family (Qwen3-Omni: attention only, its
+    experts are fused tensors): the merged model differs from the start in the text model only."""
     cfg = _cfg(tmp_path, steps=2, lr=1e-2)
     cfg.model.lora_rank = 4
-    before = QwenOmniAdapter.from_pretrained(model_dir).model.state_dict()
-    adapter, _ = _run(model_dir, clips, tmp_path / "lora", cfg)
+    start = load_adapter(model_dir)
+    before = start.model.state_dict()
+    _run(model_dir, clips, tmp_path / "lora", cfg)
     assert (tmp_path / "lora" / "adapter" / "adapter_config.json").is_file()
-    merged = QwenOmniAdapter.from_pretrained(tmp_path / "lora" / "model").model.state_dict()
+    merged = load_adapter(tmp_path / "lora" / "model").model.state_dict()
     changed = [k for k in before if not torch.equal(before[k], merged[k])]
-    assert changed and all("language_model" in k for k in changed)
-    assert not any("visual" in k or "audio_tower" in k for k in changed)
+    assert changed and set(changed) <= _names(start, [start.text_model()])
+    assert not set(changed) & _names(start, start.encoder_modules())
 
 
 def test_lora_targets_name_the_llms_layers(tiny_qwen3_dir):
     from emorl.rl.trainer import lora_modules
 
-    model = QwenOmniAdapter.from_pretrained(tiny_qwen3_dir).model
-    names = lora_modules(model, ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj"])
+    adapter = load_adapter(tiny_qwen3_dir)
+    names = lora_modules(adapter, ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj"])
     assert names and all(".language_model." in n for n in names)  # the audio tower's q/k/v_proj excluded
     assert {n.rpartition(".")[2] for n in names} == {"q_proj", "k_proj", "v_proj", "o_proj"}  # experts are fused
     with pytest.raises(ValueError, match="model.lora_targets='qproj': no linear layer of the LLM"):
-        lora_modules(model, ["qproj"])
+        lora_modules(adapter, ["qproj"])
 
 
 def test_two_processes_stay_in_sync(tiny_model_dir, clips, tmp_path):
@@ -278,8 +288,8 @@ def test_two_processes_stay_in_sync(tiny_model_dir, clips, tmp_path):
     assert sync == {"processes": 2, "params_in_sync": True, "step": 3}
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert any(r.get("grad_norm", 0) > 0 for r in rows)
-    start = QwenOmniAdapter.from_pretrained(sft / "model").model.state_dict()
-    trained = QwenOmniAdapter.from_pretrained(out / "model").model.state_dict()
+    start = load_adapter(sft / "model").model.state_dict()
+    trained = load_adapter(out / "model").model.state_dict()
     assert any(not torch.equal(start[k], trained[k]) for k in start)
 
 
@@ -302,9 +312,9 @@ def test_sft_two_processes_match_one(tiny_model_dir, clips, tmp_path):
     two = [json.loads(x) for x in (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()]
     assert [r["tokens"] for r in one] == [r["tokens"] for r in two] and len(one) == 2
     assert [r["loss"] for r in two] == pytest.approx([r["loss"] for r in one], rel=1e-5)
-    start = QwenOmniAdapter.from_pretrained(tiny_model_dir).model.state_dict()
-    a = QwenOmniAdapter.from_pretrained(tmp_path / "one" / "model").model.state_dict()
-    b = QwenOmniAdapter.from_pretrained(tmp_path / "two" / "model").model.state_dict()
+    start = load_adapter(tiny_model_dir).model.state_dict()
+    a = load_adapter(tmp_path / "one" / "model").model.state_dict()
+    b = load_adapter(tmp_path / "two" / "model").model.state_dict()
     assert any(not torch.equal(start[k], a[k]) for k in a)
     assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-5
 

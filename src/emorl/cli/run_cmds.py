@@ -63,7 +63,7 @@ def cmd_eval(args) -> int:
     if args.split:
         cfg.eval.split = args.split
     out = args.out or str(Path(args.model) / "eval" / Path(args.manifest).stem)
-    m = run_eval(cfg, args.model, args.manifest, out, modality=args.modality)
+    m = run_eval(cfg, args.model, args.manifest, out, modality=args.modality or cfg.data.modality)
     print(f"n={m['n']}  WAR={m['war']:.4f}  UAR={m['uar']:.4f}  format={m['format_rate']:.3f}  "
           f"parse failures={m['parse_failures']}  -> {out}")
     if "by_fold" in m:
@@ -81,12 +81,12 @@ def cmd_predict(args) -> int:
 
     cfg = _model_cfg(args, args.model)
     if args.out:
-        r = run_predict(cfg, args.model, args.inputs, args.out, modality=args.modality)
+        r = run_predict(cfg, args.model, args.inputs, args.out, modality=args.modality or cfg.data.modality)
         print(f"{r['predicted']} predicted, {r['skipped_done']} already in {r['out']}, {r['media_errors']} media errors")
         return 0
     with tempfile.TemporaryDirectory() as d:
         out = Path(d) / "predictions.jsonl"
-        run_predict(cfg, args.model, args.inputs, out, modality=args.modality, progress=False)
+        run_predict(cfg, args.model, args.inputs, out, modality=args.modality or cfg.data.modality, progress=False)
         rows = [json.loads(x) for x in out.read_text().splitlines()]
     for r in rows:
         if args.json:
@@ -154,7 +154,8 @@ def cmd_report(args) -> int:
 def add_parsers(sub, with_config) -> None:
     from emorl.recipes.rewards import RECIPES
 
-    modality_help = "media given to the model: video+audio (default), video, audio or text"
+    modality_help = ("media given to the model: video+audio, video, audio, image or text (default: the model's "
+                     "data.modality)")
     recipes = ", ".join(RECIPES)
 
     p = sub.add_parser("demo", help="the whole pipeline on the embedded synthetic world and a tiny model")
@@ -185,7 +186,7 @@ def add_parsers(sub, with_config) -> None:
     p.add_argument("--manifest", required=True)
     p.add_argument("--out")
     p.add_argument("--split", help="rows to evaluate: a split name or all (default: test rows; a one-split manifest whole)")
-    p.add_argument("--modality", default="video+audio", help=modality_help)
+    p.add_argument("--modality", help=modality_help)
     with_config(p)
     p.set_defaults(fn=cmd_eval)
 
@@ -193,7 +194,7 @@ def add_parsers(sub, with_config) -> None:
     p.add_argument("inputs", help="a clip, a folder, a glob (quote it) or a label-free manifest (.jsonl)")
     p.add_argument("--model", required=True)
     p.add_argument("--out", help="predictions file (.jsonl or .csv), resumable; without it rows are printed")
-    p.add_argument("--modality", default="video+audio", help=modality_help)
+    p.add_argument("--modality", help=modality_help)
     p.add_argument("--json", action="store_true", help="print JSON rows (without --out)")
     with_config(p)
     p.set_defaults(fn=cmd_predict)

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from emorl.data.manifest import Sample, read_manifest, write_manifest
-from emorl.data.media import AUDIO_EXTS, MediaError, MediaLimits, is_lfs_pointer, load_clip
+from emorl.data.media import AUDIO_EXTS, MediaError, MediaLimits, is_image, is_lfs_pointer, load_clip
 from emorl.utils import atomic_write_json, atomic_write_text
 
 
@@ -58,11 +58,14 @@ class CheckReport:
 
 
 def sample_modality(sample: Sample) -> str:
-    """``video``, ``audio`` or ``audio+video``: from ``meta.modality``, else guessed from the media path."""
+    """``video``, ``audio``, ``image`` or ``audio+video``: from ``meta.modality``, else guessed from
+    the media path (a still-image file: ``image``)."""
     mod = sample.meta.get("modality")
-    if mod in ("video", "audio", "audio+video"):
+    if mod in ("video", "audio", "audio+video", "image"):
         return mod
     path = Path(sample.media)
+    if is_image(path):
+        return "image"
     if path.is_dir():
         return "video"
     if path.suffix.lower() in AUDIO_EXTS:
@@ -73,7 +76,7 @@ def sample_modality(sample: Sample) -> str:
 def check_sample(sample: Sample, num_frames: int = 8, limits: MediaLimits | None = None) -> dict[str, Any]:
     """Decode one sample; ``{"ok": True, duration, source_frames, ...}`` or ``{"ok": False, outcome, reason}``."""
     modality = sample_modality(sample)
-    want_video, want_audio = modality != "audio", modality != "video"
+    want_video, want_audio = modality != "audio", modality not in ("video", "image")
     if want_audio and sample.audio and is_lfs_pointer(sample.audio):
         return {"ok": False, "outcome": "lfs_pointer",
                 "reason": f"{sample.audio}: Git-LFS pointer stub, not media: run `git lfs pull` in the dataset"}

@@ -8,20 +8,33 @@ from __future__ import annotations
 from collections import Counter
 
 from emorl.data.manifest import Sample
-from emorl.data.media import Clip, MediaLimits, clip_cache, load_clip
+from emorl.data.media import Clip, MediaLimits, clip_cache, is_image, load_clip
 from emorl.models.adapter import Modality, OmniAdapter, PromptInputs
 from emorl.recipes.prompts import PromptSpec, build_prompt
 
 
+def carried(s: Sample) -> str:
+    """What the sample's media carry: ``meta.modality`` from the corpus adapters ('video' for frame
+    folders or silent video, 'audio' for audio-only files, 'image' for photos), 'image' for an
+    image file, else 'audio+video'."""
+    return "image" if is_image(s.media) else s.meta.get("modality", "audio+video")
+
+
 def available(s: Sample, requested: Modality) -> Modality:
-    """The requested modality restricted to what the sample carries (``meta.modality`` from the
-    corpus adapters: 'video' for frame folders or silent video, 'audio' for audio-only files)."""
-    has = s.meta.get("modality", "audio+video")
+    """The requested modality restricted to what the sample carries (``carried``). A still-image
+    sample under a visual condition (video+audio, video) is an ``IMAGE`` prompt."""
+    has = carried(s)
+    if has == "image":
+        if requested.has_visual:
+            return Modality.IMAGE
+        if requested.has_audio:
+            raise ValueError(f"sample {s.id}: audio requested but the sample is a still image")
+        return requested
     if has == "video" and requested.has_audio:
         if not requested.has_video:
             raise ValueError(f"sample {s.id}: audio requested but the sample is video-only")
         return Modality.VIDEO
-    if has == "audio" and requested.has_video:
+    if has == "audio" and requested.has_visual:
         if not requested.has_audio:
             raise ValueError(f"sample {s.id}: video requested but the sample is audio-only")
         return Modality.AUDIO
@@ -48,15 +61,16 @@ class PromptBuilder:
 
     def clip(self, s: Sample, modality: Modality = Modality.AV) -> Clip:
         if s.id not in self._clips:
-            has = s.meta.get("modality", "audio+video")
-            settings = (self.num_frames, self.frame_size, has != "audio", has != "video", self.on_missing_audio,
+            has = carried(s)
+            want_audio = has not in ("video", "image")
+            settings = (self.num_frames, self.frame_size, has != "audio", want_audio, self.on_missing_audio,
                         self.media_limits)
             cache = clip_cache()
             key = cache.key(s.media, s.audio, settings) if cache.max_bytes else None
             c = cache.get(key) if key is not None else None
             if c is None:
                 c = load_clip(s.media, num_frames=self.num_frames, size=self.frame_size, audio_path=s.audio,
-                              want_video=has != "audio", want_audio=has != "video",
+                              want_video=has != "audio", want_audio=want_audio,
                               on_missing_audio=self.on_missing_audio, limits=self.media_limits)
                 if key is not None:
                     cache.put(key, c)

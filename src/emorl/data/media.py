@@ -213,6 +213,18 @@ def _decode_frame_dir(path: Path, num_frames: int) -> tuple[np.ndarray, int]:
     return np.stack(frames), len(files)
 
 
+def is_image(path: str | os.PathLike) -> bool:
+    """Whether ``path`` names a still-image file (a photo sample, not a frame folder or a video)."""
+    return Path(path).suffix.lower() in IMAGE_EXTS and not Path(path).is_dir()
+
+
+def _decode_image(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return np.array(im.convert("RGB"))[None]  # a writable copy (the processors make tensors of it)
+
+
 def decode_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.ndarray | None:
     """The first audio stream of ``path`` as mono float32 at ``sample_rate``; None if it has none."""
     import av
@@ -250,7 +262,8 @@ def load_clip(
     limits: MediaLimits | None = None,
 ) -> Clip:
     """Decode one sample: ``num_frames`` frames at segment middles (resized to ``size``² if
-    given) and its audio as 16 kHz mono.
+    given) and its audio as 16 kHz mono. A still image (``is_image``) decodes to its one frame
+    (T = 1, duration 0) and has no audio track of its own.
 
     ``on_missing_audio``: ``"error"`` raises MediaError(outcome="no_audio"); ``"silence"`` uses
     ``min_audio_seconds`` of zeros and records ``"no_audio:silence"`` in ``Clip.notes``;
@@ -269,6 +282,9 @@ def load_clip(
         if path.is_dir():
             if want_video:
                 frames, n_src = _decode_frame_dir(path, num_frames)
+        elif is_image(path):
+            if want_video:
+                frames, n_src = _decode_image(path), 1
         elif path.suffix.lower() in AUDIO_EXTS:
             if want_video:
                 raise MediaError(path, "no_video", "an audio file cannot give video frames")
@@ -276,7 +292,7 @@ def load_clip(
             frames, duration, n_src = _decode_video(path, num_frames)
         if want_audio:
             src = Path(audio_path) if audio_path else path
-            if src.is_dir():
+            if src.is_dir() or is_image(src):
                 audio = None
             else:
                 if not src.exists():

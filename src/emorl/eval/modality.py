@@ -30,7 +30,7 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from emorl.data.loader import PromptBuilder
+from emorl.data.loader import PromptBuilder, carried
 from emorl.data.manifest import Sample
 from emorl.eval.evaluate import label_space, metrics_of, plot_confusion, predict
 from emorl.eval.faithfulness import CONDITIONS, analyze_reasoning
@@ -45,9 +45,12 @@ WITHOUT = {"video": "audio", "audio": "video"}  # modality removed -> condition 
 
 
 def supports(s: Sample, cond: str) -> bool:
-    """Whether the sample carries what the condition asks for (``meta.modality`` from the corpus
-    adapters: a video-only corpus has no 'audio' condition, an audio-only one no 'video')."""
-    has = s.meta.get("modality", "audio+video")
+    """Whether the sample carries what the condition asks for (``emorl.data.loader.carried``: a
+    video-only corpus has no 'audio' condition, an audio-only one no 'video'; a still image is
+    its 'video' condition (an image prompt) and 'text', never 'av' or 'audio')."""
+    has = carried(s)
+    if has == "image":
+        return cond in ("video", "text")
     if cond == "video":
         return has != "audio"
     if cond == "audio":
@@ -217,7 +220,11 @@ def analyze_modality(adapter, builder: PromptBuilder, samples: list[Sample], out
     meta = {s.id: s.meta for s in samples}
     rows: dict[str, dict[str, dict]] = {}
     summary: dict = {"labels": list(labels), "n": len(samples), "conditions": {}, "seconds": {}}
-    for cond in conditions:
+    # a condition the model family cannot take (audio for a vision-language model) is recorded, not run
+    takes = getattr(adapter, "modalities", tuple(Modality))
+    summary["not_taken"] = {c: f"{getattr(adapter, 'family', 'the model')} does not take {CONDITION_TITLE[c]} prompts"
+                            for c in conditions if CONDITION_MODALITY[c] not in takes}
+    for cond in [c for c in conditions if c not in summary["not_taken"]]:
         mod = CONDITION_MODALITY[cond]
         elig = [s for s in samples if supports(s, cond)]
         t0 = time.perf_counter()

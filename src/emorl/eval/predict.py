@@ -100,7 +100,7 @@ def option_probabilities(adapter, prompts: list, completions: list[str], labels:
     for p, text in zip(prompts, completions, strict=True):
         prefix = tok(answer_prefix(text, style), add_special_tokens=False)["input_ids"]
         rows = [torch.tensor(prefix + c) for c in conts]
-        logps, _, _ = adapter.completion_logprobs([p] * len(rows), rows)
+        logps, _, _ = adapter.completion_logprobs([p] * len(rows), rows, groups=[0] * len(rows))
         score = torch.stack([logps[k, len(prefix) : len(prefix) + len(c)].sum() for k, c in enumerate(conts)])
         probs = torch.softmax(score.float(), dim=0).tolist()
         out.append(dict(zip(labels, probs, strict=True)))

@@ -1,11 +1,13 @@
-"""Perception pretraining of a thinker's towers: the tiny model's stand-in for encoder pretraining.
+"""Perception pretraining of a model's towers: the tiny model's stand-in for encoder pretraining.
 
 A released Qwen2.5-Omni arrives with vision and audio encoders that already measure faces and
 voices. emorl's tiny thinker starts from random weights, and when every stage has to learn
 perception through the LLM it stalls near UAR 0.3 however long it trains (docs/results.md), while
 the same vision tower with a linear head on its pooled output learns in seconds. So the demo
 pretrains the towers first, on clips disjoint from every later split and *without emotion labels*:
-each tower, through a temporary linear head on its mean-pooled output, regresses the attribute
+each tower the family has (the adapter's ``kind_modules`` for video and audio: the tower and any
+projector into the text width), through a temporary linear head on its mean-pooled output in the
+text width, regresses the attribute
 values drawn for the clip (the synthetic world's face and voice cues, scaled to [-1, 1]) and
 classifies its categorical attribute (head move; pitch contour). The heads are discarded; the
 LLM is untouched. This is the analogue of the generic pretraining a real encoder had, not of
@@ -24,6 +26,7 @@ from tqdm.auto import tqdm
 
 from emorl.data.loader import PromptBuilder
 from emorl.data.manifest import Sample
+from emorl.models.adapter import Modality
 from emorl.train_utils import JsonlLogger, save_model_atomic
 
 MODALITIES = ("video", "audio")
@@ -70,24 +73,22 @@ def attribute_loss(pred: torch.Tensor, values: torch.Tensor, category: torch.Ten
 def pretrain_towers(adapter, builder: PromptBuilder, samples: list[Sample], out: str | Path, *, epochs: float = 8,
                     lr: float = 1e-3, batch_size: int = 8, seed: int = 0, progress: bool = True,
                     model_dir: str | Path | None = None) -> dict:
-    """Train the vision and audio towers on attribute targets; save the thinker to ``model_dir``
-    (default ``out/model``).
+    """Train the vision and audio towers (those the family has) on attribute targets; save the
+    model to ``model_dir`` (default ``out/model``).
 
     Writes ``out/metrics.jsonl`` (per step: ``loss/video``, ``loss/audio``). Returns the mean loss of
     each tower over the first and the last epoch.
     """
-    from emorl.models import group
-
     if not samples:
         raise ValueError("perception pretraining needs at least one sample")
     out = Path(out)
-    inner = adapter.model.model
-    towers = {"video": inner.visual, "audio": inner.audio_tower}
-    width = adapter.model.config.text_config.hidden_size
+    kinds = [m for m in MODALITIES if Modality(m) in adapter.modalities]
+    modules = [mod for k in kinds for mod in adapter.kind_modules(k)]
+    width = adapter.input_embeddings().weight.shape[1]
     attrs = _attributes()
     torch.manual_seed(seed)
-    heads = nn.ModuleDict({m: nn.Linear(width, len(attrs[m][0]) + len(attrs[m][2])) for m in MODALITIES})
-    params = [p for t in towers.values() for p in t.parameters()] + list(heads.parameters())
+    heads = nn.ModuleDict({m: nn.Linear(width, len(attrs[m][0]) + len(attrs[m][2])) for m in kinds})
+    params = [p for mod in modules for p in mod.parameters()] + list(heads.parameters())
     for p in params:
         p.requires_grad_(True)
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
@@ -105,12 +106,10 @@ def pretrain_towers(adapter, builder: PromptBuilder, samples: list[Sample], out:
             rng.shuffle(order)
         batch, order = [samples[i] for i in order[:batch_size]], order[batch_size:]
         prompts = [builder.prompt(s) for s in batch]
-        feats = {"video": group._video_features(inner, prompts, adapter.device)[0],
-                 "audio": group._audio_features(inner, prompts, adapter.device)}
         row: dict = {"step": step}
         loss = 0.0
-        for m in MODALITIES:
-            pooled = torch.stack([f.mean(0) for f in feats[m]])
+        for m in kinds:
+            pooled = torch.stack([f.get(m).mean(0) for f in adapter.encode_kind(m, prompts)])
             values, cat, mask = (t.to(adapter.device) for t in attribute_targets(batch, m))
             part = attribute_loss(heads[m](pooled), values, cat, mask)
             loss = loss + part
@@ -121,14 +120,14 @@ def pretrain_towers(adapter, builder: PromptBuilder, samples: list[Sample], out:
         log.log(row)
         history.append(row)
         bar.update(1)
-        bar.set_postfix(video=f"{row['loss/video']:.3f}", audio=f"{row['loss/audio']:.3f}")
+        bar.set_postfix({m: f"{row[f'loss/{m}']:.3f}" for m in kinds})
     bar.close()
     log.close()
     adapter.model.eval()
     save_model_atomic(adapter, Path(model_dir) if model_dir else out / "model")
     k = min(steps_per_epoch, len(history))
     summary = {"steps": total}
-    for m in MODALITIES:
+    for m in kinds:
         summary[f"first_epoch_loss/{m}"] = sum(r[f"loss/{m}"] for r in history[:k]) / k
         summary[f"last_epoch_loss/{m}"] = sum(r[f"loss/{m}"] for r in history[-k:]) / k
     return summary

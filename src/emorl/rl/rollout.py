@@ -36,11 +36,13 @@ class Group:
 
 def sample_by_modality(adapter: OmniAdapter, prompts: list[PromptInputs], group_size: int,
                        params: SamplingParams) -> Completions:
-    """``adapter.sample_groups`` over prompts of mixed modality: one call per modality bucket
-    (Qwen-Omni batches must be homogeneous), results back in the input order."""
+    """``adapter.sample_groups`` over prompts of mixed modality: one call per modality bucket when
+    the family needs one modality per batch (``one_modality_per_batch``), else one call; results
+    back in the input order."""
+    split = getattr(adapter, "one_modality_per_batch", True)
     buckets: dict = defaultdict(list)
     for i, p in enumerate(prompts):
-        buckets[p.modality].append(i)
+        buckets[p.modality if split else None].append(i)
     ids: list = [None] * len(prompts)
     texts: list = [None] * len(prompts)
     trunc: list = [None] * len(prompts)

@@ -1,11 +1,16 @@
-"""FSDP2 (``torch.distributed.fsdp.fully_shard``) for the GRPO loop: ``grpo.sharding=fsdp2``.
+"""How the GRPO loop holds the model across processes: one ``Strategy`` object per
+``grpo.sharding`` mode behind one interface (``Strategy`` itself is ``none``: replicated parameters,
+gradients all-reduced; ``FSDP2Strategy`` here; ``emorl.rl.zero.ZeroStrategy`` for DeepSpeed ZeRO-2/3).
+The trainer asks the strategy to set the model and optimizer up, to hold the parameters whole for
+a rollout, for the backward function, for the optimizer step (reduce, clip, step) and to save and
+restore checkpoints and the final weights; it has no branch of its own per mode.
 
-emorl calls a thinker's parts directly (the vision and audio towers, the token embeddings, the
-decoder layers, the final norm, the LM head), not only its root forward, so each part is its own
-FSDP unit: each call all-gathers that unit's parameters and frees them after the call.
-Parameters, gradients and AdamW states each live once across processes. Gradients are
-reduce-scattered as a sum, since each process's loss is already normalised by the global row and
-token counts (as in the replicated path's all-reduce).
+FSDP2 (``torch.distributed.fsdp.fully_shard``): emorl calls a model's parts directly (towers, the
+token embeddings, the text model, the LM head), not only its root forward, so each part is its
+own FSDP unit, taken from the adapter's anatomy: each call all-gathers that unit's parameters and
+frees them after the call. Parameters, gradients and AdamW states each live once across
+processes. Gradients are reduce-scattered as a sum, since each process's loss is already
+normalised by the global row and token counts (as in the replicated path's all-reduce).
 
 Every all-gather is a collective, so every process must make the same calls: generation (which
 stops when a process's completions end) runs inside ``gathered`` (all units all-gathered once,
@@ -15,7 +20,9 @@ each process's encoder-cache hits; they have no gradients or optimizer states to
 
 from __future__ import annotations
 
-from contextlib import contextmanager
+import math
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -28,25 +35,21 @@ def _trainable(module: nn.Module) -> bool:
     return any(p.requires_grad for p in module.parameters())
 
 
-def fsdp2_units(model: nn.Module) -> list[list[nn.Module]]:
-    """The modules that become one FSDP unit each: trainable towers, every decoder layer, the
-    embeddings, the LM head (one unit with the embeddings when they are tied) and the final norm."""
-    inner = getattr(model, "model", None)
-    lm = getattr(inner, "language_model", None)
-    if lm is None or not hasattr(lm, "layers"):
-        raise NotImplementedError(f"grpo.sharding=fsdp2 supports Qwen-Omni thinkers (model.language_model.layers), "
-                                  f"not {type(model).__name__}")
-    towers = [getattr(inner, n, None) for n in ("visual", "audio_tower")]
-    units = [[t] for t in towers if t is not None and _trainable(t)]
-    units += [[layer] for layer in lm.layers]
-    emb, head = lm.embed_tokens, model.get_output_embeddings()
+def fsdp2_units(adapter) -> list[list[nn.Module]]:
+    """The modules that become one FSDP unit each, from the adapter's anatomy: trainable towers and
+    projectors, every decoder layer, the input embeddings, the LM head (one unit with the
+    embeddings when they are tied) and the text model itself (what its layers leave: the final
+    norm)."""
+    units = [[m] for m in adapter.encoder_modules() if _trainable(m)]
+    units += [[layer] for layer in adapter.decoder_layers()]
+    emb, head = adapter.input_embeddings(), adapter.lm_head()
     units += [[emb, head]] if head.weight is emb.weight else [[emb], [head]]
-    units.append([lm.norm])
+    units.append([adapter.text_model()])
     return units
 
 
-def shard_fsdp2(model: nn.Module, device_type: str, *, float32_shards: bool = False) -> nn.Module:
-    """Apply FSDP2 in place to a thinker (every process calls this with the same model).
+def shard_fsdp2(adapter, *, float32_shards: bool = False) -> nn.Module:
+    """Apply FSDP2 in place to the adapter's model (every process calls this with the same model).
 
     ``float32_shards`` (float32 master weights of a bf16/fp16 model): the sharded units' parameters
     are kept in float32 (so are their gradients and AdamW states) and all-gathered in the model's
@@ -55,8 +58,9 @@ def shard_fsdp2(model: nn.Module, device_type: str, *, float32_shards: bool = Fa
     from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
     from torch.distributed.tensor import DTensor
 
-    mesh = init_device_mesh(device_type, (dist.get_world_size(),))
-    units = fsdp2_units(model)
+    model = adapter.model
+    mesh = init_device_mesh(adapter.device.type, (dist.get_world_size(),))
+    units = fsdp2_units(adapter)
     mp = MixedPrecisionPolicy()
     if float32_shards:
         compute = next(p.dtype for unit in units for m in unit for p in m.parameters())
@@ -73,7 +77,7 @@ def shard_fsdp2(model: nn.Module, device_type: str, *, float32_shards: bool = Fa
             m.set_gradient_divide_factor(1.0)  # sum, not mean, over processes
             m.set_force_sum_reduction_for_comms(True)  # plain SUM (gloo has no AVG / PREMUL_SUM)
     # FSDP2 makes the first module to run forward the root; emorl's first call is a tower or the
-    # embeddings, so initialise the thinker as the root now (private API, torch 2.14)
+    # embeddings, so initialise the whole model as the root now (private API, torch 2.14)
     model._get_fsdp_state()._lazy_init()
     return model
 
@@ -137,3 +141,116 @@ def clip_grad_norm(params: list[torch.Tensor], max_norm: float) -> float:
         total = total.full_tensor()
     torch.nn.utils.clip_grads_with_norm_(params, max_norm, total)
     return float(total)
+
+
+# ---------------------------------------------------------------------------- strategies
+class Strategy:
+    """``grpo.sharding=none``: every process holds the whole model and the optimizer; gradients
+    are summed over processes here (each process's loss is already normalised by the global
+    counts), then clipped and stepped. The base of the other modes' strategies.
+
+    The trainer's calls, in order: ``setup`` (wrap the model and reference, build the optimizer),
+    per step ``gathered`` (around the rollout), ``backward_fn`` (per micro-batch loss), ``step``
+    (or ``discard`` when the step is skipped); ``checkpoint_state`` / ``save_partitions`` /
+    ``load_checkpoint`` for checkpoints; ``final_state_dict`` for the saved model."""
+
+    name = "none"
+    partitioned = False  # True: each parameter has one (sharded) copy across processes
+
+    def __init__(self):
+        self.adapter = self.opt = None
+
+    def setup(self, adapter, ref, cfg, *, master: bool, make_opt):
+        """Prepare ``adapter.model`` (and ``ref``, the reference adapter or None) and build the
+        optimizer and scheduler with ``make_opt(master_weights: bool)``."""
+        self.adapter = adapter
+        self.opt, sched = make_opt(master)
+        return self.opt, sched
+
+    def gathered(self):
+        """Context in which every parameter is whole and no collective runs (generation)."""
+        return nullcontext()
+
+    def backward_fn(self, n_micro: int):
+        """``backward(loss)`` for each of a step's ``n_micro`` micro-batches."""
+        return torch.Tensor.backward
+
+    def _params(self) -> list[torch.Tensor]:
+        return [p for p in self.adapter.model.parameters() if p.requires_grad]
+
+    def _reduce(self) -> None:
+        from emorl.train_utils import all_reduce_grads
+
+        all_reduce_grads(self.adapter.model)
+
+    def step(self, max_grad_norm: float) -> float:
+        """Reduce, clip, step and zero the gradients; returns the global gradient norm before
+        clipping. A non-finite norm raises FloatingPointError (no update; call ``discard``)."""
+        self._reduce()
+        norm = clip_grad_norm(self._params(), max_grad_norm)
+        if not math.isfinite(norm):
+            raise FloatingPointError(f"non-finite gradient norm ({norm})")
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
+        return norm
+
+    def discard(self) -> None:
+        """Drop the gradients of a skipped step."""
+        self.opt.zero_grad(set_to_none=True)
+
+    def checkpoint_state(self) -> tuple[dict | None, dict | None]:
+        """(model state, optimizer state) for process 0 to write; None where ``save_partitions``
+        writes them instead. Collective."""
+        return self.adapter.model.state_dict(), self.opt.state_dict()
+
+    def save_partitions(self, folder: Path) -> None:
+        """Every process writes its own partitions under ``folder`` (DeepSpeed). Collective."""
+
+    def load_checkpoint(self, folder: Path, trainer_state: dict, peft_model=None) -> None:
+        """Restore model and optimizer from a checkpoint folder written with this strategy."""
+        model = self.adapter.model
+        if peft_model is not None:
+            from peft import set_peft_model_state_dict
+            from safetensors.torch import load_file
+
+            set_peft_model_state_dict(peft_model, load_file(str(folder / "adapter" / "adapter_model.safetensors")))
+        else:
+            model.load_state_dict(torch.load(folder / "model_state.pt", weights_only=True))
+        self.opt.load_state_dict(trainer_state["optimizer"])
+
+    def final_state_dict(self) -> dict | None:
+        """The whole model's weights gathered on process 0 for the final save (collective), or
+        None when process 0 saves its own model as it is."""
+        return None
+
+
+class FSDP2Strategy(Strategy):
+    """``grpo.sharding=fsdp2``: parameters, gradients and AdamW states sharded (``shard_fsdp2``);
+    float32 master weights become FSDP2 mixed precision (float32 shards, half-precision compute)."""
+
+    name = "fsdp2"
+    partitioned = True
+
+    def setup(self, adapter, ref, cfg, *, master: bool, make_opt):
+        self.adapter = adapter
+        shard_fsdp2(adapter, float32_shards=master)
+        if ref is not None and not cfg.model.ref_device:
+            shard_fsdp2(ref)
+        self.opt, sched = make_opt(False)
+        return self.opt, sched
+
+    def gathered(self):
+        return gathered(self.adapter.model)
+
+    def _reduce(self) -> None:  # FSDP2 reduce-scatters the gradients in backward
+        pass
+
+    def checkpoint_state(self) -> tuple[dict | None, dict | None]:
+        return full_state(self.adapter.model, self.opt)
+
+    def load_checkpoint(self, folder: Path, trainer_state: dict, peft_model=None) -> None:
+        load_full_state(self.adapter.model, torch.load(folder / "model_state.pt", weights_only=True), self.opt,
+                        trainer_state["optimizer"])
+
+    def final_state_dict(self) -> dict | None:
+        return full_state(self.adapter.model)[0]

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import random
 import shutil
 import signal
@@ -43,11 +42,10 @@ from emorl.recipes.rewards import recipe_for
 from emorl.rl import zero
 from emorl.rl.grpo import group_advantages, policy_loss
 from emorl.rl.rollout import ExtraRewards, Group, sample_groups, score_groups
-from emorl.rl.sharding import SHARDING, clip_grad_norm, full_state, gathered, is_sharded, load_full_state, shard_fsdp2
+from emorl.rl.sharding import SHARDING, FSDP2Strategy, Strategy
 from emorl.train_utils import (
     JsonlLogger,
     PhaseTimer,
-    all_reduce_grads,
     barrier,
     check_launch,
     chunks,
@@ -125,21 +123,27 @@ class TrainState:
 
 
 # ---------------------------------------------------------------------------- phases
-def micro_batches(rows: list[Row], size: int):
-    """Micro-batches of at most ``size`` rows, each of one modality (Qwen-Omni batches are homogeneous)."""
+def micro_batches(rows: list[Row], size: int, by_modality: bool = True):
+    """Micro-batches of at most ``size`` rows; with ``by_modality`` (the adapter's
+    ``one_modality_per_batch``) each holds one modality."""
     by_mod: dict = {}
     for r in rows:
-        by_mod.setdefault(r.prompt.modality, []).append(r)
+        by_mod.setdefault(r.prompt.modality if by_modality else None, []).append(r)
     for mod_rows in by_mod.values():
         yield from chunks(mod_rows, size)
+
+
+def _group_ids(mb: list[Row]) -> list[int]:
+    """The explicit group identity of a micro-batch's rows: rows of one group share its prompt."""
+    return [id(r.group) for r in mb]
 
 
 @torch.no_grad()
 def fill_logps(adapter: OmniAdapter, rows: list[Row], size: int, temperature: float, attr: str) -> None:
     """Store per-row log-probs (no grad) in ``row.<attr>`` ('old' or 'ref')."""
-    for mb in micro_batches(rows, size):
+    for mb in micro_batches(rows, size, adapter.one_modality_per_batch):
         lp, _, _ = adapter.completion_logprobs([r.prompt for r in mb], [r.completion for r in mb],
-                                               temperature=temperature)
+                                               temperature=temperature, groups=_group_ids(mb))
         for i, r in enumerate(mb):
             setattr(r, attr, lp[i, : len(r.completion)].detach())
 
@@ -162,9 +166,10 @@ def policy_update(adapter: OmniAdapter, rows: list[Row], cfg: RunConfig, backwar
     n_rows = norm_rows or len(rows)
     n_tokens = norm_tokens or sum(len(r.completion) for r in rows)
     stats = {"loss": 0.0, "kl": 0.0, "clip_frac": 0.0, "entropy": 0.0, "ratio": 0.0}
-    for mb in micro_batches(rows, g.micro_batch_rows):
+    for mb in micro_batches(rows, g.micro_batch_rows, adapter.one_modality_per_batch):
         lp, mask, ent = adapter.completion_logprobs([r.prompt for r in mb], [r.completion for r in mb],
-                                                    temperature=temperature, with_entropy=True)
+                                                    temperature=temperature, with_entropy=True,
+                                                    groups=_group_ids(mb))
         old = lp.detach() if mb[0].old is None else _pad([r.old for r in mb], lp.shape[1], lp.device)
         ref = None if g.beta == 0 else _pad([r.ref for r in mb], lp.shape[1], lp.device)
         adv = torch.stack([r.advantage for r in mb]).to(lp.device)
@@ -212,21 +217,14 @@ def _ckpt_root(out: Path) -> Path:
     return out / "checkpoints"
 
 
-def _sharding(adapter, engine) -> str:
-    if engine is not None:
-        return f"zero{zero.stage_of(engine)}"
-    return "fsdp2" if is_sharded(adapter.model) else "none"
-
-
-def save_checkpoint(out: Path, adapter, opt, sched, state: TrainState, rng: random.Random, keep: int,
-                    peft_model=None, engine=None) -> Path:
+def save_checkpoint(out: Path, adapter, strategy: Strategy, sched, state: TrainState, rng: random.Random, keep: int,
+                    peft_model=None) -> Path:
     """Write checkpoints/step-N atomically (temp folder + rename), then point latest.json at it.
-    Rank 0 writes the weights and trainer state (gathered first under FSDP2); under DeepSpeed every
-    rank writes its own partitions (``zero/``); every rank writes its own RNG state."""
+    Process 0 writes the weights (gathered first when sharded) and the trainer state; a strategy
+    that keeps its own partitions (DeepSpeed) has every process write them (``zero/``); every
+    process writes its own RNG state."""
     world, rank = world_info()
-    sharding = _sharding(adapter, engine)
-    sharded = sharding == "fsdp2"
-    model_sd, optim_sd = full_state(adapter.model, opt) if sharded else (None, None)
+    model_sd, optim_sd = strategy.checkpoint_state()
     root = _ckpt_root(out)
     name = f"step-{state.step:06d}"
     tmp, final = root / f".{name}.tmp", root / name
@@ -234,20 +232,18 @@ def save_checkpoint(out: Path, adapter, opt, sched, state: TrainState, rng: rand
         if tmp.exists():
             shutil.rmtree(tmp)
         tmp.mkdir(parents=True)
-        if engine is not None:
-            pass  # model and optimizer partitions: zero.save below, on every rank
+        if model_sd is None:
+            pass  # model and optimizer partitions: save_partitions below, on every process
         elif peft_model is not None:
             peft_model.save_pretrained(tmp / "adapter")
         else:  # the exact in-memory state dict (save_pretrained renames keys on the way to disk)
-            torch.save(model_sd if sharded else adapter.model.state_dict(), tmp / "model_state.pt")
+            torch.save(model_sd, tmp / "model_state.pt")
         torch.save({"step": state.step, "order": list(state.order), "nonfinite_streak": state.nonfinite_streak,
-                    "python_rng": rng.getstate(),
-                    "optimizer": None if engine is not None else optim_sd if sharded else opt.state_dict(),
-                    "scheduler": sched.state_dict(), "world_size": world, "sharding": sharding},
+                    "python_rng": rng.getstate(), "optimizer": optim_sd,
+                    "scheduler": sched.state_dict(), "world_size": world, "sharding": strategy.name},
                    tmp / "trainer_state.pt")
     barrier()
-    if engine is not None:
-        zero.save(engine, tmp)
+    strategy.save_partitions(tmp)
     torch.save({"torch_rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
                tmp / f"rng_rank{rank}.pt")
@@ -264,7 +260,7 @@ def save_checkpoint(out: Path, adapter, opt, sched, state: TrainState, rng: rand
     return final
 
 
-def load_checkpoint(out: Path, adapter, opt, sched, rng: random.Random, peft_model=None, engine=None) -> TrainState:
+def load_checkpoint(out: Path, strategy: Strategy, sched, rng: random.Random, peft_model=None) -> TrainState:
     root = _ckpt_root(out)
     latest = root / "latest.json"
     if not latest.is_file():
@@ -274,23 +270,10 @@ def load_checkpoint(out: Path, adapter, opt, sched, rng: random.Random, peft_mod
     world, rank = world_info()
     if st["world_size"] != world:
         raise ValueError(f"{path}: checkpoint was written by {st['world_size']} processes, resuming with {world}")
-    sharding = _sharding(adapter, engine)
-    if st.get("sharding", "none") != sharding:
+    if st.get("sharding", "none") != strategy.name:
         raise ValueError(f"{path}: checkpoint was written with grpo.sharding={st.get('sharding', 'none')}, "
-                         f"resuming with grpo.sharding={sharding}; resume with the same setting")
-    if engine is not None:
-        zero.load(engine, path)
-    elif sharding == "fsdp2":
-        load_full_state(adapter.model, torch.load(path / "model_state.pt", weights_only=True), opt, st["optimizer"])
-    elif peft_model is not None:
-        from peft import set_peft_model_state_dict
-        from safetensors.torch import load_file
-
-        set_peft_model_state_dict(peft_model, load_file(str(path / "adapter" / "adapter_model.safetensors")))
-    else:
-        adapter.model.load_state_dict(torch.load(path / "model_state.pt", weights_only=True))
-    if sharding == "none":
-        opt.load_state_dict(st["optimizer"])
+                         f"resuming with grpo.sharding={strategy.name}; resume with the same setting")
+    strategy.load_checkpoint(path, st, peft_model)
     sched.load_state_dict(st["scheduler"])
     rng.setstate(st["python_rng"])
     r = torch.load(path / f"rng_rank{rank}.pt", weights_only=False)
@@ -334,10 +317,21 @@ class _StopFlag:
 
 
 # ---------------------------------------------------------------------------- setup
+def make_strategy(sharding: str) -> Strategy:
+    """The ``Strategy`` of a ``grpo.sharding`` mode (emorl.rl.sharding, emorl.rl.zero)."""
+    if sharding == "none":
+        return Strategy()
+    if sharding == "fsdp2":
+        return FSDP2Strategy()
+    if sharding in zero.ZERO_STAGES:
+        return zero.ZeroStrategy(zero.ZERO_STAGES[sharding])
+    raise ValueError(f"grpo.sharding must be one of {', '.join(SHARDING)}, got {sharding!r}")
+
+
 def _setup_model(cfg: RunConfig, adapter):
     """Freezing, LoRA and gradient checkpointing. Returns the peft wrapper (or None)."""
     model = adapter.model
-    freeze_towers(model, vision=cfg.model.freeze_vision, audio=cfg.model.freeze_audio)
+    freeze_towers(adapter, vision=cfg.model.freeze_vision, audio=cfg.model.freeze_audio)
     if hasattr(adapter, "decode_mode"):
         from emorl.models.group import DECODE_MODES
 
@@ -351,7 +345,7 @@ def _setup_model(cfg: RunConfig, adapter):
 
         targets = [t.strip() for t in cfg.model.lora_targets.split(",") if t.strip()]
         lcfg = LoraConfig(r=cfg.model.lora_rank, lora_alpha=cfg.model.lora_alpha, lora_dropout=cfg.model.lora_dropout,
-                          target_modules=lora_modules(model, targets))
+                          target_modules=lora_modules(adapter, targets))
         peft_model = get_peft_model(model, lcfg)  # injects LoRA layers into `model` in place
     if (cfg.model.freeze_vision or cfg.model.freeze_audio) and getattr(adapter, "group_aware", False):
         from emorl.models.group import EncoderCache
@@ -360,21 +354,21 @@ def _setup_model(cfg: RunConfig, adapter):
         # generation, reference and policy passes (and across steps while the clip is cached)
         adapter.encoder_cache = EncoderCache(max_items=4 * cfg.grpo.prompts_per_step)
     if cfg.grpo.gradient_checkpointing:
-        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
-        # transformers hooks every sub-model's input embedding to require grad, so frozen encoders
-        # would still build autograd graphs: undo it (not needed with non-reentrant checkpointing)
-        model.disable_input_require_grads()
+        # transformers' checkpointing without its input hook, so frozen encoders build no graphs
+        adapter.enable_activation_checkpointing()
     return peft_model
 
 
-def lora_modules(model, targets: list[str]) -> list[str]:
-    """Full names of the LLM's linear layers whose own name is in ``targets`` (never the towers').
+def lora_modules(adapter, targets: list[str]) -> list[str]:
+    """Full names of the text model's linear layers whose own name is in ``targets`` (never the
+    towers', projectors' or the LM head's: the adapter's ``text_model()`` decides what the LLM is).
 
-    Full names, not a regex: for MoE thinkers (Qwen3-Omni) peft 0.21 resolves a regex to bare leaf
-    names, so ``q_proj`` would then also match the audio tower's projections. Experts fused into
-    3-D parameters are not linear layers and get no adapter (Qwen3-Omni: attention only)."""
-    names = [n for n, m in model.named_modules()
-             if isinstance(m, torch.nn.Linear) and ".language_model." in f".{n}." and n.rpartition(".")[2] in targets]
+    Full names, not a regex: for MoE models peft 0.21 resolves a regex to bare leaf names, so
+    ``q_proj`` would then also match a tower's projections. Experts fused into 3-D parameters are
+    not linear layers and get no adapter (a MoE text model: attention only)."""
+    inside = {id(m) for m in adapter.text_model().modules()}
+    names = [n for n, m in adapter.model.named_modules()
+             if isinstance(m, torch.nn.Linear) and id(m) in inside and n.rpartition(".")[2] in targets]
     if not names:
         raise ValueError(f"model.lora_targets={','.join(targets)!r}: no linear layer of the LLM has one of these names")
     return names
@@ -411,13 +405,13 @@ def _check_sharded(cfg: RunConfig, world: int) -> None:
                          "(DeepSpeed's bf16 mode); model.master_weights=none cannot be honoured, use auto")
 
 
-def _check_same_micro_batches(rows: list[Row], size: int) -> None:
+def _check_same_micro_batches(rows: list[Row], size: int, by_modality: bool) -> None:
     """FSDP2 and ZeRO-3 all-gather in every forward and FSDP2 and ZeRO reduce gradients in every
     backward, so every process must run the same micro-batches (count and modality); otherwise they
     would wait on each other forever."""
     import torch.distributed as dist
 
-    mine = [mb[0].prompt.modality.value for mb in micro_batches(rows, size)]
+    mine = [mb[0].prompt.modality.value for mb in micro_batches(rows, size, by_modality)]
     every: list = [None] * world_info()[0]
     dist.all_gather_object(every, mine)
     if any(x != every[0] for x in every):
@@ -449,8 +443,7 @@ def train_grpo(cfg: RunConfig, adapter: OmniAdapter, builder: PromptBuilder, sam
     if g.epochs_per_rollout < 1:
         raise ValueError(f"grpo.epochs_per_rollout must be >= 1, got {g.epochs_per_rollout}")
     recipe = recipe_for(cfg)
-    if g.sharding not in SHARDING:
-        raise ValueError(f"grpo.sharding must be one of {', '.join(SHARDING)}, got {g.sharding!r}")
+    strategy = make_strategy(g.sharding)
     check_launch("train", g.sharding)
     Accelerator(cpu=cfg.model.device == "cpu")  # starts the process group under torchrun / accelerate launch
     world, rank = world_info()
@@ -464,28 +457,16 @@ def train_grpo(cfg: RunConfig, adapter: OmniAdapter, builder: PromptBuilder, sam
     peft_model = _setup_model(cfg, adapter)
     ref = _reference(cfg, adapter, peft_model)
     master = master_weights(cfg.model.master_weights, adapter.model)
-    if g.sharding == "fsdp2":  # float32 masters = FSDP2 mixed precision: float32 shards, half-precision compute
-        shard_fsdp2(adapter.model, adapter.device.type, float32_shards=master)
-        if ref is not None and not cfg.model.ref_device:
-            shard_fsdp2(ref.model, ref.device.type)
-    opt, sched = make_optimizer(adapter.model, g.lr, g.weight_decay, g.steps, g.warmup_steps, "linear",
-                                master=master and g.sharding == "none")
-    engine = None
-    if g.sharding in zero.ZERO_STAGES:  # the scheduler keeps driving the optimizer DeepSpeed wraps
-        stage = zero.ZERO_STAGES[g.sharding]
-        off_opt, off_param = zero.offload_from_launch()
-        ds = zero.ds_config(stage, dtype=cfg.model.dtype, max_grad_norm=g.max_grad_norm,
-                            offload_optimizer=off_opt, offload_param=off_param)
-        engine = zero.initialize(adapter.model, opt, ds)
-        if ref is not None and stage == 3 and not cfg.model.ref_device:
-            zero.initialize(ref.model, None, ds)  # the reference partitioned too (inference only)
+    # float32 masters: MasterWeightAdamW (none), FSDP2 mixed precision (float32 shards), DeepSpeed's bf16 mode
+    _, sched = strategy.setup(adapter, ref, cfg, master=master, make_opt=lambda m: make_optimizer(
+        adapter.model, g.lr, g.weight_decay, g.steps, g.warmup_steps, "linear", master=m))
     params = SamplingParams(cfg.sampling.max_new_tokens, cfg.sampling.temperature, cfg.sampling.top_p,
                             cfg.sampling.top_k)
     out.mkdir(parents=True, exist_ok=True)
     rng = random.Random(cfg.seed)
     state = TrainState()
     if g.resume:
-        state = load_checkpoint(out, adapter, opt, sched, rng, peft_model, engine)
+        state = load_checkpoint(out, strategy, sched, rng, peft_model)
         print(f"[grpo] resumed from step {state.step}")
         if main:
             for name in ("metrics.jsonl", "samples.jsonl"):
@@ -504,8 +485,8 @@ def train_grpo(cfg: RunConfig, adapter: OmniAdapter, builder: PromptBuilder, sam
     bar = tqdm(total=g.steps, initial=state.step, desc="grpo", disable=not progress, dynamic_ncols=True)
     with _StopFlag() as stop:
         while state.step < last_step and stop.signal is None:
-            row = _step(cfg, plan, adapter, builder, samples, recipe, params, extra_rewards, ref, opt, sched,
-                        state, rng, engine)
+            row = _step(cfg, plan, adapter, builder, samples, recipe, params, extra_rewards, ref, strategy, sched,
+                        state, rng)
             state.step += 1
             row["step"] = state.step
             log.log(row)
@@ -514,7 +495,7 @@ def train_grpo(cfg: RunConfig, adapter: OmniAdapter, builder: PromptBuilder, sam
                 sample_log.log({"step": state.step, **row.pop("_sample")})
             row.pop("_sample", None)
             if g.save_every and state.step % g.save_every == 0 and state.step < g.steps:
-                save_checkpoint(out, adapter, opt, sched, state, rng, g.keep_checkpoints, peft_model, engine)
+                save_checkpoint(out, adapter, strategy, sched, state, rng, g.keep_checkpoints, peft_model)
             bar.update(1)
             bar.set_postfix(reward=f"{row.get('reward/overall', float('nan')):.2f}",
                             acc=f"{row.get('reward/accuracy', 0):.2f}", kl=f"{row.get('kl', 0):.3f}")
@@ -523,18 +504,16 @@ def train_grpo(cfg: RunConfig, adapter: OmniAdapter, builder: PromptBuilder, sam
     sample_log.close()
     interrupted = stop.signal is not None or state.step < g.steps
     adapter.model.eval()
-    partitioned = is_sharded(adapter.model) or (engine is not None and zero.stage_of(engine) == 3)
-    in_sync = None if partitioned else _check_in_sync(adapter.model)
+    in_sync = None if strategy.partitioned else _check_in_sync(adapter.model)
     if world > 1 and main:
-        skipped = {"skipped": f"{g.sharding}: every parameter has one sharded copy"} if partitioned else {}
+        skipped = {"skipped": f"{g.sharding}: every parameter has one sharded copy"} if strategy.partitioned else {}
         atomic_write_json(out / "sync_check.json", {"processes": world, "params_in_sync": in_sync,
                                                     "step": state.step, **skipped})
     saved_cfg = _model_config(cfg, samples)
     if interrupted:
-        path = save_checkpoint(out, adapter, opt, sched, state, rng, g.keep_checkpoints, peft_model, engine)
+        path = save_checkpoint(out, adapter, strategy, sched, state, rng, g.keep_checkpoints, peft_model)
         print(f"[grpo] stopped at step {state.step}; checkpoint {path}; continue with grpo.resume=true")
-    elif is_sharded(adapter.model) or engine is not None:
-        model_sd = full_state(adapter.model)[0] if engine is None else zero.full_state_dict(engine)  # on process 0
+    elif (model_sd := strategy.final_state_dict()) is not None:  # gathered on process 0 (collective)
         if main:
             dtype = getattr(torch, cfg.model.dtype)  # float32 shards (mixed precision) saved in the model's dtype
             save_model_atomic(adapter, out / "model", state_dict={k: v.to(dtype) if v.is_floating_point() else v
@@ -585,13 +564,13 @@ def _rollout(cfg, plan, adapter, builder, samples, recipe, params, extra_rewards
     return groups, dropped
 
 
-def _step(cfg, plan, adapter, builder, samples, recipe, params, extra_rewards, ref, opt, sched,
-          state: TrainState, rng, engine=None) -> dict:
+def _step(cfg, plan, adapter, builder, samples, recipe, params, extra_rewards, ref, strategy: Strategy, sched,
+          state: TrainState, rng) -> dict:
     g = cfg.grpo
     timer = PhaseTimer()
     t0 = time.perf_counter()
     # FSDP2 / ZeRO-3: all-gathered once for the whole rollout, not per decoding step
-    with gathered(adapter.model), zero.gathered(engine):
+    with strategy.gathered():
         groups, dropped = _rollout(cfg, plan, adapter, builder, samples, recipe, params, extra_rewards, state, rng,
                                    timer)
     row: dict = {"dynamic_sampling_dropped": dropped, "groups": len(groups)} if g.dynamic_sampling else {}
@@ -616,7 +595,7 @@ def _step(cfg, plan, adapter, builder, samples, recipe, params, extra_rewards, r
     if reason is None:
         try:
             if g.sharding != "none":
-                _check_same_micro_batches(rows, g.micro_batch_rows)
+                _check_same_micro_batches(rows, g.micro_batch_rows, adapter.one_modality_per_batch)
             if ref is not None:
                 with timer("reference"):
                     if isinstance(ref, torch.nn.Module):  # peft model: base weights = initial policy
@@ -631,34 +610,19 @@ def _step(cfg, plan, adapter, builder, samples, recipe, params, extra_rewards, r
             norm_rows, norm_tokens = global_sum(len(rows)), global_sum(n_tokens)
             for _epoch in range(g.epochs_per_rollout):
                 with timer("update"):
-                    if engine is not None:  # DeepSpeed reduces, clips and steps
-                        n_micro = sum(1 for _ in micro_batches(rows, g.micro_batch_rows))
-                        stats = policy_update(adapter, rows, cfg, zero.backward_fn(engine, n_micro, world_info()[0]),
-                                              temperature=params.temperature, norm_rows=norm_rows,
-                                              norm_tokens=norm_tokens)
-                        try:
-                            grad_norm = zero.step(engine)
-                        except FloatingPointError as e:
-                            raise FloatingPointError(_nonfinite_reason(stats, str(e))) from None
-                    else:
-                        stats = policy_update(adapter, rows, cfg, torch.Tensor.backward,
-                                              temperature=params.temperature, norm_rows=norm_rows,
-                                              norm_tokens=norm_tokens)
-                        all_reduce_grads(adapter.model)
-                        grad_norm = clip_grad_norm([p for p in adapter.model.parameters() if p.requires_grad],
-                                                   g.max_grad_norm)
-                        if not math.isfinite(grad_norm):
-                            why = f"non-finite gradient norm ({grad_norm})"
-                            raise FloatingPointError(_nonfinite_reason(stats, why))
-                        opt.step()
-                        opt.zero_grad(set_to_none=True)
+                    n_micro = sum(1 for _ in micro_batches(rows, g.micro_batch_rows, adapter.one_modality_per_batch))
+                    stats = policy_update(adapter, rows, cfg, strategy.backward_fn(n_micro),
+                                          temperature=params.temperature, norm_rows=norm_rows, norm_tokens=norm_tokens)
+                    try:  # reduce (unless sharded), clip, step
+                        grad_norm = strategy.step(g.max_grad_norm)
+                    except FloatingPointError as e:
+                        raise FloatingPointError(_nonfinite_reason(stats, str(e))) from None
             sched.step()
             row.update({k: round(v, 6) for k, v in stats.items()})
             row["grad_norm"] = grad_norm
         except FloatingPointError as e:
             reason = str(e)
-            if engine is None:  # DeepSpeed's step has zeroed its gradients already
-                opt.zero_grad(set_to_none=True)
+            strategy.discard()
         finally:
             adapter.model.eval()
     if reason is not None:

@@ -1,6 +1,6 @@
-"""DeepSpeed ZeRO-2 / ZeRO-3 for the GRPO loop: ``grpo.sharding=zero2`` or ``zero3``.
+"""DeepSpeed ZeRO-2 / ZeRO-3 for the GRPO loop: ``grpo.sharding=zero2`` or ``zero3`` (``ZeroStrategy``).
 
-The loop stays emorl's own: it runs the thinker's parts directly, as in every other mode, and
+The loop stays emorl's own: it runs the model's parts directly, as in every other mode, and
 hands only the parts DeepSpeed must own to a ``DeepSpeedEngine``: the backward pass (gradient
 reduce-scatter into partitions), gradient clipping, the optimizer step over partitioned AdamW
 states (ZeRO-2 and 3) and, for ZeRO-3, the partitioned parameters, gathered by DeepSpeed's module
@@ -29,6 +29,8 @@ from pathlib import Path
 
 import torch
 from torch import nn
+
+from emorl.rl.sharding import Strategy
 
 ZERO_STAGES = {"zero2": 2, "zero3": 3}
 
@@ -157,3 +159,54 @@ def load(engine, folder: Path) -> None:
                                      load_lr_scheduler_states=False, load_module_strict=True)
     if path is None:
         raise FileNotFoundError(f"{folder / 'zero'}: no DeepSpeed checkpoint to resume from")
+
+
+class ZeroStrategy(Strategy):
+    """``grpo.sharding=zero2|zero3`` behind the trainer's ``Strategy`` interface: the optimizer is
+    handed to a ``DeepSpeedEngine`` (ZeRO-3: the reference too, for inference), which reduces,
+    clips, steps and checkpoints (see the module docstring)."""
+
+    def __init__(self, stage: int):
+        super().__init__()
+        if stage not in (2, 3):
+            raise ValueError(f"ZeRO stage must be 2 or 3, got {stage!r}")
+        self.stage, self.name, self.partitioned = stage, f"zero{stage}", stage == 3
+        self.engine = None
+
+    def setup(self, adapter, ref, cfg, *, master: bool, make_opt):
+        """``master`` is DeepSpeed's own (bf16 mode keeps float32 master partitions)."""
+        self.adapter = adapter
+        self.opt, sched = make_opt(False)  # the scheduler keeps driving the optimizer DeepSpeed wraps
+        off_opt, off_param = offload_from_launch()
+        ds = ds_config(self.stage, dtype=cfg.model.dtype, max_grad_norm=cfg.grpo.max_grad_norm,
+                       offload_optimizer=off_opt, offload_param=off_param)
+        self.engine = initialize(adapter.model, self.opt, ds)
+        if ref is not None and self.stage == 3 and not cfg.model.ref_device:
+            initialize(ref.model, None, ds)  # the reference partitioned too (inference only)
+        return self.opt, sched
+
+    def gathered(self):
+        return gathered(self.engine)
+
+    def backward_fn(self, n_micro: int):
+        from emorl.train_utils import world_info
+
+        return backward_fn(self.engine, n_micro, world_info()[0])
+
+    def step(self, max_grad_norm: float) -> float:  # clipping is DeepSpeed's gradient_clipping
+        return step(self.engine)
+
+    def discard(self) -> None:  # DeepSpeed's step has zeroed its gradients already
+        pass
+
+    def checkpoint_state(self) -> tuple[dict | None, dict | None]:
+        return None, None
+
+    def save_partitions(self, folder: Path) -> None:
+        save(self.engine, folder)
+
+    def load_checkpoint(self, folder: Path, trainer_state: dict, peft_model=None) -> None:
+        load(self.engine, folder)
+
+    def final_state_dict(self) -> dict | None:
+        return full_state_dict(self.engine)

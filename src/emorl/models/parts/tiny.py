@@ -34,6 +34,26 @@ class TinyPartsShape:
     bert_hidden: int = 16
 
 
+def tiny_tokenizer(vocab_size: int):
+    """A byte-level BPE ``PreTrainedTokenizerFast`` trained offline (emorl.models.tiny.train_bpe) with
+    ChatML's specials (``<|endoftext|>`` pad, ``<|im_end|>`` EOS) and the format tags."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import AddedToken, PreTrainedTokenizerFast
+
+    from emorl.models.tiny import FORMAT_TOKENS, train_bpe
+
+    specials = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
+    vocab, merges = train_bpe([], vocab_size, specials)
+    bpe = Tokenizer(models.BPE(vocab=vocab, merges=merges))
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|im_end|>", pad_token="<|endoftext|>")
+    tok.add_tokens([AddedToken(t, special=True, normalized=False) for t in specials])
+    tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in FORMAT_TOKENS])
+    tok.chat_template = CHATML
+    return tok
+
+
 def write_tiny_parts(out: str | Path, shape: TinyPartsShape | None = None, seed: int = 0,
                      llm_family: str = "llama", bert: bool = False) -> dict[str, Path]:
     """Write {"llm", "vision", "audio"[, "bert"]} folders under ``out``; returns their paths.
@@ -55,13 +75,10 @@ def write_tiny_parts(out: str | Path, shape: TinyPartsShape | None = None, seed:
         WhisperForConditionalGeneration,
     )
 
-    from emorl.models.tiny import train_tokenizer
-
     s = shape or TinyPartsShape()
     out = Path(out)
     torch.manual_seed(seed)
-    tok = train_tokenizer([], s.vocab_size)
-    tok.chat_template = CHATML
+    tok = tiny_tokenizer(s.vocab_size)
     common = {"vocab_size": len(tok), "hidden_size": s.hidden, "intermediate_size": 2 * s.hidden,
               "num_hidden_layers": s.layers, "num_attention_heads": s.heads, "num_key_value_heads": s.kv_heads,
               "pad_token_id": tok.pad_token_id, "eos_token_id": tok.eos_token_id}
