@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 import torch
 
-pytestmark = pytest.mark.e2e
+# torchrun subprocesses (each with its own 300 s limit): up to 107 s measured on a loaded 2-core machine
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 RECIPE = "sharding-test"
 

@@ -28,6 +28,7 @@ def _cfg(tmp_path) -> RunConfig:
     return cfg
 
 
+@pytest.mark.timeout(1200)  # 200-282 s measured on a loaded 2-core machine
 def test_sft_then_grpo_moves_reward_and_parameters(model_dir, clips, tmp_path):
     """SFT teaches '<answer>X</answer>' with X half 'happy', half 'sad'; GRPO on clips labelled 'sad'
     must then raise the accuracy reward (the policy shifts to the rewarded answer). On both

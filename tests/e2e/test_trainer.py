@@ -250,6 +250,7 @@ def test_lora_targets_name_the_llms_layers(tiny_qwen3_dir):
         lora_modules(model, ["qproj"])
 
 
+@pytest.mark.timeout(900)  # torchrun subprocess with its own 600 s limit
 def test_two_processes_stay_in_sync(tiny_model_dir, clips, tmp_path):
     """torchrun (the launcher `accelerate launch` uses) on 2 CPU processes (gloo): each process
     trains on its share of the prompts, gradients are all-reduced, and both end with the same
@@ -283,6 +284,7 @@ def test_two_processes_stay_in_sync(tiny_model_dir, clips, tmp_path):
     assert any(not torch.equal(start[k], trained[k]) for k in start)
 
 
+@pytest.mark.timeout(900)  # torchrun subprocess with its own 600 s limit
 def test_sft_two_processes_match_one(tiny_model_dir, clips, tmp_path):
     """`emorl sft` on 2 CPU processes (torchrun, gloo) splits each batch between them and sums the
     gradients, so two steps give the parameters one process gets (float summation order aside)."""
