@@ -96,7 +96,7 @@ def test_frozen_towers_stay_frozen(tiny_model_dir, clips, tmp_path, monkeypatch)
     before = {k: v.clone() for k, v in adapter.model.state_dict().items()}
     builder = PromptBuilder(adapter, PromptSpec(), num_frames=4, frame_size=56)
     samples = [Sample(f"r{i}", str(p), "sad", "dfew", "train") for i, p in enumerate(clips)]
-    judge = lambda groups: [[{"judge": (sum(map(ord, t)) % 7) / 6} for t in g.texts] for g in groups]  # noqa: E731
+    judge = lambda groups: [[{"judge": (sum(map(ord, t)) % 7) / 6} for t in g.texts] for g in groups]
     train_grpo(cfg, adapter, builder, samples, tmp_path / "g", progress=False, extra_rewards=judge)
     after = adapter.model.state_dict()
     towers = [k for k in before if "visual" in k or "audio_tower" in k]
