@@ -9,7 +9,7 @@ TORCH_PINS ?= torch==2.14.1 torchvision==0.29.1
 DEEPSPEED ?= deepspeed==0.19.8
 DEMO_OUT ?= runs/demo
 
-.PHONY: install demo demo-quick test chromium clean
+.PHONY: install demo demo-quick test test-fast lint chromium clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,8 +33,17 @@ demo-quick: install
 chromium:
 	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null)
 
+# everything, what CI runs
 test: install chromium
 	$(PY) -m pytest -q
+
+# the quick tier: unit and data tests, without the tiny-model end-to-end runs (marker e2e)
+test-fast: install
+	$(PY) -m pytest -q -m "not e2e"
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

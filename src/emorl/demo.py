@@ -10,8 +10,9 @@ Stages (each skipped when its output is complete, so an interrupted demo resumes
      (c) GRPO from (a) on the training split,
   4. evaluate base, (a), (b), (c) on ``test`` and ``ood``,
   5. modality ablations, reasoning attribution and faithfulness of each trained model on ``test``,
+     (:func:`run_analysis_for_demo`: the model runs here, writing ``analysis/NAME/``),
   6. write metrics.json, summary.md (table + confusion matrices), report.html with its Markdown
-     twin report.md (emorl.eval.report), and print the table.
+     twin report.md (emorl.eval.report renders the files the stages wrote), and print the table.
 """
 
 from __future__ import annotations
@@ -116,8 +117,7 @@ def run_demo(out: str | Path, *, quick: bool = False, config: str | None = None,
 
     _stage("grpo", out / "grpo", grpo_fn, timings)
 
-    paths = {"base": base, "coldstart_sft": out / "coldstart_sft" / "model", "label_sft": out / "label_sft" / "model",
-             "grpo": out / "grpo" / "model"}
+    paths = model_paths(out)
     results: dict[str, dict] = {}
     for name in MODELS:
         adapter = None
@@ -133,7 +133,8 @@ def run_demo(out: str | Path, *, quick: bool = False, config: str | None = None,
 
             results.setdefault(name, {})[split] = {k: v for k, v in _stage(f"eval {name}/{split}", d_eval, fn, timings).items()
                                                    if k in ("war", "uar", "format_rate", "n")}
-    from emorl.eval.report import build_demo_report, run_analysis_for_demo
+    from emorl.eval.report import build_demo_report
+    from emorl.recipes.rewards import get_recipe
 
     t = time.perf_counter()
     # modality ablations, attribution, faithfulness (test split) of the trained models; the base
@@ -144,11 +145,59 @@ def run_demo(out: str | Path, *, quick: bool = False, config: str | None = None,
     metrics = {"models": results, "chance_uar": 1 / 7, "timings_s": timings, "quick": quick}
     atomic_write_json(out / "metrics.json", metrics)
     atomic_write_text(out / "summary.md", render_report(results, timings, out, quick, d.family))
-    html = build_demo_report(out, out / "report.html", cfg=cfg)  # + its Markdown twin report.md
+    html = build_demo_report(out, out / "report.html", style=get_recipe(cfg.prompt.recipe).style)  # + report.md
     print(format_table(results))
     print(f"[demo] metrics: {out / 'metrics.json'}   report: {html} (Markdown: {out / 'report.md'}, "
           f"{out / 'summary.md'})   total {timings['total']:.0f}s")
     return metrics
+
+
+def model_paths(out: Path) -> dict[str, Path]:
+    """Where the demo keeps each model's checkpoint (``base`` is what :func:`build_base` returns)."""
+    return {"base": out / "models" / "base", "coldstart_sft": out / "coldstart_sft" / "model",
+            "label_sft": out / "label_sft" / "model", "grpo": out / "grpo" / "model"}
+
+
+def run_analysis_for_demo(demo_dir: Path, cfg: RunConfig, progress: bool = True, *,
+                          models: tuple[str, ...] = MODELS, split: str = "test", force: bool = False) -> dict:
+    """Stage 5: modality ablations + attribution + faithfulness for each demo model on ``split``
+    (emorl.eval.modality.run_analysis); writes ``demo_dir/analysis/NAME/`` (an analysis run dir,
+    read by the report). The full-input condition reuses the demo's own
+    ``eval/NAME/SPLIT/predictions.jsonl`` (same greedy settings) when present. A model whose
+    analysis is complete is skipped unless ``force``; a model without a checkpoint is left out.
+    Returns {name: seconds}."""
+    from emorl.eval.modality import run_analysis
+    from emorl.recipes.rewards import recipe_for
+    from emorl.runs import load_adapter, load_samples, make_builder
+
+    demo_dir = Path(demo_dir)
+    manifest = demo_dir / "data" / f"{split}.jsonl"
+    samples = load_samples(manifest, default="test")
+    recipe = recipe_for(cfg)
+    paths = model_paths(demo_dir)
+    took: dict[str, float] = {}
+    for name in models:
+        out = demo_dir / "analysis" / name
+        if not force and all((out / f).is_file() for f in ("run.json", "modality.json", "faithfulness.json")):
+            if progress:
+                print(f"[analysis] {name}: already done ({out}), skipping")
+            took[name] = json.loads((out / "run.json").read_text()).get("seconds", {}).get("modality", 0.0)
+            continue
+        if not paths[name].exists():
+            continue
+        t = time.perf_counter()
+        if progress:
+            print(f"[analysis] {name} ...")
+        adapter = load_adapter(cfg, paths[name])
+        ev = demo_dir / "eval" / name / split / "predictions.jsonl"
+        reuse = {"av": [json.loads(x) for x in ev.read_text().splitlines() if x.strip()]} if ev.is_file() else None
+        run_analysis(adapter, make_builder(cfg, adapter), samples, out, style=recipe.style, recipe=recipe,
+                     batch_size=cfg.eval.batch_size, max_new_tokens=cfg.eval.max_new_tokens, progress=progress,
+                     reuse=reuse, name=name, model=str(paths[name]), manifest=str(manifest))
+        took[name] = round(time.perf_counter() - t, 1)
+        if progress:
+            print(f"[analysis] {name}: done in {took[name]:.0f}s")
+    return took
 
 
 def check_family(cfg: RunConfig) -> None:
@@ -212,17 +261,18 @@ def format_table(results: dict) -> str:
 
 def render_report(results: dict, timings: dict, out: Path, quick: bool, family: str = "qwen2.5-omni") -> str:
     parts = ["# emorl demo summary", "",
-             f"Synthetic omni-emotion world (7 classes, chance UAR = {1/7:.3f}); tiny {family} model "
-             "(random-init LLM, attribute-pretrained towers); "
-             f"{'quick (CI) sizes' if quick else 'default sizes'}. Total wall time {timings.get('total', 0):.0f} s.", "",
+             (f"Synthetic omni-emotion world (7 classes, chance UAR = {1/7:.3f}); tiny {family} model "
+              "(random-init LLM, attribute-pretrained towers); "
+              f"{'quick (CI) sizes' if quick else 'default sizes'}. Total wall time {timings.get('total', 0):.0f} s."),
+             "",
              format_table(results), "",
-             "- **base**: random-init LLM with attribute-pretrained towers (no emotion labels); "
-             "**coldstart_sft**: SFT on reasoning traces of the cold-start split; "
-             "**label_sft**: label-only SFT on the RL training split (R1-Omni's MAFW-DFEW-SFT baseline; it never "
-             "learns the `<think>` format, so its format rate is expected near 0); **grpo**: GRPO from coldstart_sft.",
+             ("- **base**: random-init LLM with attribute-pretrained towers (no emotion labels); "
+              "**coldstart_sft**: SFT on reasoning traces of the cold-start split; "
+              "**label_sft**: label-only SFT on the RL training split (R1-Omni's MAFW-DFEW-SFT baseline; it never "
+              "learns the `<think>` format, so its format rate is expected near 0); **grpo**: GRPO from coldstart_sft."),
              "", "## Confusion matrices", ""]
-    for name in results:
-        for split in results[name]:
+    for name, splits in results.items():
+        for split in splits:
             parts.append(f"### {name} / {split}")
             parts.append(f"![{name} {split}](eval/{name}/{split}/confusion.png)")
             parts.append("")

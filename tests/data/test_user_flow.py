@@ -2,11 +2,13 @@
 
 import json
 
+import pytest
 from corpora_fixtures import build_dfew
 
 from emorl.cli import main
 
 
+@pytest.mark.e2e  # the whole CLI flow, ending with a tiny-model evaluation
 def test_prepare_check_eval_across_folds(tmp_path, bank, tiny_model_dir, capsys):
     root = build_dfew(tmp_path / "DFEW", bank)
     manifest = tmp_path / "dfew-test.jsonl"

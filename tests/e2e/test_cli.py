@@ -89,6 +89,7 @@ def test_help(cmd, capsys):
     assert e.value.code == 0
 
 
+@pytest.mark.e2e  # builds, SFT-trains and GRPO-trains a tiny thinker
 def test_qwen3_omni_flow(clips, tmp_path, capsys):
     """A Qwen3-Omni (MoE) thinker through the commands a user runs: build it, label SFT, GRPO with
     frozen towers (the encoder cache then carries its deepstack features), evaluate the saved model."""

@@ -7,7 +7,8 @@ import pytest
 
 from emorl.cli import main
 
-pytestmark = pytest.mark.e2e
+# a quick demo took 313-337 s on a loaded 2-core machine (about 60 s idle): past the default timeout
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
 
 
 def test_quick_demo(tmp_path, capsys):

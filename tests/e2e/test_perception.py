@@ -44,6 +44,7 @@ def test_attribute_loss_by_hand():
     assert float(attribute_loss(pred, values, torch.tensor([1]), mask)) == pytest.approx(1 + 0.693147, abs=1e-5)
 
 
+@pytest.mark.e2e  # tiny-model training
 def test_pretrain_towers_trains_towers_only(model_dir, tmp_path):
     from emorl.config import RunConfig
     from emorl.data.synthetic import synthesize
@@ -76,6 +77,7 @@ def test_pretrain_towers_trains_towers_only(model_dir, tmp_path):
     assert changed <= encoders  # ...and the LLM untouched
 
 
+@pytest.mark.e2e  # tiny-model training through the CLI
 def test_cli_pretrain_towers_and_a_manifest_without_attributes(tiny_model_dir, clips, tmp_path, capsys):
     from emorl.cli import main
     from emorl.data.manifest import write_manifest

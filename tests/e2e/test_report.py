@@ -201,5 +201,7 @@ def test_demo_report_from_demo_layout(runs, world, tmp_path):
     text = out.read_text()
     assert text.count('data-kind="confusion"') == 2 and "OOD WAR" in text and "Informative modality" in text
     assert 'data-kind="frames"' in text and (demo / "report.md").is_file()
-    with pytest.raises(ValueError):
-        build_demo_report(demo, demo / "r2.html", analyze=True)  # analyze needs the demo config
+    md = (demo / "report.md").read_text()
+    assert "| coldstart_sft |" in md and "| grpo |" in md and "## Modality ablations" in md
+    with pytest.raises(FileNotFoundError, match="no eval/NAME/test results"):
+        build_demo_report(tmp_path / "empty", tmp_path / "r2.html")

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 import torch
 
-pytestmark = pytest.mark.e2e
+# torchrun subprocesses (each with its own 300 s limit): up to 107 s measured on a loaded 2-core machine
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 RECIPE = "sharding-test"
 
@@ -135,7 +136,8 @@ def launch(args: dict, port: int, *, accelerate: bool | str = False):
     else:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port)]
     cmd += [__file__, json.dumps(args)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
 

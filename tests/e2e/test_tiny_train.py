@@ -29,6 +29,7 @@ def _cfg(tmp_path) -> RunConfig:
     return cfg
 
 
+@pytest.mark.timeout(1200)  # 200-282 s measured on a loaded 2-core machine
 def test_sft_then_grpo_moves_reward_and_parameters(model_dir, clips, tmp_path):
     """SFT teaches '<answer>X</answer>' with X half 'happy', half 'sad'; GRPO on clips labelled 'sad'
     must then raise the accuracy reward (the policy shifts to the rewarded answer). On every
@@ -98,7 +99,7 @@ def test_frozen_towers_stay_frozen(tiny_model_dir, clips, tmp_path, monkeypatch)
     before = {k: v.clone() for k, v in adapter.model.state_dict().items()}
     builder = PromptBuilder(adapter, PromptSpec(), num_frames=4, frame_size=56)
     samples = [Sample(f"r{i}", str(p), "sad", "dfew", "train") for i, p in enumerate(clips)]
-    judge = lambda groups: [[{"judge": (sum(map(ord, t)) % 7) / 6} for t in g.texts] for g in groups]  # noqa: E731
+    judge = lambda groups: [[{"judge": (sum(map(ord, t)) % 7) / 6} for t in g.texts] for g in groups]
     train_grpo(cfg, adapter, builder, samples, tmp_path / "g", progress=False, extra_rewards=judge)
     after = adapter.model.state_dict()
     towers = _names(adapter, adapter.towers().values())
