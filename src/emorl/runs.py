@@ -4,6 +4,7 @@ SFT, GRPO, evaluate. The CLI and the demo both call these."""
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from emorl.config import RunConfig, record_labels, save_run_config
@@ -206,3 +207,25 @@ def run_predict(cfg: RunConfig, model: str | Path, inputs: str, out: str | Path,
                          words=label_words(dataset), batch_size=cfg.eval.batch_size,
                          max_new_tokens=cfg.eval.max_new_tokens, modality=Modality.parse(modality or cfg.data.modality),
                          progress=progress)
+
+
+def run_analyze(cfg, model: str | Path, manifest: str | Path, out: str | Path, *, progress: bool = True,
+                  name: str | None = None, adapter=None, conditions: Sequence[str] | None = None,
+                  lexicons: Sequence[str] = ("en", "synthetic"), judge_model: str | Path | None = None,
+                  reuse: dict[str, list[dict]] | None = None) -> dict:
+    """What ``emorl analyze modality --model DIR --manifest M --out DIR`` runs: load the model,
+    read the manifest's evaluation rows (``eval.split``; ``cfg.data.max_samples`` applies), run
+    ``emorl.eval.modality.run_analysis`` with the config's grader and eval settings.
+    ``judge_model``: a checkpoint used as judge."""
+    from emorl.eval.attribution import AdapterJudge
+    from emorl.eval.modality import CONDITIONS, run_analysis
+
+    adapter = adapter or load_adapter(cfg, model)
+    samples = load_samples(manifest, cfg.data.max_samples, split=cfg.eval.split, default="test", key="eval.split",
+                           exclude_flagged=cfg.data.exclude_flagged)
+    judge = AdapterJudge(load_adapter(cfg, judge_model)) if judge_model else None
+    recipe = recipe_for(cfg)
+    return run_analysis(adapter, make_builder(cfg, adapter), samples, Path(out), style=recipe.style, recipe=recipe,
+                        batch_size=cfg.eval.batch_size, max_new_tokens=cfg.eval.max_new_tokens, conditions=conditions or CONDITIONS,
+                        lexicons=lexicons, judge=judge, progress=progress, reuse=reuse, name=name, model=str(model),
+                        manifest=str(Path(manifest).resolve()))

@@ -104,8 +104,7 @@ def _append(path: Path, rows: list[dict]) -> None:
 
 
 def _generate(adapter, builder, batch: list[Sample], cfg: RunConfig, recipe, lex, rationalize_spec) -> list[ClipResult]:
-    from emorl.models.adapter import SamplingParams
-    from emorl.rl.rollout import sample_by_modality
+    from emorl.models.adapter import SamplingParams, sample_by_modality
 
     t = cfg.traces
     params = SamplingParams(max_new_tokens=cfg.sampling.max_new_tokens, temperature=t.temperature,
@@ -146,7 +145,7 @@ def generate_traces(cfg: RunConfig, teacher: str | Path, manifest: str | Path, o
     from emorl.recipes.prompts import PromptSpec, recipe_prompt
     from emorl.recipes.rewards import recipe_for
     from emorl.runs import load_adapter, load_samples, make_builder
-    from emorl.train_utils import chunks
+    from emorl.utils import chunks
 
     t = cfg.traces
     if t.per_clip < 1 or t.keep_per_clip < 1:

@@ -8,12 +8,14 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from emorl.utils import chunks  # noqa: F401  (re-exported for the trainer; defined in emorl.utils)
 
 HALF = (torch.bfloat16, torch.float16)
 MASTER_WEIGHTS = ("auto", "float32", "none")
@@ -44,16 +46,16 @@ class MasterWeightAdamW(torch.optim.AdamW):
 
     def __init__(self, params, *, chunk_numel: int = 1 << 28, **kwargs):
         self.model_params = [p for p in params]
-        chunks: list[list[torch.Tensor]] = [[]]
+        parts: list[list[torch.Tensor]] = [[]]
         size = 0
         for p in self.model_params:
-            if chunks[-1] and size + p.numel() > chunk_numel:
-                chunks.append([])
+            if parts[-1] and size + p.numel() > chunk_numel:
+                parts.append([])
                 size = 0
-            chunks[-1].append(p)
+            parts[-1].append(p)
             size += p.numel()
-        self._model_groups = chunks
-        super().__init__([{"params": [p.detach().float().clone() for p in c]} for c in chunks], **kwargs)
+        self._model_groups = parts
+        super().__init__([{"params": [p.detach().float().clone() for p in c]} for c in parts], **kwargs)
 
     def _masters(self) -> list[torch.Tensor]:
         return [m for g in self.param_groups for m in g["params"]]
@@ -133,12 +135,8 @@ def freeze_towers(adapter, *, vision: bool, audio: bool) -> None:
             towers[name].requires_grad_(False)
 
 
-def chunks(seq: Sequence, size: int) -> Iterator[Sequence]:
-    for i in range(0, len(seq), size):
-        yield seq[i : i + size]
-
-
 # ---------------------------------------------------------------------------- several processes
+
 def world_info() -> tuple[int, int]:
     import torch.distributed as dist
 

@@ -7,6 +7,7 @@ import os
 import random
 import subprocess
 import tempfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -60,3 +61,9 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
+
+
+def chunks(seq: Sequence, size: int) -> Iterator[Sequence]:
+    """Consecutive slices of at most ``size`` items."""
+    for i in range(0, len(seq), size):
+        yield seq[i : i + size]

@@ -39,8 +39,7 @@ def runs(world, tiny_model_dir, tmp_path_factory):
     """An analysis run dir (4 conditions) and an eval dir of the same tiny model."""
     from emorl.config import RunConfig
     from emorl.eval.evaluate import evaluate
-    from emorl.eval.modality import analyze_model
-    from emorl.runs import load_adapter, load_samples, make_builder
+    from emorl.runs import load_adapter, load_samples, make_builder, run_analyze
 
     cfg = RunConfig()
     cfg.data.frame_size = 56
@@ -48,7 +47,7 @@ def runs(world, tiny_model_dir, tmp_path_factory):
     cfg.eval.batch_size = 16
     d = tmp_path_factory.mktemp("runs")
     adapter = load_adapter(cfg, tiny_model_dir)
-    res = analyze_model(cfg, tiny_model_dir, world, d / "analysis", progress=False, name="tiny", adapter=adapter)
+    res = run_analyze(cfg, tiny_model_dir, world, d / "analysis", progress=False, name="tiny", adapter=adapter)
     evaluate(adapter, make_builder(cfg, adapter), load_samples(world, default="test"), d / "eval", max_new_tokens=8,
              batch_size=16, progress=False)
     return d / "analysis", d / "eval", res

@@ -134,9 +134,10 @@ def cmd_reward(args) -> int:
 
 
 def cmd_analyze_modality(args) -> int:
-    from emorl.eval.modality import analyze_model, format_summary
+    from emorl.eval.modality import format_summary
+    from emorl.runs import run_analyze
 
-    res = analyze_model(_model_cfg(args, args.model), args.model, args.manifest, args.out, progress=True)
+    res = run_analyze(_model_cfg(args, args.model), args.model, args.manifest, args.out, progress=True)
     print(format_summary(res["modality"]))
     print(f"written to {args.out}")
     return 0

@@ -16,11 +16,9 @@ from emorl.data.loader import PromptBuilder
 from emorl.data.manifest import Sample, label_space  # noqa: F401  (label_space re-exported)
 from emorl.data.media import MediaError
 from emorl.eval.metrics import fold_summary, summarize
-from emorl.models.adapter import Modality, OmniAdapter, SamplingParams
+from emorl.models.adapter import Modality, OmniAdapter, SamplingParams, sample_by_modality
 from emorl.recipes.rewards import RewardRecipe
-from emorl.rl.rollout import sample_by_modality
-from emorl.train_utils import chunks
-from emorl.utils import atomic_write_json, atomic_write_text
+from emorl.utils import atomic_write_json, atomic_write_text, chunks
 
 
 def predict(adapter: OmniAdapter, builder: PromptBuilder, samples: list[Sample], *, style: str = "tags",

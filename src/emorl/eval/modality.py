@@ -317,28 +317,6 @@ def run_analysis(adapter, builder: PromptBuilder, samples: list[Sample], out_dir
     return {"modality": mod, **res}
 
 
-def analyze_model(cfg, model: str | Path, manifest: str | Path, out: str | Path, *, progress: bool = True,
-                  name: str | None = None, adapter=None, conditions: Sequence[str] = CONDITIONS,
-                  lexicons: Sequence[str] = ("en", "synthetic"), judge_model: str | Path | None = None,
-                  reuse: dict[str, list[dict]] | None = None) -> dict:
-    """What ``emorl analyze modality --model DIR --manifest M --out DIR`` runs: load the model,
-    read the manifest (``cfg.data.max_samples`` applies), run :func:`run_analysis` with the
-    config's prompt recipe and eval settings. ``judge_model``: a checkpoint used as judge."""
-    from emorl.eval.attribution import AdapterJudge
-    from emorl.recipes.rewards import recipe_for
-    from emorl.runs import load_adapter, load_samples, make_builder
-
-    adapter = adapter or load_adapter(cfg, model)
-    samples = load_samples(manifest, cfg.data.max_samples, split=cfg.eval.split, default="test", key="eval.split",
-                           exclude_flagged=cfg.data.exclude_flagged)
-    judge = AdapterJudge(load_adapter(cfg, judge_model)) if judge_model else None
-    recipe = recipe_for(cfg)
-    return run_analysis(adapter, make_builder(cfg, adapter), samples, Path(out), style=recipe.style, recipe=recipe,
-                        batch_size=cfg.eval.batch_size, max_new_tokens=cfg.eval.max_new_tokens, conditions=conditions,
-                        lexicons=lexicons, judge=judge, progress=progress, reuse=reuse, name=name, model=str(model),
-                        manifest=str(Path(manifest).resolve()))
-
-
 def format_summary(mod: dict) -> str:
     """A few lines of text for the terminal from ``analyze_modality``'s result (or modality.json)."""
     lines = [f"{'condition':<14} {'n':>5}  {'WAR [95% CI]':<22} {'UAR [95% CI]':<22}"]

@@ -165,8 +165,8 @@ def predict_files(adapter, builder, samples: list[Sample], out: str | Path, *, r
     """Predict every sample not yet in ``out`` and append its row; returns counts."""
     from tqdm.auto import tqdm
 
-    from emorl.rl.rollout import sample_by_modality
-    from emorl.train_utils import chunks
+    from emorl.models.adapter import sample_by_modality
+    from emorl.utils import chunks
 
     columns = ["id", "media", "emotion", "format_ok", "parse", "reasoning", *(f"p_{lab}" for lab in labels), "error"]
     writer = ResumableWriter(out, columns)

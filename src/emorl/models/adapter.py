@@ -19,6 +19,7 @@ docs/families.md walks through adding a family.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Protocol
@@ -230,3 +231,22 @@ class OmniAdapter(Protocol):
     def decoder_extras(self, ids: torch.Tensor, masks: dict[str, torch.Tensor], media: list[MediaEmbeds]) -> dict: ...
 
     def prompt_positions(self, prompt: PromptInputs) -> torch.Tensor: ...
+
+
+def sample_by_modality(adapter: OmniAdapter, prompts: list[PromptInputs], group_size: int,
+                       params: SamplingParams) -> Completions:
+    """``adapter.sample_groups`` over prompts of mixed modality: one call per modality bucket when
+    the family needs one modality per batch (``one_modality_per_batch``), else one call; results
+    back in the input order."""
+    split = getattr(adapter, "one_modality_per_batch", True)
+    buckets: dict = defaultdict(list)
+    for i, p in enumerate(prompts):
+        buckets[p.modality if split else None].append(i)
+    ids: list = [None] * len(prompts)
+    texts: list = [None] * len(prompts)
+    trunc: list = [None] * len(prompts)
+    for idx in buckets.values():
+        out = adapter.sample_groups([prompts[i] for i in idx], group_size, params)
+        for j, i in enumerate(idx):
+            ids[i], texts[i], trunc[i] = out.ids[j], out.texts[j], out.truncated[j]
+    return Completions(ids, texts, trunc)

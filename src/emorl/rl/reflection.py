@@ -44,10 +44,10 @@ from dataclasses import dataclass, field
 from emorl.data.labels import emotions_in
 from emorl.data.loader import PromptBuilder, available
 from emorl.data.manifest import Sample
-from emorl.models.adapter import Modality, OmniAdapter, PromptInputs, SamplingParams
+from emorl.models.adapter import Modality, OmniAdapter, PromptInputs, SamplingParams, sample_by_modality
 from emorl.recipes.parse import normalize_tags
-from emorl.rl.rollout import Group, sample_by_modality
-from emorl.train_utils import chunks
+from emorl.rl.rollout import Group
+from emorl.utils import chunks
 
 COHERENCE_PROMPT = ("{reasoning}\nWhich emotion best describes the text above?\n"
                     "Answer the question using one emotional category (one word only): {labels}.")

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import torch
 
 from emorl.data.manifest import Sample
-from emorl.models.adapter import Completions, OmniAdapter, PromptInputs, SamplingParams
+from emorl.models.adapter import OmniAdapter, PromptInputs, SamplingParams, sample_by_modality
 from emorl.recipes.parse import Parsed
 from emorl.recipes.rewards import RewardRecipe, score
 
@@ -32,25 +32,6 @@ class Group:
     @property
     def size(self) -> int:
         return len(self.completions)
-
-
-def sample_by_modality(adapter: OmniAdapter, prompts: list[PromptInputs], group_size: int,
-                       params: SamplingParams) -> Completions:
-    """``adapter.sample_groups`` over prompts of mixed modality: one call per modality bucket when
-    the family needs one modality per batch (``one_modality_per_batch``), else one call; results
-    back in the input order."""
-    split = getattr(adapter, "one_modality_per_batch", True)
-    buckets: dict = defaultdict(list)
-    for i, p in enumerate(prompts):
-        buckets[p.modality if split else None].append(i)
-    ids: list = [None] * len(prompts)
-    texts: list = [None] * len(prompts)
-    trunc: list = [None] * len(prompts)
-    for idx in buckets.values():
-        out = adapter.sample_groups([prompts[i] for i in idx], group_size, params)
-        for j, i in enumerate(idx):
-            ids[i], texts[i], trunc[i] = out.ids[j], out.texts[j], out.truncated[j]
-    return Completions(ids, texts, trunc)
 
 
 ExtraRewards = Callable[[list["Group"]], list[list[dict[str, float]]]]
