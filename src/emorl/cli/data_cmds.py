@@ -42,12 +42,18 @@ def cmd_check(args) -> int:
 
     cfg = load_config(args.config, args.overrides)
     r = check_manifest(args.manifest, args.out, workers=args.workers, num_frames=args.num_frames or cfg.data.num_frames,
-                       limits=media_limits(cfg), against=args.against or [])
+                       limits=media_limits(cfg), against=args.against or [],
+                       max_image_pixels=args.max_image_pixels)
     print(f"{r.total} samples: {r.usable} usable, {r.rejected} rejected {dict(r.outcomes) or ''}")
     for ds, hist in r.classes.items():
         print(f"  {ds}: " + ", ".join(f"{k} {v}" for k, v in sorted(hist.items(), key=lambda kv: -kv[1])))
     if r.duration_s:
         print("  duration s: " + ", ".join(f"{k} {v:.2f}" for k, v in r.duration_s.items()))
+    if r.images:
+        print(f"  images: formats {r.images['formats']}, modes {r.images['modes']}, shorter side "
+              + ", ".join(f"{k} {v:g}" for k, v in r.images["min_side"].items()))
+    if r.notes:
+        print(f"  notes (usable, converted or substituted): {r.notes}")
     if r.flags:
         print(f"  flagged (kept, meta.flags; data.exclude_flagged=true drops them): {r.flags}")
     print(f"clean: {r.clean_path}\nrejects: {r.rejects_path}\nsummary: {r.summary_path}")
@@ -65,6 +71,7 @@ def cmd_check(args) -> int:
 
 def add_parsers(sub, with_config) -> None:
     from emorl.data.corpora import CORPORA
+    from emorl.data.images import MAX_PIXELS
 
     data = sub.add_parser("data", help="datasets: synthesize, prepare, check").add_subparsers(dest="data_cmd", required=True)
     p = data.add_parser("synth", help="write the synthetic omni-emotion world")
@@ -95,6 +102,9 @@ def add_parsers(sub, with_config) -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--num-frames", type=int, help="frames decoded per clip (default data.num_frames)")
+    p.add_argument("--max-image-pixels", type=int, default=MAX_PIXELS,
+                   help=f"images with more pixels (width x height) are rejected as too_large "
+                        f"(decompression bombs; default {MAX_PIXELS}, PIL's; 0 = PIL's own hard limit only)")
     p.add_argument("--against", nargs="+", metavar="EVAL_MANIFEST",
                    help="evaluation manifests that must share no clip with this manifest's training rows")
     with_config(p)
