@@ -23,7 +23,8 @@ def cmd_synth(args) -> int:
 def cmd_prepare(args) -> int:
     from emorl.data.prepare import prepare_manifest
 
-    options = {k: v for k, v in (("mer2023_root", args.mer2023_root), ("mer2024_root", args.mer2024_root)) if v}
+    options = {k: v for k, v in (("mer2023_root", args.mer2023_root), ("mer2024_root", args.mer2024_root),
+                                 ("image_dir", args.image_dir)) if v}
     r = prepare_manifest(args.name, args.root, args.out, fold=args.fold, subset=args.subset, split=args.split,
                          **options)
     print(f"wrote {r['rows']} samples to {r['out']}: " + ", ".join(f"{k} {v}" for k, v in r["classes"].items()))
@@ -94,6 +95,8 @@ def add_parsers(sub, with_config) -> None:
     p.add_argument("--out", required=True, help="manifest to write; rejects go to <stem>.rejects.jsonl beside it")
     p.add_argument("--mer2023-root", help="EMER: where the MER2023 videos and labels are")
     p.add_argument("--mer2024-root", help="EMER: where the MER2024 videos and labels are")
+    p.add_argument("--image-dir", help="hub-format image corpora (parquet): where their images are extracted, "
+                                       "content-addressed (default: images/ beside --out)")
     p.set_defaults(fn=cmd_prepare)
 
     p = data.add_parser("check", help="decode every sample; write clean and rejects manifests; flag degenerate "
