@@ -153,8 +153,9 @@ def reflection_for(cfg: RunConfig, adapter, builder):
     reflection is off is an error, not a silently smaller reward."""
     from emorl.rl.reflection import make_reflection
 
-    model_based = [k for k, w in recipe_for(cfg).weights.items()
-                   if w and k in ("coherence", "grounding", "grounding_video", "grounding_audio")]
+    from emorl.recipes.rewards import model_components
+
+    model_based = model_components(recipe_for(cfg))
     if cfg.reflection.enabled:
         return make_reflection(adapter, builder, cfg)
     if model_based:

@@ -112,7 +112,6 @@ def build_emotion6(root: Path, per_class: int = 5) -> Path:
 def spoil_emotion6(root: Path) -> dict[str, str]:
     gt = root / "ground_truth.txt"
     lines = gt.read_text().splitlines()
-    n = len(lines)
     lines += [
         "anger/90.jpg\t5\t4",  # too few fields                                -> malformed_row
         emotion6_line("boredom/1.jpg", (0.1,) * 7),  # folder outside the six       -> unknown_label
