@@ -6,18 +6,31 @@ from __future__ import annotations
 def cmd_synth(args) -> int:
     from emorl.data.synthetic import synthesize
 
-    sizes = None
-    if args.sizes:
-        sizes = {}
-        for part in args.sizes.split(","):
-            k, _, v = part.partition("=")
-            if not v.isdigit():
-                raise ValueError(f"--sizes: expected split=count pairs like train=100,test=20, got {part!r}")
-            sizes[k] = int(v)
+    sizes = _sizes(args.sizes) if args.sizes else None
     paths = synthesize(args.out, seed=args.seed, sizes=sizes, workers=args.workers, frame_size=args.frame_size)
     for split, p in paths.items():
         print(f"{split}\t{p}")
     return 0
+
+
+def cmd_synth_images(args) -> int:
+    from emorl.data.synthetic.image_world import synthesize_images
+
+    sizes = _sizes(args.sizes) if args.sizes else None
+    paths = synthesize_images(args.out, seed=args.seed, sizes=sizes, size=args.size, fmt=args.format)
+    for split, p in paths.items():
+        print(f"{split}\t{p}")
+    return 0
+
+
+def _sizes(text: str) -> dict[str, int]:
+    sizes = {}
+    for part in text.split(","):
+        k, _, v = part.partition("=")
+        if not v.isdigit():
+            raise ValueError(f"--sizes: expected split=count pairs like train=100,test=20, got {part!r}")
+        sizes[k.strip()] = int(v)
+    return sizes
 
 
 def cmd_prepare(args) -> int:
@@ -82,6 +95,14 @@ def add_parsers(sub, with_config) -> None:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--frame-size", type=int, default=112)
     p.set_defaults(fn=cmd_synth)
+
+    p = data.add_parser("synth-images", help="write the synthetic still-image emotion world (Mikels-8 scenes)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--sizes", help="e.g. train=800,coldstart=160,test=240,ood=240 (splits not named are skipped)")
+    p.add_argument("--size", type=int, default=112, help="image side in pixels")
+    p.add_argument("--format", choices=("png", "jpeg"), default="png")
+    p.set_defaults(fn=cmd_synth_images)
 
     p = data.add_parser("prepare", help="turn an official corpus layout into a manifest",
                         description="Corpora, their subsets and splits:\n" + corpora_help(),
