@@ -228,3 +228,11 @@ def test_prepare_command_puts_hub_images_beside_the_manifest(tmp_path):
     assert all(Path(s.media).is_file() for s in read_manifest(tmp_path / "m/emoset2k.jsonl"))
     with pytest.raises(DatasetError, match="only applies to hub-format image corpora"):
         prepare_manifest("fi", str(root), tmp_path / "x.jsonl", image_dir=str(tmp_path / "i"))
+
+
+def test_a_corrupt_parquet_file_is_a_dataset_error(tmp_path):
+    root = build_hub(tmp_path / "hub", emoset2k_rows(2, 1))
+    f = root / "data/train-00000-of-00001.parquet"
+    f.write_bytes(f.read_bytes()[:200])
+    with pytest.raises(DatasetError, match="train-00000-of-00001.parquet"):
+        prepare("emoset2k", root, split="train", image_dir=tmp_path / "img")

@@ -163,6 +163,19 @@ def _load(files: list[Path], split: str, where: str):
     return ds, img, lab, names
 
 
+def _rows(ds, files: list[Path]):
+    """The rows of ``ds``; a file that breaks while being read is a DatasetError naming the files."""
+    it = iter(ds)
+    while True:
+        try:
+            row = next(it)
+        except StopIteration:
+            return
+        except Exception as e:  # noqa: BLE001 (pyarrow raises many types for a corrupt file)
+            raise DatasetError(f"{', '.join(map(str, files))}: cannot read a row ({type(e).__name__}: {e})") from None
+        yield row
+
+
 def prepare_hub(name: str, root: str | os.PathLike, *, fold: int | None = None, subset: str | None = None,
                 split: str | None = "all", image_dir: str | os.PathLike | None = None) -> Prepared:
     """Samples of hub corpus ``name`` under ``root``; images extracted to ``image_dir``."""
@@ -185,8 +198,8 @@ def prepare_hub(name: str, root: str | os.PathLike, *, fold: int | None = None, 
     for split_name, files in found.items():
         if not files:
             continue
-        ds, img_col, lab_col, names = _load(files, split_name, f"{root} ({split_name})")
-        for i, row in enumerate(ds):
+        ds, img_col, lab_col, names = _load(files, split_name, ", ".join(map(str, files)))
+        for i, row in enumerate(_rows(ds, files)):
             sid, where = f"{name}-{split_name}-{i:05d}", f"{root}: {split_name} row {i}"
             media: Path = files[0]
             info = {"split": split_name, "source": f"{split_name}:{i}"}
