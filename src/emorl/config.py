@@ -102,7 +102,10 @@ class GRPOConfig:
     epsilon_low: float = 0.2
     epsilon_high: float = 0.2
     beta: float = 0.04  # KL coefficient (R1-Omni / TRL 0.14: 0.04); 0 disables the reference model
-    kl_estimator: str = "k3"
+    kl_estimator: str = "k3"  # k1 | k3 | low_var_kl (k3 clamped to 10, as verl / EasyR1; EMO-R3)
+    # dual-clip PPO (Ye et al. 2020; verl clip_ratio_c): for negative advantages the per-token loss is
+    # capped at -A * dual_clip_c; 0 = off, else > 1 (EMO-R3: 3.0)
+    dual_clip_c: float = 0.0
     advantage_scale: str = "group"  # group | batch | none
     advantage_eps: float = 1e-4
     sample_every: int = 10  # log a few completions with their rewards every N steps
@@ -117,6 +120,16 @@ class GRPOConfig:
     # none (replicated, all-reduced gradients) | fsdp2 (sharded parameters, grads, AdamW states) |
     # zero2 | zero3 (DeepSpeed ZeRO: emorl.rl.zero)
     sharding: str = "none"
+
+
+@dataclass
+class RewardConfig:
+    """How a recipe's reward components are weighted (``emorl.recipes.rewards``)."""
+
+    # component (or product "a*b") -> weight, overriding the recipe's defaults for the components
+    # named; e.g. {accuracy: 0.8, coherence: 0.1}; on the command line reward.weights.accuracy=0.8 or
+    # reward.weights=accuracy=0.8,format=0.2. Unknown components are errors.
+    weights: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -198,6 +211,7 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     prompt: PromptConfig = field(default_factory=PromptConfig)
     grading: GradingConfig = field(default_factory=GradingConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     grpo: GRPOConfig = field(default_factory=GRPOConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)
@@ -219,9 +233,13 @@ def _set(obj: Any, dotted: str, value: Any, where: str) -> None:
         if name not in names:
             path = ".".join(parts[: i + 1])
             raise ConfigError(f"{where}: unknown config key {path!r}; known at this level: {', '.join(names)}")
+        hint = get_type_hints(type(obj))[name]
         if i == len(parts) - 1:
-            hint = get_type_hints(type(obj))[name]
             setattr(obj, name, _coerce(value, hint, dotted, where))
+        elif getattr(hint, "__origin__", None) is dict:  # a mapping's entry: key.sub.<entry>=value
+            entry = ".".join(parts[i + 1 :])
+            getattr(obj, name)[entry] = _coerce(value, hint.__args__[1], dotted, where)
+            return
         else:
             obj = getattr(obj, name)
             if not dataclasses.is_dataclass(obj):
@@ -232,6 +250,8 @@ def _coerce(value: Any, hint: Any, key: str, where: str) -> Any:
     if dataclasses.is_dataclass(hint):
         raise ConfigError(f"{where}: {key!r} is a section; set its keys, e.g. {key}.<name>=...")
     origin = getattr(hint, "__origin__", None)
+    if origin is dict:
+        return _coerce_mapping(value, hint.__args__[1], key, where)
     if origin is list:
         if isinstance(value, str):
             value = [v for v in value.split(",") if v]
@@ -252,6 +272,24 @@ def _coerce(value: Any, hint: Any, key: str, where: str) -> Any:
         return hint(value)
     except (TypeError, ValueError):
         raise ConfigError(f"{where}: {key!r} expects {hint.__name__}, got {value!r}") from None
+
+
+def _coerce_mapping(value: Any, vhint: Any, key: str, where: str) -> dict:
+    """A whole mapping: a YAML / JSON mapping, a list of ``name=value`` strings or one
+    comma-separated ``name=value,...`` string (the command-line form)."""
+    if isinstance(value, str):
+        value = [v for v in value.split(",") if v.strip()]
+    if isinstance(value, list):
+        pairs = {}
+        for item in value:
+            name, sep, raw = str(item).partition("=")
+            if not sep or not name.strip():
+                raise ConfigError(f"{where}: {key!r} expects name=value entries, got {item!r}")
+            pairs[name.strip()] = yaml.safe_load(raw)
+        value = pairs
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: {key!r} expects a mapping (name: value), got {value!r}")
+    return {str(k): _coerce(v, vhint, f"{key}.{k}", where) for k, v in value.items()}
 
 
 def _flatten(d: dict, prefix: str = "") -> list[tuple[str, Any]]:

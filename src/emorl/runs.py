@@ -153,10 +153,10 @@ def run_grpo(cfg: RunConfig, *, progress: bool = True) -> dict:
 def reflection_for(cfg: RunConfig, adapter, builder):
     """EMO-R3's reflective reward when enabled; a recipe that weights reflective components while
     reflection is off is an error, not a silently smaller reward."""
+    from emorl.recipes.rewards import model_components
     from emorl.rl.reflection import make_reflection
 
-    model_based = [k for k, w in recipe_for(cfg).weights.items()
-                   if w and k in ("coherence", "grounding", "grounding_video", "grounding_audio")]
+    model_based = model_components(recipe_for(cfg))
     if cfg.reflection.enabled:
         return make_reflection(adapter, builder, cfg)
     if model_based:

@@ -43,7 +43,8 @@ def label_target(label: str, style: str = "tags") -> str:
 
 def sft_targets(samples: list[Sample], target: str, rng: np.random.Generator, style: str = "tags") -> list[str]:
     """Targets per sample: ``trace`` uses ``meta.trace`` (corpus adapters, e.g. EMER) or, for the
-    synthetic world, a trace generated from the clip's true cues; ``label`` uses the label only, as
+    synthetic worlds, a trace generated from the clip's (image's) true cues, the image world's in
+    answer ``style``; ``label`` uses the label only, as
     the sample's own label set words it (MELD ``joy``), in answer ``style``."""
     out = []
     for s in samples:
@@ -56,6 +57,10 @@ def sft_targets(samples: list[Sample], target: str, rng: np.random.Generator, st
                 from emorl.data.synthetic.traces import make_trace
 
                 out.append(make_trace(s.meta, s.label, rng))
+            elif s.dataset == "synthetic-images":  # SET (or <think>) traces from the image's true cues
+                from emorl.data.synthetic.image_traces import image_trace
+
+                out.append(image_trace(s.meta, s.label, rng, style=style, word=s.words.get(s.label, s.label)))
             else:
                 raise ValueError(f"sample {s.id}: sft.target=trace needs meta.trace (dataset {s.dataset!r} has none)")
         else:

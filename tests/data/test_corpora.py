@@ -60,7 +60,8 @@ def reasons(rejects: list[Reject]) -> dict[str, str]:
 
 
 def test_registry_names():
-    assert list(CORPORA) == ["dfew", "mafw", "ravdess", "crema-d", "mer2023", "mer2024", "meld", "emer", "ferv39k"]
+    assert list(CORPORA) == ["dfew", "mafw", "ravdess", "crema-d", "mer2023", "mer2024", "meld", "emer", "ferv39k",
+                             "emoset", "emotion6", "fi", "emotionroi", "emoset2k", "emotion6-hub"]
     with pytest.raises(DatasetError, match=r"unknown dataset 'affectnet'.*dfew, mafw"):
         prepare("affectnet", ".")
 

@@ -112,3 +112,54 @@ def test_micro_batch_normalisation_sums_to_full_batch():
         parts = sum(policy_loss(logp[i:i + 1], old[i:i + 1], adv[i:i + 1], mask[i:i + 1], loss_type=lt, max_len=3,
                                 norm_rows=2, norm_tokens=5).loss for i in range(2))
         assert float(parts) == pytest.approx(float(full), abs=1e-6), lt
+
+
+def test_low_var_kl_is_clamped_k3():
+    logp = torch.tensor([[-1.0, -2.0, -30.0, -1.0]], requires_grad=True)
+    ref = torch.tensor([[-1.5, -1.0, -1.0, -200.0]])
+    got = kl_estimate(logp, ref, "low_var_kl")
+    # d = ref - logp = [-0.5, 1, 29 -> clamped 20, -199 -> clamped -20]; k3 = e^d - d - 1, then min(., 10)
+    want = [math.exp(-0.5) + 0.5 - 1, math.exp(1) - 2, 10.0, 10.0]
+    torch.testing.assert_close(got, torch.tensor([want]), **T)
+    got.sum().backward()
+    # d/dlogp (e^d - d - 1) = -(e^d - 1) where not clamped; 0 past either clamp, never NaN (no 0 * inf)
+    torch.testing.assert_close(logp.grad, torch.tensor([[-(math.exp(-0.5) - 1), -(math.exp(1) - 1), 0.0, 0.0]]), **T)
+    # below the clamps it is exactly k3
+    small = torch.tensor([[-0.3, -0.1]])
+    torch.testing.assert_close(kl_estimate(small, small - 0.7, "low_var_kl"), kl_estimate(small, small - 0.7, "k3"), **T)
+    with pytest.raises(ValueError, match="expected one of k1, k3, low_var_kl"):
+        kl_estimate(logp, ref, "kl")
+
+
+def test_dual_clip_hand_computed():
+    # one sequence per advantage, three tokens: ratios 0.5, 1.2, 5.0 (log-ratio = log r)
+    ratios = torch.tensor([0.5, 1.2, 5.0])
+    logp = torch.log(ratios).repeat(2, 1).requires_grad_(True)
+    old = torch.zeros(2, 3)
+    adv = torch.tensor([-1.0, 2.0])
+    mask = torch.ones(2, 3)
+    kw = {"loss_type": "dapo", "eps_low": 0.2, "eps_high": 0.3}
+    # A = -1: -min(rA, clip(r)A) = max(r, clip(r)) = [0.8, 1.2, 5.0]; dual clip C = 3 caps at -A*C = 3 -> [0.8, 1.2, 3]
+    # A = +2: -min(2r, 2 clip(r)) = [-1.0, -2.4, -2.6] (untouched by the dual clip)
+    plain = policy_loss(logp, old, adv, mask, **kw)
+    dual = policy_loss(logp, old, adv, mask, dual_clip=3.0, **kw)
+    assert plain.loss.item() == pytest.approx((0.8 + 1.2 + 5.0 - 1.0 - 2.4 - 2.6) / 6, abs=1e-6)
+    assert dual.loss.item() == pytest.approx((0.8 + 1.2 + 3.0 - 1.0 - 2.4 - 2.6) / 6, abs=1e-6)
+    assert dual.dual_clip_frac == pytest.approx(1 / 6) and plain.dual_clip_frac == 0.0
+    dual.loss.backward()
+    # gradient w.r.t. log r of each token's loss / 6: A=-1: r=0.5 clipped (0), r=1.2 -> -A*r = 1.2, r=5 capped (0);
+    # A=+2: r=0.5 -> -A*r = -1.0, r=1.2 -> -2.4, r=5 clipped (0)
+    torch.testing.assert_close(logp.grad, torch.tensor([[0.0, 1.2, 0.0], [-1.0, -2.4, 0.0]]) / 6, **T)
+    # C above every ratio changes nothing; verl's definition min(max(-A r, -A clip(r)), -A C) holds elementwise
+    assert policy_loss(logp, old, adv, mask, dual_clip=10.0, **kw).loss.item() == pytest.approx(plain.loss.item())
+    with pytest.raises(ValueError, match="must be 0 \\(off\\) or > 1"):
+        policy_loss(logp, old, adv, mask, dual_clip=0.5, **kw)
+
+
+def test_dual_clip_with_grpo_aggregation_and_kl():
+    logp = torch.log(torch.tensor([[4.0, 1.0]]))
+    ref = logp.clone()
+    out = policy_loss(logp, torch.zeros(1, 2), torch.tensor([-0.5]), torch.ones(1, 2), loss_type="grpo",
+                      eps_low=0.2, eps_high=0.2, dual_clip=3.0, ref_logp=ref, beta=0.1, kl_kind="low_var_kl")
+    # tokens: r=4 -> max(4*0.5, 1.2*0.5) = 2.0, capped at 0.5*3 = 1.5; r=1 -> 0.5; KL 0: mean = 1.0
+    assert out.loss.item() == pytest.approx(1.0, abs=1e-6) and out.kl == 0.0

@@ -6,24 +6,38 @@ from __future__ import annotations
 def cmd_synth(args) -> int:
     from emorl.data.synthetic import synthesize
 
-    sizes = None
-    if args.sizes:
-        sizes = {}
-        for part in args.sizes.split(","):
-            k, _, v = part.partition("=")
-            if not v.isdigit():
-                raise ValueError(f"--sizes: expected split=count pairs like train=100,test=20, got {part!r}")
-            sizes[k] = int(v)
+    sizes = _sizes(args.sizes) if args.sizes else None
     paths = synthesize(args.out, seed=args.seed, sizes=sizes, workers=args.workers, frame_size=args.frame_size)
     for split, p in paths.items():
         print(f"{split}\t{p}")
     return 0
 
 
+def cmd_synth_images(args) -> int:
+    from emorl.data.synthetic.image_world import synthesize_images
+
+    sizes = _sizes(args.sizes) if args.sizes else None
+    paths = synthesize_images(args.out, seed=args.seed, sizes=sizes, size=args.size, fmt=args.format)
+    for split, p in paths.items():
+        print(f"{split}\t{p}")
+    return 0
+
+
+def _sizes(text: str) -> dict[str, int]:
+    sizes = {}
+    for part in text.split(","):
+        k, _, v = part.partition("=")
+        if not v.isdigit():
+            raise ValueError(f"--sizes: expected split=count pairs like train=100,test=20, got {part!r}")
+        sizes[k.strip()] = int(v)
+    return sizes
+
+
 def cmd_prepare(args) -> int:
     from emorl.data.prepare import prepare_manifest
 
-    options = {k: v for k, v in (("mer2023_root", args.mer2023_root), ("mer2024_root", args.mer2024_root)) if v}
+    options = {k: v for k, v in (("mer2023_root", args.mer2023_root), ("mer2024_root", args.mer2024_root),
+                                 ("image_dir", args.image_dir)) if v}
     r = prepare_manifest(args.name, args.root, args.out, fold=args.fold, subset=args.subset, split=args.split,
                          **options)
     print(f"wrote {r['rows']} samples to {r['out']}: " + ", ".join(f"{k} {v}" for k, v in r["classes"].items()))
@@ -42,12 +56,18 @@ def cmd_check(args) -> int:
 
     cfg = load_config(args.config, args.overrides)
     r = check_manifest(args.manifest, args.out, workers=args.workers, num_frames=args.num_frames or cfg.data.num_frames,
-                       limits=media_limits(cfg), against=args.against or [])
+                       limits=media_limits(cfg), against=args.against or [],
+                       max_image_pixels=args.max_image_pixels)
     print(f"{r.total} samples: {r.usable} usable, {r.rejected} rejected {dict(r.outcomes) or ''}")
     for ds, hist in r.classes.items():
         print(f"  {ds}: " + ", ".join(f"{k} {v}" for k, v in sorted(hist.items(), key=lambda kv: -kv[1])))
     if r.duration_s:
         print("  duration s: " + ", ".join(f"{k} {v:.2f}" for k, v in r.duration_s.items()))
+    if r.images:
+        print(f"  images: formats {r.images['formats']}, modes {r.images['modes']}, shorter side "
+              + ", ".join(f"{k} {v:g}" for k, v in r.images["min_side"].items()))
+    if r.notes:
+        print(f"  notes (usable, converted or substituted): {r.notes}")
     if r.flags:
         print(f"  flagged (kept, meta.flags; data.exclude_flagged=true drops them): {r.flags}")
     print(f"clean: {r.clean_path}\nrejects: {r.rejects_path}\nsummary: {r.summary_path}")
@@ -65,6 +85,7 @@ def cmd_check(args) -> int:
 
 def add_parsers(sub, with_config) -> None:
     from emorl.data.corpora import CORPORA
+    from emorl.data.images import MAX_PIXELS
 
     data = sub.add_parser("data", help="datasets: synthesize, prepare, check").add_subparsers(dest="data_cmd", required=True)
     p = data.add_parser("synth", help="write the synthetic omni-emotion world")
@@ -74,6 +95,14 @@ def add_parsers(sub, with_config) -> None:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--frame-size", type=int, default=112)
     p.set_defaults(fn=cmd_synth)
+
+    p = data.add_parser("synth-images", help="write the synthetic still-image emotion world (Mikels-8 scenes)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--sizes", help="e.g. train=800,coldstart=160,test=240,ood=240 (splits not named are skipped)")
+    p.add_argument("--size", type=int, default=112, help="image side in pixels")
+    p.add_argument("--format", choices=("png", "jpeg"), default="png")
+    p.set_defaults(fn=cmd_synth_images)
 
     p = data.add_parser("prepare", help="turn an official corpus layout into a manifest",
                         description="Corpora, their subsets and splits:\n" + corpora_help(),
@@ -87,6 +116,8 @@ def add_parsers(sub, with_config) -> None:
     p.add_argument("--out", required=True, help="manifest to write; rejects go to <stem>.rejects.jsonl beside it")
     p.add_argument("--mer2023-root", help="EMER: where the MER2023 videos and labels are")
     p.add_argument("--mer2024-root", help="EMER: where the MER2024 videos and labels are")
+    p.add_argument("--image-dir", help="hub-format image corpora (parquet): where their images are extracted, "
+                                       "content-addressed (default: images/ beside --out)")
     p.set_defaults(fn=cmd_prepare)
 
     p = data.add_parser("check", help="decode every sample; write clean and rejects manifests; flag degenerate "
@@ -95,6 +126,9 @@ def add_parsers(sub, with_config) -> None:
     p.add_argument("--out", required=True)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--num-frames", type=int, help="frames decoded per clip (default data.num_frames)")
+    p.add_argument("--max-image-pixels", type=int, default=MAX_PIXELS,
+                   help=f"images with more pixels (width x height) are rejected as too_large "
+                        f"(decompression bombs; default {MAX_PIXELS}, PIL's; 0 = PIL's own hard limit only)")
     p.add_argument("--against", nargs="+", metavar="EVAL_MANIFEST",
                    help="evaluation manifests that must share no clip with this manifest's training rows")
     with_config(p)

@@ -10,10 +10,13 @@ Nothing is dropped without being listed. Usable but degenerate samples (too few 
 too short, too small: ``emorl.data.media.MediaLimits``) stay in ``clean.jsonl`` with their flags in
 ``meta.flags`` (an empty list when fine, so a checked row is recognisable) and are counted in
 ``check.json``; ``data.exclude_flagged=true`` drops them from training and evaluation. Whether audio is required is decided per sample from
-``meta.modality``: ``"video"`` (frame folders, FERV39k, DFEW frames, RAVDESS video-only) never needs
+``meta.modality``: ``"image"`` (a still image, decoded by ``emorl.data.images.load_image``: outcomes
+missing, lfs_pointer, empty, unreadable, truncated, too_large; conversions such as
+``grayscale_to_rgb`` or ``alpha_composited`` counted in ``notes``; ``images`` sums up formats, modes
+and sizes), ``"video"`` (frame folders, FERV39k, DFEW frames, RAVDESS video-only) never needs
 audio, ``"audio"`` never needs frames, anything else (``"audio+video"``, the default for video
-files) needs both. Without ``meta.modality`` a frame folder counts as ``video`` and an audio file as
-``audio``. Outcomes are ``MediaError`` codes: unreadable, no_video, no_audio, empty, lfs_pointer, missing.
+files) needs both. Without ``meta.modality`` a frame folder counts as ``video``, an image file
+(``emorl.data.images.IMAGE_EXTS``) as ``image`` and an audio file as ``audio``. Clip outcomes are ``MediaError`` codes: unreadable, no_video, no_audio, empty, lfs_pointer, missing.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from emorl.data.images import MAX_PIXELS, ImageLimits, check_image
 from emorl.data.manifest import Sample, read_manifest, write_manifest
 from emorl.data.media import AUDIO_EXTS, MediaError, MediaLimits, is_image, is_lfs_pointer, load_clip
 from emorl.utils import atomic_write_json, atomic_write_text
@@ -49,6 +53,7 @@ class CheckReport:
     notes: dict[str, int] = field(default_factory=dict)
     flags: dict[str, int] = field(default_factory=dict)          # degenerate-media flag -> count (usable rows)
     leakage: dict[str, Any] = field(default_factory=dict)        # shared clips / subjects between splits or manifests
+    images: dict[str, Any] = field(default_factory=dict)         # usable images: formats, modes, shorter side
     clean_path: str = ""
     rejects_path: str = ""
     summary_path: str = ""
@@ -58,10 +63,10 @@ class CheckReport:
 
 
 def sample_modality(sample: Sample) -> str:
-    """``video``, ``audio``, ``image`` or ``audio+video``: from ``meta.modality``, else guessed from
+    """``image``, ``video``, ``audio`` or ``audio+video``: from ``meta.modality``, else guessed from
     the media path (a still-image file: ``image``)."""
     mod = sample.meta.get("modality")
-    if mod in ("video", "audio", "audio+video", "image"):
+    if mod in ("image", "video", "audio", "audio+video"):
         return mod
     path = Path(sample.media)
     if is_image(path):
@@ -73,10 +78,19 @@ def sample_modality(sample: Sample) -> str:
     return "audio+video"
 
 
-def check_sample(sample: Sample, num_frames: int = 8, limits: MediaLimits | None = None) -> dict[str, Any]:
-    """Decode one sample; ``{"ok": True, duration, source_frames, ...}`` or ``{"ok": False, outcome, reason}``."""
+def check_sample(sample: Sample, num_frames: int = 8, limits: MediaLimits | None = None,
+                 max_image_pixels: int = MAX_PIXELS) -> dict[str, Any]:
+    """Decode one sample; ``{"ok": True, duration, source_frames, ...}`` or ``{"ok": False, outcome, reason}``.
+    Images use ``limits.min_side`` for the ``small`` flag and ``max_image_pixels`` (0: PIL's own
+    bomb threshold only) for ``too_large``."""
     modality = sample_modality(sample)
-    want_video, want_audio = modality != "audio", modality not in ("video", "image")
+    if modality == "image":
+        lim = ImageLimits(max_pixels=max_image_pixels, min_side=(limits or MediaLimits()).min_side)
+        r = check_image(sample.media, lim)
+        if r["ok"]:
+            r.update(duration=0.0, source_frames=0, audio_s=0.0, modality=modality)
+        return r
+    want_video, want_audio = modality != "audio", modality != "video"
     if want_audio and sample.audio and is_lfs_pointer(sample.audio):
         return {"ok": False, "outcome": "lfs_pointer",
                 "reason": f"{sample.audio}: Git-LFS pointer stub, not media: run `git lfs pull` in the dataset"}
@@ -90,7 +104,7 @@ def check_sample(sample: Sample, num_frames: int = 8, limits: MediaLimits | None
             "notes": clip.notes, "flags": clip.flags, "modality": modality}
 
 
-def _check_task(task: tuple[Sample, int, MediaLimits | None]) -> dict[str, Any]:
+def _check_task(task: tuple[Sample, int, MediaLimits | None, int]) -> dict[str, Any]:
     return check_sample(*task)
 
 
@@ -102,10 +116,10 @@ def _stats(values: list[float]) -> dict[str, float]:
 
 
 def _run(samples: list[Sample], workers: int, num_frames: int, limits: MediaLimits | None,
-         progress: bool) -> list[dict[str, Any]]:
+         progress: bool, max_image_pixels: int = MAX_PIXELS) -> list[dict[str, Any]]:
     from tqdm import tqdm
 
-    tasks = [(s, num_frames, limits) for s in samples]
+    tasks = [(s, num_frames, limits, max_image_pixels) for s in samples]
     bar = tqdm(total=len(tasks), desc="check", unit="clip", disable=not progress)
     try:
         if workers <= 1:
@@ -128,20 +142,22 @@ def _run(samples: list[Sample], workers: int, num_frames: int, limits: MediaLimi
 
 def check_manifest(manifest_path: str | os.PathLike, out_dir: str | os.PathLike, *, workers: int = 2,
                    num_frames: int = 8, limits: MediaLimits | None = None, against: list[str] = (),
-                   progress: bool = True) -> CheckReport:
+                   progress: bool = True, max_image_pixels: int = MAX_PIXELS) -> CheckReport:
     """Decode every sample of ``manifest_path``; write clean.jsonl, rejects.jsonl and check.json to
     ``out_dir``. Leakage is checked between the manifest's training rows and its other splits, and
-    against each manifest of ``against`` (their evaluation rows)."""
+    against each manifest of ``against`` (their evaluation rows). ``max_image_pixels``: images with
+    more pixels are ``too_large`` rejects."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     samples = read_manifest(manifest_path)
-    results = _run(samples, workers, num_frames, limits, progress)
+    results = _run(samples, workers, num_frames, limits, progress, max_image_pixels)
 
     clean: list[Sample] = []
     reject_rows: list[dict[str, Any]] = []
     classes: dict[str, Counter] = {}
     rejected_classes: dict[str, Counter] = {}
     durations, frames, notes, flags = [], [], Counter(), Counter()
+    formats, modes, sides = Counter(), Counter(), []
     for s, r in zip(samples, results, strict=True):
         if r["ok"]:
             clean.append(Sample(**{**s.__dict__, "meta": {**s.meta, "flags": r["flags"]}}))
@@ -152,6 +168,10 @@ def check_manifest(manifest_path: str | os.PathLike, out_dir: str | os.PathLike,
             if r["source_frames"]:
                 frames.append(r["source_frames"])
             notes.update(r["notes"])
+            if r["modality"] == "image":
+                formats[r["format"]] += 1
+                modes[r["mode"]] += 1
+                sides.append(min(r["width"], r["height"]))
         else:
             rejected_classes.setdefault(s.dataset, Counter())[s.label] += 1
             reject_rows.append({"id": s.id, "media": s.media, "audio": s.audio, "dataset": s.dataset,
@@ -168,6 +188,8 @@ def check_manifest(manifest_path: str | os.PathLike, out_dir: str | os.PathLike,
         rejected_classes={d: dict(sorted(c.items())) for d, c in sorted(rejected_classes.items())},
         duration_s=_stats(durations), source_frames=_stats(frames), notes=dict(notes), flags=dict(flags),
         leakage=leakage_summary(samples, against),
+        images={"formats": dict(formats.most_common()), "modes": dict(modes.most_common()),
+                "min_side": _stats(sides)} if sides else {},
         clean_path=str(clean_path), rejects_path=str(rejects_path), summary_path=str(summary_path),
     )
     atomic_write_json(summary_path, report.to_json())

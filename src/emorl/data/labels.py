@@ -108,6 +108,7 @@ _SETS = (
          angry="anger", happy="joy", sad="sadness"),
     _set("emotionroi", ("angry", "disgust", "fear", "happy", "sad", "surprise"),
          angry="anger", happy="joy", sad="sadness"),
+    _set("synthetic-images", _MIKELS, angry="anger", sad="sadness"),  # emorl.data.synthetic.image_world
 )
 LABEL_SETS_INFO: dict[str, LabelSet] = {s.name: s for s in _SETS}
 # dataset -> canonical labels in the corpus's official class order

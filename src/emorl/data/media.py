@@ -15,20 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
+from emorl.data.images import IMAGE_EXTS, ImageLimits, load_image
+from emorl.data.mediafile import MediaError, is_lfs_pointer  # noqa: F401  (MediaError: raised here, imported from here)
+
 VIDEO_EXTS = {".mp4", ".avi", ".flv", ".mkv", ".mov", ".webm"}
 AUDIO_EXTS = {".wav", ".mp3", ".flac", ".m4a", ".ogg"}
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp"}
 SAMPLE_RATE = 16_000
-
-
-class MediaError(RuntimeError):
-    """A sample whose media cannot be used. ``outcome`` is one of
-    unreadable, no_video, no_audio, empty, lfs_pointer, missing."""
-
-    def __init__(self, path: str | os.PathLike, outcome: str, detail: str):
-        super().__init__(f"{path}: {outcome}: {detail}")
-        self.path = str(path)
-        self.outcome = outcome
 
 
 @dataclass
@@ -60,10 +52,11 @@ class MediaLimits:
     min_seconds: float = 0.3
     min_side: int = 32
 
-    def flags(self, *, source_frames: int, duration: float, side: int | None) -> list[str]:
-        """few_frames / short / small, for what was decoded (video checks only when frames were)."""
+    def flags(self, *, source_frames: int, duration: float, side: int | None, still: bool = False) -> list[str]:
+        """few_frames / short / small, for what was decoded (frame checks only when frames were, and
+        for a ``still`` image only its size)."""
         out = []
-        if side is not None and self.min_frames and source_frames < self.min_frames:
+        if side is not None and not still and self.min_frames and source_frames < self.min_frames:
             out.append("few_frames")
         if self.min_seconds and duration and duration < self.min_seconds:
             out.append("short")
@@ -167,16 +160,6 @@ def _natural_key(p: Path):
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", p.name)]
 
 
-def is_lfs_pointer(path: str | os.PathLike) -> bool:
-    """True if ``path`` is a Git-LFS pointer stub instead of the media it names."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(64)
-    except OSError:
-        return False
-    return head.startswith(b"version https://git-lfs.github.com/spec/")
-
-
 def _resize(frames: np.ndarray, size: int | None) -> np.ndarray:
     if size is None or (frames.shape[1] == size and frames.shape[2] == size):
         return frames
@@ -218,11 +201,11 @@ def is_image(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() in IMAGE_EXTS and not Path(path).is_dir()
 
 
-def _decode_image(path: Path) -> np.ndarray:
-    from PIL import Image
-
-    with Image.open(path) as im:
-        return np.array(im.convert("RGB"))[None]  # a writable copy (the processors make tensors of it)
+def _decode_image(path: Path) -> tuple[np.ndarray, list[str]]:
+    """One still image as a (1, H, W, 3) frame, decoded by ``emorl.data.images.load_image`` (its
+    outcomes, and its notes such as ``grayscale_to_rgb``); flags are the caller's (MediaLimits)."""
+    got = load_image(path, ImageLimits(min_side=0))
+    return np.array(got.image)[None], got.notes  # a writable copy (the processors make tensors of it)
 
 
 def decode_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.ndarray | None:
@@ -284,7 +267,8 @@ def load_clip(
                 frames, n_src = _decode_frame_dir(path, num_frames)
         elif is_image(path):
             if want_video:
-                frames, n_src = _decode_image(path), 1
+                (frames, image_notes), n_src = _decode_image(path), 1
+                notes += image_notes
         elif path.suffix.lower() in AUDIO_EXTS:
             if want_video:
                 raise MediaError(path, "no_video", "an audio file cannot give video frames")
@@ -313,7 +297,8 @@ def load_clip(
     except Exception as e:  # PyAV / PIL decoding failures
         raise MediaError(path, "unreadable", f"{type(e).__name__}: {e}") from e
     side = min(frames.shape[1:3]) if frames is not None else None
-    flags = (limits or MediaLimits()).flags(source_frames=n_src, duration=duration, side=side)
+    flags = (limits or MediaLimits()).flags(source_frames=n_src, duration=duration, side=side,
+                                            still=frames is not None and is_image(path))
     if frames is not None:
         frames = _resize(frames, size)
     return Clip(frames=frames, audio=audio, sample_rate=sample_rate, duration=duration, source_frames=n_src,

@@ -1,12 +1,14 @@
 """The one answer parser. Training rewards, evaluation and analysis all call ``parse_completion``,
 so what counts as "the model answered X" can never drift between them.
 
-Two answer styles:
+Four answer styles:
 
 - ``tags`` (R1-Omni): ``<think>…</think><answer>…</answer>``; format is the whole completion
   being exactly that (whitespace around allowed), no nested or repeated tags.
 - ``boxed`` (EMO-R3): ``<step1>…</step1><step2>…</step2><step3>…</step3>`` then ``\\boxed{…}``.
 - ``steps`` (EMO-R3's stages with R1-Omni's answer tags): the three stages, then ``<answer>…</answer>``.
+- ``think_boxed`` (EasyR1's math format, EMO-R3's naive-GRPO baseline): ``<think>…</think>`` then
+  ``\\boxed{…}``.
 
 The answer grammar (``read_answer``), the same for rewards, evaluation and serving: after case
 and markup are dropped (``**``, quotes, brackets, ``\\text{}``, stray tags, punctuation), the
@@ -199,12 +201,31 @@ def parse_steps(text: str, terms: dict | None = None) -> Parsed:
     return Parsed(format_ok, answer, emotion, reason, " ".join(steps), steps)
 
 
-STYLES = {"tags": parse_tags, "boxed": parse_boxed, "steps": parse_steps}
+_THINK_BOX = re.compile(r"\A\s*<think>(?P<think>.*?)</think>(?P<rest>.*)\Z", re.DOTALL)
+_THINK_TAGS = ("<think>", "</think>")
+
+
+def parse_think_boxed(text: str, terms: dict | None = None) -> Parsed:
+    """``<think>…</think>`` then exactly one ``\\boxed{…}`` (text may surround the box, as in the
+    boxed style), after the same whitespace normalisation; no think tags or boxes inside the think
+    part and no further think tags after it. The answer is read like the boxed style: every box,
+    one emotion."""
+    m = _THINK_BOX.match(normalize_tags(text))
+    format_ok, think = False, ""
+    if m:
+        think, rest = m.group("think").strip(), m.group("rest")
+        format_ok = not any(t in think for t in (*_THINK_TAGS, "\\boxed{")) and \
+            not any(t in rest for t in _THINK_TAGS) and len(boxed_contents(rest)) == 1
+    answer, emotion, reason = _emotion_of(boxed_contents(text), terms)
+    return Parsed(format_ok, answer, emotion, reason, think)
+
+
+STYLES = {"tags": parse_tags, "boxed": parse_boxed, "steps": parse_steps, "think_boxed": parse_think_boxed}
 
 
 def parse_completion(text: str, style: str = "tags", *, labels: tuple[str, ...] = (),
                      words: dict[str, str] | None = None, synonyms: dict[str, str] | None = None) -> Parsed:
-    """Parse a completion in answer ``style`` ('tags', 'boxed' or 'steps').
+    """Parse a completion in answer ``style`` ('tags', 'boxed', 'steps' or 'think_boxed').
 
     ``labels`` / ``words`` / ``synonyms``: what may name a label in the answer besides the canonical
     forms (a manifest's own labels, a label set's own words such as Emotion6's ``joy``, a config's

@@ -22,6 +22,22 @@ EMO_R3_FORMAT = (
 )
 EMO_R3_FORMAT_TAGS = EMO_R3_FORMAT.replace("The final answer MUST BE put in \\boxed{}.",
                                            "The final answer MUST BE put in <answer> </answer> tags.")
+# The released SET prompt for still images (SeerRay-Lab/emo-r3 examples/format_prompt/emor3.jinja,
+# after "{{ content | trim }}\n\n"), verbatim
+EMO_R3_FORMAT_IMAGE = (
+    "You First think the emotional meaning step by step, and then provide the final answer.\n\n"
+    "The reasoning process MUST follow the structure below:\n"
+    "<step1>Identify what in the scene could trigger emotion (action, face, environment).</step1>\n"
+    "<step2>Describe how a human would feel about it.</step2>\n"
+    "<step3>Conclude if the emotion is positive or negative, and if it's high or low arousal.</step3>\n\n"
+    "The final answer MUST BE put in \\boxed{}."
+)
+# EasyR1's math.jinja (after "{{ content | trim }} "), EMO-R3's naive-GRPO baseline prompt, verbatim
+MATH_FORMAT = ("You FIRST think about the reasoning process as an internal monologue and then provide the final "
+               "answer. The reasoning process MUST BE enclosed within <think> </think> tags. The final answer MUST "
+               "BE put in \\boxed{}.")
+# EMO-R3's `problem` text is not released; its other prompts ask this, then list the categories
+IMAGE_QUESTION = "Which emotion best describes the image?"
 
 
 # recipe -> (question, format instruction) used when the config leaves prompt.question / prompt.format empty
@@ -31,12 +47,29 @@ RECIPE_PROMPTS: dict[str, tuple[str, str]] = {
     "emo-r3": ("Which emotion best describes the video?", EMO_R3_FORMAT),
     "emo-r3-va": ("Which emotion best describes the video?", EMO_R3_FORMAT),
     "emo-r3-tags": ("Which emotion best describes the video?", EMO_R3_FORMAT_TAGS),
+    "emo-r3-text": ("Which emotion best describes the video?", EMO_R3_FORMAT),
+    "emo-r3-mult": ("Which emotion best describes the video?", EMO_R3_FORMAT),
+    "naive-grpo": ("Which emotion best describes the video?", MATH_FORMAT),
+}
+# the same recipes on still images (EMO-R3's own ground): the released prompts
+IMAGE_RECIPE_PROMPTS: dict[str, tuple[str, str]] = {
+    **{r: (IMAGE_QUESTION, EMO_R3_FORMAT_IMAGE) for r in ("emo-r3", "emo-r3-va", "emo-r3-text", "emo-r3-mult")},
+    "emo-r3-tags": (IMAGE_QUESTION, EMO_R3_FORMAT_IMAGE.replace("The final answer MUST BE put in \\boxed{}.",
+                                                                "The final answer MUST BE put in <answer> </answer> "
+                                                                "tags.")),
+    "naive-grpo": (IMAGE_QUESTION, MATH_FORMAT),
+    "r1-omni": ("As an emotional recognition expert, which emotion conveyed in the image is the most obvious to you?",
+                R1_OMNI_FORMAT),
+    "plain": ("As an emotional recognition expert, which emotion conveyed in the image is the most obvious to you?",
+              R1_OMNI_FORMAT),
 }
 
 
-def recipe_prompt(recipe: str, question: str = "", format: str = "") -> tuple[str, str]:
-    """(question, format) of ``recipe``, with the given non-empty strings taking precedence."""
-    q, f = RECIPE_PROMPTS.get(recipe, RECIPE_PROMPTS["r1-omni"])
+def recipe_prompt(recipe: str, question: str = "", format: str = "", *, image: bool = False) -> tuple[str, str]:
+    """(question, format) of ``recipe``, with the given non-empty strings taking precedence;
+    ``image``: the still-image variant (``IMAGE_RECIPE_PROMPTS``: EMO-R3's released SET prompt)."""
+    table = IMAGE_RECIPE_PROMPTS if image else RECIPE_PROMPTS
+    q, f = table.get(recipe, table["r1-omni"])
     return question or q, format or f
 
 

@@ -1,12 +1,17 @@
 """Rewards: plain functions that return named components, combined by a recipe's weights.
 
 Every component is returned (and logged by the trainer), so a user can see why a completion got
-its reward. ``overall`` is the weighted sum the advantages use.
+its reward. ``overall`` is the weighted sum the advantages use. A weight may name a product of
+components, ``"accuracy*coherence"`` (EMO-R3's multiplicative variants): its term is the product of
+the factors, logged under that name, and each factor is logged too.
+
+Weights are recipe defaults; a run overrides any of them with ``reward.weights`` (``recipe_for``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -60,6 +65,8 @@ class RewardRecipe:
                                    reason="ok" if emotion else "official_mismatch")
 
 
+# components a model supplies (emorl.rl.reflection), through score(..., extra=)
+MODEL_COMPONENTS = ("coherence", "grounding", "grounding_video", "grounding_audio")
 _EMO_R3_LOGGED = {"structure": 0.0, "valence_arousal": 0.0, "grounding_video": 0.0, "grounding_audio": 0.0}
 
 RECIPES: dict[str, RewardRecipe] = {
@@ -76,9 +83,46 @@ RECIPES: dict[str, RewardRecipe] = {
                                           **_EMO_R3_LOGGED}),
     # EMO-R3's emothink_think_reward ablation: 0.9 acc + 0.1 format + 0.1 valence/arousal, no reflection.
     "emo-r3-va": RewardRecipe("boxed", {"accuracy": 0.9, "format": 0.1, "valence_arousal": 0.1, "structure": 0.0}),
+    # EMO-R3's emothink_rethink variant: text-only reflection, multiplicative: 0.9 acc * coherence + 0.1 format
+    # (run it with reflection.grounding=none: no image pass).
+    "emo-r3-text": RewardRecipe("boxed", {"accuracy*coherence": 0.9, "format": 0.1, "structure": 0.0}),
+    # EMO-R3's commented-out multiplicative total: 0.9 acc * coherence * grounding + 0.1 format.
+    "emo-r3-mult": RewardRecipe("boxed", {"accuracy*coherence*grounding": 0.9, "format": 0.1, "structure": 0.0}),
     # Plain GRPO on R1-Omni's <think>/<answer> format with EMO-R3's Naive-GRPO weighting (0.9 acc + 0.1 format).
     "plain": RewardRecipe("tags", {"accuracy": 0.9, "format": 0.1}),
+    # EMO-R3's naive-GRPO baseline as released: EasyR1's math prompt, <think>…</think> then \boxed{},
+    # 0.9 accuracy + 0.1 format.
+    "naive-grpo": RewardRecipe("think_boxed", {"accuracy": 0.9, "format": 0.1}),
 }
+
+
+def known_components() -> tuple[str, ...]:
+    """Every component a weight may name (alone, or as a factor of a ``a*b`` product)."""
+    return (*REWARDS, *MODEL_COMPONENTS)
+
+
+def factors(name: str) -> tuple[str, ...]:
+    """The components a weight key multiplies: ``"accuracy*coherence"`` -> ('accuracy', 'coherence')."""
+    return tuple(f.strip() for f in name.split("*"))
+
+
+def check_weights(weights: dict[str, float], where: str = "reward.weights") -> dict[str, float]:
+    """``weights`` with every key made of known components and every value a finite number;
+    ValueError naming the key and the known components otherwise."""
+    import math
+
+    known = known_components()
+    out = {}
+    for key, w in weights.items():
+        parts = factors(key)
+        bad = [f for f in parts if f not in known]
+        if bad or not key.strip():
+            raise ValueError(f"{where}: unknown reward component {bad[0] if bad else key!r} in {key!r}; known: "
+                             f"{', '.join(known)} (or a product of them, e.g. accuracy*coherence)")
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w):
+            raise ValueError(f"{where}: weight of {key!r} must be a finite number, got {w!r}")
+        out["*".join(parts)] = float(w)
+    return out
 
 
 def get_recipe(name: str) -> RewardRecipe:
@@ -99,7 +143,7 @@ def score(recipe: RewardRecipe, completion: str, label: str, labels: tuple[str, 
     """
     parsed = recipe.parse(completion, labels, words)
     comps: dict[str, float] = {}
-    for name in recipe.weights:
+    for name in dict.fromkeys(f for key in recipe.weights for f in factors(key)):
         if recipe.official and name == "accuracy":
             comps[name] = official_accuracy(recipe.style, completion, label, words)
         elif recipe.official and name == "format":
@@ -108,18 +152,32 @@ def score(recipe: RewardRecipe, completion: str, label: str, labels: tuple[str, 
             comps[name] = REWARDS[name](parsed, label, labels)
         elif extra and name in extra:
             comps[name] = float(extra[name])
-    comps["overall"] = sum(recipe.weights[k] * v for k, v in comps.items())
+    for key in recipe.weights:
+        parts = factors(key)
+        if len(parts) > 1 and all(f in comps for f in parts):
+            comps[key] = math.prod(comps[f] for f in parts)
+    comps["overall"] = sum(w * comps[k] for k, w in recipe.weights.items() if k in comps)
     return comps, parsed
 
 
 def recipe_for(cfg) -> RewardRecipe:
     """The recipe ``cfg.prompt.recipe`` names, with the run's grading options (``cfg.grading``): one
-    grader for rewards, evaluation, prediction and serving. ``cfg``: an emorl.config.RunConfig."""
+    grader for rewards, evaluation, prediction and serving; and its weights overridden by
+    ``cfg.reward.weights`` (a component named there replaces the recipe's weight for it, one the
+    recipe lacks is added, 0 turns one off). ``cfg``: an emorl.config.RunConfig."""
     from emorl.data.labels import parse_synonyms
 
     synonyms = parse_synonyms(cfg.grading.answer_synonyms)
-    return dataclasses.replace(get_recipe(cfg.prompt.recipe), synonyms=tuple(sorted(synonyms.items())),
+    recipe = get_recipe(cfg.prompt.recipe)
+    weights = {**recipe.weights, **check_weights(dict(cfg.reward.weights))}
+    return dataclasses.replace(recipe, weights=weights, synonyms=tuple(sorted(synonyms.items())),
                                official=cfg.grading.strict_official)
+
+
+def model_components(recipe: RewardRecipe) -> list[str]:
+    """The model-supplied components (``MODEL_COMPONENTS``) a recipe pays for with a non-zero weight,
+    alone or inside a product."""
+    return [c for c in MODEL_COMPONENTS if any(w and c in factors(k) for k, w in recipe.weights.items())]
 
 
 def score_file(path, recipe: RewardRecipe):

@@ -64,6 +64,7 @@ NO_DESCRIPTION_GROUNDING = 0.0  # reference: "Answer 'None'" -> "None" contains 
 _COHERENCE_SPAN = re.compile(r"(<step1>.*?</step2>)", re.DOTALL)
 _STEP1_SPAN = re.compile(r"(<step1>.*?)(?=<step2>)", re.DOTALL)
 _THINK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
+THINK_STYLES = ("tags", "think_boxed")  # answer styles whose reasoning is one <think> block
 _INJECTED = re.compile(r"\\boxed\{[^{}]*\}|<answer>.*?</answer>", re.DOTALL)
 _TAG = re.compile(r"</?(?:step[123]|think|answer)>")
 _SENTENCE = re.compile(r"(?<=[.!?;])\s+")
@@ -93,10 +94,10 @@ def grounding_views(mode: str) -> tuple[str, ...]:
 # ----------------------------------------------------------------------------- extraction
 def reflection_reasoning(completion: str, style: str) -> str | None:
     """What the coherence judge reads: EMO-R3's ``<step1>…</step2>`` span (stages 1-2 with their
-    tags; SET styles) or the ``<think>`` content (``tags`` style), with injected answers removed;
-    None when there is none."""
+    tags; SET styles) or the ``<think>`` content (``tags`` and ``think_boxed`` styles), with
+    injected answers removed; None when there is none."""
     text = normalize_tags(completion)
-    if style == "tags":
+    if style in THINK_STYLES:
         m = _THINK.search(text)
     else:
         m = _COHERENCE_SPAN.search(text)
@@ -108,9 +109,10 @@ def reflection_reasoning(completion: str, style: str) -> str | None:
 
 def stage1_description(completion: str, style: str) -> str | None:
     """What the grounding judge checks against the clip: EMO-R3's ``<step1>…`` span up to
-    ``<step2>`` (SET styles) or the ``<think>`` content (``tags``); None when there is none."""
+    ``<step2>`` (SET styles) or the ``<think>`` content (``tags``, ``think_boxed``); None when
+    there is none."""
     text = normalize_tags(completion)
-    m = _THINK.search(text) if style == "tags" else _STEP1_SPAN.search(text)
+    m = _THINK.search(text) if style in THINK_STYLES else _STEP1_SPAN.search(text)
     if not m:
         return None
     desc = m.group(1).strip()

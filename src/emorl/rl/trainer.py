@@ -175,7 +175,7 @@ def policy_update(adapter: OmniAdapter, rows: list[Row], cfg: RunConfig, backwar
         adv = torch.stack([r.advantage for r in mb]).to(lp.device)
         out = policy_loss(lp, old, adv, mask, loss_type=g.loss_type, eps_low=g.epsilon_low, eps_high=g.epsilon_high,
                           ref_logp=ref, beta=g.beta, kl_kind=g.kl_estimator, max_len=cfg.sampling.max_new_tokens,
-                          norm_rows=n_rows, norm_tokens=n_tokens)
+                          norm_rows=n_rows, norm_tokens=n_tokens, dual_clip=g.dual_clip_c)
         loss = out.loss
         if not torch.isfinite(loss):
             # no early exit: the other processes are already in (or about to enter) this step's

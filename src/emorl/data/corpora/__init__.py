@@ -16,9 +16,24 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from functools import partial
 from typing import Any, NamedTuple
 
-from emorl.data.corpora import cremad, dfew, emer, ferv39k, mafw, meld, mer, ravdess
+from emorl.data.corpora import (
+    cremad,
+    dfew,
+    emer,
+    emoset,
+    emotion6,
+    emotionroi,
+    ferv39k,
+    fi,
+    hub,
+    mafw,
+    meld,
+    mer,
+    ravdess,
+)
 from emorl.data.corpora.common import DatasetError, Prepared, Reject, RowError
 
 PrepareFn = Callable[..., Prepared]
@@ -29,13 +44,16 @@ class CorpusSpec(NamedTuple):
 
     folds: official (or customary) folds, () without folds; subsets: the variants ``subset=``
     takes, the default first (() when ``subset`` only names splits, as an alias of ``split``);
-    splits: every value ``split=`` takes, ``all`` last (comma-separated combinations also work).
+    splits: every value ``split=`` takes, ``all`` last (comma-separated combinations also work);
+    extracts: a hub-format corpus whose images are extracted from parquet files (``prepare`` needs
+    ``image_dir=``; ``emorl data prepare`` passes ``images/`` beside the manifest).
     """
 
     prepare: PrepareFn
     folds: tuple[int, ...]
     subsets: tuple[str, ...]
     splits: tuple[str, ...]
+    extracts: bool = False
 
 
 SPECS: dict[str, CorpusSpec] = {
@@ -48,6 +66,13 @@ SPECS: dict[str, CorpusSpec] = {
     "meld": CorpusSpec(meld.prepare, (), meld.SUBSETS, meld.SPLIT_CHOICES),
     "emer": CorpusSpec(emer.prepare, (), emer.SUBSETS, emer.SPLIT_CHOICES),
     "ferv39k": CorpusSpec(ferv39k.prepare, (), ferv39k.SUBSETS, ferv39k.SPLIT_CHOICES),
+    # still images (EMO-R3's ground): official layouts, then hub-format parquet copies
+    "emoset": CorpusSpec(emoset.prepare, (), emoset.SUBSETS, emoset.SPLIT_CHOICES),
+    "emotion6": CorpusSpec(emotion6.prepare, (), emotion6.SUBSETS, emotion6.SPLIT_CHOICES),
+    "fi": CorpusSpec(fi.prepare, (), fi.SUBSETS, fi.SPLIT_CHOICES),
+    "emotionroi": CorpusSpec(emotionroi.prepare, (), emotionroi.SUBSETS, emotionroi.SPLIT_CHOICES),
+    **{name: CorpusSpec(partial(hub.prepare_hub, name), (), hub.SUBSETS, hub.split_choices_of(name), extracts=True)
+       for name in hub.HUB},
 }
 
 CORPORA: dict[str, PrepareFn] = {name: spec.prepare for name, spec in SPECS.items()}
@@ -87,7 +112,8 @@ def prepare(name: str, root: str | os.PathLike, *, fold: int | None = None, subs
     ``split``: which rows, fold-aware (``train``, ``test``, ``all`` = None, a corpus's own names such
     as MELD ``dev`` or MER2023 ``test1``; see ``corpus_splits``). ``fold=k, split="train"`` gives
     fold k's training rows only; ``fold=None, split="test"`` every fold's test rows.
-    ``options``: corpus-specific keywords (EMER: ``mer2023_root``, ``mer2024_root``).
+    ``options``: corpus-specific keywords (EMER: ``mer2023_root``, ``mer2024_root``; hub-format
+    image corpora: ``image_dir``, where their images are extracted).
     Ids are unique: a repeated id is moved to the rejects as ``duplicate``.
     """
     got = _spec(name).prepare(root, fold=fold, subset=subset, split=split, **options)

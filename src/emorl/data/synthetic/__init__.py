@@ -6,6 +6,12 @@ cue distributions (``world``), with cold-start reasoning traces built from the t
 
     from emorl.data.synthetic import synthesize
     manifests = synthesize("data/synthetic", seed=0, workers=2)   # {split: Path to <split>.jsonl}
+
+The still-image world (Mikels-8 scenes, EMO-R3's ground) is ``image_world`` (drawing: ``scenes``;
+SET traces: ``image_traces``)::
+
+    from emorl.data.synthetic.image_world import synthesize_images
+    manifests = synthesize_images("data/synthetic-images", seed=0)
 """
 
 from emorl.data.synthetic.traces import CUE_LEXICON, THINK_WORDS, describe_cues, make_trace
