@@ -100,7 +100,7 @@ def server(tiny_model_dir, media, tmp_path_factory):
     d = tmp_path_factory.mktemp("served")
     model = trained_like(tiny_model_dir, d / "model")
     port = free_port()
-    log = open(d / "server.log", "w")
+    log = open(d / "server.log", "w")  # noqa: SIM115 - open for the server's lifetime
     proc = subprocess.Popen([sys.executable, "-m", "emorl.cli", "serve", "--model", str(model), "--port", str(port),
                              "--media-root", str(media["root"]), "--max-upload-mb", "0.25", "--max-seconds", "10",
                              "--batch-wait-ms", "30", "--log-level", "warning"],

@@ -15,7 +15,7 @@ from media_helpers import make_clip
 from emorl.data.media import MediaLimits
 from emorl.serve.app import BodyLimit, create_app
 from emorl.serve.batcher import Batcher, Job
-from emorl.serve.media import DecodeSpec, Decoder
+from emorl.serve.media import Decoder, DecodeSpec
 from emorl.serve.metrics import Metrics, percentile
 from emorl.serve.settings import ServeError, ServeSettings
 
@@ -337,3 +337,20 @@ def test_openapi_schema_names_the_routes_and_fields():
     assert {"413", "415", "422", "503", "504"} <= set(post["responses"])
     pred = spec["components"]["schemas"]["Prediction"]["properties"]
     assert {"emotion", "probabilities", "reasoning", "format_ok", "timings", "ablation", "cues"} <= set(pred)
+
+
+def test_device_choice():
+    import torch
+
+    from emorl.serve.server import display_name, resolve_device
+
+    dev, ov = resolve_device("auto", ["eval.max_new_tokens=8"])
+    assert dev == ("cuda" if torch.cuda.is_available() else "cpu") and ov[0] == "eval.max_new_tokens=8"
+    assert f"model.device={dev}" in ov and ("model.dtype=bfloat16" in ov) == dev.startswith("cuda")
+    assert resolve_device("cpu", ["model.dtype=float16"])[1] == ["model.dtype=float16", "model.device=cpu"]
+    with pytest.raises(ValueError, match="device once"):
+        resolve_device("auto", ["model.device=cpu"])
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no GPU"):
+            resolve_device("cuda", [])
+    assert display_name("Qwen/Qwen2.5-Omni-7B") == "Qwen/Qwen2.5-Omni-7B"

@@ -347,6 +347,7 @@ def create_app(engine, settings: ServeSettings, *, decoder: Decoder | None = Non
         srv.authorize(request)
         snap = srv.metrics.snapshot(depth=srv.batcher.depth, in_progress=srv.batcher.admitted,
                                     capacity=settings.queue_size, running=srv.batcher.running)
+        snap["batches"]["phase_seconds"] = {k: round(v, 3) for k, v in getattr(engine, "phase_seconds", {}).items()}
         return PlainTextResponse(prometheus(snap)) if format == "prometheus" else snap
 
     @app.post("/v1/predict", response_model=Prediction, responses=ERRORS, openapi_extra=upload_body(False),

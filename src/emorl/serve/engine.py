@@ -18,6 +18,8 @@ points to c more strongly. It describes this model on this clip (an occlusion te
 
 from __future__ import annotations
 
+import time
+
 import torch
 
 from emorl.data.manifest import Sample
@@ -50,6 +52,7 @@ class Engine:
         self.modality = Modality.parse(cfg.data.modality)
         self.params = SamplingParams(max_new_tokens=cfg.eval.max_new_tokens, greedy=True)
         self.lexicon = lexicon()
+        self.phase_seconds: dict[str, float] = {}  # model-thread time by phase, summed (GET /metrics)
 
     def describe(self) -> dict:
         """What /health reports about the model."""
@@ -105,6 +108,7 @@ class Engine:
         from emorl.rl.rollout import sample_by_modality
 
         out: list[dict | ServeError] = [None] * len(jobs)  # type: ignore[list-item]
+        t0 = time.perf_counter()
         prompts: list[PromptInputs] = []
         owner: list[tuple[int, Modality]] = []
         for i, j in enumerate(jobs):
@@ -118,9 +122,14 @@ class Engine:
                 out[i] = ServeError(422, "bad_media", f"{j.name}: {e}")
         if not prompts:
             return out
+        t1 = time.perf_counter()
         with torch.no_grad():
             texts = [t[0] for t in sample_by_modality(self.adapter, prompts, 1, self.params).texts]
+            t2 = time.perf_counter()
             probs = option_probabilities(self.adapter, prompts, texts, self.labels, self.recipe.style, self.words)
+        t3 = time.perf_counter()
+        for k, dt in (("encode", t1 - t0), ("generate", t2 - t1), ("probabilities", t3 - t2)):
+            self.phase_seconds[k] = self.phase_seconds.get(k, 0.0) + dt
         per: dict[int, dict[Modality, tuple[str, dict]]] = {}
         for (i, m), text, p in zip(owner, texts, probs, strict=True):
             if out[i] is None:

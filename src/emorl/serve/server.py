@@ -39,7 +39,17 @@ def build_engine(model: str | Path, config: str | None, overrides: list[str], de
         print(f"[emorl serve] note: {n}", file=sys.stderr)
     adapter = load_adapter(cfg, model)
     adapter.model.eval()
-    return Engine(cfg, adapter, model=Path(model).resolve().name if Path(model).exists() else str(model))
+    return Engine(cfg, adapter, model=display_name(model))
+
+
+def display_name(model: str | Path) -> str:
+    """What /health calls the model: the folder's name (``RUN/model``: ``RUN/model``), never the
+    server's full path."""
+    p = Path(model).expanduser()
+    if not p.exists():
+        return str(model)  # a hub id
+    p = p.resolve()
+    return f"{p.parent.name}/{p.name}" if p.name in ("model", "adapter") else p.name
 
 
 def serve(model: str | Path, settings: ServeSettings, *, config: str | None = None, overrides: list[str] = (),

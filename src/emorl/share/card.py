@@ -19,8 +19,6 @@ from pathlib import Path
 
 import yaml
 
-from emorl.config import saved_run_config
-
 
 def run_folder(src: Path) -> Path | None:
     """The run a model folder belongs to: ``RUN`` for ``RUN/model`` or ``RUN/adapter`` when RUN has
