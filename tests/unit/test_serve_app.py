@@ -328,6 +328,26 @@ def test_a_hung_decoder_is_killed(tmp_path, media):
     assert d.decode(media / "a.mp4", "a.mp4").clip.frames is not None  # the next file is decoded as usual
 
 
+@pytest.mark.e2e
+def test_a_decoder_over_its_memory_limit_fails_cleanly(tmp_path, media):
+    """A small file that decodes to far more frames than the worker's address-space limit allows
+    (the header check switched off): the worker's allocation fails, the answer is a 422."""
+    import numpy as np
+
+    from emorl.data.media import write_mp4
+
+    big = tmp_path / "big.mp4"
+    write_mp4(big, np.full((600, 240, 320, 3), 90, np.uint8), 30, None)  # ~140 MB of frames, a few kB of file
+    d = Decoder(_spec(max_decoded_bytes=2**40), timeout=60, memory_mb=100)
+    with pytest.raises(ServeError) as e:
+        d.decode(big, "big.mp4")
+    assert (e.value.status, e.value.code) == (422, "too_large_decoded"), e.value.message
+    assert d.decode(media / "a.mp4", "a.mp4").clip.frames is not None
+    guarded = Decoder(_spec(max_decoded_bytes=100 * 2**20), timeout=60, memory_mb=1024)
+    with pytest.raises(ServeError, match="about 13") as e:  # refused from the header, before decoding
+        guarded.decode(big, "big.mp4")
+
+
 def test_openapi_schema_names_the_routes_and_fields():
     with client() as c:
         spec = c.get("/openapi.json").json()

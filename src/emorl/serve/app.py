@@ -250,6 +250,19 @@ class Server:
             raise ServeError(422, "too_many_items", f"{len(paths)} paths; at most {self.s.max_batch_items} a request")
         return [self.resolve(p) for p in paths], ablation
 
+    def batch_results(self, items: list[Item], outs: list) -> list[dict]:
+        """Per item its answer or ``{"id", "error"}`` (counted in the metrics by code)."""
+        results = []
+        for it, r in zip(items, outs, strict=True):
+            if isinstance(r, ServeError):
+                self.metrics.error(r.code)
+                results.append({"id": it.name, "error": r.body()["error"]})
+            elif isinstance(r, BaseException):
+                raise r
+            else:
+                results.append(r)
+        return results
+
     # ---------------------------------------------------------------- one clip
     async def answer(self, item: Item, ablation: bool, t0: float) -> dict:
         import anyio
@@ -305,25 +318,7 @@ def create_app(engine, settings: ServeSettings, *, decoder: Decoder | None = Non
     app.state.server = srv
     app.add_middleware(BodyLimit, limit_for=srv.limit_for, metrics=srv.metrics)
 
-    @app.exception_handler(ServeError)
-    async def _serve_error(request: Request, e: ServeError):
-        request.state.error = e.code
-        return error_response(e)
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, e: RequestValidationError):
-        where = "; ".join(f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}" for err in e.errors())
-        return await _serve_error(request, ServeError(422, "invalid_parameter", where))
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, e: StarletteHTTPException):
-        code = {404: "not_found", 405: "method_not_allowed"}.get(e.status_code, "http_error")
-        msg = f"no route {request.method} {request.url.path}" if e.status_code in (404, 405) else str(e.detail)
-        return await _serve_error(request, ServeError(e.status_code, code, msg))
-
-    @app.exception_handler(Exception)
-    async def _internal(request: Request, e: Exception):
-        return await _serve_error(request, ServeError(500, "internal", f"internal error: {type(e).__name__}"))
+    add_error_handlers(app)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page():
@@ -380,16 +375,32 @@ def create_app(engine, settings: ServeSettings, *, decoder: Decoder | None = Non
                                             return_exceptions=True)
         finally:
             srv.batcher.release(held)
-        results = []
-        for it, r in zip(items, outs, strict=True):
-            if isinstance(r, ServeError):
-                srv.metrics.error(r.code)
-                results.append({"id": it.name, "error": r.body()["error"]})
-            elif isinstance(r, BaseException):
-                raise r
-            else:
-                results.append(r)
+        results = srv.batch_results(items, outs)
         request.state.clips = sum("error" not in r for r in results)
         return {"results": results}
 
     return app
+
+
+def add_error_handlers(app: FastAPI) -> None:
+    """Every error as ``{"error": {"code", "message", "status"}}``, its code kept for /metrics."""
+
+    @app.exception_handler(ServeError)
+    async def _serve_error(request: Request, e: ServeError):
+        request.state.error = e.code
+        return error_response(e)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, e: RequestValidationError):
+        where = "; ".join(f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}" for err in e.errors())
+        return await _serve_error(request, ServeError(422, "invalid_parameter", where))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, e: StarletteHTTPException):
+        code = {404: "not_found", 405: "method_not_allowed"}.get(e.status_code, "http_error")
+        msg = f"no route {request.method} {request.url.path}" if e.status_code in (404, 405) else str(e.detail)
+        return await _serve_error(request, ServeError(e.status_code, code, msg))
+
+    @app.exception_handler(Exception)
+    async def _internal(request: Request, e: Exception):
+        return await _serve_error(request, ServeError(500, "internal", f"internal error: {type(e).__name__}"))

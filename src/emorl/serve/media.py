@@ -18,8 +18,9 @@ Checks, in order (each failure is a ``ServeError`` with a 4xx status and a stabl
 
 The worker process (``multiprocessing`` forkserver: forked from a small process that never loaded
 torch) runs with an address-space limit (``decode_memory_mb`` beyond its start) and a CPU-time
-limit; one that does not answer within ``decode_timeout`` s is killed (``decode_timeout``, 422),
-one that dies (out of memory, a crash in a codec) is reported as ``decode_failed`` (422).
+limit; one that does not answer within ``decode_timeout`` s is killed (``decode_timeout``, 422), one
+whose allocation fails at the limit answers ``too_large_decoded`` (422), one that dies (a crash in
+a codec) is reported as ``decode_failed`` (422).
 """
 
 from __future__ import annotations
@@ -153,6 +154,9 @@ def decode_checked(path: str, name: str, spec: DecodeSpec) -> Decoded:
                          want_video=spec.want_video and kind == "video", want_audio=spec.want_audio or kind == "audio",
                          on_missing_audio=spec.on_missing_audio, limits=spec.limits)
     except MediaError as e:
+        if isinstance(e.__cause__, MemoryError):  # the worker's address-space limit
+            raise ServeError(422, "too_large_decoded", f"{name}: decoding needs more memory than this server allows "
+                                                       "a clip; send a shorter or smaller clip") from None
         detail = str(e).split(f": {e.outcome}: ", 1)[-1]
         msg = _OUTCOMES.get(e.outcome, e.outcome)
         if e.outcome == "unreadable":
@@ -198,7 +202,11 @@ def _worker(conn, path: str, name: str, spec: DecodeSpec, memory_bytes: int, cpu
 
 
 class Decoder:
-    """Decodes one file per worker process (``decode``: blocking; call it from a thread)."""
+    """Decodes one file per worker process (``decode``: blocking; call it from a thread).
+
+    As with any multiprocessing start method other than fork, a worker imports the parent's main
+    module: a script that builds a server itself must guard its entry point with
+    ``if __name__ == "__main__":`` (``emorl serve`` and ``python -m emorl.cli`` are safe)."""
 
     def __init__(self, spec: DecodeSpec, *, timeout: float, memory_mb: float):
         self.spec = spec
