@@ -11,6 +11,8 @@ commands so ``emorl --help`` is instant.
     emorl protocol --config r1-omni --out DIR [--eval-only MODEL]
     emorl reward --recipe r1-omni IN.jsonl
     emorl analyze modality | report | compare
+    emorl serve --model DIR [--port 8000] [--media-root DIR]
+    emorl export --model DIR --out DIR [--push-to-hub REPO]
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from emorl.cli import data_cmds, model_cmds, run_cmds
+from emorl.cli import data_cmds, model_cmds, run_cmds, share_cmds
 
 
 def with_config(p: argparse.ArgumentParser) -> None:
@@ -36,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     run_cmds.add_parsers(sub, with_config)
     data_cmds.add_parsers(sub, with_config)
     model_cmds.add_parsers(sub, with_config)
+    share_cmds.add_parsers(sub, with_config)
     return ap
 
 
