@@ -74,6 +74,8 @@ class FamilyAdapter:
     def encode_text(self, text: str, *, key: str = "") -> PromptInputs:
         return self.encode(None, None, text, Modality.TEXT, key=key)
 
+    usage_code = None  # a family's model-card usage-code writer (keyword arguments: see emorl.share.card)
+
     # ------------------------------------------------------------------ anatomy defaults
     def projectors(self) -> dict[str, torch.nn.Module]:
         """Trainable maps from a tower to the text width outside the towers (none by default)."""

@@ -203,35 +203,6 @@ def _modality_section(mods: list[dict]) -> list[str]:
     return out
 
 
-_USE = """```python
-import av, numpy as np{pil}
-from transformers import AutoProcessor, {cls}
-
-model = {cls}.from_pretrained("{repo}").eval()
-processor = AutoProcessor.from_pretrained("{repo}")
-
-def clip(path, num_frames={frames}):
-    \"\"\"{frames} RGB frames at the middles of equal segments, and the audio as 16 kHz mono.\"\"\"
-    with av.open(path) as c:
-        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
-        seconds = c.duration / 1e6
-    idx = [min(len(frames) - 1, int((i + 0.5) * len(frames) / num_frames)) for i in range(num_frames)]
-    with av.open(path) as c:
-        rs = av.AudioResampler(format="flt", layout="mono", rate=16000)
-        audio = np.concatenate([o.to_ndarray().reshape(-1) for f in c.decode(audio=0) for o in rs.resample(f)])
-    return np.stack([frames[i] for i in idx]), audio, num_frames / seconds
-
-frames, audio, fps = clip("clip.mp4"){resize}
-messages = [{{"role": "user", "content": [{{"type": "video"}}, {{"type": "text", "text": {prompt!r}}}]}}]
-text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-hop = processor.feature_extractor.hop_length  # log-mel over the clip's own length, as emorl computes it
-inputs = processor(text=[text], videos=[frames], audio=[audio], videos_kwargs={videos_kwargs},
-                   audio_kwargs={{"max_length": -(-len(audio) // hop) * hop}},
-                   load_audio_from_video=True, audio_from_video_indices=[0], return_tensors="pt")
-out = model.generate(**inputs, use_audio_in_video=True, max_new_tokens={max_new}, do_sample=False)
-print(processor.batch_decode(out[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)[0])
-```"""
-
 _LIMITS = """## Intended use and limitations
 
 - **Use**: research on emotion recognition and its reasoning in short video clips of people
@@ -251,10 +222,12 @@ _LIMITS = """## Intended use and limitations
 
 def model_card(cfg, *, name: str, architecture: str, evaluations: dict, base_model: str | None = None,
                license: str = "other", merged_lora: bool = False, parameters: int = 0, raw: dict | None = None,
-               run: Path | None = None, frame_pixels: int | None = None) -> str:
+               run: Path | None = None, frame_pixels: int | None = None, usage=None) -> str:
     """The README.md text of an exported model (see the module docstring). ``frame_pixels``: the
     exact pixel budget per frame emorl gave the processor (the usage code passes it too: the
-    processor's own defaults would resize frames differently)."""
+    processor's own defaults would resize frames differently). ``usage``: the model family's
+    usage-code writer (``adapter.usage_code``; keyword arguments cls, repo, frames, prompt,
+    max_new, frame_pixels, frame_size), or None for a plain loading note."""
     from emorl.eval.predict import model_labels
     from emorl.recipes.prompts import PromptSpec, build_prompt, recipe_prompt
     from emorl.recipes.rewards import recipe_for
@@ -278,24 +251,15 @@ def model_card(cfg, *, name: str, architecture: str, evaluations: dict, base_mod
     lines += _eval_section(evaluations)
     lines += _modality_section(evaluations["modality"])
     lines += _recipe_section(cfg, raw, prompt)
-    lines += ["## How to use (transformers only)", "",
-              _USE.format(cls=architecture, repo=name, frames=cfg.data.num_frames, prompt=prompt,
-                          max_new=cfg.eval.max_new_tokens, videos_kwargs=_videos_kwargs(frame_pixels),
-                          pil="\nfrom PIL import Image" if cfg.data.frame_size else "",
-                          resize=(f"\nside = {cfg.data.frame_size}  # emorl resizes frames to side x side (bilinear)\n"
-                                  "frames = np.stack([np.asarray(Image.fromarray(f).resize((side, side), Image.BILINEAR)) "
-                                  "for f in frames])" if cfg.data.frame_size else "")),
+    code = usage(cls=architecture, repo=name, frames=cfg.data.num_frames, prompt=prompt,
+                 max_new=cfg.eval.max_new_tokens, frame_pixels=frame_pixels, frame_size=cfg.data.frame_size) \
+        if usage else (f"Load it with `{architecture}.from_pretrained(...)` and build its inputs with "
+                       "`AutoProcessor.from_pretrained(...)` from the same folder.")
+    lines += ["## How to use (transformers only)", "", code,
               "", f"The answer is the text inside the recipe's answer tags; emorl reads it with its grader "
                   f"(`{recipe.name or cfg.prompt.recipe}`).", ""]
     lines.append(_LIMITS.format(frames=cfg.data.num_frames, size=size))
     return "\n".join(lines)
-
-
-def _videos_kwargs(frame_pixels: int | None) -> str:
-    if not frame_pixels:
-        return '{"fps": fps}'
-    return ('{"fps": fps, "cap_pixels_per_frame": False,  # the pixel budget per frame emorl used\n'
-            f'                                   "size": {{"shortest_edge": {frame_pixels}, "longest_edge": {frame_pixels}}}}}')
 
 
 def _recipe_section(cfg, raw: dict, prompt: str) -> list[str]:

@@ -3,7 +3,7 @@
 What is written to ``--out`` (a new folder; written under a temporary name, then renamed):
 
 - the model's weights and ``config.json`` via ``save_pretrained`` of the family's transformers class
-  (``Qwen2_5OmniThinkerForConditionalGeneration`` / ``Qwen3OmniMoeThinkerForConditionalGeneration``);
+  (for Qwen-Omni, the thinker class);
   a LoRA adapter folder (``adapter_config.json``, as ``emorl train`` writes to ``RUN/adapter``) is
   merged into its base model first (peft ``merge_and_unload``);
 - the processor (tokenizer, chat template, feature extractor, video processor) via
@@ -114,7 +114,8 @@ def export_model(model: str | Path, out: str | Path, *, evals: list[str | Path] 
         card = model_card(cfg, name=out.name, architecture=type(adapter.model).__name__, evaluations=found,
                           base_model=base_model, license=license, merged_lora=kind == "adapter",
                           parameters=sum(p.numel() for p in adapter.model.parameters()),
-                          raw=saved[0] if saved else None, run=run, frame_pixels=adapter.frame_pixels)
+                          raw=saved[0] if saved else None, run=run, frame_pixels=adapter.frame_pixels,
+                          usage=adapter.usage_code)
         (tmp / "README.md").write_text(card, encoding="utf-8")
         leftover = [p.name for p in tmp.iterdir() if p.name.startswith("emorl_")]
         if leftover:

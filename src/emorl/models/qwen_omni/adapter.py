@@ -52,6 +52,13 @@ class QwenOmniAdapter(QwenAdapter):
         return transformers.Qwen2_5OmniThinkerForConditionalGeneration
 
     # ------------------------------------------------------------------ inputs
+    @staticmethod
+    def usage_code(**kw) -> str:
+        """The model card's transformers-only usage code (emorl.models.qwen_omni.usage)."""
+        from emorl.models.qwen_omni.usage import usage_code
+
+        return usage_code(**kw)
+
     def _audio_kwargs(self, audio, modality: Modality) -> dict:
         if not modality.has_audio:
             return {}
