@@ -25,9 +25,9 @@ def clip(path, num_frames={frames}):
 frames, audio, fps = clip("clip.mp4"){resize}
 messages = [{{"role": "user", "content": [{{"type": "video"}}, {{"type": "text", "text": {prompt!r}}}]}}]
 text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-hop = processor.feature_extractor.hop_length  # log-mel over the clip's own length, as emorl computes it
+fe = processor.feature_extractor  # log-mel over the clip plus one window (the frames equal Whisper's 30 s padding)
 inputs = processor(text=[text], videos=[frames], audio=[audio], videos_kwargs={videos_kwargs},
-                   audio_kwargs={{"max_length": -(-len(audio) // hop) * hop}},
+                   audio_kwargs={{"max_length": -(-(len(audio) + fe.n_fft) // fe.hop_length) * fe.hop_length}},
                    load_audio_from_video=True, audio_from_video_indices=[0], return_tensors="pt")
 out = model.generate(**inputs, use_audio_in_video=True, max_new_tokens={max_new}, do_sample=False)
 print(processor.batch_decode(out[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)[0])
