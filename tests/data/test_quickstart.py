@@ -83,7 +83,7 @@ def test_cv_trains_and_evaluates_every_fold(world, tmp_path, capsys):
     if not manifest.is_file():
         assert main(["data", "prepare", "dfew", "--root", world["DFEW"], "--out", str(manifest)]) == 0
     assert main(["cv", "--manifest", str(manifest), "--out", str(tmp_path / "cv"), "model.path=" + world["QWEN"],
-                 "cv.stages=sft", "sft.target=label", "sft.epochs=2", "sft.batch_size=4", "sft.lr=1e-3", *TINY]) == 0
+                 "cv.stages=sft", "sft.target=label", "sft.epochs=2", "sft.samples_per_step=4", "sft.lr=1e-3", *TINY]) == 0
     out = capsys.readouterr().out
     res = json.loads((tmp_path / "cv" / "cv.json").read_text())
     assert res["n_folds"] == 5 and "mean ± std (5 folds)" in out
@@ -91,7 +91,7 @@ def test_cv_trains_and_evaluates_every_fold(world, tmp_path, capsys):
     assert res["mean"]["dfew"]["war"] == pytest.approx(sum(wars) / 5)
     # resumable: a second run skips every finished stage
     assert main(["cv", "--manifest", str(manifest), "--out", str(tmp_path / "cv"), "model.path=" + world["QWEN"],
-                 "cv.stages=sft", "sft.target=label", "sft.epochs=2", "sft.batch_size=4", *TINY]) == 0
+                 "cv.stages=sft", "sft.target=label", "sft.epochs=2", "sft.samples_per_step=4", *TINY]) == 0
     assert capsys.readouterr().out.count("already done") >= 10
 
 
@@ -104,7 +104,7 @@ def test_an_emo_r3_model_is_evaluated_with_its_own_recipe(world, tmp_path, capsy
                          "--out", str(path)]) == 0
     out = tmp_path / "r3"
     assert main(["sft", "--config", "emo-r3-tiny", f"model.path={world['QWEN']}", f"data.train={train}",
-                 f"out={out}", "sft.target=label", "sft.epochs=30", "sft.batch_size=4", "sft.lr=3e-3",
+                 f"out={out}", "sft.target=label", "sft.epochs=30", "sft.samples_per_step=4", "sft.lr=3e-3",
                  "data.frame_size=56", "data.num_frames=4", "eval.max_new_tokens=8"]) == 0
     capsys.readouterr()
     assert main(["eval", "--model", str(out / "model"), "--manifest", str(test)]) == 0
