@@ -444,8 +444,8 @@ STAGE_READS: dict[str, tuple[str, ...]] = {
 # ... except these, which the stage does not read
 STAGE_SKIPS: dict[str, tuple[str, ...]] = {
     "sft": ("model.ref_device", "sampling.decode"),
-    "traces": ("model.lora_", "model.freeze_", "model.master_weights", "model.ref_device", "sampling.temperature",
-               "sampling.decode"),
+    "traces": ("model.path", "model.lora_", "model.freeze_", "model.master_weights", "model.ref_device",
+               "sampling.temperature", "sampling.decode"),
 }
 # settings read only when another one says so: (prefix, stage, condition, what turns it on)
 ONLY_IF: tuple[tuple[str, str, Any, str], ...] = (

@@ -217,7 +217,7 @@ def test_a_non_finite_loss_skips_the_step(tiny_model_dir, clips, tmp_path, monke
 
     monkeypatch.setattr(loop, "sft_loss", nan_first)
     start = load_adapter(tiny_model_dir).model.state_dict()
-    adapter, res = _run(tiny_model_dir, clips, tmp_path / "nan", cfg_of(tmp_path, epochs=0.5))  # 1 step
+    adapter, _ = _run(tiny_model_dir, clips, tmp_path / "nan", cfg_of(tmp_path, epochs=0.5))  # 1 step
     rows = [json.loads(x) for x in (tmp_path / "nan" / "metrics.jsonl").read_text().splitlines()]
     assert rows[0]["skipped"].startswith("non-finite loss (nan) on this process, so non-finite gradient norm")
     assert all(torch.equal(v, start[k]) for k, v in adapter.model.state_dict().items())
