@@ -21,6 +21,7 @@ interrupted GRPO stage continues from its last checkpoint.
 from __future__ import annotations
 
 import copy
+import os
 import statistics
 from pathlib import Path
 
@@ -105,9 +106,13 @@ def fold_sft_train(sft_train: str, split: str, fd: Path, evals: list[str]) -> Pa
     --manifest dfew.jsonl``) holds every fold's test clips. Written to ``fd/sft-train.jsonl``; how
     many were left out is printed; the rest is checked against the evaluation rows as training
     rows are."""
+    from emorl.data.leakage import find_leakage
+
     rows = select_split(read_manifest(sft_train), split, default="train", source=sft_train, key="data.split")
-    held = {_clip(r) for e in evals for r in read_manifest(e)}
-    kept = [r for r in rows if _clip(r) not in held]
+    by_id = {r.id: r for r in rows}
+    found = find_leakage(rows, {e: read_manifest(e) for e in evals})  # same id, file or bytes
+    held = {p for o in found.clips for p in _clip(by_id[o.train_id])}
+    kept = [r for r in rows if not set(_clip(r)) & held]  # every trace of a held-out clip
     if len(kept) < len(rows):
         print(f"[cv] {fd.name}: {len(rows) - len(kept)} of {len(rows)} rows of cv.sft_train ({sft_train}) are clips of "
               "this fold's evaluation rows: left out of its SFT")
@@ -119,8 +124,8 @@ def fold_sft_train(sft_train: str, split: str, fd: Path, evals: list[str]) -> Pa
     return path
 
 
-def _clip(s: Sample) -> tuple[str, str]:
-    return s.media, s.audio or ""
+def _clip(s: Sample) -> list[str]:
+    return [os.path.realpath(p) for p in (s.media, s.audio) if p]
 
 
 def run_folds(cfg: RunConfig, in_domain: list[str], ood: list[str], out: str | Path, *,

@@ -97,8 +97,8 @@ def judge_trace(text: str, sample: Sample, recipe, *, has_video: bool, has_audio
 
 
 def clip_key(s: Sample) -> str:
-    """A clip's identity across manifest rows: its media (and separate audio) paths."""
-    return f"{s.media}|{s.audio or ''}"
+    """A clip's identity across manifest rows: its media (and separate audio) paths, resolved."""
+    return "|".join(os.path.realpath(p) for p in (s.media, s.audio) if p)
 
 
 def sample_traces(adapter, prompts, k: int, params) -> list[list[str]]:
