@@ -84,6 +84,16 @@ def test_sharded_sft_step_matches_one_process(tiny_model_dir, clips, tmp_path, s
     assert sum(not torch.equal(start[k], b[k]) for k in b) > 10  # the step moved the weights
 
 
+def test_an_offloaded_optimizer_is_accepted_by_deepspeed():
+    """DeepSpeed refuses a client optimizer (torch's AdamW) with ZeRO-Offload unless told: the
+    config says so whenever the optimizer is offloaded (the benchmark's ZeRO-3 offload run uses it)."""
+    from emorl.train.zero import ds_config
+
+    off = ds_config(3, dtype="bfloat16", max_grad_norm=1.0, offload_optimizer="cpu", offload_param="cpu")
+    assert off["zero_force_ds_cpu_optimizer"] is False and off["zero_optimization"]["offload_param"] == {"device": "cpu"}
+    assert "zero_force_ds_cpu_optimizer" not in ds_config(3, dtype="bfloat16", max_grad_norm=1.0)
+
+
 if __name__ == "__main__":  # the torchrun worker
     a = json.loads(sys.argv[1])
     run(a["model"], a["clips"], a["out"], sharding=a["sharding"])

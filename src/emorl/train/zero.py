@@ -48,6 +48,7 @@ def ds_config(stage: int, *, dtype: str, max_grad_norm: float, offload_optimizer
     zero: dict = {"stage": stage, "overlap_comm": False, "contiguous_gradients": True}
     if offload_optimizer != "none":
         zero["offload_optimizer"] = {"device": offload_optimizer}
+    cfg_extra = {"zero_force_ds_cpu_optimizer": False} if offload_optimizer != "none" else {}
     if offload_param != "none":
         if stage != 3:
             raise ValueError(f"parameter offload needs ZeRO-3, got stage {stage}")
@@ -61,6 +62,9 @@ def ds_config(stage: int, *, dtype: str, max_grad_norm: float, offload_optimizer
         "zero_allow_untested_optimizer": True,  # torch's AdamW (fused on CUDA)
         "steps_per_print": 10**9,
         "wall_clock_breakdown": False,
+        # an offloaded optimizer: torch's AdamW steps the float32 partitions on the CPU (DeepSpeed
+        # refuses a client optimizer there unless told; its own CPUAdam would be faster)
+        **cfg_extra,
     }
 
 
