@@ -87,5 +87,5 @@ memory3)  # memory2 again with the group decoder in the trainer's rollouts (its 
     $PY benchmarks/train_memory.py --shape 3b --device cuda --configs full,full_beta0 \
         --out "$OUT/train_memory_3b_h100_groupkv.json" 2>&1 | tee "$OUT/train_memory_3b_h100_groupkv.log"
     ;;
-*) echo "unknown stage $1 (smoke | memory | memory2 | extra | graph | groupkv | groupkv3b | memory3)"; exit 2 ;;
+*) echo "unknown stage $1 (smoke | memory | memory2 | extra | graph | groupkv | groupkv3b | memory3 | sft)"; exit 2 ;;
 esac
