@@ -45,9 +45,13 @@ def run(model_dir, clips, out, *, sharding="none"):
     return train_sft(cfg, adapter, builder, samples, Path(out), progress=False, val_samples=val)
 
 
-def launch(args: dict, port: int):
+def launch(args: dict, port: int, *, accelerate_config: Path | None = None):
+    """This file as the worker: on 2 processes with torchrun, or as ``accelerate_config`` says."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
            __file__, json.dumps(args)]
+    if accelerate_config is not None:
+        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(accelerate_config),
+               "--main_process_port", str(port), __file__, json.dumps(args)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -82,6 +86,35 @@ def test_sharded_sft_step_matches_one_process(tiny_model_dir, clips, tmp_path, s
     diff = torch.cat([(a[k] - b[k]).abs().flatten() for k in a])
     assert float(diff.max()) <= 1e-5 and int((diff > 1e-6).sum()) <= 1e-4 * diff.numel()
     assert sum(not torch.equal(start[k], b[k]) for k in b) > 10  # the step moved the weights
+
+
+def test_zero3_offload_in_one_process_matches_the_plain_step(tiny_model_dir, clips, tmp_path):
+    """A full fine-tune on one GPU: accelerate launch with the shipped ZeRO-3 config set to offload
+    parameters and optimizer to the CPU, in one process (sft.sharding=zero3 accepts one process only
+    then), takes the plain step: same loss and gradient norm, weights within 1e-5."""
+    import yaml
+
+    from emorl.models.registry import load_adapter
+
+    root = Path(__file__).resolve().parents[2]
+    conf = yaml.safe_load((root / "configs" / "accelerate" / "deepspeed_zero3.yaml").read_text())
+    conf["deepspeed_config"].update(offload_optimizer_device="cpu", offload_param_device="cpu")
+    conf["num_processes"] = 1
+    (tmp_path / "offload.yaml").write_text(yaml.safe_dump(conf))
+    clips = [str(c) for c in clips]
+    one, off = tmp_path / "one", tmp_path / "offload"
+    run(tiny_model_dir, clips, one)
+    proc = launch({"model": str(tiny_model_dir), "clips": clips, "out": str(off), "sharding": "zero3"}, 29645,
+                  accelerate_config=tmp_path / "offload.yaml")
+    assert "1 process(es) = 6 each; micro-batch 1 samples -> 6 accumulation steps; 6 samples, 1 steps; sharding zero3" \
+        in proc.stdout
+    m1 = json.loads((one / "metrics.jsonl").read_text().splitlines()[0])
+    m2 = json.loads((off / "metrics.jsonl").read_text().splitlines()[0])
+    assert m2["loss"] == pytest.approx(m1["loss"], rel=1e-5) and m2.get("skipped") is None
+    assert m1["grad_norm"] > 1e-3 and m2["grad_norm"] == pytest.approx(m1["grad_norm"], rel=1e-5)
+    a = load_adapter(one / "model").model.state_dict()
+    b = load_adapter(off / "model").model.state_dict()
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) <= 1e-5
 
 
 def test_an_offloaded_optimizer_is_accepted_by_deepspeed():

@@ -65,13 +65,16 @@ def make_strategy(sharding: str, key: str = "grpo.sharding") -> Strategy:
 
 def check_sharded(key: str, sharding: str, world: int, model_cfg) -> None:
     """What a sharded mode (``key`` = its setting, e.g. ``sft.sharding``) cannot run with: one
-    process, LoRA, and (DeepSpeed, bf16) ``model.master_weights=none``."""
+    process (except ZeRO-3 offloading to the CPU, launched with an accelerate DeepSpeed config that
+    names an offload device), LoRA, and (DeepSpeed, bf16) ``model.master_weights=none``."""
     if sharding == "none":
         return
-    if world < 2:
+    offload = sharding == "zero3" and any(d != "none" for d in zero.offload_from_launch())
+    if world < 2 and not offload:  # one process: ZeRO-3 only to offload to the CPU (a model too big for one GPU)
         launch = "fsdp2.yaml" if sharding == "fsdp2" else f"deepspeed_{sharding}.yaml"
         raise ValueError(f"{key}={sharding} needs several processes: launch with torchrun --nproc_per_node N or "
-                         f"accelerate launch --config_file configs/accelerate/{launch}")
+                         f"accelerate launch --config_file configs/accelerate/{launch} (in one process, only "
+                         "zero3 with offload_param_device or offload_optimizer_device: cpu in that file)")
     if model_cfg.lora_rank > 0:
         raise ValueError(f"{key}={sharding} does not support LoRA (model.lora_rank > 0); LoRA's trainable state is "
                          f"small, use {key}=none")
