@@ -223,9 +223,9 @@ def run_config(name: str, args) -> dict:
         out["after_build_GB"] = mem.now() / GB
         record["_phase"] = "setup"
         with tempfile.TemporaryDirectory() as tmp:
-            s = _session(name, cfg, adapter, Path(tmp), device, d)
+            s, ref = _session(name, cfg, adapter, Path(tmp), device)
             out["after_reference_GB"] = mem.now() / GB
-            s.setup_optimizer(s.ref)
+            s.setup_optimizer(ref)
             master = type(s.strategy.opt).__name__ == "MasterWeightAdamW" or (
                 s.strategy.name.startswith("zero") and cfg.model.dtype == "bfloat16")
             out["master_weights"] = master
@@ -237,7 +237,7 @@ def run_config(name: str, args) -> dict:
             watched = _watch(s, master)
             before = {n: t.detach().flatten()[:65536].float().clone() for n, t in watched.items()}
             step = _sft_stepper(s, model, d, args, n_sft, micro_sft, target_tokens) if sft else \
-                _grpo_stepper(s, model, d, args)
+                _grpo_stepper(s, ref, model, d, args)
             out["steps"] = _run_steps(step, mem, record, args.steps, sft)
             out["params_changed"] = {n: not torch.equal(p, watched[n].detach().flatten()[:65536].float())
                                      for n, p in before.items()} or None
@@ -254,8 +254,8 @@ def run_config(name: str, args) -> dict:
     return out
 
 
-def _session(name: str, cfg: RunConfig, adapter, out: Path, device, d: dict) -> Session:
-    """The loop's Session, its model set up (and, for GRPO, its reference in ``s.ref``)."""
+def _session(name: str, cfg: RunConfig, adapter, out: Path, device):
+    """The loop's Session with its model set up, and (GRPO) the reference."""
     if name.startswith("sft_"):
         s = Session(cfg, Knobs.of("sft", cfg.sft, command="sft", steps=max(1, round(cfg.sft.epochs)), warmup_steps=0,
                                   schedule="cosine"), adapter, out, progress=False)
@@ -265,24 +265,22 @@ def _session(name: str, cfg: RunConfig, adapter, out: Path, device, d: dict) -> 
             _one_process_group(device)
             s.strategy = ZeroStrategy(3, offload=("cpu", "cpu"))
         s.setup_model()
-        s.ref = None
-        return s
+        return s, None
     g = cfg.grpo
     s = Session(cfg, Knobs.of("grpo", g, command="train", steps=g.steps, warmup_steps=0, schedule="linear"), adapter,
                 out, progress=False)
     peft_model = s.setup_model(encoder_cache_items=4 * g.prompts_per_step)
-    s.ref = trainer._reference(cfg, adapter, peft_model)
-    return s
+    return s, trainer._reference(cfg, adapter, peft_model)
 
 
-def _grpo_stepper(s: Session, model, d: dict, args):
+def _grpo_stepper(s: Session, ref, model, d: dict, args):
     samples, prompts = _prompts(model, d, d["prompts"] * 2, args.seed)  # two steps' worth of distinct clips
     g = s.cfg.grpo
     plan = BatchPlan(g.prompts_per_step, g.completions_per_prompt, g.micro_batch_rows)
     plan.check()
     params = SamplingParams(s.cfg.sampling.max_new_tokens, s.cfg.sampling.temperature, 1.0, 0)
     builder = _Builder(prompts)
-    return lambda k: trainer._step(s, plan, builder, samples, RECIPE, params, _random_reward(args.seed + k), s.ref)
+    return lambda k: trainer._step(s, plan, builder, samples, RECIPE, params, _random_reward(args.seed + k), ref)
 
 
 def _sft_stepper(s: Session, model, d: dict, args, n: int, micro: int, target_tokens: int):
