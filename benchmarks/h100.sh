@@ -6,6 +6,7 @@
 #   bash benchmarks/h100.sh groupkv # the group decoder (issue 7's decode target), 7B, both paths
 #   bash benchmarks/h100.sh groupkv3b  # Qwen3-Omni tiny on CUDA; the 3B step, both paths
 #   bash benchmarks/h100.sh memory3    # training-step memory with the group decoder in the rollouts
+#   bash benchmarks/h100.sh sft        # cold-start SFT step memory and time, 7B and 3B (not run yet)
 # The machine's image has torch and transformers of other versions: the pinned transformers and
 # peft travel as wheels in .whl/ (pip download, see docs/benchmarks.md) and are installed first.
 set -uo pipefail
@@ -73,11 +74,18 @@ groupkv3b)  # the Qwen3-Omni tiny CUDA check in full; the 3B shape, both paths, 
     $PY benchmarks/grpo_step.py --shape 3b --device cuda --dtype bfloat16 --grad-checkpointing \
         --decode graph --repeats 2 --check --out "$OUT/grpo_step_3b_h100_groupkv.json" 2>&1 | tee "$OUT/grpo_step_3b_h100_groupkv.log"
     ;;
+sft)  # R1-Omni's cold-start step (16 samples, micro-batches of 2, 256-token targets) under each lever
+    $PY benchmarks/train_memory.py --shape 7b --device cuda \
+        --configs sft_lora,sft_lora_nockpt,sft_full,sft_full_nockpt,sft_zero3_offload \
+        --out "$OUT/train_memory_sft_7b.json" 2>&1 | tee "$OUT/train_memory_sft_7b.log"
+    $PY benchmarks/train_memory.py --shape 3b --device cuda --configs sft_lora,sft_full,sft_full_nockpt \
+        --out "$OUT/train_memory_sft_3b.json" 2>&1 | tee "$OUT/train_memory_sft_3b.log"
+    ;;
 memory3)  # memory2 again with the group decoder in the trainer's rollouts (its graph and buffers kept)
     $PY benchmarks/train_memory.py --shape 7b --device cuda --configs full_beta0_bf16,lora \
         --out "$OUT/train_memory_7b_h100_groupkv.json" 2>&1 | tee "$OUT/train_memory_7b_h100_groupkv.log"
     $PY benchmarks/train_memory.py --shape 3b --device cuda --configs full,full_beta0 \
         --out "$OUT/train_memory_3b_h100_groupkv.json" 2>&1 | tee "$OUT/train_memory_3b_h100_groupkv.log"
     ;;
-*) echo "unknown stage $1 (smoke | memory | memory2 | extra | graph | groupkv | groupkv3b | memory3)"; exit 2 ;;
+*) echo "unknown stage $1 (smoke | memory | memory2 | extra | graph | groupkv | groupkv3b | memory3 | sft)"; exit 2 ;;
 esac

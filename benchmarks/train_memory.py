@@ -1,23 +1,33 @@
-"""Memory of emorl's own GRPO training step under the memory levers of docs/scaling.md, on random
-weights of a released thinker shape.
+"""Memory and time of emorl's own training steps (GRPO and cold-start SFT) under the memory levers
+of docs/scaling.md, on random weights of a released thinker shape.
 
-Each configuration runs ``emorl.rl.trainer._step`` (rollout, rewards, advantages, reference pass,
-policy update, AdamW step) for ``--steps`` steps in its own process, so the allocator starts
-clean. The model is set up by the trainer's own ``_setup_model`` / ``_reference`` /
-``make_optimizer``; only the data is synthetic: the prompts of ``grpo_step.py`` (video with audio
-interleaved, random pixels and log-mels) and completions of exactly ``answer_tokens`` tokens (EOS
-suppressed). Rewards are the r1-omni components (0 on random tokens) plus a random component
-passed as a model-based reward, so that the advantages are not all zero and the step really
-changes the weights (checked).
+Each configuration runs its loop's own step for ``--steps`` steps in its own process, so the
+allocator starts clean: GRPO configurations ``emorl.rl.trainer._step`` (rollout, rewards,
+advantages, reference pass, policy update, AdamW step), SFT configurations (``sft_*``)
+``emorl.sft.loop._step`` (a step of R1-Omni's cold start: ``sft_samples`` samples in micro-batches
+of ``sft_micro`` (R1-Omni: a global batch of 16, 2 per GPU), forward and backward of each, one
+AdamW step). The model is set up by the loops' own ``emorl.train.Session`` (freezing, LoRA,
+activation checkpointing, master weights, the strategy); only the data is synthetic: the prompts of
+``grpo_step.py`` (video with audio interleaved, random pixels and log-mels), GRPO completions of
+exactly ``answer_tokens`` tokens (EOS suppressed), SFT targets of ``sft_target_tokens`` random
+tokens. GRPO rewards are the r1-omni components (0 on random tokens) plus a random component passed
+as a model-based reward, so that the advantages are not all zero and the step really changes the
+weights (checked, as for SFT).
+
+``sft_zero3_offload`` is DeepSpeed ZeRO-3 with parameters and optimizer states offloaded to the
+CPU, in one process (the benchmark starts a one-process group itself; ``emorl sft`` shards only
+with several processes).
 
 Reported per configuration (GB = 1e9 bytes): the memory held after set-up (weights, the reference
-copy), the peak of each phase of each step, and what stays allocated after each step (weights +
-AdamW states; gradients are freed by ``zero_grad(set_to_none=True)``). On CUDA these are
-``memory_allocated`` / ``max_memory_allocated``; on CPU the process RSS (a smoke test, not a figure
-to quote). A configuration that runs out of memory is reported with the phase where it did.
+copy), the peak of each phase of each step, what stays allocated after each step (weights +
+AdamW states; gradients are freed by ``zero_grad(set_to_none=True)``) and each step's seconds. On
+CUDA these are ``memory_allocated`` / ``max_memory_allocated``; on CPU the process RSS (a smoke
+test, not a figure to quote). A configuration that runs out of memory is reported with the phase
+where it did.
 
     python benchmarks/train_memory.py --shape tiny --device cpu --out mem.json
     python benchmarks/train_memory.py --shape 7b --device cuda --configs full,full_beta0,lora --out mem_7b.json
+    python benchmarks/train_memory.py --shape 7b --device cuda --configs sft_lora,sft_lora_nockpt,sft_full --out sft_7b.json
 """
 
 from __future__ import annotations
@@ -45,13 +55,15 @@ from emorl.models.adapter import Modality, SamplingParams  # noqa: E402
 from emorl.models.qwen_omni import QwenOmniAdapter  # noqa: E402
 from emorl.recipes.rewards import RewardRecipe  # noqa: E402
 from emorl.rl import trainer  # noqa: E402
-from emorl.rl.sharding import Strategy  # noqa: E402
-from emorl.rl.trainer import BatchPlan, TrainState, _reference, _setup_model, _step  # noqa: E402
-from emorl.train_utils import PhaseTimer, make_optimizer, master_weights  # noqa: E402
+from emorl.rl.trainer import BatchPlan  # noqa: E402
+from emorl.sft import loop as sft_loop  # noqa: E402
+from emorl.sft.loop import SFTPlan  # noqa: E402
+from emorl.train.session import Knobs, Session  # noqa: E402
+from emorl.train_utils import PhaseTimer  # noqa: E402
 
 # the levers of docs/scaling.md as config overrides (encoders frozen as in R1-Omni in all of them)
 CONFIGS = {
-    # full fine-tune of the LLM with float32 master weights (model.master_weights=auto), reference copy
+    # GRPO: full fine-tune of the LLM with float32 master weights (model.master_weights=auto), reference copy
     "full": ["grpo.beta=0.04"],
     "full_beta0": ["grpo.beta=0"],  # no reference model
     "full_refcpu": ["grpo.beta=0.04", "model.ref_device=cpu"],  # reference off-loaded (its pass runs on the CPU)
@@ -59,7 +71,15 @@ CONFIGS = {
     "full_bf16": ["grpo.beta=0.04", "model.master_weights=none"],
     "full_beta0_bf16": ["grpo.beta=0", "model.master_weights=none"],
     "lora": ["grpo.beta=0.04", "model.lora_rank=64", "model.lora_alpha=128"],  # reference = adapters disabled
+    # SFT (R1-Omni's cold start), with and without activation checkpointing
+    "sft_full": ["sft.gradient_checkpointing=true"],  # float32 master weights
+    "sft_full_nockpt": ["sft.gradient_checkpointing=false"],
+    "sft_zero3_offload": ["sft.gradient_checkpointing=true"],  # ZeRO-3, parameters and optimizer on the CPU
+    "sft_lora": ["sft.gradient_checkpointing=true", "model.lora_rank=64", "model.lora_alpha=128"],
+    "sft_lora_nockpt": ["sft.gradient_checkpointing=false", "model.lora_rank=64", "model.lora_alpha=128"],
 }
+SFT_WORKLOAD = {  # samples per step, per micro-batch, target tokens (R1-Omni: global batch 16, 2 per GPU)
+    "7b": (16, 2, 256), "3b": (16, 2, 256), "small": (4, 2, 32), "tiny": (4, 2, 8)}
 GB = 1e9
 
 
@@ -116,93 +136,182 @@ class _Builder:
         return self.prompts[s.id]
 
 
+def _model(args, device, dtype):
+    from transformers import Qwen2_5OmniThinkerForConditionalGeneration
+
+    torch.manual_seed(args.seed)
+    shape = gs.SHAPES[args.shape]
+    with torch.device(device):
+        model = Qwen2_5OmniThinkerForConditionalGeneration._from_config(gs.build_config(shape), dtype=dtype,
+                                                                         attn_implementation="sdpa")
+    model.eval()
+    adapter = QwenOmniAdapter(model, gs._Processor(shape.vocab), device=device)
+    adapter.suppress = sorted(set(adapter.suppress) | {adapter.eos_id})  # full-length completions
+    return model, adapter
+
+
+def _prompts(model, d: dict, n: int, seed: int) -> tuple[list[Sample], dict]:
+    gen = torch.Generator().manual_seed(seed)
+    samples, prompts = [], {}
+    for i in range(n):
+        sid = f"clip{i:03d}"
+        samples.append(Sample(sid, f"{sid}.mp4", "happy", "dfew", "train"))
+        prompts[sid] = gs.synthetic_prompt(model.config, Modality.AV, frames=d["frames"], frame_size=d["frame_size"],
+                                           audio_seconds=d["audio_seconds"], text_tokens=d["text_tokens"], gen=gen)
+    return samples, prompts
+
+
+class _Targets:
+    """What SFT's ``_step`` needs from its targets: fixed random ids per sample (EOS-free)."""
+
+    def __init__(self, n: int, length: int, vocab: int, seed: int):
+        gen = torch.Generator().manual_seed(seed)
+        self.texts = [""] * n
+        self.fresh, self.state = False, None
+        self._ids = [torch.randint(0, min(vocab - 16, 151643), (length,), generator=gen) for _ in range(n)]
+
+    def ids(self, i: int) -> torch.Tensor:
+        return self._ids[i]
+
+
+def _one_process_group(device: torch.device) -> None:
+    """A one-process group for DeepSpeed (ZeRO-3 offload on one GPU)."""
+    import torch.distributed as dist
+
+    for k, v in (("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", "29755"), ("RANK", "0"), ("WORLD_SIZE", "1"),
+                 ("LOCAL_RANK", "0")):
+        os.environ.setdefault(k, v)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=0, world_size=1)
+
+
+def _watch(s: Session, master: bool) -> dict:
+    """The last two trainable tensors (their float32 masters when kept), a slice of each: what
+    ``params_changed`` compares (None under ZeRO-3, whose parameters are partitioned)."""
+    opt = s.strategy.opt
+    names = [n for n, p in s.adapter.model.named_parameters() if p.requires_grad][-2:]
+    if s.strategy.name.startswith("zero"):
+        return {}
+    tensors = opt._masters()[-2:] if master else [p for p in s.adapter.model.parameters() if p.requires_grad][-2:]
+    return dict(zip(names, tensors))
+
+
 def run_config(name: str, args) -> dict:
     device = torch.device(args.device)
     dtype = getattr(torch, args.dtype or ("bfloat16" if device.type == "cuda" else "float32"))
-    shape = gs.SHAPES[args.shape]
-    d = shape.defaults
-    cfg: RunConfig = load_config(None, [
-        f"model.dtype={str(dtype).replace('torch.', '')}", f"model.device={device.type}", "model.freeze_vision=true",
-        "model.freeze_audio=true", f"grpo.prompts_per_step={d['prompts']}",
-        f"grpo.completions_per_prompt={d['group']}", f"grpo.micro_batch_rows={d['micro_batch_rows']}",
+    d = gs.SHAPES[args.shape].defaults
+    sft = name.startswith("sft_")
+    n_sft, micro_sft, target_tokens = SFT_WORKLOAD[args.shape]
+    common = [f"model.dtype={str(dtype).replace('torch.', '')}", f"model.device={device.type}",
+              "model.freeze_vision=true", "model.freeze_audio=true"]
+    stage = [f"sft.samples_per_step={n_sft}", f"sft.micro_batch_samples={micro_sft}", "sft.lr=2e-5",
+             f"sft.epochs={args.steps}", "sft.warmup_ratio=0"] if sft else [
+        f"grpo.prompts_per_step={d['prompts']}", f"grpo.completions_per_prompt={d['group']}",
+        f"grpo.micro_batch_rows={d['micro_batch_rows']}",
         f"grpo.gradient_checkpointing={str(not args.no_grad_checkpointing).lower()}", "grpo.lr=1e-6",
         f"grpo.steps={args.steps}", "grpo.sample_every=0", f"sampling.max_new_tokens={d['answer_tokens']}",
-        "sampling.temperature=1.0", *CONFIGS[name]])
+        "sampling.temperature=1.0"]
+    cfg: RunConfig = load_config(None, [*common, *stage, *CONFIGS[name]])
     mem = Memory(device)
-    out: dict = {"config": name, "overrides": CONFIGS[name]}
+    out: dict = {"config": name, "overrides": CONFIGS[name], "stage": "sft" if sft else "grpo"}
+    if sft:
+        out["workload"] = {"samples_per_step": n_sft, "micro_batch_samples": micro_sft, "target_tokens": target_tokens}
     record: dict = {}
     try:
-        from transformers import Qwen2_5OmniThinkerForConditionalGeneration
-
-        torch.manual_seed(args.seed)
         record["_phase"] = "build"
-        with torch.device(device):
-            model = Qwen2_5OmniThinkerForConditionalGeneration._from_config(gs.build_config(shape), dtype=dtype,
-                                                                             attn_implementation="sdpa")
-        model.eval()
-        adapter = QwenOmniAdapter(model, gs._Processor(shape.vocab), device=device)
-        adapter.suppress = sorted(set(adapter.suppress) | {adapter.eos_id})  # full-length completions
+        model, adapter = _model(args, device, dtype)
         out["after_build_GB"] = mem.now() / GB
         record["_phase"] = "setup"
-        peft_model = _setup_model(cfg, adapter)
-        ref = _reference(cfg, adapter, peft_model)
-        out["after_reference_GB"] = mem.now() / GB
-        master = master_weights(cfg.model.master_weights, adapter.model)
-        strategy = Strategy()  # replicated, one process
-        opt, sched = strategy.setup(adapter, ref, cfg, master=master, make_opt=lambda m: make_optimizer(
-            adapter.model, cfg.grpo.lr, 0.0, cfg.grpo.steps, 0, master=m))
-        out["master_weights"] = master
-        out["after_optimizer_GB"] = mem.now() / GB
-        out["trainable_params"] = sum(p.numel() for p in adapter.model.parameters() if p.requires_grad)
-        out["params"] = sum(p.numel() for p in adapter.model.parameters())
-
-        gen = torch.Generator().manual_seed(args.seed)
-        samples, prompts = [], {}
-        for i in range(d["prompts"] * 2):  # two steps' worth of distinct clips
-            sid = f"clip{i:03d}"
-            samples.append(Sample(sid, f"{sid}.mp4", "happy", "dfew", "train"))
-            prompts[sid] = gs.synthetic_prompt(model.config, Modality.AV, frames=d["frames"],
-                                               frame_size=d["frame_size"], audio_seconds=d["audio_seconds"],
-                                               text_tokens=d["text_tokens"], gen=gen)
-        plan = BatchPlan(cfg.grpo.prompts_per_step, cfg.grpo.completions_per_prompt, cfg.grpo.micro_batch_rows)
-        plan.check()
-        params = SamplingParams(cfg.sampling.max_new_tokens, cfg.sampling.temperature, 1.0, 0)
-        state, rng = TrainState(), random.Random(args.seed)
-        # the last two trainable tensors (their float32 masters when kept: lr 1e-6 moves few bf16 weights)
-        names = [n for n, p in adapter.model.named_parameters() if p.requires_grad][-2:]
-        watched = dict(zip(names, opt._masters()[-2:] if master else
-                           [p for p in adapter.model.parameters() if p.requires_grad][-2:]))
-        before = {n: t.detach().flatten()[:65536].float().clone() for n, t in watched.items()}  # a slice: 7B is large
-        trainer.PhaseTimer = _timer_with_memory(mem, record)
-        steps = []
-        for k in range(args.steps):
-            record.clear()
-            t0 = time.perf_counter()
-            with mem.peak(record, "step"):
-                row = _step(cfg, plan, adapter, _Builder(prompts), samples, RECIPE, params,
-                            _random_reward(args.seed + k), ref, strategy, sched, state, rng)
-            state.step += 1
-            # each phase resets the CUDA peak counter when it starts, so the step's peak is the
-            # largest of the phases' peaks and of what the outer counter saw after the last reset
-            record["step"] = max(v for p, v in record.items() if not p.startswith("_"))
-            steps.append({"step": k + 1, "seconds": time.perf_counter() - t0, "skipped": row.get("skipped"),
-                          "completion_len": row.get("completion_len"),
-                          "peak_GB": {p: v / GB for p, v in record.items() if not p.startswith("_")},
-                          "allocated_after_GB": mem.now() / GB})
-        out["steps"] = steps
-        out["params_changed"] = {n: not torch.equal(p, watched[n].detach().flatten()[:65536].float())
-                                 for n, p in before.items()}
+        with tempfile.TemporaryDirectory() as tmp:
+            s, ref = _session(name, cfg, adapter, Path(tmp), device)
+            out["after_reference_GB"] = mem.now() / GB
+            s.setup_optimizer(ref)
+            master = type(s.strategy.opt).__name__ == "MasterWeightAdamW" or (
+                s.strategy.name.startswith("zero") and cfg.model.dtype == "bfloat16")
+            out["master_weights"] = master
+            out["after_optimizer_GB"] = mem.now() / GB
+            out["trainable_params"] = sum(p.numel() for p in adapter.model.parameters() if p.requires_grad) \
+                if not s.strategy.name.startswith("zero") else sum(p.ds_numel for p in adapter.model.parameters()
+                                                                   if p.requires_grad)
+            out["params"] = sum(getattr(p, "ds_numel", p.numel()) for p in adapter.model.parameters())
+            watched = _watch(s, master)
+            before = {n: t.detach().flatten()[:65536].float().clone() for n, t in watched.items()}
+            step = _sft_stepper(s, model, d, args, n_sft, micro_sft, target_tokens) if sft else \
+                _grpo_stepper(s, ref, model, d, args)
+            out["steps"] = _run_steps(step, mem, record, args.steps, sft)
+            out["params_changed"] = {n: not torch.equal(p, watched[n].detach().flatten()[:65536].float())
+                                     for n, p in before.items()} or None
         out["fits"] = True
     except torch.OutOfMemoryError as e:
         out["fits"] = False
         out["oom_phase"] = record.get("_phase")
         out["oom_message"] = str(e).splitlines()[0][:300]
     finally:
-        trainer.PhaseTimer = PhaseTimer
+        trainer.PhaseTimer = sft_loop.PhaseTimer = PhaseTimer
     if device.type == "cuda":
         out["max_allocated_GB"] = torch.cuda.max_memory_allocated() / GB
         out["max_reserved_GB"] = torch.cuda.max_memory_reserved() / GB
     return out
+
+
+def _session(name: str, cfg: RunConfig, adapter, out: Path, device):
+    """The loop's Session with its model set up, and (GRPO) the reference."""
+    if name.startswith("sft_"):
+        s = Session(cfg, Knobs.of("sft", cfg.sft, command="sft", steps=max(1, round(cfg.sft.epochs)), warmup_steps=0,
+                                  schedule="cosine"), adapter, out, progress=False)
+        if name == "sft_zero3_offload":
+            from emorl.train.zero import ZeroStrategy
+
+            _one_process_group(device)
+            s.strategy = ZeroStrategy(3, offload=("cpu", "cpu"))
+        s.setup_model()
+        return s, None
+    g = cfg.grpo
+    s = Session(cfg, Knobs.of("grpo", g, command="train", steps=g.steps, warmup_steps=0, schedule="linear"), adapter,
+                out, progress=False)
+    peft_model = s.setup_model(encoder_cache_items=4 * g.prompts_per_step)
+    return s, trainer._reference(cfg, adapter, peft_model)
+
+
+def _grpo_stepper(s: Session, ref, model, d: dict, args):
+    samples, prompts = _prompts(model, d, d["prompts"] * 2, args.seed)  # two steps' worth of distinct clips
+    g = s.cfg.grpo
+    plan = BatchPlan(g.prompts_per_step, g.completions_per_prompt, g.micro_batch_rows)
+    plan.check()
+    params = SamplingParams(s.cfg.sampling.max_new_tokens, s.cfg.sampling.temperature, 1.0, 0)
+    builder = _Builder(prompts)
+    return lambda k: trainer._step(s, plan, builder, samples, RECIPE, params, _random_reward(args.seed + k), ref)
+
+
+def _sft_stepper(s: Session, model, d: dict, args, n: int, micro: int, target_tokens: int):
+    samples, prompts = _prompts(model, d, n, args.seed)
+    plan = SFTPlan(n, micro, s.world)
+    plan.check()
+    builder = _Builder(prompts)
+    targets = _Targets(n, target_tokens, model.config.text_config.vocab_size, args.seed)
+    return lambda k: sft_loop._step(s, plan, builder, samples, targets)
+
+
+def _run_steps(step, mem: Memory, record: dict, n_steps: int, sft: bool) -> list[dict]:
+    trainer.PhaseTimer = sft_loop.PhaseTimer = _timer_with_memory(mem, record)
+    steps = []
+    for k in range(n_steps):
+        record.clear()
+        t0 = time.perf_counter()
+        with mem.peak(record, "step"):
+            row = step(k)
+        if mem.device.type == "cuda":
+            torch.cuda.synchronize()
+        seconds = time.perf_counter() - t0
+        # each phase resets the CUDA peak counter when it starts, so the step's peak is the
+        # largest of the phases' peaks and of what the outer counter saw after the last reset
+        record["step"] = max(v for p, v in record.items() if not p.startswith("_"))
+        steps.append({"step": k + 1, "seconds": seconds, "skipped": row.get("skipped"),
+                      **({"loss": row.get("loss"), "tokens": row.get("tokens"), "micro_batches": row.get("micro_batches")}
+                         if sft else {"completion_len": row.get("completion_len")}),
+                      "peak_GB": {p: v / GB for p, v in record.items() if not p.startswith("_")},
+                      "allocated_after_GB": mem.now() / GB})
+    return steps
 
 
 def main(argv=None) -> dict:
@@ -212,8 +321,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--dtype", default=None, help="default: bfloat16 on CUDA, float32 on CPU")
     ap.add_argument("--steps", type=int, default=2,
-                    help="GRPO steps per configuration (AdamW states appear in the first)")
-    ap.add_argument("--no-grad-checkpointing", action="store_true")
+                    help="steps per configuration (AdamW states appear in the first)")
+    ap.add_argument("--no-grad-checkpointing", action="store_true",
+                    help="GRPO configurations without activation checkpointing (SFT ones name it: *_nockpt)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--in-process", action="store_true", help="run the configurations in this process (tests)")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
@@ -248,7 +358,7 @@ def main(argv=None) -> dict:
     device = torch.device(args.device)
     from transformers import __version__ as tf_version
 
-    report = {"shape": args.shape, "device": args.device, "steps": args.steps,
+    report = {"shape": args.shape, "device": args.device, "steps": args.steps, "sft_workload": SFT_WORKLOAD[args.shape],
               "grad_checkpointing": not args.no_grad_checkpointing, "workload": gs.SHAPES[args.shape].defaults,
               "env": {"torch": torch.__version__, "transformers": tf_version, "python": platform.python_version(),
                       "device_name": torch.cuda.get_device_name(device) if device.type == "cuda"
@@ -261,20 +371,21 @@ def main(argv=None) -> dict:
 
 
 def print_table(report: dict) -> None:
-    print(f"GRPO step memory, shape {report['shape']} on {report['device']} ({report['env']['device_name']}), "
+    print(f"Training step memory, shape {report['shape']} on {report['device']} ({report['env']['device_name']}), "
           f"{report['steps']} steps, GB = 1e9 bytes")
     for r in report["results"]:
         if "error" in r:
-            print(f"{r['config']:12s} ERROR {r['error']}")
+            print(f"{r['config']:17s} ERROR {r['error']}")
             continue
         nan = float("nan")
-        head = (f"{r['config']:12s} trainable {r.get('trainable_params', 0) / 1e6:.1f}M; after build "
+        head = (f"{r['config']:17s} trainable {r.get('trainable_params', 0) / 1e6:.1f}M; after build "
                 f"{r.get('after_build_GB', nan):.2f}, with reference {r.get('after_reference_GB', nan):.2f}, "
                 f"with optimizer {r.get('after_optimizer_GB', nan):.2f} (masters: {r.get('master_weights')})")
         if not r["fits"]:
             print(f"{head}; OUT OF MEMORY in phase {r['oom_phase']} (max allocated {r.get('max_allocated_GB', 0):.1f})")
             continue
-        print(head + f"; parameters changed: {all(r['params_changed'].values())}")
+        changed = "not checked (partitioned)" if r["params_changed"] is None else all(r["params_changed"].values())
+        print(head + f"; parameters changed: {changed}")
         for s in r["steps"]:
             phases = ", ".join(f"{k} {v:.2f}" for k, v in s["peak_GB"].items())
             print(f"    step {s['step']} ({s['seconds']:.1f} s): peak {phases}; "

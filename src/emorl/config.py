@@ -135,12 +135,40 @@ class RewardConfig:
 @dataclass
 class SFTConfig:
     target: str = "trace"  # trace (cold-start reasoning) | label (<answer> only, R1-Omni's MAFW-DFEW-SFT)
-    epochs: float = 5.0  # R1-Omni cold start: 5
-    lr: float = 2e-5  # R1-Omni cold start: 2e-5
-    batch_size: int = 16
+    epochs: float = 5.0  # R1-Omni cold start: 5 (steps = round(epochs x samples / samples_per_step))
+    lr: float = 2e-5  # R1-Omni cold start: 2e-5, cosine decay
+    samples_per_step: int = 16  # samples per optimizer step over all processes (R1-Omni: global batch 16)
+    # samples per forward/backward on one process (capped at its share of a step); accumulation is derived
+    micro_batch_samples: int = 16
+    group_by_length: bool = True  # micro-batches of similar total length (less padding; same update)
     warmup_ratio: float = 0.03
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
+    gradient_checkpointing: bool = False
+    sharding: str = "none"  # none | fsdp2 | zero2 | zero3, as grpo.sharding
+    save_every: int = 0  # checkpoint every N steps (0: only on interruption)
+    keep_checkpoints: int = 2
+    resume: bool = False  # continue from out/checkpoints/latest
+    max_nonfinite_steps: int = 3
+    val: str = ""  # validation manifest (its val rows; a one-split manifest whole); "" = none
+    val_every: int = 0  # validate every N steps (and after the last); 0 = after the last step only
+    val_generate: bool = False  # also WAR / UAR / format rate of greedy answers (eval.max_new_tokens)
+    val_metric: str = "loss"  # what out/best_model keeps the best of: loss | war | uar | format_rate
+
+
+@dataclass
+class TracesConfig:
+    """``emorl traces generate``: a teacher's reasoning traces for a corpus (emorl.traces)."""
+
+    per_clip: int = 4  # completions sampled per clip (k)
+    keep_per_clip: int = 2  # traces kept per clip at most (deduplicated, passing the filters)
+    temperature: float = 1.0  # sampling temperature (top_p / top_k / max_new_tokens: sampling.*)
+    rationalize: bool = True  # clips with no kept trace: one label-conditioned round (STaR), marked as such
+    require_cue: bool = True  # reject reasoning that cites no cue phrase of the lexicons
+    lexicons: list[str] = field(default_factory=lambda: ["en"])  # cue lexicons (emorl.eval.attribution)
+    max_per_class: int = 0  # traces kept per class at most (0: no cap)
+    balance: bool = False  # cap every class at the smallest class's count of kept traces
+    clips_per_batch: int = 8  # clips per generate call (each sampled per_clip times)
 
 
 @dataclass
@@ -215,6 +243,7 @@ class RunConfig:
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     grpo: GRPOConfig = field(default_factory=GRPOConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)
+    traces: TracesConfig = field(default_factory=TracesConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     reflection: ReflectionConfig = field(default_factory=ReflectionConfig)
     cv: CVConfig = field(default_factory=CVConfig)
@@ -226,7 +255,12 @@ class ConfigError(ValueError):
     pass
 
 
+RENAMED = {"sft.batch_size": "sft.samples_per_step"}  # old key -> new key (an error naming the new one)
+
+
 def _set(obj: Any, dotted: str, value: Any, where: str) -> None:
+    if dotted in RENAMED:
+        raise ConfigError(f"{where}: {dotted!r} was renamed {RENAMED[dotted]!r} (same meaning); set that instead")
     parts = dotted.split(".")
     for i, name in enumerate(parts):
         names = [f.name for f in dataclasses.fields(obj)]
@@ -430,3 +464,65 @@ def config_for_model(model: str | Path, path: str | Path | None = None, override
         if now != was:
             notes.append(f"{key}={now!r} differs from the model's training setting {was!r}")
     return cfg, notes
+
+
+# ------------------------------------------------------------------------------ settings a command ignores
+# the settings each stage reads, as key prefixes ("x." = the whole section); a setting outside every
+# stage of a command is never read by it
+STAGE_READS: dict[str, tuple[str, ...]] = {
+    "sft": ("out", "seed", "report_to", "data.", "model.", "prompt.", "grading.", "sampling.", "sft.", "eval."),
+    "grpo": ("out", "seed", "report_to", "data.", "model.", "prompt.", "grading.", "sampling.", "grpo.",
+             "reflection.", "eval."),
+    "traces": ("seed", "data.", "model.", "prompt.", "grading.", "sampling.", "traces."),
+    "eval": ("data.", "model.path", "model.dtype", "model.device", "model.frame_pixels", "prompt.", "grading.",
+             "eval."),
+    "cv": ("out", "cv."),
+    "protocol": ("out", "cv.", "protocol."),
+}
+# ... except these, which the stage does not read
+STAGE_SKIPS: dict[str, tuple[str, ...]] = {
+    "sft": ("model.ref_device", "sampling.decode"),
+    "traces": ("model.path", "model.lora_", "model.freeze_", "model.master_weights", "model.ref_device",
+               "sampling.temperature", "sampling.decode"),
+}
+# settings read only when another one says so: (prefix, stage, condition, what turns it on)
+ONLY_IF: tuple[tuple[str, str, Any, str], ...] = (
+    ("model.lora_", "*", lambda c: c.model.lora_rank > 0, "model.lora_rank > 0"),
+    ("model.ref_device", "grpo", lambda c: c.grpo.beta > 0, "grpo.beta > 0"),
+    ("sft.val_", "sft", lambda c: bool(c.sft.val), "sft.val"),
+    ("reflection.", "grpo", lambda c: c.reflection.enabled, "reflection.enabled=true"),
+    ("grpo.max_refill_rounds", "grpo", lambda c: c.grpo.dynamic_sampling, "grpo.dynamic_sampling=true"),
+    ("cv.sft_train", "*", lambda c: "sft" in c.cv.stages, "sft in cv.stages"),
+)
+
+
+def _reads(stage: str, key: str, cfg: RunConfig) -> bool:
+    def match(prefix: str) -> bool:
+        return key == prefix or (prefix.endswith((".", "_")) and key.startswith(prefix))
+
+    if not any(map(match, STAGE_READS[stage])) or any(map(match, STAGE_SKIPS.get(stage, ()))):
+        return False
+    return all(cond(cfg) for prefix, where, cond, _ in ONLY_IF
+               if where in ("*", stage) and match(prefix) and key not in ("reflection.enabled",))
+
+
+def unused_settings(cfg: RunConfig, stages: list[str] | tuple[str, ...]) -> list[str]:
+    """``key=value`` for every setting that differs from its default and that none of ``stages``
+    (keys of ``STAGE_READS``) reads, e.g. ``grpo.lr`` for ``emorl sft`` or ``model.lora_alpha``
+    without LoRA. A command reports them (``report_unused``) instead of silently ignoring them."""
+    default = dict(_flatten(to_dict(RunConfig())))
+    return [f"{k}={v}" for k, v in _flatten(to_dict(cfg))
+            if v != default.get(k) and not any(_reads(s, k, cfg) for s in stages)]
+
+
+def report_unused(cfg: RunConfig, stages: list[str] | tuple[str, ...], command: str) -> list[str]:
+    """Print (stderr) the settings ``emorl <command>`` does not use (``unused_settings``); a note, not
+    an error, since one recipe file holds every stage's settings (configs/r1-omni.yaml: sft.*,
+    grpo.*, protocol.*). Returns them."""
+    import sys
+
+    unused = unused_settings(cfg, stages)
+    if unused:
+        print(f"[emorl] note: emorl {command} does not use these settings (changed from their defaults; ignored): "
+              + ", ".join(unused), file=sys.stderr)
+    return unused

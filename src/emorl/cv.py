@@ -21,6 +21,7 @@ interrupted GRPO stage continues from its last checkpoint.
 from __future__ import annotations
 
 import copy
+import os
 import statistics
 from pathlib import Path
 
@@ -86,16 +87,45 @@ def _train_fold(cfg: RunConfig, fd: Path, train_path: Path, evals: list[str], st
     for i, name in enumerate(cfg.cv.stages):
         sub = copy.deepcopy(cfg)
         sub.out, sub.model.path = str(fd / name), model
-        sub.data.train = cfg.cv.sft_train if name == "sft" and cfg.cv.sft_train else str(train_path)
-        sub.data.split = "" if sub.data.train == str(train_path) else cfg.data.split
+        sub.data.train, sub.data.split = str(train_path), ""
+        if name == "sft" and cfg.cv.sft_train:
+            sub.data.train = str(fold_sft_train(cfg.cv.sft_train, cfg.data.split, fd, evals))
         sub.data.eval = evals if i == len(cfg.cv.stages) - 1 else []
         sub.eval.split = "test"
-        if name == "grpo" and (fd / name / "checkpoints").is_dir():
-            sub.grpo.resume = True
+        if (fd / name / "checkpoints").is_dir():  # an interrupted stage continues
+            getattr(sub, name).resume = True
         run = run_sft if name == "sft" else run_grpo
         stages(f"{fd.name} {name}", fd / name, lambda run=run, sub=sub: run(sub, progress=progress))
         model = str(fd / name / "model")
     return Path(model)
+
+
+def fold_sft_train(sft_train: str, split: str, fd: Path, evals: list[str]) -> Path:
+    """``cv.sft_train``'s rows (``data.split``, default train) for one fold, without the clips of the
+    fold's evaluation rows: a traces manifest made from a whole corpus (``emorl traces generate
+    --manifest dfew.jsonl``) holds every fold's test clips. Written to ``fd/sft-train.jsonl``; how
+    many were left out is printed; the rest is checked against the evaluation rows as training
+    rows are."""
+    from emorl.data.leakage import find_leakage
+
+    rows = select_split(read_manifest(sft_train), split, default="train", source=sft_train, key="data.split")
+    by_id = {r.id: r for r in rows}
+    found = find_leakage(rows, {e: read_manifest(e) for e in evals})  # same id, file or bytes
+    held = {p for o in found.clips for p in _clip(by_id[o.train_id])}
+    kept = [r for r in rows if not set(_clip(r)) & held]  # every trace of a held-out clip
+    if len(kept) < len(rows):
+        print(f"[cv] {fd.name}: {len(rows) - len(kept)} of {len(rows)} rows of cv.sft_train ({sft_train}) are clips of "
+              "this fold's evaluation rows: left out of its SFT")
+    if not kept:
+        raise ManifestError(f"{sft_train}: every row is a clip of {fd.name}'s evaluation rows; nothing to train on")
+    path = fd / "sft-train.jsonl"
+    write_manifest(path, kept, relative_to=fd)
+    guard(kept, {e: read_manifest(e) for e in evals}, train_name=f"{fd.name} cv.sft_train rows")
+    return path
+
+
+def _clip(s: Sample) -> list[str]:
+    return [os.path.realpath(p) for p in (s.media, s.audio) if p]
 
 
 def run_folds(cfg: RunConfig, in_domain: list[str], ood: list[str], out: str | Path, *,

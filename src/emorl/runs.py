@@ -124,12 +124,26 @@ def run_sft(cfg: RunConfig, *, progress: bool = True) -> dict:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     samples = training_samples(cfg)
+    val = validation_samples(cfg, samples)
     record_labels(cfg, samples)
     save_run_config(cfg, out)
     adapter = load_adapter(cfg)
-    res = train_sft(cfg, adapter, make_builder(cfg, adapter), samples, out, progress=progress)
-    res["eval"] = _eval_after(cfg, out, progress)
+    res = train_sft(cfg, adapter, make_builder(cfg, adapter), samples, out, progress=progress, val_samples=val)
+    if not res["interrupted"]:
+        res["eval"] = _eval_after(cfg, out, progress)
     return res
+
+
+def validation_samples(cfg: RunConfig, train: list[Sample]) -> list[Sample] | None:
+    """``sft.val`` rows (its ``val`` rows, or a one-split manifest whole), checked against the
+    training rows for shared clips (an error), as the evaluation manifests are; None without it."""
+    if not cfg.sft.val:
+        return None
+    from emorl.data.leakage import guard
+
+    val = load_samples(cfg.sft.val, split="", default="val", key="sft.val", exclude_flagged=cfg.data.exclude_flagged)
+    guard(train, {cfg.sft.val: val}, train_name=cfg.data.train)
+    return val
 
 
 def run_grpo(cfg: RunConfig, *, progress: bool = True) -> dict:

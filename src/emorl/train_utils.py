@@ -15,8 +15,6 @@ from typing import Any
 
 import torch
 
-from emorl.utils import chunks  # noqa: F401  (re-exported for the trainer; defined in emorl.utils)
-
 HALF = (torch.bfloat16, torch.float16)
 MASTER_WEIGHTS = ("auto", "float32", "none")
 
@@ -180,7 +178,7 @@ def barrier() -> None:
 def all_reduce_grads(model: torch.nn.Module) -> None:
     """Data parallelism over replicated parameters: sum gradients over processes (each process's
     loss is already normalised by the global row/token counts, so the sum is the global batch's
-    gradient). Sharded modes reduce them themselves (emorl.rl.sharding strategies)."""
+    gradient). Sharded modes reduce them themselves (emorl.train.sharding strategies)."""
     import torch.distributed as dist
 
     if world_info()[0] == 1:
@@ -286,32 +284,35 @@ def open_trackers(names: Sequence[str], out: Path, config: dict | None = None, *
 
 
 def check_launch(command: str, sharding: str = "none") -> None:
-    """Refuse accelerate launches whose engine this loop would silently ignore (the loops call the
+    """Refuse accelerate launches whose engine the loop would silently ignore (the loops call the
     model's parts directly and reduce gradients themselves, so accelerate's plugins never see them):
-    an FSDP config needs ``grpo.sharding=fsdp2`` and a DeepSpeed config ``grpo.sharding=zero<stage>``
-    of the same ZeRO stage (``emorl train`` only; SFT does not shard)."""
+    an FSDP config needs the sharding key (``grpo.sharding`` for ``emorl train``, ``sft.sharding``
+    for ``emorl sft``) set to ``fsdp2``, and a DeepSpeed config needs it set to ``zero<stage>`` of
+    the same ZeRO stage. Other commands do not shard at all."""
     env = os.environ
+    key = {"train": "grpo.sharding", "sft": "sft.sharding"}.get(command)
     if env.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true":
         stage = env.get("ACCELERATE_DEEPSPEED_ZERO_STAGE", "?")
-        if command != "train":
+        if key is None:
             raise RuntimeError(f"emorl {command} does not shard: launch it with configs/accelerate/ddp.yaml or "
                                "torchrun, not an accelerate DeepSpeed config")
         if stage not in ("2", "3"):
             raise RuntimeError(f"accelerate DeepSpeed config with zero_stage {stage}: emorl supports ZeRO stages 2 "
                                "and 3 (configs/accelerate/deepspeed_zero2.yaml, deepspeed_zero3.yaml)")
         if sharding != f"zero{stage}":
-            raise ValueError(f"launched with an accelerate DeepSpeed ZeRO-{stage} config but grpo.sharding={sharding}: "
-                             f"add grpo.sharding=zero{stage} (emorl hands the model to DeepSpeed itself)")
+            raise ValueError(f"launched with an accelerate DeepSpeed ZeRO-{stage} config but {key}={sharding}: "
+                             f"add {key}=zero{stage} (emorl {command} does not shard without it; emorl hands the "
+                             "model to DeepSpeed itself)")
     if env.get("ACCELERATE_USE_FSDP", "").lower() == "true":
-        if command != "train":
+        if key is None:
             raise RuntimeError(f"emorl {command} does not shard: launch it with configs/accelerate/ddp.yaml or "
                                "torchrun, not an accelerate FSDP config")
         if env.get("FSDP_VERSION", "1") != "2":
-            raise RuntimeError("accelerate FSDP1 configs are not supported: use configs/accelerate/fsdp2.yaml "
-                               "(fsdp_version: 2) with grpo.sharding=fsdp2")
+            raise RuntimeError(f"accelerate FSDP1 configs are not supported: use configs/accelerate/fsdp2.yaml "
+                               f"(fsdp_version: 2) with {key}=fsdp2")
         if sharding != "fsdp2":
-            raise ValueError(f"launched with an accelerate FSDP config but grpo.sharding={sharding}: add "
-                             "grpo.sharding=fsdp2 (emorl applies FSDP2 itself)")
+            raise ValueError(f"launched with an accelerate FSDP config but {key}={sharding}: add {key}=fsdp2 "
+                             f"(emorl {command} does not shard without it; emorl applies FSDP2 itself)")
 
 
 class PhaseTimer:

@@ -22,7 +22,7 @@ QUICKSTART = Path(__file__).resolve().parents[2] / "docs" / "quickstart.md"
 TINY = ["model.device=cpu", "model.dtype=float32", "data.frame_size=56", "data.num_frames=4",
         "sampling.max_new_tokens=6", "eval.max_new_tokens=6", "eval.batch_size=8", "grpo.steps=2",
         "grpo.prompts_per_step=2", "grpo.completions_per_prompt=2", "grpo.micro_batch_rows=4", "model.lora_rank=4",
-        "grpo.lr=1e-3"]
+        "grpo.lr=1e-3", "sft.epochs=2", "sft.samples_per_step=4", "sft.micro_batch_samples=2", "sft.lr=1e-3"]
 
 
 def quickstart_commands() -> list[str]:
@@ -47,15 +47,41 @@ def world(tmp_path_factory, bank, tiny_model_dir):
 
 def run(cmd: str, env: dict) -> int:
     argv = shlex.split(re.sub(r"\$(\w+)", lambda m: env[m.group(1)], cmd))[1:]
-    if argv[0] in ("train", "sft", "protocol", "cv"):
+    if argv[0] in ("train", "sft", "protocol", "cv", "traces"):
         argv += TINY
     return main(argv)
 
 
+def scripted_teacher(manifest: Path, real):
+    """The tiny teacher's sampler, its texts then replaced: the first answer of every clip is its
+    label with a visual cue, the rest another label (the tiny model's own text never names the
+    label, and a cold start needs traces to train on)."""
+    from emorl.data.manifest import read_manifest
+
+    labels: dict = {}
+
+    def sample(adapter, prompts, k, params):
+        texts = real(adapter, prompts, k, params)
+        if not labels:
+            labels.update({s.id: s.label for s in read_manifest(manifest)})
+        out = []
+        for p, t in zip(prompts, texts):
+            lab = labels[p.key.split("|")[0]]
+            wrong = "neutral" if lab != "neutral" else "happy"
+            out.append([f"<think>There are tears in the eyes.</think><answer>{lab}</answer>",
+                        *[f"<think>A smile ({j}).</think><answer>{wrong}</answer>" for j in range(len(t) - 1)]])
+        return out
+
+    return sample
+
+
 def test_quickstart_runs_as_written(world, monkeypatch, capsys):
+    from emorl import traces
+
     monkeypatch.chdir(world["dir"])
+    monkeypatch.setattr(traces, "sample_traces", scripted_teacher(Path("manifests/dfew.jsonl"), traces.sample_traces))
     cmds = quickstart_commands()
-    assert len(cmds) >= 12, cmds
+    assert len(cmds) >= 14, cmds
     for cmd in cmds:
         assert run(cmd, world) == 0, cmd
         out = capsys.readouterr()
@@ -70,6 +96,15 @@ def test_quickstart_runs_as_written(world, monkeypatch, capsys):
     assert sorted(trained["folds"]) == ["1", "2", "3", "4", "5"]
     for k in range(1, 6):  # each fold trained on its own training rows
         assert (d / f"runs/table1/fold-{k}/grpo/model/emorl_config.yaml").is_file()
+    cold = json.loads((d / "runs/dfew-coldstart/cv.json").read_text())
+    assert sorted(cold["folds"]) == ["1", "2", "3", "4", "5"]
+    stats = json.loads((d / "traces/dfew.stats.json").read_text())
+    assert stats["traces"] == stats["clips"] > 0  # one kept trace per clip (the scripted teacher's)
+    for k in range(1, 6):  # each fold's SFT trained on the traces of its own training clips only
+        test_media = {r["media"] for r in map(json.loads, (d / f"runs/dfew-coldstart/fold-{k}/dfew-test.jsonl").open())}
+        sft_rows = [json.loads(x) for x in (d / f"runs/dfew-coldstart/fold-{k}/sft-train.jsonl").open()]
+        assert sft_rows and not {r["media"] for r in sft_rows} & test_media
+        assert (d / f"runs/dfew-coldstart/fold-{k}/grpo/model/emorl_config.yaml").is_file()
     rows = list(csv.DictReader((d / "predictions.csv").open()))
     assert len(rows) == 3
     for r in rows:
@@ -83,7 +118,7 @@ def test_cv_trains_and_evaluates_every_fold(world, tmp_path, capsys):
     if not manifest.is_file():
         assert main(["data", "prepare", "dfew", "--root", world["DFEW"], "--out", str(manifest)]) == 0
     assert main(["cv", "--manifest", str(manifest), "--out", str(tmp_path / "cv"), "model.path=" + world["QWEN"],
-                 "cv.stages=sft", "sft.target=label", "sft.epochs=2", "sft.batch_size=4", "sft.lr=1e-3", *TINY]) == 0
+                 "cv.stages=sft", "sft.target=label", "sft.epochs=2", "sft.samples_per_step=4", "sft.lr=1e-3", *TINY]) == 0
     out = capsys.readouterr().out
     res = json.loads((tmp_path / "cv" / "cv.json").read_text())
     assert res["n_folds"] == 5 and "mean ± std (5 folds)" in out
@@ -91,7 +126,7 @@ def test_cv_trains_and_evaluates_every_fold(world, tmp_path, capsys):
     assert res["mean"]["dfew"]["war"] == pytest.approx(sum(wars) / 5)
     # resumable: a second run skips every finished stage
     assert main(["cv", "--manifest", str(manifest), "--out", str(tmp_path / "cv"), "model.path=" + world["QWEN"],
-                 "cv.stages=sft", "sft.target=label", "sft.epochs=2", "sft.batch_size=4", *TINY]) == 0
+                 "cv.stages=sft", "sft.target=label", "sft.epochs=2", "sft.samples_per_step=4", *TINY]) == 0
     assert capsys.readouterr().out.count("already done") >= 10
 
 
@@ -104,7 +139,7 @@ def test_an_emo_r3_model_is_evaluated_with_its_own_recipe(world, tmp_path, capsy
                          "--out", str(path)]) == 0
     out = tmp_path / "r3"
     assert main(["sft", "--config", "emo-r3-tiny", f"model.path={world['QWEN']}", f"data.train={train}",
-                 f"out={out}", "sft.target=label", "sft.epochs=30", "sft.batch_size=4", "sft.lr=3e-3",
+                 f"out={out}", "sft.target=label", "sft.epochs=30", "sft.samples_per_step=4", "sft.lr=3e-3",
                  "data.frame_size=56", "data.num_frames=4", "eval.max_new_tokens=8"]) == 0
     capsys.readouterr()
     assert main(["eval", "--model", str(out / "model"), "--manifest", str(test)]) == 0

@@ -118,6 +118,38 @@ def test_train_memory_tiny_cpu(tmp_path, capsys):
 
 
 @pytest.mark.e2e
+@pytest.mark.timeout(600)
+def test_train_memory_sft_tiny_cpu(tmp_path, capsys):
+    """benchmarks/train_memory.py's SFT configurations (R1-Omni's cold-start step: micro-batches of 2,
+    accumulated) on the tiny shape in bf16 on CPU: full with float32 masters, LoRA without
+    checkpointing (in this process), and ZeRO-3 with parameters and optimizer offloaded to the CPU (in
+    a child process, as the GPU runs do); every step trains (the loss of the same samples falls)."""
+    spec = importlib.util.spec_from_file_location("train_memory_bench_sft", MEMORY)
+    bench = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = bench
+    spec.loader.exec_module(bench)
+    res = {}
+    for configs, extra in (("sft_full,sft_lora_nockpt", ["--in-process"]), ("sft_zero3_offload", [])):
+        out = tmp_path / f"{configs}.json"
+        bench.main(["--shape", "tiny", "--device", "cpu", "--dtype", "bfloat16", "--configs", configs, *extra,
+                    "--out", str(out)])
+        res.update({r["config"]: r for r in json.loads(out.read_text())["results"]})
+    assert set(res) == {"sft_full", "sft_lora_nockpt", "sft_zero3_offload"}, res
+    assert all(r.get("fits") and r["stage"] == "sft" for r in res.values()), res
+    assert res["sft_full"]["master_weights"] and res["sft_zero3_offload"]["master_weights"]  # DeepSpeed's bf16 mode
+    assert res["sft_lora_nockpt"]["trainable_params"] < res["sft_full"]["trainable_params"]
+    assert res["sft_zero3_offload"]["trainable_params"] == res["sft_full"]["trainable_params"]
+    for name, r in res.items():
+        assert r["workload"] == {"samples_per_step": 4, "micro_batch_samples": 2, "target_tokens": 8}
+        steps = r["steps"]
+        assert [s["step"] for s in steps] == [1, 2] and all(s["micro_batches"] == 2 and not s["skipped"] for s in steps)
+        assert steps[1]["loss"] < steps[0]["loss"] - 1e-4, name  # the same 4 samples: the update lowered their loss
+        assert {"encode", "update", "step"} <= steps[0]["peak_GB"].keys()
+    assert all(res[n]["params_changed"] and all(res[n]["params_changed"].values()) for n in ("sft_full", "sft_lora_nockpt"))
+    assert "OUT OF MEMORY" not in capsys.readouterr().out
+
+
+@pytest.mark.e2e
 def test_rollout_decode_tiny_cpu(tiny_model_dir, clips, tmp_path, capsys):
     """benchmarks/rollout_decode.py builds a manifest's prompts as training does and samples them
     with both group decoders from the same seed: same tokens in fp32 (here 2 prompts x G=3)."""

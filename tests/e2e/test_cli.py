@@ -107,7 +107,7 @@ def test_qwen3_omni_flow(clips, tmp_path, capsys):
     # a short label SFT first, so that answers vary and GRPO has non-zero advantages
     sft = tmp_path / "sft"
     assert main(["sft", f"model.path={init}", f"data.train={m}", f"out={sft}", "data.frame_size=64",
-                 "data.num_frames=4", "sft.target=label", "sft.epochs=100", "sft.lr=3e-3", "sft.batch_size=3"]) == 0
+                 "data.num_frames=4", "sft.target=label", "sft.epochs=100", "sft.lr=3e-3", "sft.samples_per_step=3"]) == 0
     init = sft / "model"
     out = tmp_path / "grpo"
     assert main(["train", f"model.path={init}", f"data.train={m}", f"out={out}", "data.frame_size=64",

@@ -26,7 +26,7 @@ def test_qwen3_vl_flow(clips, tmp_path, capsys):
     common = ["data.frame_size=64", "data.num_frames=4", "data.modality=video"]
     sft = tmp_path / "sft"
     assert main(["sft", f"model.path={init}", f"data.train={m}", f"out={sft}", *common, "sft.target=label",
-                 "sft.epochs=60", "sft.lr=3e-3", "sft.batch_size=3"]) == 0
+                 "sft.epochs=60", "sft.lr=3e-3", "sft.samples_per_step=3"]) == 0
     out = tmp_path / "grpo"
     assert main(["train", f"model.path={sft / 'model'}", f"data.train={m}", f"out={out}", *common,
                  "model.freeze_vision=true", "model.freeze_audio=true", "grpo.steps=2", "grpo.prompts_per_step=2",

@@ -103,7 +103,7 @@ def run(model_dir, clips, out, *, sharding="none", steps=2, resume=False, dtype=
         res = train_grpo(cfg, adapter, builder, samples, Path(out), progress=False, extra_rewards=judge)
     if sharding == "fsdp2":
         from emorl.models.adapter import SamplingParams
-        from emorl.rl.sharding import gathered
+        from emorl.train.sharding import gathered
 
         rank = torch.distributed.get_rank()
         with gathered(adapter.model):  # no collective inside: one process can generate alone
@@ -434,7 +434,7 @@ def test_deepspeed_needs_several_processes(tiny_model_dir, clips, tmp_path, shar
 
 
 def test_deepspeed_config_refuses_what_it_cannot_honour():
-    from emorl.rl.zero import ds_config
+    from emorl.train.zero import ds_config
 
     with pytest.raises(ValueError, match="not float16"):
         ds_config(2, dtype="float16", max_grad_norm=1.0)

@@ -250,7 +250,7 @@ def test_lora_trains_only_adapters_and_saves_merged(model_dir, clips, tmp_path):
 
 
 def test_lora_targets_name_the_llms_layers(tiny_qwen3_dir):
-    from emorl.rl.trainer import lora_modules
+    from emorl.train.setup import lora_modules
 
     adapter = load_adapter(tiny_qwen3_dir)
     names = lora_modules(adapter, ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj"])
@@ -274,7 +274,7 @@ def test_two_processes_stay_in_sync(tiny_model_dir, clips, tmp_path):
     # a short label SFT first, so answers vary and GRPO has non-zero advantages to apply
     sft = tmp_path / "sft"
     assert main(["sft", f"model.path={tiny_model_dir}", f"data.train={m}", f"out={sft}", "data.frame_size=56",
-                 "data.num_frames=4", "sft.target=label", "sft.epochs=40", "sft.lr=3e-3", "sft.batch_size=3"]) == 0
+                 "data.num_frames=4", "sft.target=label", "sft.epochs=40", "sft.lr=3e-3", "sft.samples_per_step=3"]) == 0
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531",
            "-m", "emorl.cli", "train",
@@ -304,7 +304,7 @@ def test_sft_two_processes_match_one(tiny_model_dir, clips, tmp_path):
     write_manifest(m, [Sample(f"s{i}", str(p), lab, "dfew", "train") for i, (p, lab) in
                        enumerate(zip(clips * 2, ["happy", "sad", "angry", "fear"]))])
     common = [f"model.path={tiny_model_dir}", f"data.train={m}", "data.frame_size=56", "data.num_frames=4",
-              "sft.target=label", "sft.epochs=2", "sft.lr=1e-3", "sft.batch_size=4", "sft.warmup_ratio=0"]
+              "sft.target=label", "sft.epochs=2", "sft.lr=1e-3", "sft.samples_per_step=4", "sft.warmup_ratio=0"]
     assert main(["sft", *common, f"out={tmp_path / 'one'}"]) == 0
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
            "-m", "emorl.cli", "sft", *common, f"out={tmp_path / 'two'}"]

@@ -65,7 +65,7 @@ def test_grpo_and_sft_runs_write_tensorboard_scalars(tiny_model_dir, clips, tmp_
     cfg.sampling.max_new_tokens = 4
     cfg.grpo.steps, cfg.grpo.prompts_per_step, cfg.grpo.completions_per_prompt = 2, 2, 2
     cfg.grpo.micro_batch_rows, cfg.grpo.sample_every = 4, 0
-    cfg.sft.target, cfg.sft.epochs, cfg.sft.batch_size = "label", 1, 1
+    cfg.sft.target, cfg.sft.epochs, cfg.sft.samples_per_step = "label", 1, 1
     adapter = QwenOmniAdapter.from_pretrained(tiny_model_dir)
     builder = PromptBuilder(adapter, PromptSpec(), num_frames=4, frame_size=56)
     samples = [Sample(f"s{i}", str(p), lab, "dfew", "train") for i, (p, lab) in enumerate(zip(clips, ["happy", "sad"]))]

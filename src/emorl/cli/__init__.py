@@ -5,6 +5,7 @@ commands so ``emorl --help`` is instant.
     emorl data synth | prepare NAME --root DIR [--fold K] [--split train|test|all] --out M | check M --out DIR
     emorl model init-tiny --out DIR [--family F] | pretrain-towers ...
     emorl sft | train --config C [key=value ...]
+    emorl traces generate --teacher MODEL --manifest M --out T.jsonl
     emorl eval --model DIR --manifest M [--split test]
     emorl predict CLIP|FOLDER|GLOB|MANIFEST --model DIR [--out predictions.jsonl|.csv]
     emorl cv --config C --manifest M --out DIR [--eval-only MODEL]

@@ -41,17 +41,23 @@ def cmd_compare(args) -> int:
 
 
 def cmd_sft(args) -> int:
+    from emorl.config import report_unused
     from emorl.runs import run_sft
 
-    res = run_sft(_cfg(args))
+    cfg = _cfg(args)
+    report_unused(cfg, ["sft"], "sft")
+    res = run_sft(cfg)
     print(json.dumps({k: v for k, v in res.items() if k != "history"}, indent=2))
     return 0
 
 
 def cmd_train(args) -> int:
+    from emorl.config import report_unused
     from emorl.runs import run_grpo
 
-    res = run_grpo(_cfg(args))
+    cfg = _cfg(args)
+    report_unused(cfg, ["grpo"], "train")
+    res = run_grpo(cfg)
     print(json.dumps({k: v for k, v in res.items() if k != "history"}, indent=2))
     return 0
 
@@ -102,23 +108,38 @@ def cmd_predict(args) -> int:
 
 
 def cmd_cv(args) -> int:
+    from emorl.config import report_unused
     from emorl.cv import run_folds
 
     cfg = _cfg(args)
+    report_unused(cfg, ["cv", "eval"] if args.eval_only else ["cv", *cfg.cv.stages], "cv")
     run_folds(cfg, [args.manifest], [], args.out, eval_only=args.eval_only)
     return 0
 
 
 def cmd_protocol(args) -> int:
-    from emorl.config import ConfigError
+    from emorl.config import ConfigError, report_unused
     from emorl.cv import run_folds
 
     cfg = _cfg(args)
+    report_unused(cfg, ["protocol", "eval"] if args.eval_only else ["protocol", *cfg.cv.stages], "protocol")
     if not cfg.protocol.in_domain:
         raise ConfigError("protocol.in_domain is empty: name the manifests of the corpora with official folds, e.g. "
                           "protocol.in_domain=manifests/dfew.jsonl,manifests/mafw.jsonl (see configs/r1-omni.yaml)")
     run_folds(cfg, cfg.protocol.in_domain, cfg.protocol.ood, args.out, eval_only=args.eval_only,
               reference=cfg.protocol.reference)
+    return 0
+
+
+def cmd_traces_generate(args) -> int:
+    from emorl.config import report_unused
+    from emorl.traces import generate_traces
+
+    cfg = _cfg(args)
+    report_unused(cfg, ["traces"], "traces generate")
+    r = generate_traces(cfg, args.teacher, args.manifest, args.out)
+    print(f"{r['traces']} traces for {r['clips_with_trace']} of {r['clips']} clips -> {r['out']}; statistics: "
+          f"{r['stats']}")
     return 0
 
 
@@ -212,6 +233,19 @@ def add_parsers(sub, with_config) -> None:
     p.add_argument("--eval-only", metavar="MODEL", help="evaluate this checkpoint (zero-shot) instead of training")
     with_config(p)
     p.set_defaults(fn=cmd_protocol)
+
+    tr = sub.add_parser("traces", help="reasoning traces for cold-start SFT").add_subparsers(dest="traces_cmd",
+                                                                                               required=True)
+    p = tr.add_parser("generate", help="a teacher's reasoning traces for a corpus (rejection sampling by label)",
+                      description="k completions per clip (traces.per_clip); those whose answer is the clip's label "
+                                  "and that cite a cue of a modality the clip has are kept; label-conditioned "
+                                  "rationalizations (marked) for clips with none. Resumable. Writes OUT, "
+                                  "OUT.stats.json and OUT.progress.jsonl.")
+    p.add_argument("--teacher", required=True, help="model directory or hub id (any supported family)")
+    p.add_argument("--manifest", required=True, help="the clips (data.split rows, default train)")
+    p.add_argument("--out", required=True, help="traces manifest (.jsonl), input of emorl sft")
+    with_config(p)
+    p.set_defaults(fn=cmd_traces_generate)
 
     p = sub.add_parser("reward", help="score completions offline (JSONL in, one JSON object per row out)")
     p.add_argument("input")

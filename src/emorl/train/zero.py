@@ -1,4 +1,5 @@
-"""DeepSpeed ZeRO-2 / ZeRO-3 for the GRPO loop: ``grpo.sharding=zero2`` or ``zero3`` (``ZeroStrategy``).
+"""DeepSpeed ZeRO-2 / ZeRO-3 for the training loops: ``grpo.sharding`` / ``sft.sharding`` ``zero2`` or
+``zero3`` (``ZeroStrategy``).
 
 The loop stays emorl's own: it runs the model's parts directly, as in every other mode, and
 hands only the parts DeepSpeed must own to a ``DeepSpeedEngine``: the backward pass (gradient
@@ -30,7 +31,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from emorl.rl.sharding import Strategy
+from emorl.train.sharding import Strategy
 
 ZERO_STAGES = {"zero2": 2, "zero3": 3}
 
@@ -38,15 +39,16 @@ ZERO_STAGES = {"zero2": 2, "zero3": 3}
 def ds_config(stage: int, *, dtype: str, max_grad_norm: float, offload_optimizer: str = "none",
               offload_param: str = "none") -> dict:
     """The DeepSpeed config emorl's loop needs (batch sizes are emorl's: one "micro-batch" here is
-    one GRPO step's worth of backward passes, see the module docstring)."""
+    one optimizer step's worth of backward passes, see the module docstring)."""
     if stage not in (2, 3):
         raise ValueError(f"ZeRO stage must be 2 or 3, got {stage!r}")
     if dtype == "float16":
-        raise ValueError("grpo.sharding=zero2/zero3 supports model.dtype float32 or bfloat16, not float16 (DeepSpeed "
+        raise ValueError("sharding zero2/zero3 supports model.dtype float32 or bfloat16, not float16 (DeepSpeed "
                          "would need dynamic loss scaling, which emorl's non-finite checks do not model)")
     zero: dict = {"stage": stage, "overlap_comm": False, "contiguous_gradients": True}
     if offload_optimizer != "none":
         zero["offload_optimizer"] = {"device": offload_optimizer}
+    cfg_extra = {"zero_force_ds_cpu_optimizer": False} if offload_optimizer != "none" else {}
     if offload_param != "none":
         if stage != 3:
             raise ValueError(f"parameter offload needs ZeRO-3, got stage {stage}")
@@ -60,6 +62,9 @@ def ds_config(stage: int, *, dtype: str, max_grad_norm: float, offload_optimizer
         "zero_allow_untested_optimizer": True,  # torch's AdamW (fused on CUDA)
         "steps_per_print": 10**9,
         "wall_clock_breakdown": False,
+        # an offloaded optimizer: torch's AdamW steps the float32 partitions on the CPU (DeepSpeed
+        # refuses a client optimizer there unless told; its own CPUAdam would be faster)
+        **cfg_extra,
     }
 
 
@@ -77,7 +82,7 @@ def initialize(model: nn.Module, opt: torch.optim.Optimizer | None, config: dict
     try:
         import deepspeed
     except ImportError as e:
-        raise ImportError("grpo.sharding=zero2/zero3 needs the deepspeed package: pip install 'emorl[deepspeed]' "
+        raise ImportError("sharding zero2/zero3 needs the deepspeed package: pip install 'emorl[deepspeed]' "
                           "(or pip install deepspeed)") from e
     engine, *_ = deepspeed.initialize(model=model, optimizer=opt, config=config, dist_init_required=False)
     return engine
@@ -162,26 +167,29 @@ def load(engine, folder: Path) -> None:
 
 
 class ZeroStrategy(Strategy):
-    """``grpo.sharding=zero2|zero3`` behind the trainer's ``Strategy`` interface: the optimizer is
+    """``zero2|zero3`` behind the loops' ``Strategy`` interface: the optimizer is
     handed to a ``DeepSpeedEngine`` (ZeRO-3: the reference too, for inference), which reduces,
     clips, steps and checkpoints (see the module docstring)."""
 
-    def __init__(self, stage: int):
+    def __init__(self, stage: int, offload: tuple[str, str] | None = None):
+        """``offload``: (optimizer, parameter) offload devices; default: the accelerate launch's."""
         super().__init__()
         if stage not in (2, 3):
             raise ValueError(f"ZeRO stage must be 2 or 3, got {stage!r}")
         self.stage, self.name, self.partitioned = stage, f"zero{stage}", stage == 3
         self.engine = None
+        self.offload = offload
 
-    def setup(self, adapter, ref, cfg, *, master: bool, make_opt):
+    def setup(self, adapter, ref, *, master: bool, make_opt, max_grad_norm: float, dtype: str,
+              shard_ref: bool = True):
         """``master`` is DeepSpeed's own (bf16 mode keeps float32 master partitions)."""
         self.adapter = adapter
         self.opt, sched = make_opt(False)  # the scheduler keeps driving the optimizer DeepSpeed wraps
-        off_opt, off_param = offload_from_launch()
-        ds = ds_config(self.stage, dtype=cfg.model.dtype, max_grad_norm=cfg.grpo.max_grad_norm,
+        off_opt, off_param = self.offload or offload_from_launch()
+        ds = ds_config(self.stage, dtype=dtype, max_grad_norm=max_grad_norm,
                        offload_optimizer=off_opt, offload_param=off_param)
         self.engine = initialize(adapter.model, self.opt, ds)
-        if ref is not None and self.stage == 3 and not cfg.model.ref_device:
+        if ref is not None and self.stage == 3 and shard_ref:
             initialize(ref.model, None, ds)  # the reference partitioned too (inference only)
         return self.opt, sched
 

@@ -1,9 +1,10 @@
-"""How the GRPO loop holds the model across processes: one ``Strategy`` object per
-``grpo.sharding`` mode behind one interface (``Strategy`` itself is ``none``: replicated parameters,
-gradients all-reduced; ``FSDP2Strategy`` here; ``emorl.rl.zero.ZeroStrategy`` for DeepSpeed ZeRO-2/3).
-The trainer asks the strategy to set the model and optimizer up, to hold the parameters whole for
-a rollout, for the backward function, for the optimizer step (reduce, clip, step) and to save and
-restore checkpoints and the final weights; it has no branch of its own per mode.
+"""How the training loops (GRPO and SFT) hold the model across processes: one ``Strategy`` object
+per sharding mode (``grpo.sharding`` / ``sft.sharding``) behind one interface (``Strategy`` itself
+is ``none``: replicated parameters, gradients all-reduced; ``FSDP2Strategy`` here;
+``emorl.train.zero.ZeroStrategy`` for DeepSpeed ZeRO-2/3). A loop asks the strategy to set the
+model and optimizer up, to hold the parameters whole for a rollout or a validation pass, for the
+backward function, for the optimizer step (reduce, clip, step) and to save and restore checkpoints
+and the final weights; it has no branch of its own per mode.
 
 FSDP2 (``torch.distributed.fsdp.fully_shard``): emorl calls a model's parts directly (towers, the
 token embeddings, the text model, the LM head), not only its root forward, so each part is its
@@ -28,7 +29,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-SHARDING = ("none", "fsdp2", "zero2", "zero3")  # zero*: DeepSpeed, emorl.rl.zero
+SHARDING = ("none", "fsdp2", "zero2", "zero3")  # zero*: DeepSpeed, emorl.train.zero
 
 
 def _trainable(module: nn.Module) -> bool:
@@ -145,12 +146,12 @@ def clip_grad_norm(params: list[torch.Tensor], max_norm: float) -> float:
 
 # ---------------------------------------------------------------------------- strategies
 class Strategy:
-    """``grpo.sharding=none``: every process holds the whole model and the optimizer; gradients
+    """Sharding ``none``: every process holds the whole model and the optimizer; gradients
     are summed over processes here (each process's loss is already normalised by the global
     counts), then clipped and stepped. The base of the other modes' strategies.
 
-    The trainer's calls, in order: ``setup`` (wrap the model and reference, build the optimizer),
-    per step ``gathered`` (around the rollout), ``backward_fn`` (per micro-batch loss), ``step``
+    A loop's calls, in order: ``setup`` (wrap the model and reference, build the optimizer),
+    per step ``gathered`` (around a rollout or a validation pass), ``backward_fn`` (per micro-batch loss), ``step``
     (or ``discard`` when the step is skipped); ``checkpoint_state`` / ``save_partitions`` /
     ``load_checkpoint`` for checkpoints; ``final_state_dict`` for the saved model."""
 
@@ -160,9 +161,12 @@ class Strategy:
     def __init__(self):
         self.adapter = self.opt = None
 
-    def setup(self, adapter, ref, cfg, *, master: bool, make_opt):
-        """Prepare ``adapter.model`` (and ``ref``, the reference adapter or None) and build the
-        optimizer and scheduler with ``make_opt(master_weights: bool)``."""
+    def setup(self, adapter, ref, *, master: bool, make_opt, max_grad_norm: float, dtype: str,
+              shard_ref: bool = True):
+        """Prepare ``adapter.model`` (and ``ref``, the reference adapter or None; ``shard_ref``:
+        partition it too, unless it was moved to its own device) and build the optimizer and
+        scheduler with ``make_opt(master_weights: bool)``. ``max_grad_norm`` and ``dtype`` (the
+        model's, as configured) are for strategies whose engine clips and casts itself."""
         self.adapter = adapter
         self.opt, sched = make_opt(master)
         return self.opt, sched
@@ -225,16 +229,17 @@ class Strategy:
 
 
 class FSDP2Strategy(Strategy):
-    """``grpo.sharding=fsdp2``: parameters, gradients and AdamW states sharded (``shard_fsdp2``);
+    """Sharding ``fsdp2``: parameters, gradients and AdamW states sharded (``shard_fsdp2``);
     float32 master weights become FSDP2 mixed precision (float32 shards, half-precision compute)."""
 
     name = "fsdp2"
     partitioned = True
 
-    def setup(self, adapter, ref, cfg, *, master: bool, make_opt):
+    def setup(self, adapter, ref, *, master: bool, make_opt, max_grad_norm: float, dtype: str,
+              shard_ref: bool = True):
         self.adapter = adapter
         shard_fsdp2(adapter, float32_shards=master)
-        if ref is not None and not cfg.model.ref_device:
+        if ref is not None and shard_ref:
             shard_fsdp2(ref)
         self.opt, sched = make_opt(False)
         return self.opt, sched
