@@ -390,14 +390,6 @@ def save_run_config(cfg: RunConfig, out_dir: str | Path) -> None:
     atomic_write_text(Path(out_dir) / "config.yaml", run_config_yaml(cfg))
 
 
-def record_labels(cfg: RunConfig, samples) -> None:
-    """Record the training samples' label set as the model's (``prompt.labels``) unless it is set."""
-    if not cfg.prompt.labels:
-        from emorl.data.manifest import label_space
-
-        cfg.prompt.labels = list(label_space(samples))
-
-
 # ------------------------------------------------------------------------------ a run's own settings
 RUN_CONFIG_FILE = "emorl_config.yaml"  # the resolved run config, saved inside every trained model folder
 # what describes how a model reads its inputs and writes its answers: read back from the model's saved

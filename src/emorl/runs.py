@@ -7,9 +7,9 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from emorl.config import RunConfig, record_labels, save_run_config
+from emorl.config import RunConfig, save_run_config
 from emorl.data.loader import PromptBuilder
-from emorl.data.manifest import ManifestError, Sample, read_manifest, select_split
+from emorl.data.manifest import ManifestError, Sample, read_manifest, record_labels, select_split
 from emorl.models.adapter import Modality
 from emorl.recipes.prompts import PromptSpec, recipe_prompt
 from emorl.recipes.rewards import recipe_for

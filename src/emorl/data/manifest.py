@@ -185,6 +185,13 @@ def label_space(samples: Iterable[Sample]) -> tuple[str, ...]:
     return (*(c for c in CANONICAL if c in union), *sorted(union - set(CANONICAL)))
 
 
+def record_labels(cfg, samples: Iterable[Sample]) -> None:
+    """Record the training samples' label set as the model's (``cfg.prompt.labels``, an
+    emorl.config.RunConfig's) unless it is set."""
+    if not cfg.prompt.labels:
+        cfg.prompt.labels = list(label_space(samples))
+
+
 # ----------------------------------------------------------------------------------------- splits
 EVAL_SPLITS = frozenset({"test", "val", "valid", "validation", "dev", "ood", "test1", "test2", "test3"})
 

@@ -30,9 +30,9 @@ from pathlib import Path
 
 import torch
 
-from emorl.config import RunConfig, record_labels, run_config_yaml
+from emorl.config import RunConfig, run_config_yaml
 from emorl.data.loader import PromptBuilder
-from emorl.data.manifest import Sample
+from emorl.data.manifest import Sample, record_labels
 from emorl.models.adapter import OmniAdapter, SamplingParams
 from emorl.recipes.rewards import recipe_for
 from emorl.rl.grpo import group_advantages, policy_loss

@@ -37,9 +37,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from emorl.config import RunConfig, record_labels, run_config_yaml
+from emorl.config import RunConfig, run_config_yaml
 from emorl.data.loader import PromptBuilder
-from emorl.data.manifest import Sample
+from emorl.data.manifest import Sample, record_labels
 from emorl.models.adapter import OmniAdapter
 from emorl.recipes.rewards import recipe_for
 from emorl.sft.batch import Item, sft_loss, sft_micro_batches, sft_targets, target_ids
