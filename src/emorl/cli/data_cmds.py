@@ -41,7 +41,7 @@ def cmd_check(args) -> int:
     from emorl.runs import media_limits
 
     cfg = load_config(args.config, args.overrides)
-    r = check_manifest(args.manifest, args.out, workers=args.workers, num_frames=args.num_frames or cfg.data.num_frames,
+    r = check_manifest(args.manifest, args.out, workers=args.workers, num_frames=args.num_frames or cfg.data.num_frames or 8,
                        limits=media_limits(cfg), against=args.against or [])
     print(f"{r.total} samples: {r.usable} usable, {r.rejected} rejected {dict(r.outcomes) or ''}")
     for ds, hist in r.classes.items():
@@ -94,7 +94,7 @@ def add_parsers(sub, with_config) -> None:
     p.add_argument("manifest")
     p.add_argument("--out", required=True)
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--num-frames", type=int, help="frames decoded per clip (default data.num_frames)")
+    p.add_argument("--num-frames", type=int, help="frames decoded per clip (default data.num_frames, or 8 when it is 0)")
     p.add_argument("--against", nargs="+", metavar="EVAL_MANIFEST",
                    help="evaluation manifests that must share no clip with this manifest's training rows")
     with_config(p)

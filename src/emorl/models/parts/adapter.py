@@ -56,7 +56,7 @@ class PartsAdapter(FamilyAdapter):
         tok = processor.tokenizer
         vocab = tok.get_vocab()
         # the chat template's turn end when the LLM has one (ChatML: SmolLM2-Instruct, Qwen2.5), else its EOS
-        eos = vocab["<|im_end|>"] if "<|im_end|>" in vocab else tok.eos_token_id
+        eos = vocab.get("<|im_end|>", tok.eos_token_id)
         if eos is None:
             raise ValueError("the parts checkpoint's tokenizer has no EOS token and no <|im_end|>")
         pad = tok.pad_token_id if tok.pad_token_id is not None else eos

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from emorl.models.adapter import MediaEmbeds, Modality, PromptInputs
+from emorl.models.adapter import FramePlan, MediaEmbeds, Modality, PromptInputs
 from emorl.models.base import FamilyAdapter
 from emorl.models.group import grad_for
 from emorl.models.registry import check_model_path
@@ -126,6 +126,32 @@ class QwenAdapter(FamilyAdapter):
         kw.update(self._audio_kwargs(audio, modality))
         out = self.processor(**kw)
         return PromptInputs(input_ids=out["input_ids"][0], mm=self._mm_of(out, modality), modality=modality, key=key)
+
+    @property
+    def frame_factor(self) -> int:
+        """Frame sides are multiples of this: the vision tower's patch x spatial merge (28 or 32)."""
+        vp = self.processor.video_processor
+        return int(vp.patch_size) * int(vp.merge_size)
+
+    def native_video(self, n_total: int, fps: float | None, height: int, width: int) -> FramePlan:
+        """qwen-vl-utils / qwen-omni-utils rules (emorl.models.qwen.preprocess): 2 frames per second
+        at ``linspace`` positions, resized to multiples of ``frame_factor`` within the per-frame
+        pixel budget, aspect ratio kept. A checkpoint with its own exact budget (``frame_pixels``:
+        the tiny models) keeps the frame count and leaves the resize to its processor."""
+        from emorl.models.qwen import preprocess
+
+        idx, size, rate = preprocess.native_video(n_total, fps, height, width, self.frame_factor)
+        return FramePlan(tuple(idx), None if self.frame_pixels else size, rate)
+
+    def native_preprocessing(self) -> dict:
+        from emorl.models.qwen import preprocess as q
+
+        f = self.frame_factor
+        return {"family": self.family, "rules": "qwen-vl-utils 0.0.14 / qwen-omni-utils 0.0.9", "fps": q.FPS,
+                "frames": [q.FPS_MIN_FRAMES, q.FPS_MAX_FRAMES, q.FRAME_FACTOR], "factor": f,
+                "pixels": [q.VIDEO_MIN_TOKENS * f * f, q.VIDEO_MAX_TOKENS * f * f, q.MODEL_SEQ_LEN * f * f * 0.9],
+                "frame_pixels": self.frame_pixels,
+                "audio": f"{self.audio_sample_rate} Hz mono, the whole clip" if "audio" in self.towers() else None}
 
     def _video_kwargs(self, frames: np.ndarray, fps: float | None) -> dict:
         vkw: dict = {"fps": float(fps or 2.0)}
