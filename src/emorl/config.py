@@ -190,7 +190,9 @@ class DemoConfig:
     hidden: int = 128  # tiny thinker shape
     layers: int = 4
     vocab_size: int = 1024
-    family: str = "qwen2.5-omni"  # or qwen3-omni (routed experts; data.frame_size a multiple of 32, e.g. 96)
+    # the tiny model's family (emorl.models.registry): qwen2.5-omni | qwen3-omni (data.frame_size a multiple of
+    # 32, e.g. 96) | qwen2.5-vl | qwen3-vl (video prompts) | parts (LLM + SigLIP + Whisper encoder + projectors)
+    family: str = "qwen2.5-omni"
 
 
 @dataclass
