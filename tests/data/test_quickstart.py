@@ -112,7 +112,8 @@ def test_an_emo_r3_model_is_evaluated_with_its_own_recipe(world, tmp_path, capsy
     assert "differs" not in err
     m = json.loads((out / "model" / "eval" / "dfew-f1-test" / "metrics.json").read_text())
     assert m["grading"]["recipe"] == "emo-r3" and m["grading"]["style"] == "boxed"
-    assert m["settings"] == {"num_frames": 4, "frame_size": 56, "max_new_tokens": 8, "modality": "video+audio"}
+    assert m["settings"] == {"sampling": "fixed", "num_frames": 4, "frame_size": 56, "max_new_tokens": 8,
+                             "modality": "video+audio"}
     preds = [json.loads(x) for x in (out / "model" / "eval" / "dfew-f1-test" / "predictions.jsonl").open()]
     assert any(p["completion"].startswith("\\boxed{") and p["pred"] for p in preds)  # read as EMO-R3's boxed answers
     # an explicit override is used, and said

@@ -88,3 +88,17 @@ def test_vl_prompt_layouts(tiny_dir_of):
     text = q3.tokenizer.decode(p.input_ids)
     assert p.mm["video_grid_thw"].tolist() == [[4, 4, 4]]  # 8 frames of 64 px (the tiny model's per-frame budget)
     assert text.count("<|vision_start|>") == 4 and "<0.1 seconds>" in text and "<1.6 seconds>" in text
+
+
+def test_init_tiny_command_builds_a_parts_model(tmp_path, capsys):
+    """`emorl model init-tiny --family parts`: the single init_tiny entry, through the CLI, writes a
+    parts checkpoint the registry loads (SigLIP at the frame size, patch 14)."""
+    from emorl.cli import main
+
+    out = tmp_path / "parts"
+    assert main(["model", "init-tiny", "--family", "parts", "--out", str(out), "--hidden", "32", "--layers", "1",
+                 "--vocab-size", "400", "--frame-size", "28"]) == 0
+    assert "tiny parts model written" in capsys.readouterr().out
+    ad = registry.load_adapter(out)
+    assert ad.family == "parts" and ad.model.config.vision_config.image_size == 28
+    assert len(ad.decoder_layers()) == 1 and ad.processor.video_tokens(8) == 8  # 2x2 patches pooled to 1 a frame
