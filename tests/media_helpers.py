@@ -23,7 +23,7 @@ def make_clip(path, *, seconds: float = 2.0, fps: int = 8, size: int = 56, seed:
 def encode_clips(adapter, clips, modality):
     """One prompt per clip, with different frame counts (8, 4, 6, ...) so prompt lengths differ;
     for a still image (``Modality.IMAGE``) the clip's first frame, with questions of different
-    lengths instead."""
+    lengths instead, and so for audio (a fixed-window audio encoder gives every clip one length)."""
     from emorl.data.media import load_clip
     from emorl.models.adapter import Modality
 
@@ -35,5 +35,7 @@ def encode_clips(adapter, clips, modality):
             text = ("Which emotion?", "What does the face show? Answer in one word.", "Describe the person.")[i % 3]
             out.append(adapter.encode(c.frames[:1], None, text, modality, key=str(i)))
             continue
-        out.append(adapter.encode(c.frames, c.audio, "Which emotion?", modality, fps=n / c.duration, key=str(i)))
+        text = ("Which emotion?", "Which emotion does the voice carry?", "What is felt?")[i % 3] \
+            if modality == Modality.AUDIO else "Which emotion?"
+        out.append(adapter.encode(c.frames, c.audio, text, modality, fps=n / c.duration, key=str(i)))
     return out

@@ -306,7 +306,8 @@ def _cold_starts(base: RunConfig, cfgs: dict[str, RunConfig], model0: Path, mani
         tasks = reflection_tasks(samples, grounding_views(cfg.reflection.grounding), rng)
         adapter = load_adapter(cfg, out / "coldstart" / "model")
         builder = TaskPromptBuilder(adapter, make_builder(cfg, adapter).spec, num_frames=cfg.data.num_frames,
-                                    frame_size=cfg.data.frame_size, on_missing_audio=cfg.data.on_missing_audio)
+                                    frame_size=cfg.data.frame_size, on_missing_audio=cfg.data.on_missing_audio,
+                                    sampling=cfg.data.sampling)
         info = train_sft(cfg, adapter, builder, traces + tasks, out / "coldstart_steps", progress=progress)
         return {**info, "n_traces": len(traces), "n_reflection_tasks": len(tasks)}
 

@@ -25,8 +25,12 @@ class DataConfig:
     # used whole, unless it holds evaluation rows only: test, val, ood, ...)
     split: str = ""
     eval: list[str] = field(default_factory=list)  # manifests evaluated after `emorl sft` / `emorl train`
-    num_frames: int = 8  # frames sampled at segment middles (R1-Omni: 8)
-    frame_size: int = 0  # frames resized to frame_size^2 before the processor; 0 = the model's own preprocessing
+    # how frames are taken from a clip: native = the model family's own rules (Qwen: 2 frames per second,
+    # aspect ratio kept, sides multiples of 28/32 within its pixel budget; parts: the checkpoint's frame count
+    # at its vision encoder's size) | fixed = data.num_frames at segment middles, resized to data.frame_size
+    sampling: str = "native"
+    num_frames: int = 0  # fixed sampling: frames at segment middles (R1-Omni: 8); must stay 0 under native
+    frame_size: int = 0  # fixed sampling: frames resized to frame_size^2 before the processor (0: their own size)
     modality: str = "video+audio"  # media in training prompts: video+audio | video | audio | text
     on_missing_audio: str = "error"  # error | silence | skip (recorded per sample)
     max_samples: int = 0  # 0 = all
@@ -227,7 +231,9 @@ class DemoConfig:
     hidden: int = 128  # tiny thinker shape
     layers: int = 4
     vocab_size: int = 1024
-    family: str = "qwen2.5-omni"  # or qwen3-omni (routed experts; data.frame_size a multiple of 32, e.g. 96)
+    # the tiny model's family (emorl.models.registry): qwen2.5-omni | qwen3-omni (data.frame_size a multiple of
+    # 32, e.g. 96) | qwen2.5-vl | qwen3-vl (video prompts) | parts (LLM + SigLIP + Whisper encoder + projectors)
+    family: str = "qwen2.5-omni"
 
 
 @dataclass
@@ -394,7 +400,7 @@ def save_run_config(cfg: RunConfig, out_dir: str | Path) -> None:
 RUN_CONFIG_FILE = "emorl_config.yaml"  # the resolved run config, saved inside every trained model folder
 # what describes how a model reads its inputs and writes its answers: read back from the model's saved
 # run config by eval, predict, analyze, report and serve
-INFERENCE_KEYS = ("data.num_frames", "data.frame_size", "data.modality", "data.on_missing_audio",
+INFERENCE_KEYS = ("data.sampling", "data.num_frames", "data.frame_size", "data.modality", "data.on_missing_audio",
                   "model.frame_pixels", "prompt.", "grading.", "sampling.max_new_tokens", "sampling.temperature",
                   "sampling.top_p", "sampling.top_k", "eval.max_new_tokens")
 
@@ -442,6 +448,9 @@ def config_for_model(model: str | Path, path: str | Path | None = None, override
         notes.append(f"{model}: no saved run config; using the recipe's settings and the model's own preprocessing")
     else:
         data, src = saved
+        if isinstance(data.get("data"), dict) and "sampling" not in data["data"]:
+            # saved before data.sampling existed: frames were always data.num_frames at segment middles
+            data = {**data, "data": {**data["data"], "sampling": "fixed"}}
         for key, value in _flatten({k: v for k, v in data.items() if k != "git_revision"}):
             if is_inference_key(key):
                 try:

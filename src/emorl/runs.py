@@ -33,7 +33,8 @@ def make_builder(cfg: RunConfig, adapter) -> PromptBuilder:
     question, fmt = recipe_prompt(cfg.prompt.recipe, cfg.prompt.question, cfg.prompt.format)
     return PromptBuilder(adapter, PromptSpec(question, fmt, cfg.prompt.with_options), num_frames=cfg.data.num_frames,
                          frame_size=cfg.data.frame_size, on_missing_audio=cfg.data.on_missing_audio,
-                         modality=Modality.parse(cfg.data.modality), media_limits=media_limits(cfg))
+                         modality=Modality.parse(cfg.data.modality), media_limits=media_limits(cfg),
+                         sampling=cfg.data.sampling)
 
 
 def media_limits(cfg: RunConfig):

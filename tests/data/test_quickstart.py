@@ -19,7 +19,7 @@ pytestmark = pytest.mark.e2e
 QUICKSTART = Path(__file__).resolve().parents[2] / "docs" / "quickstart.md"
 # tiny sizes appended to the commands that load a model with a recipe (a trained model's folder
 # carries its own settings, so eval and predict of it get nothing appended)
-TINY = ["model.device=cpu", "model.dtype=float32", "data.frame_size=56", "data.num_frames=4",
+TINY = ["model.device=cpu", "model.dtype=float32", "data.sampling=fixed", "data.frame_size=56", "data.num_frames=4",
         "sampling.max_new_tokens=6", "eval.max_new_tokens=6", "eval.batch_size=8", "grpo.steps=2",
         "grpo.prompts_per_step=2", "grpo.completions_per_prompt=2", "grpo.micro_batch_rows=4", "model.lora_rank=4",
         "grpo.lr=1e-3", "sft.epochs=2", "sft.samples_per_step=4", "sft.micro_batch_samples=2", "sft.lr=1e-3"]
@@ -140,14 +140,15 @@ def test_an_emo_r3_model_is_evaluated_with_its_own_recipe(world, tmp_path, capsy
     out = tmp_path / "r3"
     assert main(["sft", "--config", "emo-r3-tiny", f"model.path={world['QWEN']}", f"data.train={train}",
                  f"out={out}", "sft.target=label", "sft.epochs=30", "sft.samples_per_step=4", "sft.lr=3e-3",
-                 "data.frame_size=56", "data.num_frames=4", "eval.max_new_tokens=8"]) == 0
+                 "data.sampling=fixed", "data.frame_size=56", "data.num_frames=4", "eval.max_new_tokens=8"]) == 0
     capsys.readouterr()
     assert main(["eval", "--model", str(out / "model"), "--manifest", str(test)]) == 0
     err = capsys.readouterr().err
     assert "differs" not in err
     m = json.loads((out / "model" / "eval" / "dfew-f1-test" / "metrics.json").read_text())
     assert m["grading"]["recipe"] == "emo-r3" and m["grading"]["style"] == "boxed"
-    assert m["settings"] == {"num_frames": 4, "frame_size": 56, "max_new_tokens": 8, "modality": "video+audio"}
+    assert m["settings"] == {"sampling": "fixed", "num_frames": 4, "frame_size": 56, "max_new_tokens": 8,
+                             "modality": "video+audio"}
     preds = [json.loads(x) for x in (out / "model" / "eval" / "dfew-f1-test" / "predictions.jsonl").open()]
     assert any(p["completion"].startswith("\\boxed{") and p["pred"] for p in preds)  # read as EMO-R3's boxed answers
     # an explicit override is used, and said
@@ -160,7 +161,7 @@ def test_predict_a_folder_is_resumable(world, tmp_path, capsys):
     clips = Path(world["CLIPS"])
     out = tmp_path / "p.jsonl"
     args = ["predict", str(clips), "--model", world["QWEN"], "--out", str(out), "prompt.labels=dfew",
-            "data.frame_size=56", "data.num_frames=4", "eval.max_new_tokens=6"]
+            "data.sampling=fixed", "data.frame_size=56", "data.num_frames=4", "eval.max_new_tokens=6"]
     assert main(args) == 0
     rows = [json.loads(x) for x in out.read_text().splitlines()]
     assert [r["id"] for r in rows] == ["clip0.mp4", "clip1.mp4", "clip2.mp4"]

@@ -17,7 +17,7 @@ from emorl.recipes.rewards import get_recipe
 
 pytestmark = pytest.mark.e2e
 
-TINY = ["data.frame_size=56", "data.num_frames=4", "data.on_missing_audio=silence", "sampling.max_new_tokens=6",
+TINY = ["data.sampling=fixed", "data.frame_size=56", "data.num_frames=4", "data.on_missing_audio=silence", "sampling.max_new_tokens=6",
         "traces.clips_per_batch=4"]
 AV = "<think>I see knitted brows and hear a loud voice.</think><answer>{lab}</answer>"  # cites video and audio
 VIDEO = "<think>There are tears in the eyes.</think><answer>{lab}</answer>"  # cites video only

@@ -79,3 +79,22 @@ def test_quick_demo_on_qwen2_5_vl(tmp_path, capsys):
     assert {r["modality"] for r in rows} == {"video"}
     mod = json.loads((out / "analysis" / "grpo" / "modality.json").read_text())
     assert set(mod["conditions"]) == {"video", "text"} and set(mod["not_taken"]) == {"av", "audio"}
+
+
+def test_quick_demo_on_parts(tmp_path):
+    """The pipeline on a tiny parts-family model (Llama-shaped LLM + SigLIP + Whisper encoder + MLP
+    projectors): perception pretraining trains both towers with their projectors, the trained
+    models are parts checkpoints, and the cold start teaches the format."""
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--out", str(out), "--no-progress", "demo.family=parts"]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert set(m["models"]) == {"base", "coldstart_sft", "label_sft", "grpo"}
+    assert m["models"]["base"]["test"]["format_rate"] == 0.0 < m["models"]["coldstart_sft"]["test"]["format_rate"]
+    for model in (out / "models" / "base", out / "grpo" / "model"):
+        assert json.loads((model / "config.json").read_text())["model_type"] == "emorl_omni"
+    assert (out / "grpo" / "model" / "emorl_processor.json").is_file()
+    pre = json.loads((out / "models" / "base" / "DONE.json").read_text())
+    assert pre["last_epoch_loss/video"] < pre["first_epoch_loss/video"]
+    assert pre["last_epoch_loss/audio"] < pre["first_epoch_loss/audio"]
+    rows = [json.loads(x) for x in (out / "eval" / "grpo" / "test" / "predictions.jsonl").read_text().splitlines()]
+    assert {r["modality"] for r in rows} == {"video+audio"}

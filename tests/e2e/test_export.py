@@ -19,7 +19,7 @@ from emorl.cli import main
 
 pytestmark = pytest.mark.e2e
 
-TINY = ["model.device=cpu", "model.dtype=float32", "data.frame_size=56", "data.num_frames=4",
+TINY = ["model.device=cpu", "model.dtype=float32", "data.sampling=fixed", "data.frame_size=56", "data.num_frames=4",
         "sampling.max_new_tokens=6", "eval.max_new_tokens=6", "eval.batch_size=8", "grpo.steps=2",
         "grpo.prompts_per_step=2", "grpo.completions_per_prompt=2", "grpo.micro_batch_rows=4", "model.lora_rank=4",
         "grpo.lr=1e-2", "seed=3"]
@@ -46,13 +46,12 @@ proc = AutoProcessor.from_pretrained(folder)
 msgs = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": data["text"]}]}]
 text = proc.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
 side = proc.video_processor.size  # emorl's pixel budget, carried by the export
-hop = proc.feature_extractor.hop_length
 audio = data["audio"].numpy()
 kw = dict(text=[text], videos=[data["frames"].numpy()], audio=[audio], load_audio_from_video=True,
           audio_from_video_indices=[0], return_tensors="pt",
           videos_kwargs={"fps": float(data["fps"]), "cap_pixels_per_frame": False,
                          "size": {"shortest_edge": side.shortest_edge, "longest_edge": side.longest_edge}})
-inp = proc(**kw, audio_kwargs={"max_length": -(-len(audio) // hop) * hop})  # log-mel of the clip's length, as emorl
+inp = proc(**kw)  # the processor's own audio padding (30 s): its valid frames are emorl's
 comp = data["completion"]
 ids = torch.cat([inp["input_ids"], comp[None]], 1)
 media = {k: v for k, v in inp.items() if k not in ("input_ids", "attention_mask")}

@@ -23,7 +23,7 @@ def test_qwen3_vl_flow(clips, tmp_path, capsys):
     m = tmp_path / "m.jsonl"
     write_manifest(m, [Sample(f"s{i}", str(c), lab, "dfew", "train")
                        for i, (c, lab) in enumerate(zip(clips, ["happy", "sad", "angry"]))])
-    common = ["data.frame_size=64", "data.num_frames=4", "data.modality=video"]
+    common = ["data.sampling=fixed", "data.frame_size=64", "data.num_frames=4", "data.modality=video"]
     sft = tmp_path / "sft"
     assert main(["sft", f"model.path={init}", f"data.train={m}", f"out={sft}", *common, "sft.target=label",
                  "sft.epochs=60", "sft.lr=3e-3", "sft.samples_per_step=3"]) == 0
@@ -47,5 +47,5 @@ def test_qwen3_vl_flow(clips, tmp_path, capsys):
     assert json.loads((ev / "metrics.json").read_text())["n"] == 3
     # video+audio asked of a model without audio: a clear error naming the setting
     assert main(["eval", "--model", str(out / "model"), "--manifest", str(m), "--out", str(tmp_path / "ev2"),
-                 "data.frame_size=64", "data.num_frames=4", "--modality", "video+audio"]) == 2
+                 "data.sampling=fixed", "data.frame_size=64", "data.num_frames=4", "--modality", "video+audio"]) == 2
     assert "qwen3-vl takes video, image, text prompts, not video+audio (set data.modality" in capsys.readouterr().err

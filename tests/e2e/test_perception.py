@@ -55,7 +55,7 @@ def test_pretrain_towers_trains_towers_only(model_dir, tmp_path):
     m = synthesize(tmp_path / "world", seed=3, sizes={"pretrain": 8}, workers=1, progress=False)["pretrain"]
     samples = read_manifest(m)
     cfg = RunConfig()
-    cfg.data.frame_size, cfg.data.num_frames = 56, 4
+    cfg.data.sampling, cfg.data.frame_size, cfg.data.num_frames = "fixed", 56, 4
     adapter = load_adapter(model_dir)
     if Modality.AV not in adapter.modalities:  # a vision-language model: video prompts, the vision tower
         cfg.data.modality = "video"
@@ -85,7 +85,7 @@ def test_cli_pretrain_towers_and_a_manifest_without_attributes(tiny_model_dir, c
 
     m = synthesize(tmp_path / "world", seed=4, sizes={"pretrain": 4}, workers=1, progress=False)["pretrain"]
     args = ["model", "pretrain-towers", "--model", str(tiny_model_dir), "--epochs", "1", "--batch-size", "2",
-            "data.frame_size=56", "data.num_frames=4"]
+            "data.sampling=fixed", "data.frame_size=56", "data.num_frames=4"]
     assert main([*args, "--manifest", str(m), "--out", str(tmp_path / "pt")]) == 0
     assert (tmp_path / "pt" / "model" / "config.json").is_file()
     assert len((tmp_path / "pt" / "metrics.jsonl").read_text().splitlines()) == 2

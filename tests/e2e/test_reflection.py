@@ -35,7 +35,7 @@ COMPONENTS = {"coherence", "grounding", "grounding_video", "grounding_audio"}
 def _cfg(tmp_path, grounding="per_modality") -> RunConfig:
     cfg = RunConfig(out=str(tmp_path), seed=3)
     cfg.prompt.recipe = "emo-r3"
-    cfg.data.frame_size = 56
+    cfg.data.sampling, cfg.data.num_frames, cfg.data.frame_size = "fixed", 8, 56
     cfg.reflection.enabled, cfg.reflection.grounding, cfg.reflection.max_new_tokens = True, grounding, 4
     return cfg
 

@@ -42,7 +42,7 @@ def runs(world, tiny_model_dir, tmp_path_factory):
     from emorl.runs import load_adapter, load_samples, make_builder, run_analyze
 
     cfg = RunConfig()
-    cfg.data.frame_size = 56
+    cfg.data.sampling, cfg.data.num_frames, cfg.data.frame_size = "fixed", 8, 56
     cfg.eval.max_new_tokens = 8
     cfg.eval.batch_size = 16
     d = tmp_path_factory.mktemp("runs")

@@ -29,7 +29,7 @@ from emorl.serve.client import Client
 pytestmark = pytest.mark.e2e
 
 LABELS = ["happy", "sad", "angry", "neutral"]
-OVERRIDES = {"data.frame_size": 56, "data.num_frames": 4, "eval.max_new_tokens": 8}
+OVERRIDES = {"data.sampling": "fixed", "data.frame_size": 56, "data.num_frames": 4, "eval.max_new_tokens": 8}
 
 
 def free_port() -> int:

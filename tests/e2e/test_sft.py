@@ -40,7 +40,7 @@ def samples_of(clips, n=6):
 
 def cfg_of(tmp_path, **sft) -> RunConfig:
     cfg = RunConfig(out=str(tmp_path), seed=7)
-    cfg.data.frame_size, cfg.data.num_frames = 56, 4
+    cfg.data.sampling, cfg.data.frame_size, cfg.data.num_frames = "fixed", 56, 4
     c = cfg.sft
     c.target, c.epochs, c.lr, c.samples_per_step, c.micro_batch_samples, c.warmup_ratio = "trace", 2, 1e-3, 3, 3, 0
     for k, v in sft.items():
@@ -182,10 +182,17 @@ def test_a_killed_run_resumes_to_the_straight_runs_weights(tiny_model_dir, clips
 
     m = tmp_path / "train.jsonl"
     write_manifest(m, samples_of(clips))
-    common = [f"model.path={tiny_model_dir}", f"data.train={m}", "data.frame_size=56", "data.num_frames=4",
+    common = [f"model.path={tiny_model_dir}", f"data.train={m}", "data.sampling=fixed", "data.frame_size=56", "data.num_frames=4",
               "sft.target=trace", "sft.epochs=4", "sft.lr=1e-3", "sft.samples_per_step=3", "sft.micro_batch_samples=1",
               "sft.warmup_ratio=0", "sft.save_every=1", "seed=7"]
-    assert main(["sft", *common, f"out={tmp_path / 'straight'}"]) == 0
+    # one thread everywhere: the killed run is a subprocess with OMP_NUM_THREADS=1, and a float sum
+    # split over another number of threads is another sum (bit equality needs the same order)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert main(["sft", *common, f"out={tmp_path / 'straight'}"]) == 0
+    finally:
+        torch.set_num_threads(threads)
     killed = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, "-m", "emorl.cli", "sft", *common, f"out={killed}"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "OMP_NUM_THREADS": "1"})
@@ -198,7 +205,11 @@ def test_a_killed_run_resumes_to_the_straight_runs_weights(tiny_model_dir, clips
     assert latest.is_file(), proc.stderr.read().decode()[-2000:]
     step = json.loads(latest.read_text())["step"]
     assert 1 <= step < 8 and not (killed / "model").exists()
-    assert main(["sft", *common, f"out={killed}", "sft.resume=true"]) == 0
+    torch.set_num_threads(1)
+    try:
+        assert main(["sft", *common, f"out={killed}", "sft.resume=true"]) == 0
+    finally:
+        torch.set_num_threads(threads)
     a = load_file(str(tmp_path / "straight" / "model" / "model.safetensors"))
     b = load_file(str(killed / "model" / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -288,12 +288,12 @@ def test_deepspeed_zero_matches_one_process_and_resumes_exactly(tiny_model_dir, 
     assert any(not torch.equal(full[k], b[k]) for k in b)  # step 2 moved them again
 
 
-@pytest.mark.parametrize("family", ["qwen3-omni", "qwen2.5-vl", "qwen3-vl"])
+@pytest.mark.parametrize("family", ["qwen3-omni", "qwen2.5-vl", "qwen3-vl", "parts"])
 @pytest.mark.parametrize("sharding", ["fsdp2", "zero3"])
 def test_sharded_families_match_one_process(tiny_dir_of, clips, tmp_path, family, sharding):
     """FSDP2 and ZeRO-3 on the other families (Qwen2.5-Omni: the tests above): Qwen3-Omni's routed
     experts, whose fused tensors are sharded too, and deepstack; the VL models' video-only
-    prompts. Step 1 on 2 processes == step 1 in one process (gradient norm to 1e-5 relative,
+    prompts; the parts family's projectors (their own FSDP units) and tied LM head. Step 1 on 2 processes == step 1 in one process (gradient norm to 1e-5 relative,
     weights to 1e-5), and each process holds about half of every parameter."""
     from emorl.models.registry import FAMILIES, load_adapter
 

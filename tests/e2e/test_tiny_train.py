@@ -20,7 +20,7 @@ pytestmark = pytest.mark.e2e
 
 def _cfg(tmp_path) -> RunConfig:
     cfg = RunConfig(out=str(tmp_path))
-    cfg.data.frame_size = 56
+    cfg.data.sampling, cfg.data.num_frames, cfg.data.frame_size = "fixed", 8, 56
     cfg.sft.epochs, cfg.sft.lr, cfg.sft.samples_per_step, cfg.sft.target = 40, 3e-3, 3, "label"
     cfg.sampling.max_new_tokens = 8
     g = cfg.grpo

@@ -41,7 +41,7 @@ def text_judge(groups):
 def _cfg(tmp_path, **grpo) -> RunConfig:
     cfg = RunConfig(out=str(tmp_path), seed=7)
     cfg.prompt.recipe = "judge-test"
-    cfg.data.frame_size = 56
+    cfg.data.sampling, cfg.data.num_frames, cfg.data.frame_size = "fixed", 8, 56
     cfg.sampling.max_new_tokens = 6
     g = cfg.grpo
     g.steps, g.prompts_per_step, g.completions_per_prompt, g.micro_batch_rows = 4, 2, 4, 8
@@ -273,12 +273,13 @@ def test_two_processes_stay_in_sync(tiny_model_dir, clips, tmp_path):
                        enumerate(zip(clips * 2, labels))])
     # a short label SFT first, so answers vary and GRPO has non-zero advantages to apply
     sft = tmp_path / "sft"
-    assert main(["sft", f"model.path={tiny_model_dir}", f"data.train={m}", f"out={sft}", "data.frame_size=56",
-                 "data.num_frames=4", "sft.target=label", "sft.epochs=40", "sft.lr=3e-3", "sft.samples_per_step=3"]) == 0
+    assert main(["sft", f"model.path={tiny_model_dir}", f"data.train={m}", f"out={sft}", "data.sampling=fixed",
+                 "data.frame_size=56", "data.num_frames=4", "sft.target=label", "sft.epochs=40", "sft.lr=3e-3", "sft.samples_per_step=3"]) == 0
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531",
            "-m", "emorl.cli", "train",
-           f"model.path={sft / 'model'}", f"data.train={m}", f"out={out}", "data.frame_size=56", "data.num_frames=4",
+           f"model.path={sft / 'model'}", f"data.train={m}", f"out={out}", "data.sampling=fixed", "data.frame_size=56",
+           "data.num_frames=4",
            "grpo.steps=3", "grpo.prompts_per_step=2", "grpo.completions_per_prompt=8", "grpo.micro_batch_rows=4",
            "grpo.lr=1e-3", "sampling.max_new_tokens=6", "grpo.save_every=2", "grpo.sample_every=0"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -303,7 +304,8 @@ def test_sft_two_processes_match_one(tiny_model_dir, clips, tmp_path):
     m = tmp_path / "train.jsonl"
     write_manifest(m, [Sample(f"s{i}", str(p), lab, "dfew", "train") for i, (p, lab) in
                        enumerate(zip(clips * 2, ["happy", "sad", "angry", "fear"]))])
-    common = [f"model.path={tiny_model_dir}", f"data.train={m}", "data.frame_size=56", "data.num_frames=4",
+    common = [f"model.path={tiny_model_dir}", f"data.train={m}", "data.sampling=fixed", "data.frame_size=56",
+              "data.num_frames=4",
               "sft.target=label", "sft.epochs=2", "sft.lr=1e-3", "sft.samples_per_step=4", "sft.warmup_ratio=0"]
     assert main(["sft", *common, f"out={tmp_path / 'one'}"]) == 0
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",

@@ -272,7 +272,11 @@ def test_recipe_configs_load(name):
 
 def test_paper_hyperparameters():
     r1, r3 = load_config("r1-omni"), load_config("emo-r3")
-    assert (r1.grpo.lr, r1.grpo.prompts_per_step, r1.sampling.max_new_tokens, r1.data.num_frames) == (1e-6, 16, 512, 8)
+    assert (r1.grpo.lr, r1.grpo.prompts_per_step, r1.sampling.max_new_tokens) == (1e-6, 16, 512)
+    # a real checkpoint sees its family's own frames; R1-Omni's 8 fixed frames are the recipe's option
+    assert (r1.data.sampling, r1.data.num_frames, r1.data.frame_size) == ("native", 0, 0)
+    fixed = load_config("r1-omni", ["data.sampling=fixed", "data.num_frames=8", "data.frame_size=224"])
+    assert (fixed.data.sampling, fixed.data.num_frames, fixed.data.frame_size) == ("fixed", 8, 224)
     assert (r3.grpo.lr, r3.grpo.weight_decay, r3.sampling.max_new_tokens, r3.grpo.advantage_eps) == \
         (2e-6, 0.01, 2048, 1e-6)
 

@@ -47,8 +47,16 @@ def _media_modality(ad) -> Modality:
 
 
 def _frozen(ad):
+    """Towers frozen (projectors outside them, where a family has some, stay trainable)."""
     for tower in ad.towers().values():
         tower.requires_grad_(False)
+    return ad
+
+
+def _frozen_encoders(ad):
+    """Everything that makes media embeddings frozen: towers and projectors (the encoder cache's case)."""
+    for m in ad.encoder_modules():
+        m.requires_grad_(False)
     return ad
 
 
@@ -315,15 +323,16 @@ def _check_grads(model_dir, clips, modality, frozen, checkpointing=False):
     assert g_d.keys() == g_s.keys()
     trainable = {n for n, p in ad.model.named_parameters() if p.requires_grad}
     assert set(g_d) <= trainable
-    towers = set().union(*(_tower_params(ad, k) for k in ad.media_kinds(Modality.AV if Modality.AV in ad.modalities
-                                                                         else Modality.VIDEO)))
+    names = {id(p): n for n, p in ad.model.named_parameters()}
+    towers = {names[id(p)] for t in ad.towers().values() for p in t.parameters()}  # projectors stay trainable
     used = set().union(*(_tower_params(ad, k) for k in ad.media_kinds(modality)))
     if frozen:
         assert not (set(g_d) & towers)
     else:
         assert set(g_d) & used
-    for n in g_d:
-        torch.testing.assert_close(g_s[n], g_d[n], rtol=0, atol=1e-5, msg=lambda m, n=n: f"{n}: {m}")
+    for n in g_d:  # fp32 sums in another order: 1e-5 absolute plus 1e-5 relative (a projector bias sums
+        # the gradients of every media token of every row: the parts family's reach |g| ~ 3)
+        torch.testing.assert_close(g_s[n], g_d[n], rtol=1e-5, atol=1e-5, msg=lambda m, n=n: f"{n}: {m}")
 
 
 def test_rows_without_shared_groups_and_split_groups(adapter, clips):
@@ -380,7 +389,7 @@ def test_frozen_encoders_build_no_graph(model_dir, clips):
             m.requires_grad_(False)
         half = group.encode_media(ad, prompts, cache=group.EncoderCache())
         assert half[0].get(first).grad_fn is None and all(half[0].get(k).requires_grad for k in kinds[1:])
-        _frozen(ad)
+        _frozen_encoders(ad)
         frozen = group.encode_media(ad, prompts)
     for m in frozen:
         for k in kinds:
@@ -394,7 +403,7 @@ def test_frozen_encoders_build_no_graph(model_dir, clips):
 
 
 def test_encoder_cache_keys_and_invalidation(model_dir, clips, tmp_path):
-    adapter = _frozen(load_adapter(model_dir))
+    adapter = _frozen_encoders(load_adapter(model_dir))
     mod = _media_modality(adapter)
     a, b = _prompts(adapter, clips[:2], mod)
     cache = group.EncoderCache(tmp_path / "enc", settings={"frame_size": 56, "fps": 2.0})
@@ -439,7 +448,7 @@ def test_encoder_cache_keys_and_invalidation(model_dir, clips, tmp_path):
 
 
 def test_cached_media_give_the_same_logprobs(model_dir, clips):
-    adapter = _frozen(load_adapter(model_dir))
+    adapter = _frozen_encoders(load_adapter(model_dir))
     prompts = _prompts(adapter, clips, _media_modality(adapter))
     rows_p = [p for p in prompts for _ in range(2)]
     groups = [i for i in range(len(prompts)) for _ in range(2)]

@@ -60,8 +60,13 @@ def test_prompt_builder_gives_the_family_an_image(tiny_dir_of, photos, family):
     ids = ad.placeholder_ids()
     n_image = int((p.input_ids == ids["image"]).sum())
     assert n_image > 0 and int((p.input_ids == ids["video"]).sum()) == 0
-    grid = next(v for k, v in p.mm.items() if v.dtype == p.input_ids.dtype and v.shape == (1, 3))
-    assert int(grid[0, 0]) == 1 and n_image == int(grid.prod()) // 4  # one temporal patch, 2x2 merge
+    grids = [v for v in p.mm.values() if v.dtype == p.input_ids.dtype and v.shape == (1, 3)]
+    if family == "parts":  # one frame at the vision encoder's size, its tokens (a one-frame clip)
+        assert not grids and tuple(p.mm["pixel_values"].shape) == (1, 3, 56, 56)
+        assert n_image == ad.processor.image_tokens()
+    else:
+        (grid,) = grids
+        assert int(grid[0, 0]) == 1 and n_image == int(grid.prod()) // 4  # one temporal patch, 2x2 merge
     (media,) = ad.encode_kind("image", [p])
     assert media.image.shape[0] == n_image
 

@@ -34,11 +34,12 @@ def _reference_logps(adapter, p, completion, *, media: bool):
     positions), then over the completion with the prompt's cache (positions from its rope deltas)."""
     model = adapter.model
     ids = p.input_ids.unsqueeze(0)
-    kw = {}
     if media:
-        kw = {**adapter.collate([p]), **adapter.generate_kwargs(ids)}
+        kw = {"input_ids": ids, **adapter.collate([p]), **adapter.generate_kwargs(ids)}
+    else:  # the placeholder tokens' own embeddings, no media (a family may refuse placeholders without media)
+        kw = {"inputs_embeds": model.get_input_embeddings()(ids)}
     model.model.rope_deltas = None
-    first = model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=True, **kw)
+    first = model(attention_mask=torch.ones_like(ids), use_cache=True, **kw)
     logits = [first.logits[0, -1:]]
     if len(completion) > 1:
         rest = completion[:-1].unsqueeze(0)  # no padding: no mask, positions cache length + k + rope delta

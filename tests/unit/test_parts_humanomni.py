@@ -335,3 +335,61 @@ def test_tower_configs_without_folders(tmp_path):
         _tower_config("audio", None, "/nowhere/whisper-tiny", state, "model.audio_tower.")
     with pytest.raises(FileNotFoundError, match="tower folder not found"):
         _tower_config("vision", tmp_path / "missing", "x", state, "model.vision_tower.")
+
+
+
+def test_converted_checkpoint_runs_through_the_adapter_and_group_paths(tmp_path):
+    """An R1-Omni-shaped checkpoint (AllInOneSmall + BERT gate) converted into the parts family loads
+    through ``load_adapter`` and its group paths equal its duplicated rows: greedy generation,
+    log-probs, entropies and gradients (BERT and the gate included), for two prompts that differ
+    only in their gate state (the instruction) on the same clip, mixed with an audio-only row."""
+    from emorl.models import group
+    from emorl.models.adapter import Modality, SamplingParams
+    from emorl.models.parts.humanomni import convert_humanomni
+    from emorl.models.registry import load_adapter
+
+    parts, _, src = write_humanomni(tmp_path, small=True, compressor=False)
+    torch.manual_seed(0)
+    ad = load_adapter(convert_humanomni(src, tmp_path / "converted", bert=parts["bert"]))
+    assert ad.family == "parts" and ad.gated and {"fusion_text_encoder", "fusion_gate"} <= set(ad.projectors())
+    rng = np.random.default_rng(1)
+    frames = rng.integers(0, 255, (8, 30, 44, 3), dtype=np.uint8)
+    wave = rng.standard_normal(16000).astype(np.float32) * 0.1
+    prompts = [ad.encode(frames, wave, q, Modality.AV, key=str(i)) for i, q in enumerate(INSTRUCTIONS)]
+    prompts.append(ad.encode(None, wave, INSTRUCTIONS[0], Modality.AUDIO, key="a"))
+    assert "fusion_input_ids" in prompts[0].mm and "fusion_input_ids" not in prompts[2].mm
+    with torch.no_grad():
+        media = group.encode_media(ad, prompts)
+    assert float((media[0].video - media[1].video).abs().max()) > 1e-4  # the instruction gates the clip
+    cache = group.EncoderCache()
+    ad.model.requires_grad_(False)
+    assert cache.key(prompts[0], ad) != cache.key(prompts[1], ad)  # the gate state is part of the key
+    ad.model.requires_grad_(True)
+
+    greedy = SamplingParams(max_new_tokens=6, greedy=True)
+    rows, shared = ad.sample_groups_rows(prompts, 2, greedy), group.sample_groups_shared(ad, prompts, 2, greedy)
+    assert [c.tolist() for cs in rows.ids for c in cs] == [c.tolist() for cs in shared.ids for c in cs]
+
+    ad.model.eval()  # BERT's dropout (0.1) would draw differently in the two paths; gradients still flow
+    sizes = (3, 2, 2)
+    rows_p = [p for p, n in zip(prompts, sizes) for _ in range(n)]
+    groups = [i for i, n in enumerate(sizes) for _ in range(n)]
+    gen = torch.Generator().manual_seed(2)
+    comps = [torch.randint(20, 300, (2 + i % 4,), generator=gen) for i in range(len(rows_p))]
+    adv = torch.linspace(-1.0, 1.5, len(rows_p))
+
+    def loss_grads(fn):
+        ad.model.zero_grad(set_to_none=True)
+        lp, mask, ent = fn(rows_p, comps, with_entropy=True)
+        (lp * mask * adv[:, None]).sum().backward()
+        return lp.detach() * mask, ent * mask, {n: q.grad.clone() for n, q in ad.model.named_parameters()
+                                                if q.grad is not None}
+
+    lp_d, e_d, g_d = loss_grads(ad.completion_logprobs_rows)
+    lp_s, e_s, g_s = loss_grads(lambda p, c, **kw: group.shared_prefix_logprobs(ad, p, c, groups=groups, **kw))
+    torch.testing.assert_close(lp_s, lp_d, rtol=0, atol=1e-5)
+    torch.testing.assert_close(e_s, e_d, rtol=0, atol=1e-5)
+    assert g_d.keys() == g_s.keys() and any(n.startswith("model.fusion_gate.") for n in g_d)
+    assert any(n.startswith("model.fusion_text_encoder.") for n in g_d)
+    for n in g_d:
+        torch.testing.assert_close(g_s[n], g_d[n], rtol=1e-5, atol=1e-5, msg=lambda m, n=n: f"{n}: {m}")

@@ -55,9 +55,9 @@ def cmd_check(args) -> int:
     from emorl.runs import media_limits
 
     cfg = load_config(args.config, args.overrides)
-    r = check_manifest(args.manifest, args.out, workers=args.workers, num_frames=args.num_frames or cfg.data.num_frames,
-                       limits=media_limits(cfg), against=args.against or [],
-                       max_image_pixels=args.max_image_pixels)
+    r = check_manifest(args.manifest, args.out, workers=args.workers,
+                       num_frames=args.num_frames or cfg.data.num_frames or 8, limits=media_limits(cfg),
+                       against=args.against or [], max_image_pixels=args.max_image_pixels)
     print(f"{r.total} samples: {r.usable} usable, {r.rejected} rejected {dict(r.outcomes) or ''}")
     for ds, hist in r.classes.items():
         print(f"  {ds}: " + ", ".join(f"{k} {v}" for k, v in sorted(hist.items(), key=lambda kv: -kv[1])))
@@ -125,7 +125,7 @@ def add_parsers(sub, with_config) -> None:
     p.add_argument("manifest")
     p.add_argument("--out", required=True)
     p.add_argument("--workers", type=int, default=2)
-    p.add_argument("--num-frames", type=int, help="frames decoded per clip (default data.num_frames)")
+    p.add_argument("--num-frames", type=int, help="frames decoded per clip (default data.num_frames, or 8 when it is 0)")
     p.add_argument("--max-image-pixels", type=int, default=MAX_PIXELS,
                    help=f"images with more pixels (width x height) are rejected as too_large "
                         f"(decompression bombs; default {MAX_PIXELS}, PIL's; 0 = PIL's own hard limit only)")

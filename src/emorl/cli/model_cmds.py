@@ -47,10 +47,12 @@ def add_parsers(sub, with_config) -> None:
     p.add_argument("--layers", type=int, default=4)
     p.add_argument("--vocab-size", type=int, default=1024)
     p.add_argument("--frame-size", type=int,
-                   help="frame side in pixels: a multiple of 28 (qwen2.5-*, default 84) or 32 (qwen3-*, default 96)")
+                   help="frame side in pixels: a multiple of 28 (qwen2.5-*, parts: its SigLIP's input size; default 84) "
+                        "or 32 (qwen3-*, default 96)")
     p.add_argument("--family", choices=FAMILIES, default="qwen2.5-omni",
                    help=f"one of: {', '.join(FAMILIES)}. qwen3-omni: routed experts, interleaved MRoPE, deepstack "
-                        "vision features; qwen2.5-vl, qwen3-vl: vision-language models (video, images, text; no audio)")
+                        "vision features; qwen2.5-vl, qwen3-vl: vision-language models (video, images, text; no audio); "
+                        "parts: a Llama-shaped LLM + SigLIP + Whisper encoder + MLP projectors (emorl model build's layout)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(fn=cmd_init_tiny)
     from emorl.models.registry import FAMILY_COMMANDS, resolve

@@ -41,14 +41,40 @@ def available(s: Sample, requested: Modality) -> Modality:
     return requested
 
 
+SAMPLINGS = ("native", "fixed")
+
+
+def check_sampling(sampling: str, num_frames: int, frame_size: int | None) -> None:
+    """``data.sampling`` and the settings that belong to it: ``fixed`` needs ``data.num_frames``;
+    ``native`` (the model family's own frame rate and sizes) takes neither ``data.num_frames`` nor
+    ``data.frame_size``, which it would otherwise ignore."""
+    if sampling not in SAMPLINGS:
+        raise ValueError(f"data.sampling must be one of {', '.join(SAMPLINGS)}, got {sampling!r}")
+    if sampling == "fixed" and num_frames <= 0:
+        raise ValueError("data.sampling=fixed needs data.num_frames > 0 (frames at segment middles; R1-Omni: 8)")
+    if sampling == "native" and (num_frames or frame_size):
+        given = ", ".join(f"{k}={v}" for k, v in (("data.num_frames", num_frames), ("data.frame_size", frame_size))
+                          if v)
+        raise ValueError(f"{given}: data.sampling=native takes the model family's own frames and sizes; set "
+                         "data.sampling=fixed to use them (or leave them 0)")
+
+
 class PromptBuilder:
-    """Encodes samples into ``PromptInputs`` for one adapter, prompt spec and media settings."""
+    """Encodes samples into ``PromptInputs`` for one adapter, prompt spec and media settings.
+
+    ``sampling``: ``fixed`` (``num_frames`` frames at segment middles, resized to ``frame_size``²
+    when given, else handed over at their size for the processor's own resizing) or ``native``
+    (the family's own rules, ``adapter.native_video``: Qwen's 2 frames per second at its pixel
+    budget, the parts family's fixed frame count at its encoder's size). Audio is decoded at the
+    family's ``audio_sample_rate``."""
 
     def __init__(self, adapter: OmniAdapter, spec: PromptSpec, *, num_frames: int = 8, frame_size: int | None = 84,
                  on_missing_audio: str = "error", modality: Modality = Modality.AV,
-                 media_limits: MediaLimits | None = None):
+                 media_limits: MediaLimits | None = None, sampling: str = "fixed"):
+        check_sampling(sampling, num_frames, frame_size)
         self.adapter = adapter
         self.spec = spec
+        self.sampling = sampling
         self.num_frames = num_frames
         self.frame_size = frame_size or None
         self.on_missing_audio = on_missing_audio
@@ -63,15 +89,17 @@ class PromptBuilder:
         if s.id not in self._clips:
             has = carried(s)
             want_audio = has not in ("video", "image")
-            settings = (self.num_frames, self.frame_size, has != "audio", want_audio, self.on_missing_audio,
-                        self.media_limits)
+            settings = (self.media_settings(), has != "audio", want_audio, self.on_missing_audio, self.media_limits)
             cache = clip_cache()
             key = cache.key(s.media, s.audio, settings) if cache.max_bytes else None
             c = cache.get(key) if key is not None else None
             if c is None:
+                native = self.sampling == "native"
                 c = load_clip(s.media, num_frames=self.num_frames, size=self.frame_size, audio_path=s.audio,
                               want_video=has != "audio", want_audio=want_audio,
-                              on_missing_audio=self.on_missing_audio, limits=self.media_limits)
+                              on_missing_audio=self.on_missing_audio, limits=self.media_limits,
+                              sample_rate=getattr(self.adapter, "audio_sample_rate", 16_000),
+                              plan=self.adapter.native_video if native else None)
                 if key is not None:
                     cache.put(key, c)
             notes = [*c.notes, *(f"flag:{f}" for f in c.flags)]
@@ -81,6 +109,15 @@ class PromptBuilder:
                 self.notes[s.id] = notes
             self._clips[s.id] = c
         return self._clips[s.id]
+
+    def media_settings(self) -> str:
+        """How frames are taken, as a string for cache keys and records: the fixed count and size,
+        or the family's native rules (``adapter.native_preprocessing()``)."""
+        if self.sampling == "native":
+            import json
+
+            return "native:" + json.dumps(self.adapter.native_preprocessing(), sort_keys=True, default=str)
+        return f"fixed:{self.num_frames}:{self.frame_size}"
 
     def text(self, s: Sample) -> str:
         return build_prompt(self.spec, s.labels, s.words)
@@ -94,7 +131,7 @@ class PromptBuilder:
             if modality.has_audio and audio is None:  # on_missing_audio="skip": fall back to video only
                 modality = Modality.VIDEO
                 self.substitutions["modality:video-only"] += 1
-            fps = (self.num_frames / c.duration) if c is not None and c.duration else 2.0
+            fps = c.fps if c is not None and c.fps else 2.0
             self._prompts[key] = self.adapter.encode(
                 c.frames if c is not None else None, audio, self.text(s), modality, fps=fps,
                 key=f"{s.id}|{modality.value}")

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -30,6 +32,8 @@ class Clip:
     frames: (T, H, W, 3) uint8 or None; audio: (S,) float32 at ``sample_rate`` or None.
     notes: what was substituted, e.g. ``["no_audio:silence"]``; empty when the media was used as is.
     flags: why the media are degenerate (``MediaLimits``): few_frames, short, small; empty when fine.
+    fps: frames per second of the clip's time that ``frames`` stand for (T / duration, or the
+    family's own rate under native sampling); 0 when unknown (a still image, no duration).
     """
 
     frames: np.ndarray | None
@@ -39,6 +43,7 @@ class Clip:
     source_frames: int = 0
     notes: list[str] = field(default_factory=list)
     flags: list[str] = field(default_factory=list)
+    fps: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -160,15 +165,36 @@ def _natural_key(p: Path):
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", p.name)]
 
 
-def _resize(frames: np.ndarray, size: int | None) -> np.ndarray:
-    if size is None or (frames.shape[1] == size and frames.shape[2] == size):
+def _resize(frames: np.ndarray, size: int | tuple[int, int] | None, resample: str = "bilinear") -> np.ndarray:
+    """Frames resized to ``size``² (an int) or ``size`` = (height, width); None keeps them."""
+    if size is None:
+        return frames
+    h, w = (size, size) if isinstance(size, int) else size
+    if frames.shape[1] == h and frames.shape[2] == w:
         return frames
     from PIL import Image
 
-    return np.stack([np.asarray(Image.fromarray(f).resize((size, size), Image.BILINEAR)) for f in frames])
+    mode = Image.BICUBIC if resample == "bicubic" else Image.BILINEAR
+    return np.stack([np.asarray(Image.fromarray(f).resize((w, h), mode)) for f in frames])
 
 
-def _decode_video(path: Path, num_frames: int) -> tuple[np.ndarray, float, int]:
+# plan(total decoded frames, their rate or None for a frame folder, height, width) -> FramePlan
+# (emorl.models.adapter: indices, size or None, rate of the kept frames): a family's native sampling
+FramePlanner = Callable[[int, "float | None", int, int], Any]
+
+
+def _pick(n_total: int, num_frames: int, fps: float | None, hw: tuple[int, int], plan: FramePlanner | None):
+    """(indices, size to resize to or None, rate of the kept frames or None when unknown here)."""
+    if plan is None:
+        return segment_middles(n_total, num_frames), None, None
+    p = plan(n_total, fps, *hw)
+    if not p.indices or min(p.indices) < 0 or max(p.indices) >= n_total:
+        raise ValueError(f"frame plan indices {p.indices[:4]}... outside 0..{n_total - 1}")
+    return list(p.indices), p.size, p.fps
+
+
+def _decode_video(path: Path, num_frames: int, plan: FramePlanner | None = None):
+    """(frames, duration s, decoded frame count, size to resize to or None, rate of the kept frames)."""
     import av
 
     with av.open(str(path)) as container:
@@ -177,23 +203,29 @@ def _decode_video(path: Path, num_frames: int) -> tuple[np.ndarray, float, int]:
         stream = container.streams.video[0]
         all_frames = [fr.to_ndarray(format="rgb24") for fr in container.decode(stream)]
         duration = float(container.duration / 1e6) if container.duration else 0.0
+        rate = float(stream.average_rate) if stream.average_rate else None
     if not all_frames:
         raise MediaError(path, "empty", "video stream decoded to zero frames")
-    idx = segment_middles(len(all_frames), num_frames)
-    return np.stack([all_frames[i] for i in idx]), duration, len(all_frames)
+    if rate is None and duration:
+        rate = len(all_frames) / duration
+    idx, size, fps = _pick(len(all_frames), num_frames, rate, all_frames[0].shape[:2], plan)
+    return np.stack([all_frames[i] for i in idx]), duration, len(all_frames), size, fps
 
 
-def _decode_frame_dir(path: Path, num_frames: int) -> tuple[np.ndarray, int]:
+def _decode_frame_dir(path: Path, num_frames: int, plan: FramePlanner | None = None):
+    """(frames, decoded frame count, size to resize to or None, rate of the kept frames or None)."""
     from PIL import Image
 
     files = sorted((p for p in path.iterdir() if p.suffix.lower() in IMAGE_EXTS), key=_natural_key)
     if not files:
         raise MediaError(path, "empty", "frame folder holds no images")
-    idx = segment_middles(len(files), num_frames)
+    with Image.open(files[0]) as first:
+        hw = (first.height, first.width)
+    idx, size, fps = _pick(len(files), num_frames, None, hw, plan)
     frames = [np.asarray(Image.open(files[i]).convert("RGB")) for i in idx]
     h, w = frames[0].shape[:2]
     frames = [f if f.shape[:2] == (h, w) else np.asarray(Image.fromarray(f).resize((w, h))) for f in frames]
-    return np.stack(frames), len(files)
+    return np.stack(frames), len(files), size, fps
 
 
 def is_image(path: str | os.PathLike) -> bool:
@@ -243,10 +275,16 @@ def load_clip(
     min_audio_seconds: float = 0.1,
     sample_rate: int = SAMPLE_RATE,
     limits: MediaLimits | None = None,
+    plan: FramePlanner | None = None,
 ) -> Clip:
     """Decode one sample: ``num_frames`` frames at segment middles (resized to ``size``² if
-    given) and its audio as 16 kHz mono. A still image (``is_image``) decodes to its one frame
-    (T = 1, duration 0) and has no audio track of its own.
+    given) and its audio as mono at ``sample_rate`` (16 kHz). A still image (``is_image``) decodes to
+    its one frame (T = 1, duration 0) and has no audio track of its own.
+
+    ``plan`` (a family's native sampling, ``OmniAdapter.native_video``) replaces ``num_frames`` and
+    ``size`` for videos and frame folders: it is called with the decoded frame count, their rate
+    (None for a frame folder), height and width, and says which frames to keep and the size to
+    resize them to (bicubic; None: the decoded size). A still image keeps its size.
 
     ``on_missing_audio``: ``"error"`` raises MediaError(outcome="no_audio"); ``"silence"`` uses
     ``min_audio_seconds`` of zeros and records ``"no_audio:silence"`` in ``Clip.notes``;
@@ -260,20 +298,28 @@ def load_clip(
         raise MediaError(path, "missing", "file not found")
     if path.is_file() and is_lfs_pointer(path):
         raise MediaError(path, "lfs_pointer", "Git-LFS pointer stub, not media: run `git lfs pull` in the dataset")
+    if plan is not None and size is not None:
+        raise ValueError("load_clip: a frame plan sets the size itself; size must be None with plan")
     frames, audio, duration, n_src, notes = None, None, 0.0, 0, []
+    target, rate, resample = size, None, "bilinear"
     try:
         if path.is_dir():
             if want_video:
-                frames, n_src = _decode_frame_dir(path, num_frames)
+                frames, n_src, planned, rate = _decode_frame_dir(path, num_frames, plan)
+                target = planned if plan is not None else size
         elif is_image(path):
             if want_video:
                 (frames, image_notes), n_src = _decode_image(path), 1
                 notes += image_notes
+                target = None if plan is not None else size
         elif path.suffix.lower() in AUDIO_EXTS:
             if want_video:
                 raise MediaError(path, "no_video", "an audio file cannot give video frames")
         elif want_video:
-            frames, duration, n_src = _decode_video(path, num_frames)
+            frames, duration, n_src, planned, rate = _decode_video(path, num_frames, plan)
+            target = planned if plan is not None else size
+        if plan is not None:
+            resample = "bicubic"  # qwen-vl-utils: bicubic with antialias (PIL's filter covers the whole support)
         if want_audio:
             src = Path(audio_path) if audio_path else path
             if src.is_dir() or is_image(src):
@@ -300,9 +346,11 @@ def load_clip(
     flags = (limits or MediaLimits()).flags(source_frames=n_src, duration=duration, side=side,
                                             still=frames is not None and is_image(path))
     if frames is not None:
-        frames = _resize(frames, size)
+        frames = _resize(frames, target, resample)
+        if rate is None:
+            rate = len(frames) / duration if duration else 0.0
     return Clip(frames=frames, audio=audio, sample_rate=sample_rate, duration=duration, source_frames=n_src,
-                notes=notes, flags=flags)
+                notes=notes, flags=flags, fps=float(rate or 0.0))
 
 
 def write_mp4(

@@ -126,7 +126,7 @@ def evaluate(adapter: OmniAdapter, builder: PromptBuilder, samples: list[Sample]
     r = recipe or RewardRecipe(style=style)
     m["grading"] = {"recipe": r.name, "style": r.style, "strict_official": r.official,
                     "answer_synonyms": dict(r.synonyms)}
-    m["settings"] = {"num_frames": builder.num_frames, "frame_size": builder.frame_size,
+    m["settings"] = {"sampling": builder.sampling, "num_frames": builder.num_frames, "frame_size": builder.frame_size,
                      "max_new_tokens": max_new_tokens, "modality": modality.value}
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_dir / "predictions.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))

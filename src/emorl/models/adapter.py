@@ -86,6 +86,21 @@ class PromptInputs:
         return int(self.input_ids.numel())
 
 
+@dataclass(frozen=True)
+class FramePlan:
+    """Which decoded frames of a video a family takes and at what size (``OmniAdapter.native_video``).
+
+    indices: frame indices into the decoded frames, in order (repeats allowed: a clip shorter than
+    the family's minimum repeats frames rather than invent them); size: (height, width) to resize
+    every kept frame to, or None to hand them over at the decoded size (the processor resizes);
+    fps: the rate of the kept frames (frames per second of the clip's time), what positions and
+    timestamps follow."""
+
+    indices: tuple[int, ...]
+    size: tuple[int, int] | None
+    fps: float
+
+
 @dataclass
 class SamplingParams:
     max_new_tokens: int = 128
@@ -157,6 +172,9 @@ class OmniAdapter(Protocol):
     - ``one_modality_per_batch``: whether the rows paths need every batch to share one modality
       (Qwen-Omni's forward takes its audio-in-video flag per batch); callers split by modality then.
     - ``encode(frames, audio, text, modality, fps=, key=)`` -> ``PromptInputs``; ``encode_text``.
+    - ``native_video(n_total, fps, height, width)`` -> ``FramePlan``: the family's own frame
+      sampling and resizing (``data.sampling=native``); ``native_preprocessing()`` -> its settings
+      as a dict; ``audio_sample_rate``: the rate its audio encoder reads (16 kHz for every family now).
 
     Generation and scoring (what trainers call):
 
@@ -192,10 +210,15 @@ class OmniAdapter(Protocol):
     device: torch.device
     modalities: tuple[Modality, ...]
     one_modality_per_batch: bool
+    audio_sample_rate: int
 
     def encode(self, frames, audio, text: str, modality: Modality, *, fps: float | None = None, key: str = "") -> PromptInputs: ...
 
     def encode_text(self, text: str, *, key: str = "") -> PromptInputs: ...
+
+    def native_video(self, n_total: int, fps: float | None, height: int, width: int) -> FramePlan: ...
+
+    def native_preprocessing(self) -> dict: ...
 
     def sample_groups(self, prompts: list[PromptInputs], group_size: int, params: SamplingParams) -> Completions: ...
 

@@ -154,7 +154,8 @@ class GroupDecoder:
         n, _, g, rep, width = self.mask.shape
         # a 4-D mask is used as given by transformers' text models (no causal mask built)
         hidden = lm(inputs_embeds=embed(self.ids), attention_mask=self.mask.view(n, 1, g * rep, width),
-                    position_ids=self.pos, past_key_values=self.kv, use_cache=True).last_hidden_state[:, -1]
+                    position_ids=self.pos[0] if self.pos.shape[0] == 1 else self.pos,
+                    past_key_values=self.kv, use_cache=True).last_hidden_state[:, -1]
         return head(hidden).float()
 
     def step(self, next_ids: torch.Tensor) -> torch.Tensor:

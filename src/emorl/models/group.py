@@ -57,6 +57,12 @@ def supports(adapter) -> bool:
     return text_model is not None and text_model().config._attn_implementation in ATTENTION_IMPLEMENTATIONS
 
 
+def text_positions(pos: torch.Tensor) -> torch.Tensor:
+    """Positions (A, B, S) as the text model takes them: (B, S) for plain 1-D positions (A = 1),
+    as given for multi-axis ones (M-RoPE: A = 3)."""
+    return pos[0] if pos.shape[0] == 1 else pos
+
+
 def trainable(module) -> bool:
     return any(p.requires_grad for p in module.parameters())
 
@@ -252,7 +258,7 @@ def shared_prefix_logprobs(adapter, prompts: list[PromptInputs], completions: li
     allowed &= (seg[:, None, :] == 0) | (seg[:, None, :] == seg[:, :, None])
     allowed |= torch.eye(s_max, dtype=torch.bool, device=dev)  # pad queries see themselves: no empty rows
     mask4 = torch.zeros(allowed.shape, dtype=emb.dtype, device=dev).masked_fill_(~allowed, torch.finfo(emb.dtype).min)
-    hidden = lm(inputs_embeds=emb, attention_mask=mask4.unsqueeze(1), position_ids=pos,
+    hidden = lm(inputs_embeds=emb, attention_mask=mask4.unsqueeze(1), position_ids=text_positions(pos),
                 use_cache=False, **extra).last_hidden_state
     h = hidden.reshape(-1, hidden.shape[-1])[src.to(dev).reshape(-1)].reshape(b, lc_max, -1)
     logits = adapter.lm_head()(h).float() / temperature
@@ -341,7 +347,7 @@ def sample_groups_shared(adapter, prompts: list[PromptInputs], group_size: int, 
     try:
         emb, extra = embed_inputs(adapter, ids, encode_media(adapter, prompts, cache=cache))
         kv = DynamicCache(config=lm.config)
-        hidden = lm(inputs_embeds=emb, attention_mask=att, position_ids=pos, past_key_values=kv,
+        hidden = lm(inputs_embeds=emb, attention_mask=att, position_ids=text_positions(pos), past_key_values=kv,
                     use_cache=True, **extra).last_hidden_state[:, -1]
         logits = head(hidden).float().repeat_interleave(g, 0)
         seq = ids.repeat_interleave(g, 0)
@@ -377,7 +383,7 @@ def sample_groups_shared(adapter, prompts: list[PromptInputs], group_size: int, 
                 continue
             att = torch.cat([att, att.new_ones(att.shape[0], 1)], dim=-1)
             step_pos = step_pos + 1
-            hidden = lm(inputs_embeds=embed(nxt[:, None]), attention_mask=att, position_ids=step_pos,
+            hidden = lm(inputs_embeds=embed(nxt[:, None]), attention_mask=att, position_ids=text_positions(step_pos),
                         past_key_values=kv, use_cache=True).last_hidden_state[:, -1]
             logits = head(hidden).float()
     finally:

@@ -38,6 +38,11 @@ FAMILIES: dict[str, Family] = {
                          "emorl.models.qwen_vl.tiny:init_tiny", "emorl.models.qwen_vl", ("video", "image", "text"), 28, 84),
     "qwen3-vl": Family("qwen3-vl", ("qwen3_vl",), "emorl.models.qwen_vl.adapter:QwenVLAdapter",
                        "emorl.models.qwen_vl.tiny:init_tiny", "emorl.models.qwen_vl", ("video", "image", "text"), 32, 96),
+    # any causal LM + vision encoder + audio encoder + projectors (HumanOmni / R1-Omni converted in);
+    # frame sides: the tiny builder's SigLIP patch (14) x the projector's 2x2 pooling
+    "parts": Family("parts", ("emorl_omni",), "emorl.models.parts.adapter:PartsAdapter",
+                    "emorl.models.parts.tiny:init_tiny", "emorl.models.parts",
+                    ("video+audio", "video", "audio", "image", "text"), 28, 84),
 }
 # "module:function" adding a family's own subcommands to `emorl model` (called with its subparsers)
 FAMILY_COMMANDS = ("emorl.models.parts.cli:add_parsers",)

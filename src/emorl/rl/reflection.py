@@ -190,7 +190,7 @@ def encode_clip_prompt(adapter: OmniAdapter, builder: PromptBuilder, s: Sample, 
         if not modality.has_video:
             return None
         modality = Modality.VIDEO
-    fps = builder.num_frames / clip.duration if clip.duration else 2.0
+    fps = clip.fps or 2.0
     return adapter.encode(clip.frames if modality.has_visual else None, audio, text, modality, fps=fps,
                           key=f"{s.id}|reflect|{modality.value}")
 

@@ -77,10 +77,23 @@ def shard_fsdp2(adapter, *, float32_shards: bool = False) -> nn.Module:
         if isinstance(m, FSDPModule):
             m.set_gradient_divide_factor(1.0)  # sum, not mean, over processes
             m.set_force_sum_reduction_for_comms(True)  # plain SUM (gloo has no AVG / PREMUL_SUM)
+            _keep_output_capture(m)
     # FSDP2 makes the first module to run forward the root; emorl's first call is a tower or the
     # embeddings, so initialise the whole model as the root now (private API, torch 2.14)
     model._get_fsdp_state()._lazy_init()
     return model
+
+
+def _keep_output_capture(module: nn.Module) -> None:
+    """FSDP2 swaps a unit's class for a subclass (``FSDP<Class>``); transformers finds what a model
+    may record (``output_hidden_states``, ...) by its class name, so the subclass gets its parent's
+    entry. Without it a sharded encoder asked for its hidden states (a vision tower whose
+    penultimate layer feeds a projector) returns none."""
+    can_record = getattr(module, "_can_record_outputs", None)
+    if can_record:
+        from transformers.utils.output_capturing import _CAN_RECORD_REGISTRY
+
+        _CAN_RECORD_REGISTRY[module] = can_record
 
 
 def is_sharded(model: nn.Module) -> bool:

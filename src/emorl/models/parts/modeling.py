@@ -9,8 +9,9 @@ with ``masked_scatter``; positions are the LLM's ordinary 1-D positions.
 
 Input tensors:
     input_ids (B, L) with each clip's placeholders already expanded by the processor;
-    pixel_values_videos (n_videos, T, 3, S, S); pixel_values (n_images, 3, S, S) (an image is a
-    one-frame clip); input_features (n_audios, mels, frames); fusion_input_ids /
+    pixel_values_videos (n_videos, T, 3, S, S), or a list of (T_i, 3, S, S) for clips of different
+    lengths; pixel_values (n_images, 3, S, S) (an image is a one-frame clip); input_features
+    (n_audios, mels, frames); fusion_input_ids /
     fusion_attention_mask (B, Lf): the instruction for the BERT gate, one row per sample.
 Media items fill the placeholders in reading order (row by row).
 """
@@ -63,6 +64,12 @@ class EmorlOmniModel(EmorlOmniPreTrainedModel):
         super().__init__(config)
         text_dim = config.text_config.hidden_size
         self.vision_tower = AutoModel.from_config(config.vision_config)
+        # features come from a hidden layer: a pooling head (SigLIP's attention-pooling head) is kept
+        # for the checkpoint's weights but not run (ZeRO-3 cannot gather nn.MultiheadAttention's
+        # functional out_proj either)
+        for body in (self.vision_tower, getattr(self.vision_tower, "vision_model", None)):
+            if getattr(body, "use_head", False):
+                body.use_head = False
         self.audio_tower = build_audio_tower(config.audio_config)
         vdim = config.vision_config.hidden_size
         if config.vision_projector_type in BRANCHED_PROJECTORS:
@@ -140,7 +147,8 @@ class EmorlOmniModel(EmorlOmniPreTrainedModel):
     def get_media_features(self, input_ids: torch.Tensor | None = None, *, pixel_values=None,
                            pixel_values_videos=None, input_features=None, fusion_input_ids=None,
                            fusion_attention_mask=None) -> dict[str, torch.Tensor]:
-        """Encode every given medium once: {"image"|"video"|"audio": (items, tokens, hidden)}. With a
+        """Encode every given medium once: {"image"|"video"|"audio": (items, tokens, hidden)}; for a
+        list of clips of different lengths, "video" is (total tokens, hidden), clips in order. With a
         fusion gate, each visual item takes the gate weights of the sample (row of ``input_ids``)
         whose placeholders it fills."""
         gate = None
@@ -150,26 +158,48 @@ class EmorlOmniModel(EmorlOmniPreTrainedModel):
                                  "(processor(..., fusion_text=...))")
             gate = self.get_fusion_weights(fusion_input_ids, fusion_attention_mask)
         feats: dict[str, torch.Tensor] = {}
-        for kind, pix, fn in (("image", pixel_values, self.get_image_features),
-                              ("video", pixel_values_videos, self.get_video_features)):
-            if pix is None:
-                continue
-            weights = None if gate is None else gate[self._item_rows(input_ids, kind, pix.shape[0], gate.shape[0])]
-            feats[kind] = fn(pix, weights)
+        geometry = self.config.media_geometry()
+        if pixel_values is not None:
+            weights = None if gate is None else gate[self._item_rows(input_ids, "image",
+                                                                     [geometry.video_tokens(1)] * len(pixel_values),
+                                                                     gate.shape[0])]
+            feats["image"] = self.get_image_features(pixel_values, weights)
+        if pixel_values_videos is not None:
+            clips = list(pixel_values_videos)
+            weights = None if gate is None else gate[self._item_rows(
+                input_ids, "video", [geometry.video_tokens(c.shape[0]) for c in clips], gate.shape[0])]
+            if torch.is_tensor(pixel_values_videos):
+                feats["video"] = self.get_video_features(pixel_values_videos, weights)
+            else:
+                feats["video"] = self._ragged_video_features(clips, weights)
         if input_features is not None:
             feats["audio"] = self.get_audio_features(input_features)
         return feats
 
-    def _item_rows(self, input_ids, kind: str, n_items: int, n_rows: int) -> torch.Tensor:
-        """Index of the sample each of ``n_items`` media items belongs to (its placeholders' row)."""
+    def _ragged_video_features(self, clips: list[torch.Tensor], weights: torch.Tensor | None) -> torch.Tensor:
+        """Clips (T_i, 3, S, S) of different lengths, encoded in batches of equal length: (total tokens, hidden)."""
+        out: list[torch.Tensor | None] = [None] * len(clips)
+        for t in sorted({c.shape[0] for c in clips}):
+            idx = [i for i, c in enumerate(clips) if c.shape[0] == t]
+            got = self.get_video_features(torch.stack([clips[i] for i in idx]),
+                                          None if weights is None else weights[idx])
+            for i, f in zip(idx, got):
+                out[i] = f
+        return torch.cat(out)
+
+    def _item_rows(self, input_ids, kind: str, counts: list[int], n_rows: int) -> torch.Tensor:
+        """Index of the sample each media item belongs to (the row of its placeholders); ``counts``:
+        each item's number of placeholder tokens, items in reading order."""
+        n_items = len(counts)
         if input_ids is None:
             if n_rows != n_items:
                 raise ValueError(f"without input_ids, fusion rows ({n_rows}) must match the {kind} items ({n_items})")
             return torch.arange(n_items, device=self.device)
         rows = torch.nonzero(input_ids == self.placeholder_id(kind))[:, 0]
-        if n_items == 0 or rows.numel() % n_items:
-            raise ValueError(f"{rows.numel()} {kind} placeholder tokens cannot be split among {n_items} items")
-        return rows.view(n_items, -1)[:, 0]
+        if n_items == 0 or rows.numel() != sum(counts):
+            raise ValueError(f"{rows.numel()} {kind} placeholder tokens for {n_items} items of {sum(counts)} tokens")
+        starts = torch.tensor([0, *counts[:-1]], device=rows.device).cumsum(0)
+        return rows[starts]
 
     def placeholder_id(self, kind: str) -> int:
         return int(getattr(self.config, f"{kind}_token_id"))
@@ -265,6 +295,15 @@ class EmorlOmniForConditionalGeneration(EmorlOmniPreTrainedModel, GenerationMixi
 
     def embed_inputs(self, input_ids, *, media_features=None, **media) -> torch.Tensor:
         return self.model.embed_inputs(input_ids, media_features=media_features, **media)
+
+    def prepare_inputs_for_generation(self, *args, is_first_iteration: bool | None = False, **kwargs):
+        """transformers' preparation, and the gate's instruction (like the media, which transformers
+        drops itself) passed in the prefill only: decode steps hold no placeholders."""
+        inputs = super().prepare_inputs_for_generation(*args, is_first_iteration=is_first_iteration, **kwargs)
+        if not is_first_iteration and kwargs.get("use_cache", True):
+            for key in ("fusion_input_ids", "fusion_attention_mask", "media_features"):
+                inputs.pop(key, None)
+        return inputs
 
     @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
     def forward(self, input_ids=None, pixel_values=None, pixel_values_videos=None, input_features=None,

@@ -128,10 +128,15 @@ class EmorlOmniProcessor:
         start, end = getattr(self.settings, f"{kind}_wrap")
         return f"{start}{self.token(kind)}{end}"
 
-    def apply_chat_template(self, messages: list[dict], add_generation_prompt: bool = True) -> str:
+    def apply_chat_template(self, messages: list[dict], add_generation_prompt: bool = True, tokenize: bool = False
+                            ) -> str:
         """Render ``messages`` with the LLM tokenizer's chat template. Content may be a string or a
         list of ``{"type": "video"|"audio"|"image"}`` / ``{"type": "text", "text": ...}`` items; media
-        items become one (unexpanded) placeholder block each, items joined by ``settings.separator``."""
+        items become one (unexpanded) placeholder block each, items joined by ``settings.separator``.
+        Returns the text (``tokenize=True`` is refused: ``__call__`` expands the placeholders)."""
+        if tokenize:
+            raise ValueError("apply_chat_template returns text here; tokenize with processor(text, videos=..., ...) "
+                             "so that placeholders are expanded to their media's token counts")
         flat = []
         for i, m in enumerate(messages):
             content = m.get("content")

@@ -1,9 +1,12 @@
 """Tiny random parts (a Llama-shaped LLM with emorl's tiny tokenizer, a SigLIP vision encoder, a
 Whisper encoder-decoder and a BERT) written as ordinary checkpoint folders, and a tiny
-parts-family model built from them offline: for tests and CPU demos."""
+parts-family model built from them offline: for tests and CPU demos. ``init_tiny`` is the
+family's builder behind ``emorl model init-tiny --family parts`` (emorl.models.tiny.init_tiny)."""
 
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +20,8 @@ BERT_WORDS = ("which", "emotion", "is", "in", "the", "video", "clip", "face", "v
 @dataclass
 class TinyPartsShape:
     """Sizes of the tiny parts. SigLIP: image_size / patch -> a 4x4 grid; Whisper: 50 encoder
-    positions = 100 mel frames = a 1 s window (chunk_length 1)."""
+    positions = 100 mel frames = a 1 s window (chunk_length 1). intermediate 0: twice hidden;
+    tie_embeddings None: the LLM family's usual (Llama tied, Qwen2 untied)."""
 
     hidden: int = 32
     layers: int = 2
@@ -32,18 +36,23 @@ class TinyPartsShape:
     mel_bins: int = 16
     audio_positions: int = 50
     bert_hidden: int = 16
+    intermediate: int = 0
+    vision_heads: int = 2
+    audio_layers: int = 2
+    tie_embeddings: bool | None = None
 
 
-def tiny_tokenizer(vocab_size: int):
-    """A byte-level BPE ``PreTrainedTokenizerFast`` trained offline (emorl.models.tiny.train_bpe) with
-    ChatML's specials (``<|endoftext|>`` pad, ``<|im_end|>`` EOS) and the format tags."""
+def tiny_tokenizer(vocab_size: int, corpus: Iterable[str] = ()):
+    """A byte-level BPE ``PreTrainedTokenizerFast`` trained offline (emorl.models.tiny.train_bpe, on
+    its base corpus and ``corpus``) with ChatML's specials (``<|endoftext|>`` pad, ``<|im_end|>``
+    EOS) and the format tags."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import AddedToken, PreTrainedTokenizerFast
 
     from emorl.models.tiny import FORMAT_TOKENS, train_bpe
 
     specials = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
-    vocab, merges = train_bpe([], vocab_size, specials)
+    vocab, merges = train_bpe(corpus, vocab_size, specials)
     bpe = Tokenizer(models.BPE(vocab=vocab, merges=merges))
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
@@ -55,9 +64,10 @@ def tiny_tokenizer(vocab_size: int):
 
 
 def write_tiny_parts(out: str | Path, shape: TinyPartsShape | None = None, seed: int = 0,
-                     llm_family: str = "llama", bert: bool = False) -> dict[str, Path]:
+                     llm_family: str = "llama", bert: bool = False, corpus: Iterable[str] = ()) -> dict[str, Path]:
     """Write {"llm", "vision", "audio"[, "bert"]} folders under ``out``; returns their paths.
-    ``llm_family``: ``llama`` (tied embeddings) or ``qwen2`` (untied)."""
+    ``llm_family``: ``llama`` (tied embeddings unless the shape says otherwise) or ``qwen2``
+    (untied); ``corpus``: extra text the tokenizer is trained on."""
     import torch
     from transformers import (
         BertConfig,
@@ -78,14 +88,16 @@ def write_tiny_parts(out: str | Path, shape: TinyPartsShape | None = None, seed:
     s = shape or TinyPartsShape()
     out = Path(out)
     torch.manual_seed(seed)
-    tok = tiny_tokenizer(s.vocab_size)
-    common = {"vocab_size": len(tok), "hidden_size": s.hidden, "intermediate_size": 2 * s.hidden,
+    tok = tiny_tokenizer(s.vocab_size, corpus)
+    common = {"vocab_size": len(tok), "hidden_size": s.hidden, "intermediate_size": s.intermediate or 2 * s.hidden,
               "num_hidden_layers": s.layers, "num_attention_heads": s.heads, "num_key_value_heads": s.kv_heads,
               "pad_token_id": tok.pad_token_id, "eos_token_id": tok.eos_token_id}
     if llm_family == "llama":
-        llm = LlamaForCausalLM(LlamaConfig(**common, tie_word_embeddings=True))
+        tie = True if s.tie_embeddings is None else s.tie_embeddings
+        llm = LlamaForCausalLM(LlamaConfig(**common, tie_word_embeddings=tie))
     elif llm_family == "qwen2":
-        llm = Qwen2ForCausalLM(Qwen2Config(**common, tie_word_embeddings=False))
+        tie = False if s.tie_embeddings is None else s.tie_embeddings
+        llm = Qwen2ForCausalLM(Qwen2Config(**common, tie_word_embeddings=tie))
     else:
         raise ValueError(f"llm_family: expected llama or qwen2, got {llm_family!r}")
     dirs = {k: out / k for k in ("llm", "vision", "audio")}
@@ -93,11 +105,11 @@ def write_tiny_parts(out: str | Path, shape: TinyPartsShape | None = None, seed:
     tok.save_pretrained(dirs["llm"])
     vision = SiglipVisionModel(SiglipVisionConfig(
         hidden_size=s.vision_hidden, intermediate_size=2 * s.vision_hidden, num_hidden_layers=s.vision_layers,
-        num_attention_heads=2, image_size=s.image_size, patch_size=s.patch_size))
+        num_attention_heads=s.vision_heads, image_size=s.image_size, patch_size=s.patch_size))
     vision.save_pretrained(dirs["vision"])
     SiglipImageProcessor(size={"height": s.image_size, "width": s.image_size}).save_pretrained(dirs["vision"])
     audio = WhisperForConditionalGeneration(WhisperConfig(
-        d_model=s.audio_hidden, encoder_layers=2, encoder_attention_heads=2, encoder_ffn_dim=2 * s.audio_hidden,
+        d_model=s.audio_hidden, encoder_layers=s.audio_layers, encoder_attention_heads=2, encoder_ffn_dim=2 * s.audio_hidden,
         decoder_layers=1, decoder_attention_heads=2, decoder_ffn_dim=2 * s.audio_hidden, num_mel_bins=s.mel_bins,
         max_source_positions=s.audio_positions, vocab_size=64, pad_token_id=0, bos_token_id=1, eos_token_id=2,
         decoder_start_token_id=1))
@@ -121,3 +133,31 @@ def init_tiny_parts(out: str | Path, shape: TinyPartsShape | None = None, seed: 
     dirs = write_tiny_parts(out / "parts", shape, seed)
     return build_from_parts(dirs["llm"], dirs["vision"], dirs["audio"], out / "model",
                             options=BuildOptions(seed=seed, **options))
+
+
+# the tiny family model: SigLIP patches of 14 pixels (frames of frame_size, a multiple of 28: an even
+# grid, pooled 2x2), a 4 s Whisper window (200 encoder frames, pooled by 4: 50 audio tokens)
+TINY_PATCH, TINY_AUDIO_POSITIONS, TINY_AUDIO_POOL = 14, 200, 4
+
+
+def init_tiny(out: Path, *, corpus: Iterable[str], shape, seed: int, frame_size: int, family: str = "parts") -> Path:
+    """Build and save a tiny random-init parts model (called by ``emorl.models.tiny.init_tiny`` with
+    its ``TinyShape``): a Llama-shaped LLM over emorl's tiny BPE (trained on ``corpus`` too), a SigLIP
+    encoder of ``frame_size`` pixels (patch 14), a Whisper encoder (4 s window) and MLP projectors,
+    composed as ``emorl model build`` does. Returns ``out``."""
+    from emorl.models.parts.build import BuildOptions, compose, load_audio, load_llm, load_vision, save_checkpoint
+
+    if family != "parts":
+        raise ValueError(f"the parts tiny builder builds family 'parts', not {family!r}")
+    parts = TinyPartsShape(hidden=shape.hidden, layers=shape.layers, heads=shape.heads, kv_heads=shape.kv_heads,
+                           intermediate=shape.intermediate, vocab_size=shape.vocab_size,
+                           vision_hidden=shape.vision_hidden, vision_layers=shape.vision_depth,
+                           vision_heads=shape.vision_heads, image_size=frame_size, patch_size=TINY_PATCH,
+                           audio_hidden=shape.audio_d_model, audio_layers=shape.audio_layers,
+                           audio_positions=TINY_AUDIO_POSITIONS, tie_embeddings=shape.tie_embeddings)
+    options = BuildOptions(audio_pool=TINY_AUDIO_POOL, seed=seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        dirs = write_tiny_parts(tmp, parts, seed, corpus=corpus)
+        llm, tok = load_llm(dirs["llm"])
+        model, proc = compose(llm, tok, *load_vision(dirs["vision"]), *load_audio(dirs["audio"]), options)
+    return save_checkpoint(model, proc, out, {"tiny": {**parts.__dict__, "seed": seed}, "options": options.__dict__})

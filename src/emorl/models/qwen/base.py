@@ -17,11 +17,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from emorl.models.adapter import Completions, MediaEmbeds, Modality, PromptInputs, SamplingParams
+from emorl.models.adapter import FramePlan, MediaEmbeds, Modality, PromptInputs
 from emorl.models.base import FamilyAdapter
-from emorl.models.group import check_modalities, grad_for, split_completions
+from emorl.models.group import grad_for
 from emorl.models.registry import check_model_path
 
 # never sampled: a placeholder in a completion would shift the media scatter of every later pass
@@ -128,6 +127,32 @@ class QwenAdapter(FamilyAdapter):
         out = self.processor(**kw)
         return PromptInputs(input_ids=out["input_ids"][0], mm=self._mm_of(out, modality), modality=modality, key=key)
 
+    @property
+    def frame_factor(self) -> int:
+        """Frame sides are multiples of this: the vision tower's patch x spatial merge (28 or 32)."""
+        vp = self.processor.video_processor
+        return int(vp.patch_size) * int(vp.merge_size)
+
+    def native_video(self, n_total: int, fps: float | None, height: int, width: int) -> FramePlan:
+        """qwen-vl-utils / qwen-omni-utils rules (emorl.models.qwen.preprocess): 2 frames per second
+        at ``linspace`` positions, resized to multiples of ``frame_factor`` within the per-frame
+        pixel budget, aspect ratio kept. A checkpoint with its own exact budget (``frame_pixels``:
+        the tiny models) keeps the frame count and leaves the resize to its processor."""
+        from emorl.models.qwen import preprocess
+
+        idx, size, rate = preprocess.native_video(n_total, fps, height, width, self.frame_factor)
+        return FramePlan(tuple(idx), None if self.frame_pixels else size, rate)
+
+    def native_preprocessing(self) -> dict:
+        from emorl.models.qwen import preprocess as q
+
+        f = self.frame_factor
+        return {"family": self.family, "rules": "qwen-vl-utils 0.0.14 / qwen-omni-utils 0.0.9", "fps": q.FPS,
+                "frames": [q.FPS_MIN_FRAMES, q.FPS_MAX_FRAMES, q.FRAME_FACTOR], "factor": f,
+                "pixels": [q.VIDEO_MIN_TOKENS * f * f, q.VIDEO_MAX_TOKENS * f * f, q.MODEL_SEQ_LEN * f * f * 0.9],
+                "frame_pixels": self.frame_pixels,
+                "audio": f"{self.audio_sample_rate} Hz mono, the whole clip" if "audio" in self.towers() else None}
+
     def _video_kwargs(self, frames: np.ndarray, fps: float | None) -> dict:
         vkw: dict = {"fps": float(fps or 2.0)}
         if self.frame_pixels:  # an exact pixel budget per frame: no per-frame cap on top of it
@@ -203,93 +228,3 @@ class QwenAdapter(FamilyAdapter):
         visual = masks["video"] | masks["image"]
         return {"visual_pos_masks": visual,
                 "deepstack_visual_embeds": [torch.cat(layer).to(self.device) for layer in zip(*deep)]}
-
-    # ------------------------------------------------------------------ rows paths
-    def collate(self, prompts: list[PromptInputs]) -> dict:
-        """Keyword arguments of the model's ``forward``/``generate`` for the media of ``prompts``
-        (one row each), on the device."""
-        raise NotImplementedError
-
-    def positions_of_rows(self, prompts: list[PromptInputs], lengths: list[int], width: int) -> torch.Tensor:
-        """(A, B, width) positions of right-padded rows [prompt | completion]: the prompt's own,
-        then its maximum + 1 + k on every axis (pad slots: 1)."""
-        per = [self.prompt_positions(p) for p in prompts]
-        pos = torch.ones((per[0].shape[0], len(prompts), width), dtype=per[0].dtype)
-        for i, (p, pp) in enumerate(zip(prompts, per)):
-            pos[:, i, : p.length] = pp
-            pos[:, i, p.length : lengths[i]] = pp.max() + 1 + torch.arange(lengths[i] - p.length)
-        return pos
-
-    @torch.no_grad()
-    def sample_groups_rows(self, prompts: list[PromptInputs], group_size: int, params: SamplingParams) -> Completions:
-        """The duplicated-rows path: each completion is its own row with its own copy of the media
-        (never ``num_return_sequences``, which scrambles video patches), through ``generate``."""
-        check_modalities(self, prompts)
-        rows = [p for p in prompts for _ in range(group_size)]
-        p_len = max(p.length for p in rows)
-        ids = torch.full((len(rows), p_len), self.pad_id, dtype=torch.long)
-        att = torch.zeros((len(rows), p_len), dtype=torch.long)
-        for i, p in enumerate(rows):  # left padding for generation
-            ids[i, p_len - p.length :] = p.input_ids
-            att[i, p_len - p.length :] = 1
-        mm = self.collate(rows)
-        ids = ids.to(self.device)
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            gen = self.model.generate(
-                input_ids=ids, attention_mask=att.to(self.device), **mm, **self.generate_kwargs(ids),
-                max_new_tokens=params.max_new_tokens, do_sample=not params.greedy,
-                temperature=params.temperature if not params.greedy else None,
-                top_p=params.top_p if not params.greedy else None,
-                top_k=params.top_k if not params.greedy else None,
-                suppress_tokens=self.suppress, eos_token_id=self.eos_id, pad_token_id=self.pad_id,
-            )
-        finally:
-            self.model.train(was_training)
-        return split_completions(self, gen[:, p_len:].cpu(), len(prompts), group_size)
-
-    def completion_logprobs_rows(self, prompts: list[PromptInputs], completions: list[torch.Tensor], *,
-                                 temperature: float = 1.0, with_entropy: bool = False):
-        """The duplicated-rows path of ``completion_logprobs``: the model's own forward (towers and
-        media scatter inside) over rows [prompt | completion | right padding], with explicit
-        positions, so each prompt keeps the positions it had in generation. Only completion
-        positions go through the LM head. Returns (logps (B, Lc), mask (B, Lc) float, entropy or None).
-        """
-        if len(prompts) != len(completions):
-            raise ValueError(f"{len(prompts)} prompts but {len(completions)} completions")
-        check_modalities(self, prompts)
-        b = len(prompts)
-        lens = [p.length + len(c) for p, c in zip(prompts, completions)]
-        l_max, lc_max = max(lens), max(len(c) for c in completions)
-        ids = torch.full((b, l_max), self.pad_id, dtype=torch.long)
-        att = torch.zeros((b, l_max), dtype=torch.long)
-        tgt = torch.full((b, lc_max), self.pad_id, dtype=torch.long)
-        src = torch.zeros((b, lc_max), dtype=torch.long)
-        mask = torch.zeros((b, lc_max))
-        for i, (p, c) in enumerate(zip(prompts, completions)):
-            ids[i, : p.length] = p.input_ids
-            ids[i, p.length : lens[i]] = c
-            att[i, : lens[i]] = 1
-            tgt[i, : len(c)] = c
-            src[i, : len(c)] = torch.arange(p.length - 1, p.length - 1 + len(c))
-            mask[i, : len(c)] = 1
-        dev = self.device
-        pos = self.positions_of_rows(prompts, lens, l_max).to(dev)
-        mm = {k: v for k, v in self.collate(prompts).items() if k in self.forward_media_args}
-        hidden = self.model.model(input_ids=ids.to(dev), attention_mask=att.to(dev), position_ids=pos, use_cache=False,
-                                  **mm).last_hidden_state
-        h = hidden.gather(1, src.to(dev).unsqueeze(-1).expand(-1, -1, hidden.shape[-1]))
-        logits = self.model.lm_head(h).float() / temperature
-        logp_all = F.log_softmax(logits, dim=-1)
-        logps = logp_all.gather(-1, tgt.to(dev).unsqueeze(-1)).squeeze(-1)
-        ent = None
-        if with_entropy:
-            ent = -(logp_all.exp() * logp_all).sum(-1).detach()
-        return logps, mask.to(dev), ent
-
-    forward_media_args: tuple[str, ...] = ()  # the collated arguments the inner model's forward takes
-
-    def generate_kwargs(self, ids: torch.Tensor) -> dict:
-        """Extra ``generate`` arguments for the left-padded prompt ids (B, P) of a rows batch."""
-        return {}
