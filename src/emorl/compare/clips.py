@@ -321,17 +321,22 @@ def rewards_table(rows: dict[str, dict]) -> str:
 
 
 def auc_lines(check: dict | None) -> list[str]:
-    """The judge-as-classifier results, one line per (answering, question)."""
+    """The judge-as-classifier results, one line per (answering, question): AUC, the mean score of
+    the positive / negative half, the share of answers scoring 1 in each, and a log-prob judge's
+    probability mass on the candidate answers."""
     if not check:
         return ["(no judge: the emo-r3 arm was not run)"]
-    lines = ["| answering | question | AUC [95% CI] | yes own / other; names label right / wrong |", "|---|---|---|---|"]
+    lines = ["| answering | question | AUC [95% CI] | mean score pos / neg | share scoring 1 pos / neg | mass |",
+             "|---|---|---|---|---|---|"]
     for key, c in check.items():
         for q, v in c.items():
             if not isinstance(v, dict):
                 continue
-            extra = (f"{v['yes_own']:.3f} / {v['yes_other']:.3f}" if "yes_own" in v
-                     else f"{v['names_label_right']:.3f} / {v['names_label_wrong']:.3f}")
-            lines.append(f"| {key} | {q} | {v['auc']:.3f} [{v['lo']:.2f}, {v['hi']:.2f}] | {extra} |")
+            pos, neg = ("own", "other") if "yes_own" in v else ("right", "wrong")
+            ones = (v["yes_own"], v["yes_other"]) if "yes_own" in v else (v["names_label_right"], v["names_label_wrong"])
+            mass = f"{v['answer_mass']:.3f}" if "answer_mass" in v else "–"
+            lines.append(f"| {key} | {q} | {v['auc']:.3f} [{v['lo']:.2f}, {v['hi']:.2f}] | "
+                         f"{v[f'mean_{pos}']:.3f} / {v[f'mean_{neg}']:.3f} | {ones[0]:.3f} / {ones[1]:.3f} | {mass} |")
     return lines
 
 

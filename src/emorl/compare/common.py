@@ -214,8 +214,10 @@ class CheckTexts:
 def judge_check(reflection, texts: CheckTexts, *, seed: int = 0) -> dict:
     """The reflection's two questions as classifiers (module docstring), with ``reflection``'s
     judge and scoring (its style must read the check texts: ``boxed``): per component
-    ``{auc, lo, hi, n_pos, n_neg}`` plus ``yes_own`` / ``yes_other`` (grounding) and
-    ``names_label_right`` / ``names_label_wrong`` (coherence: the score is 1, the label named)."""
+    ``{auc, lo, hi, n_pos, n_neg}``, the mean score of each half (``mean_own`` / ``mean_other``,
+    ``mean_right`` / ``mean_wrong``), the share of answers scoring 1 (``yes_own`` / ``yes_other``;
+    ``names_label_right`` / ``names_label_wrong``: 0 for a log-prob judge, whose scores are
+    continuous) and, for a log-prob judge, ``answer_mass``."""
     from emorl.eval.stats import auc_ci
     from emorl.recipes.emo_r3 import reflection_reasoning, stage1_description
 
@@ -224,7 +226,8 @@ def judge_check(reflection, texts: CheckTexts, *, seed: int = 0) -> dict:
     wrong, raw_w = reflection.coherence(s, [reflection_reasoning(t, style) for t in texts.wrong])
     out: dict = {"n": len(s), "scoring": reflection.scoring, "judge": reflection.judge}
     out["coherence"] = {**_round(auc_ci(right, wrong, seed=seed)), "names_label_right": _share(right, 1.0),
-                        "names_label_wrong": _share(wrong, 1.0), **_mass(raw_r + raw_w)}
+                        "names_label_wrong": _share(wrong, 1.0), "mean_right": _mean(right),
+                        "mean_wrong": _mean(wrong), **_mass(raw_r + raw_w)}
     own_d = [stage1_description(t, style) for t in texts.own]
     other_d = [stage1_description(t, style) for t in texts.other]
     for view in reflection.views:
@@ -232,12 +235,17 @@ def judge_check(reflection, texts: CheckTexts, *, seed: int = 0) -> dict:
         own, raw_o = reflection.grounding_pass(s, own_d, view)
         other, raw_x = reflection.grounding_pass(s, other_d, view)
         out[k] = {**_round(auc_ci(own, other, seed=seed)), "yes_own": _share(own, 1.0),
-                  "yes_other": _share(other, 1.0), **_mass(raw_o + raw_x)}
+                  "yes_other": _share(other, 1.0), "mean_own": _mean(own), "mean_other": _mean(other),
+                  **_mass(raw_o + raw_x)}
     return out
 
 
 def _share(scores: list[float], value: float) -> float:
     return round(sum(v == value for v in scores) / max(1, len(scores)), 4)
+
+
+def _mean(scores: list[float]) -> float:
+    return round(float(np.mean(scores)), 4)
 
 
 def _mass(raw: list) -> dict:

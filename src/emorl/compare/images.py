@@ -20,8 +20,8 @@ The experiment (``image_stages``), each stage skipped when its output is complet
    (coherence: the reasoning alone names the label; consistency: the image confirms step 1);
 7. ``judge check``: each model (and the pretrained base) as its own judge (EMO-R3's setting), as a
    classifier of an image's own description against another image's and of reasoning written for
-   the label against another class (``emorl.compare.common.judge_check``) on the first
-   ``CHECK_IMAGES`` test images: AUC with the log-prob, greedy and sampled answers.
+   the label against another class (``emorl.compare.common.judge_check``) on the test images:
+   AUC with the log-prob, greedy and sampled answers.
 
 ``compare.json`` and ``compare.md`` hold the side-by-side table. Tiny-model settings are not the
 paper's; the numbers compare recipes on a toy world, they do not reproduce EMO-R3's.
@@ -74,7 +74,6 @@ QUICK_ARM = ["sampling.max_new_tokens=96", "grpo.steps=2", "grpo.prompts_per_ste
              "grpo.micro_batch_rows=8", "grpo.sample_every=0"]
 # the judge check's three ways of answering: name -> (reflection.scoring, decoding; None: the emo-r3
 # config's reflection decoding, temperature 0.6 / top-p 0.95, as during training)
-CHECK_IMAGES = 120  # the judge check reads the first test images (balanced labels, shuffled): 2 x 120 per question
 CHECK_SCORINGS: dict[str, tuple[str, SamplingParams | None]] = {
     "logprob": ("logprob", None), "greedy": ("sample", JUDGE_PARAMS), "sampled": ("sample", None)}
 
@@ -278,7 +277,7 @@ def own_judge_check(ctx: Ctx, name: str) -> dict:
 
     release(ctx, name)
     adapter = load_adapter(ctx.cfgs[name], ctx.paths[name])
-    samples = load_samples(ctx.manifests["test"], default="test")[:CHECK_IMAGES]
+    samples = load_samples(ctx.manifests["test"], default="test")
     texts: CheckTexts = check_texts(samples, ctx.base.seed + 3, lambda s, label, rng: image_trace(
         s.meta, label, rng, style="boxed", word=s.words.get(label, label)))
     return check_all_scorings(ctx, adapter, texts, name)
@@ -341,16 +340,27 @@ def format_table(rows: dict[str, dict]) -> str:
 
 
 def judge_table(rows: dict[str, dict]) -> str:
-    """Each model as its own judge: both questions, both scorings."""
-    lines = [("| judge | scoring | consistency AUC | yes: own image | yes: other image | coherence AUC | "
-             "names label (right / wrong reasoning) |"), "|" + "---|" * 7]
+    """Each model as its own judge: both questions, every way of answering. Mean scores are the
+    component's mean over each half; "yes" / "names" are the share of answers scoring 1 (sampled
+    judges; a log-prob judge's scores are continuous); mass: how much probability a log-prob judge
+    puts on the candidate answers at all."""
+    lines = ["| judge | answering | consistency AUC | mean score own / other | yes own / other | mass | "
+             "coherence AUC | mean score right / wrong | names label right / wrong | mass |", "|" + "---|" * 10]
     for name, r in rows.items():
         for scoring, c in r.get("judge_check", {}).items():
             g, h = c["grounding"], c["coherence"]
-            lines.append(f"| {name} | {scoring} | {fmt_ci(g['auc'], [g['lo'], g['hi']], 3)} | {g['yes_own']:.3f} | "
-                         f"{g['yes_other']:.3f} | {fmt_ci(h['auc'], [h['lo'], h['hi']], 3)} | "
-                         f"{h['names_label_right']:.3f} / {h['names_label_wrong']:.3f} |")
+            lines.append(
+                f"| {name} | {scoring} | {fmt_ci(g['auc'], [g['lo'], g['hi']], 3)} | "
+                f"{g.get('mean_own', float('nan')):.3f} / {g.get('mean_other', float('nan')):.3f} | "
+                f"{g['yes_own']:.3f} / {g['yes_other']:.3f} | {_opt(g.get('answer_mass'))} | "
+                f"{fmt_ci(h['auc'], [h['lo'], h['hi']], 3)} | "
+                f"{h.get('mean_right', float('nan')):.3f} / {h.get('mean_wrong', float('nan')):.3f} | "
+                f"{h['names_label_right']:.3f} / {h['names_label_wrong']:.3f} | {_opt(h.get('answer_mass'))} |")
     return "\n".join(lines)
+
+
+def _opt(x: float | None) -> str:
+    return "–" if x is None else f"{x:.3f}"
 
 
 def rewards_table(rows: dict[str, dict]) -> str:
