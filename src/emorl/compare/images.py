@@ -344,8 +344,8 @@ def judge_table(rows: dict[str, dict]) -> str:
     component's mean over each half; "yes" / "names" are the share of answers scoring 1 (sampled
     judges; a log-prob judge's scores are continuous); mass: how much probability a log-prob judge
     puts on the candidate answers at all."""
-    lines = ["| judge | answering | consistency AUC | mean score own / other | yes own / other | mass | "
-             "coherence AUC | mean score right / wrong | names label right / wrong | mass |", "|" + "---|" * 10]
+    lines = [("| judge | answering | consistency AUC | mean score own / other | yes own / other | mass | "
+             "coherence AUC | mean score right / wrong | names label right / wrong | mass |"), "|" + "---|" * 10]
     for name, r in rows.items():
         for scoring, c in r.get("judge_check", {}).items():
             g, h = c["grounding"], c["coherence"]
