@@ -193,6 +193,12 @@ class ReflectionConfig:
     top_p: float = 0.95
     max_new_tokens: int = 16  # answers are one word / yes-no; EMO-R3 allowed max_response_length (2048)
     batch_size: int = 64  # reflection prompts per generate call (EMO-R3: 1024)
+    # who answers (emorl.rl.judge): policy (EMO-R3: the current policy) | frozen (a frozen copy of model.path) |
+    # a checkpoint directory (another model)
+    judge: str = "policy"
+    # sample (one sampled answer, read as words: EMO-R3) | logprob (one scoring pass over the candidate
+    # answers; the expected score, e.g. 0.5 + (P(yes) - P(no)) / 2)
+    scoring: str = "sample"
 
 
 @dataclass

@@ -30,7 +30,10 @@ def load_adapter(cfg: RunConfig, path: str | Path | None = None):
 
 
 def make_builder(cfg: RunConfig, adapter) -> PromptBuilder:
-    question, fmt = recipe_prompt(cfg.prompt.recipe, cfg.prompt.question, cfg.prompt.format)
+    """The prompt builder of a run: the recipe's prompt (its still-image variant, EMO-R3's released
+    SET prompt, when ``data.modality`` is image) unless ``prompt.question`` / ``prompt.format`` say otherwise."""
+    image = Modality.parse(cfg.data.modality) == Modality.IMAGE
+    question, fmt = recipe_prompt(cfg.prompt.recipe, cfg.prompt.question, cfg.prompt.format, image=image)
     return PromptBuilder(adapter, PromptSpec(question, fmt, cfg.prompt.with_options), num_frames=cfg.data.num_frames,
                          frame_size=cfg.data.frame_size, on_missing_audio=cfg.data.on_missing_audio,
                          modality=Modality.parse(cfg.data.modality), media_limits=media_limits(cfg),

@@ -133,3 +133,16 @@ def test_trainer_logs_reflection_components(tiny_model_dir, clips, tmp_path):
         for k in ("coherence", "grounding", "accuracy", "format", "structure", "overall"):
             assert 0.0 <= row[f"reward/{k}"] <= 1.1, (k, row)
     assert reflection.total_seconds > 0
+
+
+def test_logprob_scoring_on_clips(setup):
+    """The log-prob judge on omni clips: one scoring pass per view, expected scores in [0, 1] that
+    are not the sampled judge's three values, the candidates' probabilities in the raw answers."""
+    adapter, builder, samples = setup
+    refl = Reflection(adapter, builder, grounding="per_modality", scoring="logprob", batch_size=2)
+    comps, raw = refl.score([samples[0], samples[2]], [GOOD, GOOD])
+    for c in comps:
+        assert set(c) == COMPONENTS and all(0.0 <= v <= 1.0 for v in c.values())
+    assert comps[0]["grounding"] not in (0.0, 0.5, 1.0) and comps[0]["coherence"] not in (0.0, 0.5, 1.0)
+    assert set(raw[0]["grounding"]) == {"yes", "no"} and set(raw[0]["coherence"]) == set(samples[0].labels)
+    assert comps[1]["grounding_audio"] == 0.5 and raw[1]["grounding_audio"] is None  # video-only: nothing to hear

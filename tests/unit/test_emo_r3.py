@@ -200,8 +200,8 @@ def test_split_by_modality():
 
 def test_split_by_modality_on_synthetic_traces():
     """Every synthetic cue sentence is attributed to the modality it describes."""
-    from emorl.compare import cue_description
     from emorl.data.synthetic import split_specs
+    from emorl.data.synthetic.set_traces import cue_description
     from emorl.data.synthetic.traces import CUE_LEXICON
 
     rng = np.random.default_rng(0)
@@ -288,8 +288,8 @@ def test_reflection_config_overrides():
 
 # ----------------------------------------------------------------------------- structured traces
 def test_structured_traces_from_true_cues():
-    from emorl.compare import HUMAN_RESPONSE, structured_trace
     from emorl.data.synthetic import split_specs
+    from emorl.data.synthetic.set_traces import HUMAN_RESPONSE, structured_trace
 
     rng = np.random.default_rng(1)
     for spec in split_specs(5, "coldstart", 28):

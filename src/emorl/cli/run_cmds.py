@@ -32,11 +32,14 @@ def cmd_demo(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from emorl.compare import run_compare
+    from emorl.compare import run_compare, run_image_compare
 
-    res = run_compare(args.out, quick=args.quick, config=args.config, overrides=args.overrides,
-                      progress=not args.no_progress)
-    print((Path(args.out) / "compare.md").read_text() if (Path(args.out) / "compare.md").is_file() else res)
+    out = args.out or ("runs/compare-images" if args.images else "runs/compare")
+    kw = {"quick": args.quick, "config": args.config, "overrides": args.overrides, "progress": not args.no_progress}
+    if args.arms is not None:
+        kw["arms"] = tuple(a for a in args.arms.split(",") if a)
+    res = (run_image_compare if args.images else run_compare)(out, **kw)
+    print((Path(out) / "compare.md").read_text() if (Path(out) / "compare.md").is_file() else res)
     return 0
 
 
@@ -187,9 +190,15 @@ def add_parsers(sub, with_config) -> None:
     with_config(p)
     p.set_defaults(fn=cmd_demo)
 
-    p = sub.add_parser("compare", help="R1-Omni vs EMO-R3 vs plain GRPO from one cold start (synthetic world)")
-    p.add_argument("--out", default="runs/compare")
+    p = sub.add_parser("compare", help="R1-Omni vs EMO-R3 vs plain GRPO from one cold start (synthetic clips); "
+                                       "--images: SFT vs naive GRPO vs EMO-R3 (synthetic images, tiny Qwen2.5-VL)")
+    p.add_argument("--out", default=None, help="default runs/compare (runs/compare-images with --images)")
+    p.add_argument("--images", action="store_true",
+                   help="the still-image comparison (configs/compare-images.yaml; --quick: compare-images-quick.yaml)")
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--arms", default=None,
+                   help="comma-separated arms (clips: plain,r1-omni,emo-r3; images: sft,naive-grpo,emo-r3 and the "
+                        "optional emo-r3-frozen); an empty value runs the cold starts and the judge check only")
     p.add_argument("--no-progress", action="store_true")
     with_config(p)
     p.set_defaults(fn=cmd_compare)

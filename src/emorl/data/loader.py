@@ -44,13 +44,15 @@ def available(s: Sample, requested: Modality) -> Modality:
 SAMPLINGS = ("native", "fixed")
 
 
-def check_sampling(sampling: str, num_frames: int, frame_size: int | None) -> None:
-    """``data.sampling`` and the settings that belong to it: ``fixed`` needs ``data.num_frames``;
+def check_sampling(sampling: str, num_frames: int, frame_size: int | None,
+                   modality: Modality = Modality.AV) -> None:
+    """``data.sampling`` and the settings that belong to it: ``fixed`` needs ``data.num_frames``
+    (except for still images, ``modality=image``: one frame, resized to ``data.frame_size``²);
     ``native`` (the model family's own frame rate and sizes) takes neither ``data.num_frames`` nor
     ``data.frame_size``, which it would otherwise ignore."""
     if sampling not in SAMPLINGS:
         raise ValueError(f"data.sampling must be one of {', '.join(SAMPLINGS)}, got {sampling!r}")
-    if sampling == "fixed" and num_frames <= 0:
+    if sampling == "fixed" and num_frames <= 0 and modality != Modality.IMAGE:
         raise ValueError("data.sampling=fixed needs data.num_frames > 0 (frames at segment middles; R1-Omni: 8)")
     if sampling == "native" and (num_frames or frame_size):
         given = ", ".join(f"{k}={v}" for k, v in (("data.num_frames", num_frames), ("data.frame_size", frame_size))
@@ -71,7 +73,7 @@ class PromptBuilder:
     def __init__(self, adapter: OmniAdapter, spec: PromptSpec, *, num_frames: int = 8, frame_size: int | None = 84,
                  on_missing_audio: str = "error", modality: Modality = Modality.AV,
                  media_limits: MediaLimits | None = None, sampling: str = "fixed"):
-        check_sampling(sampling, num_frames, frame_size)
+        check_sampling(sampling, num_frames, frame_size, modality)
         self.adapter = adapter
         self.spec = spec
         self.sampling = sampling

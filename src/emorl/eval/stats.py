@@ -236,3 +236,41 @@ def permutation_agreement(truth: Sequence[str], inferred: Sequence[str], *, n_pe
     perm = np.array([(rng.permutation(t) == f).mean() for _ in range(n_perm)])
     return {"n": int(t.size), "agreement": obs, "chance": float(perm.mean()),
             "p_value": float((1 + (perm >= obs - 1e-12).sum()) / (n_perm + 1))}
+
+
+def auc(pos: Sequence[float], neg: Sequence[float]) -> float:
+    """Area under the ROC curve of a score that should be higher for ``pos`` than ``neg`` items:
+    P(score_pos > score_neg) + P(tie) / 2 over all (pos, neg) pairs (Mann-Whitney U / (n_pos n_neg)).
+    0.5 is chance, 1 perfect separation. A score with three values (a sampled yes / no / neither)
+    gets the ties' half credit.
+
+    >>> auc([1.0, 0.5], [0.0, 0.5]), auc([1, 1], [1, 1]), auc([0], [1])
+    (0.875, 0.5, 0.0)
+    """
+    p = np.asarray(list(pos), dtype=np.float64)
+    n = np.asarray(list(neg), dtype=np.float64)
+    if not p.size or not n.size:
+        raise ValueError("auc needs at least one positive and one negative score")
+    return float(_auc_matrix(p[None], n[None])[0])
+
+
+def _auc_matrix(p: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """AUC per row of (B, n_pos) and (B, n_neg) score arrays, by sorting (ties count half)."""
+    n_sorted = np.sort(n, axis=1)
+    below = np.stack([np.searchsorted(row, pr, side="left") for row, pr in zip(n_sorted, p)])
+    upto = np.stack([np.searchsorted(row, pr, side="right") for row, pr in zip(n_sorted, p)])
+    return (below + 0.5 * (upto - below)).sum(1) / (p.shape[1] * n.shape[1])
+
+
+def auc_ci(pos: Sequence[float], neg: Sequence[float], *, alpha: float = 0.05, n_boot: int = DEFAULT_BOOT,
+           seed: int = 0) -> dict:
+    """AUC with a percentile bootstrap interval, positives and negatives resampled separately
+    (stratified): {auc, lo, hi, n_pos, n_neg}."""
+    p = np.asarray(list(pos), dtype=np.float64)
+    n = np.asarray(list(neg), dtype=np.float64)
+    value = auc(p, n)
+    rng = np.random.default_rng(seed)
+    pb = p[rng.integers(0, p.size, (n_boot, p.size))]
+    nb = n[rng.integers(0, n.size, (n_boot, n.size))]
+    lo, hi = _percentile(_auc_matrix(pb, nb), alpha)
+    return {"auc": value, "lo": lo, "hi": hi, "n_pos": int(p.size), "n_neg": int(n.size)}

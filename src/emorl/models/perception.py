@@ -1,7 +1,7 @@
 """Perception pretraining of a model's towers: the tiny model's stand-in for encoder pretraining.
 
-A released Qwen2.5-Omni arrives with vision and audio encoders that already measure faces and
-voices. emorl's tiny thinker starts from random weights, and when every stage has to learn
+A released Qwen2.5-Omni (or Qwen2.5-VL) arrives with vision and audio encoders that already
+measure faces and voices. emorl's tiny thinker starts from random weights, and when every stage has to learn
 perception through the LLM it stalls near UAR 0.3 however long it trains (docs/results.md), while
 the same vision tower with a linear head on its pooled output learns in seconds. So the demo
 pretrains the towers first, on clips disjoint from every later split and *without emotion labels*:
@@ -9,8 +9,10 @@ each tower the family has (the adapter's ``kind_modules`` for video and audio: t
 projector into the text width), through a temporary linear head on its mean-pooled output in the
 text width, regresses the attribute
 values drawn for the clip (the synthetic world's face and voice cues, scaled to [-1, 1]) and
-classifies its categorical attribute (head move; pitch contour). The heads are discarded; the
-LLM is untouched. This is the analogue of the generic pretraining a real encoder had, not of
+classifies its categorical attribute (head move; pitch contour). Still images of the synthetic
+image world train the vision tower alone (kind ``image``) on what the drawing shows: brightness,
+colourfulness, palette (valence) and stroke restlessness (arousal), the face's expression, and the
+scene as the category. The heads are discarded; the LLM is untouched. This is the analogue of the generic pretraining a real encoder had, not of
 emotion training: no stage before the cold start sees a label.
 """
 
@@ -24,7 +26,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from emorl.data.loader import PromptBuilder
+from emorl.data.loader import PromptBuilder, carried
 from emorl.data.manifest import Sample
 from emorl.models.adapter import Modality
 from emorl.train_utils import JsonlLogger, save_model_atomic
@@ -34,10 +36,28 @@ _MOUTH = ("mouth_curve", "mouth_open", "mouth_width")
 
 
 def _attributes():
+    from emorl.data.synthetic.scenes import EXPRESSIONS, SCENES
     from emorl.data.synthetic.world import AUDIO_CUES, CONTOUR_P, HEAD_MOVE_P, VIDEO_CUES
 
+    # still images (the synthetic image world, flat cues): what the drawing shows; the face's
+    # expression ("none" or one of EXPRESSIONS) as one-hot values, the scene as the category
+    image = {"brightness": (0.0, 1.0), "colorfulness": (0.0, 1.0), "valence": (-1.0, 1.0), "arousal": (0.0, 1.0),
+             **{f"face={e}": (0.0, 1.0) for e in ("none", *EXPRESSIONS)}}
     return {"video": (VIDEO_CUES, "head_move", tuple(HEAD_MOVE_P["neutral"])),
-            "audio": (AUDIO_CUES, "pitch_contour", tuple(CONTOUR_P["neutral"]))}
+            "audio": (AUDIO_CUES, "pitch_contour", tuple(CONTOUR_P["neutral"])),
+            "image": (image, "scene", tuple(SCENES))}
+
+
+def _cues(s: Sample, modality: str) -> dict | None:
+    """A sample's attribute values for one tower: ``meta.cues.<modality>`` for clips; the flat
+    ``meta.cues`` of a synthetic still image for ``image`` (its face as ``face=<expression>`` = 1)."""
+    cues = s.meta.get("cues", {})
+    if modality != "image":
+        return cues.get(modality)
+    if "scene" not in cues:
+        return None
+    faces = [k.removeprefix("face=") for k in _attributes()["image"][0] if k.startswith("face=")]
+    return {**cues, **{f"face={e}": float(cues.get("face") == e) for e in faces}}
 
 
 def attribute_targets(samples: list[Sample], modality: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -49,10 +69,11 @@ def attribute_targets(samples: list[Sample], modality: str) -> tuple[torch.Tenso
     continuous, cat_name, categories = _attributes()[modality]
     values, cats, mask = [], [], []
     for s in samples:
-        cues = s.meta.get("cues", {}).get(modality)
+        cues = _cues(s, modality)
         if cues is None:
-            raise ValueError(f"sample {s.id} (dataset {s.dataset!r}): perception pretraining needs meta.cues.{modality} "
-                             "(attribute values, as the synthetic world writes them)")
+            where = "meta.cues (a synthetic image's)" if modality == "image" else f"meta.cues.{modality}"
+            raise ValueError(f"sample {s.id} (dataset {s.dataset!r}): perception pretraining needs {where} "
+                             "(attribute values, as the synthetic worlds write them)")
         values.append([(float(cues[c]) - (lo + hi) / 2) / ((hi - lo) / 2) for c, (lo, hi) in continuous.items()])
         cats.append(categories.index(cues[cat_name]))
         hidden = modality == "video" and bool(cues.get("occluded"))
@@ -82,7 +103,10 @@ def pretrain_towers(adapter, builder: PromptBuilder, samples: list[Sample], out:
     if not samples:
         raise ValueError("perception pretraining needs at least one sample")
     out = Path(out)
-    kinds = [m for m in MODALITIES if Modality(m) in adapter.modalities]
+    images = [carried(s) == "image" for s in samples]
+    if any(images) and not all(images):
+        raise ValueError("perception pretraining takes either still images or clips, not a mix")
+    kinds = ["image"] if all(images) else [m for m in MODALITIES if Modality(m) in adapter.modalities]
     modules = [mod for k in kinds for mod in adapter.kind_modules(k)]
     width = adapter.input_embeddings().weight.shape[1]
     attrs = _attributes()

@@ -1,15 +1,22 @@
-"""EMO-R3's Reflective Emotional Reward on omni clips: the current policy re-reads its own
-reasoning in extra generation passes (no gradients) and its answers become reward components.
+"""EMO-R3's Reflective Emotional Reward on omni clips and still images: a judge (the current
+policy, as released; or a frozen copy of the starting checkpoint, or another model: see
+``emorl.rl.judge``) re-reads the policy's reasoning in extra passes (no gradients) and its answers
+become reward components.
 
 Per completion, batched over every completion of a GRPO step:
 
-- ``coherence`` (text only): the policy reads its stages 1-2 (EMO-R3's ``<step1>.*?</step2>``) and
-  names one emotion from the sample's label set; 1 if it is the label, 0 if it is another
-  emotion, 0.5 when there is no usable answer.
-- ``grounding`` (clip + text): the policy sees the clip's video and audio and says whether its
+- ``coherence`` (text only): the judge reads stages 1-2 (EMO-R3's ``<step1>.*?</step2>``) and
+  names one emotion from the sample's label set (as the dataset words it: EmoSet's anger,
+  sadness); 1 if it is the label, 0 if it is another emotion, 0.5 when there is no usable answer.
+- ``grounding`` (media + text): the judge sees the clip's video and audio, or the still image
+  (EMO-R3's own question: "Can the following text describe the image?"), and says whether the
   stage-1 description fits; yes -> 1, no -> 0, anything else -> 0.5.
 - ``grounding_video`` / ``grounding_audio`` (``grounding="per_modality"``, an omni extension): the
-  sentences of stage 1 that cite what is seen (heard) against the video-only (audio-only) clip.
+  sentences of stage 1 that cite what is seen (heard) against the video-only (audio-only) clip; a
+  still image is checked as an image for ``video`` and has no ``audio`` check (0.5).
+
+With ``scoring="logprob"`` each question is one scoring pass over its candidate answers instead
+of a sampled word, and the component is the expected score (``emorl.rl.judge``).
 
 Where emorl deliberately departs from the reference code (SeerRay-Lab/emo-r3 ray_trainer.py and
 reward_function/emor3.py), and why:
@@ -28,9 +35,9 @@ reward_function/emor3.py), and why:
   the coherence judge reads it, so it judges "the reasoning alone" and cannot copy a smuggled answer.
 - The text is normalised like the format check (no whitespace around '<', '>', '/') before the
   stages are extracted.
-- Prompts: EMO-R3's wording with "image" replaced by "clip" (joint), "video" or "audio", and the
-  sample's own label set listed (EMO-R3 hard-codes its 8 categories). The reference's missing
-  space ("image?Please") is kept.
+- Prompts: EMO-R3's wording ("image" for still images; "clip" (joint), "video" or "audio" for
+  clips), and the sample's own label set listed in its dataset's words (EMO-R3 hard-codes its 8
+  categories). The reference's missing space ("image?Please") is kept.
 - For the ``tags`` style (R1-Omni ``<think>``) the whole think text stands in for both stage 1-2
   (coherence) and stage 1 (grounding); used to measure R1-Omni-style models the same way.
 """
@@ -42,46 +49,32 @@ import time
 from dataclasses import dataclass, field
 
 from emorl.data.labels import emotions_in
-from emorl.data.loader import PromptBuilder, available
+from emorl.data.loader import PromptBuilder, available, carried
 from emorl.data.manifest import Sample
 from emorl.models.adapter import Modality, OmniAdapter, PromptInputs, SamplingParams, sample_by_modality
-from emorl.recipes.parse import normalize_tags
+from emorl.recipes.emo_r3 import (  # noqa: F401  (re-exported: the reflection's texts live with the recipe)
+    AUDIO_WORDS,
+    COHERENCE_PROMPT,
+    GROUNDING_PROMPT,
+    THINK_STYLES,
+    VISUAL_WORDS,
+    coherence_prompt,
+    grounding_prompt,
+    reflection_reasoning,
+    split_by_modality,
+    stage1_description,
+)
+from emorl.rl import judge as judges
 from emorl.rl.rollout import Group
 from emorl.utils import chunks
 
-COHERENCE_PROMPT = ("{reasoning}\nWhich emotion best describes the text above?\n"
-                    "Answer the question using one emotional category (one word only): {labels}.")
-GROUNDING_PROMPT = "Can the following text describe the {what}?Please answer with yes or no.{description}"
-VIEWS: dict[str, tuple[Modality, str]] = {  # grounding view -> (clip modality, what the question names)
-    "joint": (Modality.AV, "clip"),
-    "video": (Modality.VIDEO, "video"),
-    "audio": (Modality.AUDIO, "audio"),
-}
+# grounding view -> the media it shows
+VIEWS: dict[str, Modality] = {"joint": Modality.AV, "video": Modality.VIDEO, "audio": Modality.AUDIO,
+                              "image": Modality.IMAGE}
 GROUNDING_MODES = ("none", "joint", "per_modality")
 NO_REASONING_COHERENCE = 0.5  # reference: "Answer 'None'" -> "None" -> 0.5
 NO_DESCRIPTION_GROUNDING = 0.0  # reference: "Answer 'None'" -> "None" contains "no" -> 0.0
-
-_COHERENCE_SPAN = re.compile(r"(<step1>.*?</step2>)", re.DOTALL)
-_STEP1_SPAN = re.compile(r"(<step1>.*?)(?=<step2>)", re.DOTALL)
-_THINK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
-THINK_STYLES = ("tags", "think_boxed")  # answer styles whose reasoning is one <think> block
-_INJECTED = re.compile(r"\\boxed\{[^{}]*\}|<answer>.*?</answer>", re.DOTALL)
-_TAG = re.compile(r"</?(?:step[123]|think|answer)>")
-_SENTENCE = re.compile(r"(?<=[.!?;])\s+")
 _WORD = re.compile(r"[a-z]+")
-
-# Words that mark a sentence as citing what is seen / heard (general, not synthetic-world specific).
-VISUAL_WORDS = frozenset((
-    "face", "facial", "expression", "expressions", "brow", "brows", "eyebrow", "eyebrows", "eye", "eyes", "gaze",
-    "mouth", "lips", "lip", "jaw", "nose", "cheeks", "forehead", "head", "smile", "smiles", "smiling", "frown",
-    "frowning", "grin", "tears", "stare", "staring", "glance", "gesture", "gestures", "posture", "body", "hands",
-    "shoulders", "scene", "background", "see", "sees", "seen", "saw", "look", "looks", "looking", "visually",
-    "visual", "video", "screen", "shows", "appears", "nodding", "nods"))
-AUDIO_WORDS = frozenset((
-    "voice", "voices", "vocal", "hear", "hears", "heard", "listening", "listen", "tone", "tones", "intonation",
-    "pitch", "pitched", "speech", "speaks", "speaking", "spoken", "speaker", "says", "said", "say", "words",
-    "utterance", "sound", "sounds", "audio", "loud", "loudness", "quiet", "volume", "melody", "syllables", "pace",
-    "tempo", "shouts", "shouting", "whisper", "whispers", "sigh", "sighs", "laughter", "murmur", "prosody"))
 
 
 def grounding_views(mode: str) -> tuple[str, ...]:
@@ -91,51 +84,13 @@ def grounding_views(mode: str) -> tuple[str, ...]:
     return {"none": (), "joint": ("joint",), "per_modality": ("joint", "video", "audio")}[mode]
 
 
-# ----------------------------------------------------------------------------- extraction
-def reflection_reasoning(completion: str, style: str) -> str | None:
-    """What the coherence judge reads: EMO-R3's ``<step1>…</step2>`` span (stages 1-2 with their
-    tags; SET styles) or the ``<think>`` content (``tags`` and ``think_boxed`` styles), with
-    injected answers removed; None when there is none."""
-    text = normalize_tags(completion)
-    if style in THINK_STYLES:
-        m = _THINK.search(text)
-    else:
-        m = _COHERENCE_SPAN.search(text)
-    if not m:
-        return None
-    reasoning = _INJECTED.sub("", m.group(1)).strip()
-    return reasoning if _TAG.sub("", reasoning).strip() else None
-
-
-def stage1_description(completion: str, style: str) -> str | None:
-    """What the grounding judge checks against the clip: EMO-R3's ``<step1>…`` span up to
-    ``<step2>`` (SET styles) or the ``<think>`` content (``tags``, ``think_boxed``); None when
-    there is none."""
-    text = normalize_tags(completion)
-    m = _THINK.search(text) if style in THINK_STYLES else _STEP1_SPAN.search(text)
-    if not m:
-        return None
-    desc = m.group(1).strip()
-    return desc if _TAG.sub("", desc).strip() else None
-
-
-def split_by_modality(description: str) -> dict[str, str]:
-    """The sentences of a description that cite what is seen ('video') and heard ('audio').
-
-    A sentence goes to every modality whose words it uses; one that uses none goes nowhere.
-
-    >>> split_by_modality("<step1>I see a smile. The voice is loud. Taken together, it is clear.</step1>")
-    {'video': 'I see a smile.', 'audio': 'The voice is loud.'}
-    """
-    plain = _TAG.sub(" ", description).strip()
-    out: dict[str, list[str]] = {"video": [], "audio": []}
-    for sentence in _SENTENCE.split(plain):
-        words = set(_WORD.findall(sentence.lower()))
-        if words & VISUAL_WORDS:
-            out["video"].append(sentence.strip())
-        if words & AUDIO_WORDS:
-            out["audio"].append(sentence.strip())
-    return {m: " ".join(v) for m, v in out.items()}
+def sample_view(s: Sample, view: str) -> str | None:
+    """The view a sample is checked under: a still image is shown as an image (EMO-R3's
+    ``<image>`` question, "describe the image") for the joint and video views and has nothing to
+    check for audio (None); a clip gets ``view`` when it carries that media, else None."""
+    if carried(s) == "image":
+        return "image" if view in ("joint", "video", "image") else None
+    return view if has_view(s, view) else None
 
 
 # ----------------------------------------------------------------------------- scoring
@@ -167,19 +122,18 @@ def grounding_score(output: str | None) -> float:
     return 1.0 if yes and not no else 0.0 if no and not yes else 0.5
 
 
-def coherence_prompt(reasoning: str, labels: tuple[str, ...]) -> str:
-    return COHERENCE_PROMPT.format(reasoning=reasoning, labels=", ".join(labels))
-
-
-def grounding_prompt(description: str, view: str) -> str:
-    return GROUNDING_PROMPT.format(what=VIEWS[view][1], description=description)
+def label_names(s: Sample) -> tuple[str, ...]:
+    """The sample's label set as its dataset words it (EmoSet: anger, sadness), for the coherence question."""
+    words = s.words
+    return tuple(words.get(c, c) for c in s.labels)
 
 
 # ----------------------------------------------------------------------------- passes
 def encode_clip_prompt(adapter: OmniAdapter, builder: PromptBuilder, s: Sample, text: str,
                        modality: Modality) -> PromptInputs | None:
-    """``text`` with the sample's clip under ``modality`` (restricted to what the clip carries);
-    None when the clip lacks that modality altogether. Media come from ``builder``'s decode cache."""
+    """``text`` with the sample's media under ``modality`` (restricted to what the sample carries:
+    a still image is an image prompt); None when the sample lacks that modality altogether. Media
+    come from ``builder``'s decode cache; the prompt is encoded by ``adapter`` (the judge)."""
     try:
         modality = available(s, modality)
     except ValueError:  # e.g. audio asked of a video-only sample
@@ -197,7 +151,8 @@ def encode_clip_prompt(adapter: OmniAdapter, builder: PromptBuilder, s: Sample, 
 
 def generate(adapter: OmniAdapter, prompts: list[PromptInputs | None], params: SamplingParams,
              batch_size: int) -> list[str | None]:
-    """One completion per prompt (None stays None), ``batch_size`` prompts per call, no gradients."""
+    """One completion per prompt (None stays None), ``batch_size`` prompts per call, no gradients
+    (the adapter's group-aware sampling path)."""
     live = [i for i, p in enumerate(prompts) if p is not None]
     out: list[str | None] = [None] * len(prompts)
     for idx in chunks(live, batch_size):
@@ -212,8 +167,11 @@ class Reflection:
     """EMO-R3's reflection as ``ExtraRewards``: ``reflection(groups)`` -> per group, per completion,
     ``{"coherence", ["grounding"], ["grounding_video", "grounding_audio"]}``.
 
-    ``last_seconds`` holds the last call's generation time per pass and ``total_seconds`` the sum
-    over calls; ``last_outputs`` the raw judge answers (per group, per completion), for logs.
+    ``adapter`` is the judge (the policy, a frozen copy or another model: ``emorl.rl.judge``);
+    ``scoring`` is ``sample`` (a sampled word) or ``logprob`` (one scoring pass over the candidate
+    answers, the expected score). ``last_seconds`` holds the last call's time per pass and
+    ``total_seconds`` the sum over calls; ``last_outputs`` the raw judge answers (per group, per
+    completion: the sampled text, or ``{candidate: probability}`` with ``logprob``), for logs.
     """
 
     adapter: OmniAdapter = field(repr=False)
@@ -222,12 +180,16 @@ class Reflection:
     grounding: str = "joint"
     params: SamplingParams = field(default_factory=lambda: SamplingParams(16, 0.6, 0.95))
     batch_size: int = 64
+    scoring: str = "sample"
+    judge: str = "policy"  # what ``adapter`` is, for logs
     last_seconds: dict[str, float] = field(default_factory=dict)
     total_seconds: float = 0.0
-    last_outputs: list[list[dict[str, str | None]]] = field(default_factory=list, repr=False)
+    last_outputs: list[list[dict]] = field(default_factory=list, repr=False)
 
     def __post_init__(self):
         grounding_views(self.grounding)  # validates the mode
+        if self.scoring not in judges.SCORINGS:
+            raise ValueError(f"reflection.scoring must be one of {', '.join(judges.SCORINGS)}, got {self.scoring!r}")
 
     @property
     def views(self) -> tuple[str, ...]:
@@ -251,37 +213,80 @@ class Reflection:
         raw: list[dict] = [{} for _ in completions]
         t = time.perf_counter()
         reasonings = [reflection_reasoning(c, self.style) for c in completions]
-        prompts = [self.adapter.encode_text(coherence_prompt(r, s.labels), key=f"{s.id}|coherence")
-                   if r is not None else None for s, r in zip(samples, reasonings)]
-        answers = generate(self.adapter, prompts, self.params, self.batch_size)
+        for i, (v, a) in enumerate(zip(*self.coherence(samples, reasonings))):
+            comps[i]["coherence"], raw[i]["coherence"] = v, a
         self.last_seconds["coherence"] = time.perf_counter() - t
-        for i, (s, a) in enumerate(zip(samples, answers)):
-            comps[i]["coherence"] = coherence_score(a, s.label)
-            raw[i]["coherence"] = a
         descriptions = [stage1_description(c, self.style) for c in completions]
         for view in self.views:
             t = time.perf_counter()
-            modality, _ = VIEWS[view]
-            texts = descriptions if view == "joint" else [
-                (split_by_modality(d)[view] or None) if d is not None else None for d in descriptions]
-            prompts = [encode_clip_prompt(self.adapter, self.builder, s, grounding_prompt(x, view), modality)
-                       if x is not None else None for s, x in zip(samples, texts)]
-            answers = generate(self.adapter, prompts, self.params, self.batch_size)
             name = "grounding" if view == "joint" else f"grounding_{view}"
+            for i, (v, a) in enumerate(zip(*self.grounding_pass(samples, descriptions, view))):
+                comps[i][name], raw[i][name] = v, a
             self.last_seconds[name] = time.perf_counter() - t
-            for i, (s, x, p, a) in enumerate(zip(samples, texts, prompts, answers)):
-                # a clip without this modality has nothing to check against: neutral 0.5
-                absent = not has_view(s, view) or (x is not None and p is None)
-                comps[i][name] = 0.5 if absent else grounding_score(a)
-                raw[i][name] = a
         self.total_seconds += sum(self.last_seconds.values())
         return comps, raw
 
+    def coherence(self, samples: list[Sample], reasonings: list[str | None]) -> tuple[list[float], list]:
+        """Coherence per (sample, reasoning): the score and the judge's raw answer (None: not asked)."""
+        prompts = [self.adapter.encode_text(coherence_prompt(r, label_names(s)), key=f"{s.id}|coherence")
+                   if r is not None else None for s, r in zip(samples, reasonings)]
+        if self.scoring == "sample":
+            answers = generate(self.adapter, prompts, self.params, self.batch_size)
+            return [coherence_score(a, s.label) for s, a in zip(samples, answers)], answers
+        live = [i for i, p in enumerate(prompts) if p is not None]
+        forms = {s.id: _forms(label_names(s)) for s in samples}
+        cands = {names: judges.candidate_ids(self.adapter, tuple(f for fs in names for f in fs))
+                 for names in set(forms.values())}
+        probs = judges.answer_probs(self.adapter, [prompts[i] for i in live],
+                                    [cands[forms[samples[i].id]] for i in live], self.batch_size)
+        scores = [NO_REASONING_COHERENCE] * len(samples)
+        answers: list = [None] * len(samples)
+        for i, p in zip(live, probs):
+            s = samples[i]
+            per = {n: float(sum(p[2 * k: 2 * k + 2])) for k, n in enumerate(label_names(s))}
+            mine = per[s.words.get(s.label, s.label)]
+            scores[i] = judges.expected_coherence(mine, sum(per.values()))
+            answers[i] = {n: round(v, 4) for n, v in per.items()}
+        return scores, answers
+
+    def grounding_pass(self, samples: list[Sample], descriptions: list[str | None],
+                       view: str) -> tuple[list[float], list]:
+        """One grounding view per (sample, description): the score and the judge's raw answer.
+        A sample without this view's media has nothing to check against: neutral 0.5."""
+        views = [sample_view(s, view) for s in samples]
+        texts = [d if view == "joint" or d is None else (split_by_modality(d)[view] or None) for d in descriptions]
+        prompts = [encode_clip_prompt(self.adapter, self.builder, s, grounding_prompt(x, v), VIEWS[v])
+                   if x is not None and v is not None else None for s, x, v in zip(samples, texts, views)]
+        if self.scoring == "sample":
+            answers = generate(self.adapter, prompts, self.params, self.batch_size)
+            scores = [grounding_score(a) for a in answers]
+        else:
+            live = [i for i, p in enumerate(prompts) if p is not None]
+            cands = judges.candidate_ids(self.adapter, YES_NO)
+            probs = judges.answer_probs(self.adapter, [prompts[i] for i in live], [cands] * len(live), self.batch_size)
+            scores, answers = [NO_DESCRIPTION_GROUNDING] * len(samples), [None] * len(samples)
+            for i, p in zip(live, probs):
+                p_yes, p_no = float(p[0] + p[1]), float(p[2] + p[3])
+                scores[i] = judges.expected_grounding(p_yes, p_no)
+                answers[i] = {"yes": round(p_yes, 4), "no": round(p_no, 4)}
+        for i, (v, x, p) in enumerate(zip(views, texts, prompts)):
+            if v is None or (x is not None and p is None):
+                scores[i] = 0.5
+        return scores, answers
+
+
+YES_NO = (*judges.YES_FORMS, *judges.NO_FORMS)
+
+
+def _forms(names: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """Each label word in two surface forms (``sad``, ``Sad``), the candidates of a logprob coherence pass."""
+    return tuple((n, n[:1].upper() + n[1:]) for n in names)
+
 
 def has_view(s: Sample, view: str) -> bool:
-    """Whether the sample's clip carries the media a grounding view needs."""
+    """Whether the sample carries the media a grounding view needs."""
     try:
-        available(s, VIEWS[view][0])
+        available(s, VIEWS[view])
     except ValueError:
         return False
     return True
@@ -289,9 +294,12 @@ def has_view(s: Sample, view: str) -> bool:
 
 def make_reflection(adapter: OmniAdapter, builder: PromptBuilder, cfg) -> Reflection:
     """The reflection for a run config (``cfg.reflection``, answer style of ``cfg.prompt.recipe``),
-    to pass as ``train_grpo(..., extra_rewards=make_reflection(adapter, builder, cfg))``."""
+    to pass as ``train_grpo(..., extra_rewards=make_reflection(adapter, builder, cfg))``. ``adapter``
+    is the policy; the judge is it, a frozen copy of ``model.path`` or another checkpoint
+    (``reflection.judge``)."""
     from emorl.recipes.rewards import get_recipe
 
     r = cfg.reflection
-    return Reflection(adapter, builder, style=get_recipe(cfg.prompt.recipe).style, grounding=r.grounding,
-                      params=SamplingParams(r.max_new_tokens, r.temperature, r.top_p), batch_size=r.batch_size)
+    return Reflection(judges.load_judge(cfg, adapter), builder, style=get_recipe(cfg.prompt.recipe).style,
+                      grounding=r.grounding, params=SamplingParams(r.max_new_tokens, r.temperature, r.top_p),
+                      batch_size=r.batch_size, scoring=r.scoring, judge=r.judge)

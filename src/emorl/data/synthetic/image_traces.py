@@ -110,3 +110,49 @@ def image_trace(meta: dict[str, Any], label: str, rng: np.random.Generator, *, s
         answer = f"<answer>{word}</answer>" if style == "tags" else f"\\boxed{{{word}}}"
         return f"<think>{s1} {s2} {s3}</think>{answer}"
     raise ValueError(f"unknown answer style {style!r}; expected boxed, steps, tags or think_boxed")
+
+
+def image_reasoning(meta: dict[str, Any], label: str, rng: np.random.Generator, *, think: bool = False) -> str:
+    """The reasoning a coherence judge reads for an image and an emotion ``label``: SET steps 1-2
+    (``<step1>…</step1><step2>…</step2>``, what EMO-R3 extracts) or, with ``think``, the text of a
+    ``<think>`` block (steps 1-3 run together, as the ``think_boxed`` style writes it)."""
+    trace = image_trace(meta, label, rng, style="think_boxed" if think else "boxed")
+    if think:
+        return trace.split("<think>", 1)[1].split("</think>", 1)[0]
+    return trace.split("<step3>", 1)[0]
+
+
+def image_description(meta: dict[str, Any], label: str, rng: np.random.Generator, *, think: bool = False) -> str:
+    """What a grounding judge checks against an image: the SET step 1 with its tags (EMO-R3's
+    ``<step1>…`` span) or, with ``think``, a whole ``<think>`` text."""
+    if think:
+        return image_reasoning(meta, label, rng, think=True)
+    return f"<step1>{describe_image(meta['cues'], rng)}</step1>"
+
+
+def image_reflection_tasks(samples: list, rng: np.random.Generator) -> list:
+    """Supervised examples of EMO-R3's two reflection questions on synthetic images, as
+    ``emorl.data.synthetic.set_traces.task_sample`` copies (a tiny judge has to be taught them).
+
+    Per image: one coherence question (reasoning written for the label or, half the time, for
+    another class -> that class's word: ``anger``, ``sadness``, as the question lists them) and
+    one image question (the image's own description -> yes; half the time another image's, of
+    another class -> no). Half the texts are SET steps, half ``<think>`` text, so one judge reads
+    both formats.
+    """
+    from emorl.data.synthetic.set_traces import task_sample
+    from emorl.recipes.emo_r3 import coherence_prompt, grounding_prompt
+
+    out = []
+    for i, s in enumerate(samples):
+        words = s.words
+        names = tuple(words.get(c, c) for c in s.labels)
+        others = [o for o in samples if o.label != s.label]
+        target = s.label if rng.random() < 0.5 else str(rng.choice([c for c in s.labels if c != s.label]))
+        reasoning = image_reasoning(s.meta, target, rng, think=bool(rng.random() < 0.5))
+        out.append(task_sample(s, f"coh{i}", coherence_prompt(reasoning, names), "text", words.get(target, target)))
+        match = bool(rng.random() < 0.5) or not others
+        src = s if match else others[int(rng.integers(len(others)))]
+        desc = image_description(src.meta, src.label, rng, think=bool(rng.random() < 0.5))
+        out.append(task_sample(s, f"gimage{i}", grounding_prompt(desc, "image"), "image", "yes" if match else "no"))
+    return out

@@ -16,9 +16,10 @@ on purpose:
   (laughing for amusement and excitement, screaming for fear and excitement, wide-eyed wonder for
   awe and fear).
 
-Splits: ``train``, ``coldstart`` (SET traces for the cold start), ``test`` (the flat style) and
+Splits: ``train``, ``coldstart`` (SET traces for the cold start), ``test`` (the flat style),
 ``ood`` (the same cue distributions drawn in the ``sketch`` style: outlines on tinted paper with
-grain). Labels are balanced per split (counts differ by at most one). Every image is seeded from
+grain) and, when asked for, ``pretrain`` (flat images whose cues, not labels, pretrain a tiny
+model's vision tower: ``emorl.models.perception``; not in ``DEFAULT_SIZES``). Labels are balanced per split (counts differ by at most one). Every image is seeded from
 ``(seed, split, index)`` only, so its bytes do not depend on other images; ids are
 ``synimg-<split>-<index>``, so splits never share an image.
 
@@ -46,9 +47,9 @@ from emorl.utils import atomic_write_bytes, atomic_write_json
 GENERATOR_VERSION = "1.0"
 DATASET = "synthetic-images"
 CLASSES: tuple[str, ...] = LABEL_SETS[DATASET]  # canonical: amusement, angry, awe, contentment, ...
-SPLITS: tuple[str, ...] = ("train", "coldstart", "test", "ood")
-SPLIT_CODES: dict[str, int] = {"train": 10, "coldstart": 11, "test": 12, "ood": 13}
-SPLIT_STYLE: dict[str, str] = {"train": "flat", "coldstart": "flat", "test": "flat", "ood": "sketch"}
+SPLITS: tuple[str, ...] = ("train", "coldstart", "test", "ood", "pretrain")
+SPLIT_CODES: dict[str, int] = {"train": 10, "coldstart": 11, "test": 12, "ood": 13, "pretrain": 14}
+SPLIT_STYLE: dict[str, str] = {"train": "flat", "coldstart": "flat", "test": "flat", "ood": "sketch", "pretrain": "flat"}
 DEFAULT_SIZES: dict[str, int] = {"train": 800, "coldstart": 160, "test": 240, "ood": 240}
 FORMATS = {"png": ".png", "jpeg": ".jpg"}
 
