@@ -47,7 +47,10 @@ def measure(cfg, path: str, samples, *, group: int, temperature: float, batch: i
     from emorl.runs import load_adapter, make_builder
 
     recipe = recipe_for(cfg)
-    adapter = load_adapter(cfg, path)
+    base, _, state = path.partition("+")
+    adapter = load_adapter(cfg, base)
+    if state:  # a training checkpoint's weights (checkpoints/step-N/model_state.pt) on the model they came from
+        adapter.model.load_state_dict(torch.load(state, map_location="cpu"))
     adapter.model.eval()
     builder = make_builder(cfg, adapter)
     greedy_p = SamplingParams(cfg.eval.max_new_tokens, greedy=True)
@@ -87,7 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", default="configs/demo.yaml")
     ap.add_argument("--manifest", required=True)
-    ap.add_argument("--model", action="append", required=True, help="NAME=DIR (repeatable)")
+    ap.add_argument("--model", action="append", required=True,
+                    help="NAME=DIR, or NAME=DIR+CHECKPOINT/model_state.pt (the weights of a training checkpoint "
+                         "on the model DIR it started from); repeatable")
     ap.add_argument("--clips", type=int, default=0, help="first N clips (0: all)")
     ap.add_argument("--group", type=int, default=0, help="samples per clip (0: grpo.completions_per_prompt)")
     ap.add_argument("--temperature", type=float, default=None, help="default: sampling.temperature")
