@@ -134,6 +134,7 @@ def run_demo(out: str | Path, *, quick: bool = False, config: str | None = None,
             results.setdefault(name, {})[split] = {k: v for k, v in _stage(f"eval {name}/{split}", d_eval, fn, timings).items()
                                                    if k in ("war", "uar", "format_rate", "n")}
     from emorl.eval.report import build_demo_report
+    from emorl.eval.report.demo import demo_intervals
     from emorl.recipes.rewards import get_recipe
 
     t = time.perf_counter()
@@ -142,11 +143,12 @@ def run_demo(out: str | Path, *, quick: bool = False, config: str | None = None,
     run_analysis_for_demo(out, cfg, progress, models=MODELS[1:])
     timings["analysis"] = round(time.perf_counter() - t, 1)
     timings["total"] = round(time.perf_counter() - t_start, 1)
-    metrics = {"models": results, "chance_uar": 1 / 7, "timings_s": timings, "quick": quick}
+    intervals = demo_intervals(out)  # over the evaluation clips, from the stored predictions
+    metrics = {"models": results, "intervals": intervals, "chance_uar": 1 / 7, "timings_s": timings, "quick": quick}
     atomic_write_json(out / "metrics.json", metrics)
-    atomic_write_text(out / "summary.md", render_report(results, timings, out, quick, d.family))
+    atomic_write_text(out / "summary.md", render_report(results, timings, out, quick, d.family, intervals))
     html = build_demo_report(out, out / "report.html", style=get_recipe(cfg.prompt.recipe).style)  # + report.md
-    print(format_table(results))
+    print(format_table(results, intervals))
     print(f"[demo] metrics: {out / 'metrics.json'}   report: {html} (Markdown: {out / 'report.md'}, "
           f"{out / 'summary.md'})   total {timings['total']:.0f}s")
     return metrics
@@ -249,28 +251,74 @@ def build_base(cfg: RunConfig, out: Path, manifests: dict[str, Path], corpus, st
     return base
 
 
-def format_table(results: dict) -> str:
-    head = "| model | test WAR | test UAR | test format | OOD WAR | OOD UAR | OOD format |"
+def _cell(r: dict, key: str, iv: dict | None) -> str:
+    """A metric, with its 95 % interval when ``iv`` has one."""
+    c = (iv or {}).get(key)
+    v = f"{r.get(key, 0):.3f}"
+    return f"{v} [{c['lo']:.2f}, {c['hi']:.2f}]" if c else v
+
+
+def format_table(results: dict, intervals: dict | None = None) -> str:
+    """The demo's table; with ``intervals`` (:func:`emorl.eval.report.demo.demo_intervals`) each UAR
+    carries its 95 % interval over the evaluation clips."""
+    ivs = (intervals or {}).get("models", {})
+    uar = "UAR [95% CI]" if ivs else "UAR"
+    head = f"| model | test WAR | test {uar} | test format | OOD WAR | OOD {uar} | OOD format |"
     lines = [head, "|---|---|---|---|---|---|---|"]
     for name, r in results.items():
         t, o = r.get("test", {}), r.get("ood", {})
-        lines.append(f"| {name} | {t.get('war', 0):.3f} | {t.get('uar', 0):.3f} | {t.get('format_rate', 0):.3f} | "
-                     f"{o.get('war', 0):.3f} | {o.get('uar', 0):.3f} | {o.get('format_rate', 0):.3f} |")
+        it, io = ivs.get(name, {}).get("test"), ivs.get(name, {}).get("ood")
+        lines.append(f"| {name} | {t.get('war', 0):.3f} | {_cell(t, 'uar', it)} | {t.get('format_rate', 0):.3f} | "
+                     f"{o.get('war', 0):.3f} | {_cell(o, 'uar', io)} | {o.get('format_rate', 0):.3f} |")
     return "\n".join(lines)
 
 
-def render_report(results: dict, timings: dict, out: Path, quick: bool, family: str = "qwen2.5-omni") -> str:
+def _word(c: dict) -> str:
+    if c["lo"] > 0:
+        return "above (its interval excludes 0)"
+    if c["hi"] < 0:
+        return "below (its interval excludes 0)"
+    return "not distinguishable (its interval contains 0)"
+
+
+def uncertainty_section(intervals: dict | None) -> list[str]:
+    """Markdown lines: the paired UAR differences with their intervals, what each says in this run,
+    and that one run is one draw of the training."""
+    diffs = (intervals or {}).get("diffs", {})
+    lines = ["## What this one run shows", "",
+             ("Intervals are 95 % cluster-bootstrap intervals over the evaluation clips (emorl.eval.stats). They "
+              "cover which clips were drawn, not the training: **this run is one draw**. Another seed, another "
+              "CPU (its AVX2 or AVX-512 kernels sum floats in another order) or another thread count trains other "
+              "models from the same config, and their UARs differ from run to run by about as much as these "
+              "intervals; docs/results.md has the spread over seeds and kernel paths."), ""]
+    if not diffs:
+        return lines + ["(No paired differences: a model's predictions are missing.)", ""]
+    lines += ["| paired difference | test ΔUAR [95% CI] | OOD ΔUAR [95% CI] |", "|---|---|---|"]
+    for key, by in diffs.items():
+        cells = [f"{by[s]['uar']['diff']:+.3f} [{by[s]['uar']['lo']:+.2f}, {by[s]['uar']['hi']:+.2f}]"
+                 if s in by else "–" for s in ("test", "ood")]
+        lines.append(f"| {key.replace(' - ', ' − ')} | {cells[0]} | {cells[1]} |")
+    lines.append("")
+    for key, by in diffs.items():
+        b, a = key.split(" - ")
+        said = "; ".join(f"on {s} clips {b} is {_word(by[s]['uar'])} against {a}" for s in ("test", "ood") if s in by)
+        lines.append(f"- {said}.")
+    return lines + [""]
+
+
+def render_report(results: dict, timings: dict, out: Path, quick: bool, family: str = "qwen2.5-omni",
+                  intervals: dict | None = None) -> str:
     parts = ["# emorl demo summary", "",
              (f"Synthetic omni-emotion world (7 classes, chance UAR = {1/7:.3f}); tiny {family} model "
               "(random-init LLM, attribute-pretrained towers); "
               f"{'quick (CI) sizes' if quick else 'default sizes'}. Total wall time {timings.get('total', 0):.0f} s."),
              "",
-             format_table(results), "",
+             format_table(results, intervals), "",
              ("- **base**: random-init LLM with attribute-pretrained towers (no emotion labels); "
               "**coldstart_sft**: SFT on reasoning traces of the cold-start split; "
               "**label_sft**: label-only SFT on the RL training split (R1-Omni's MAFW-DFEW-SFT baseline; it never "
               "learns the `<think>` format, so its format rate is expected near 0); **grpo**: GRPO from coldstart_sft."),
-             "", "## Confusion matrices", ""]
+             "", *uncertainty_section(intervals), "## Confusion matrices", ""]
     for name, splits in results.items():
         for split in splits:
             parts.append(f"### {name} / {split}")

@@ -29,6 +29,11 @@ def test_quick_demo(tmp_path, capsys):
     assert m["models"]["coldstart_sft"]["test"]["format_rate"] > 0.0
     summary = (out / "summary.md").read_text()
     assert "| grpo |" in summary and "eval/grpo/test/confusion.png" in summary
+    # the summary states its uncertainty: intervals over the clips, paired differences, one draw
+    assert "test UAR [95% CI]" in summary and "| grpo − coldstart_sft |" in summary and "one draw" in summary
+    iv = m["intervals"]["models"]["grpo"]["test"]["uar"]
+    assert iv["lo"] <= m["models"]["grpo"]["test"]["uar"] <= iv["hi"]
+    assert f"{m['models']['grpo']['test']['uar']:.3f} [{iv['lo']:.2f}, {iv['hi']:.2f}]" in summary
     html = (out / "report.html").read_text()
     assert html.startswith("<!DOCTYPE html>") or "<html" in html[:200]
     assert (out / "report.md").is_file()

@@ -13,6 +13,46 @@ from emorl.eval.report.build import render
 from emorl.eval.report.load import load_run, load_samples_of, read_json, read_rows, with_ci
 
 DEMO_MODELS = ("base", "coldstart_sft", "label_sft", "grpo")
+DEMO_SPLITS = ("test", "ood")
+# the paired differences the demo's summary states: (A, B) for B minus A
+DEMO_DIFFS = (("coldstart_sft", "grpo"), ("label_sft", "grpo"))
+
+
+def demo_intervals(demo_dir: Path, models=DEMO_MODELS, splits=DEMO_SPLITS, diffs=DEMO_DIFFS, *,
+                   n_boot: int = 2000) -> dict:
+    """95 % cluster-bootstrap intervals over the evaluation clips, from the stored predictions
+    (``demo_dir/eval/NAME/SPLIT/predictions.jsonl``; clusters from ``data/SPLIT.jsonl``; nothing
+    re-run): ``{"models": {name: {split: {"war"|"uar": {value, lo, hi}}}}, "diffs": {"B - A":
+    {split: {"war"|"uar": {diff, lo, hi, p_value, significant}}}}}``. A model or split without
+    predictions is left out. These intervals cover the choice of clips only, not the training
+    run's own draw (seed, CPU kernels, thread count)."""
+    from emorl.eval.stats import cluster_of, compare_paired, metric_cis
+
+    demo_dir = Path(demo_dir)
+    out: dict = {"models": {}, "diffs": {}}
+    rows: dict = {}
+    for split in splits:
+        meta = {k: s.meta for k, s in load_samples_of(demo_dir / "data" / f"{split}.jsonl").items()}
+        for name in models:
+            e = demo_dir / "eval" / name / split
+            m = read_json(e / "metrics.json")
+            if m is None or not (e / "predictions.jsonl").is_file():
+                continue
+            rs = read_rows(e / "predictions.jsonl")
+            rows[name, split] = {r["id"]: r for r in rs}, m["labels"]
+            c = metric_cis([r["label"] for r in rs], [r["pred"] for r in rs], m["labels"],
+                           [cluster_of(r["id"], meta.get(r["id"])) for r in rs], n_boot=n_boot)
+            out["models"].setdefault(name, {})[split] = {k: c[k] for k in ("war", "uar")}
+        for a, b in diffs:
+            if (a, split) not in rows or (b, split) not in rows:
+                continue
+            (ra, labels), (rb, _) = rows[a, split], rows[b, split]
+            ids = [k for k in ra if k in rb]
+            c = compare_paired([ra[k]["label"] for k in ids], [ra[k]["pred"] for k in ids],
+                               [rb[k]["pred"] for k in ids], labels, [cluster_of(k, meta.get(k)) for k in ids],
+                               n_boot=n_boot)
+            out["diffs"].setdefault(f"{b} - {a}", {})[split] = {k: c[k] for k in ("war", "uar")}
+    return out
 
 
 def demo_style(demo_dir: Path) -> str:
