@@ -126,5 +126,5 @@ def test_traces_keep_only_label_matching_cited_traces(mafw, tiny_model_dir, tmp_
     # and the output is a cold-start set for emorl sft
     sft = tmp_path / "sft"
     assert main(["sft", f"model.path={tiny_model_dir}", f"data.train={out}", f"out={sft}", "sft.target=trace",
-                 "sft.epochs=1", "sft.samples_per_step=4", "sft.lr=1e-3", *TINY[:3]]) == 0
+                 "sft.epochs=1", "sft.samples_per_step=4", "sft.lr=1e-3", *TINY[:4]]) == 0
     assert (sft / "model" / "config.json").is_file()
