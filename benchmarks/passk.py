@@ -24,7 +24,6 @@ Usage (from the repository root, the demo's config):
 from __future__ import annotations
 
 import argparse
-import json
 from collections import Counter
 from pathlib import Path
 

@@ -4,6 +4,9 @@
 
 Unknown keys are errors that name the key and list the known ones. ``save_run_config`` writes
 the resolved config and the git revision next to every run.
+
+One file on purpose (past 500 lines): the whole schema, its defaults and the rules that relate
+its keys (renames, keys a stage does not use) are read in one place.
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Stages (each skipped when its output is complete, so an interrupted demo resumes
   1. synthesize the world (train / coldstart / test / ood, and pretrain),
   2. build the tiny thinker (tokenizer trained on prompts and cold-start traces) and pretrain its
      towers on the ``pretrain`` split's face and voice attributes, no emotion labels
-     (emorl.models.perception: the stand-in for a real omni model's pretrained encoders),
+     (emorl.perception: the stand-in for a real omni model's pretrained encoders),
   3. (a) cold-start SFT on reasoning traces of the ``coldstart`` split,
      (b) label-only SFT on the RL training split (R1-Omni's MAFW-DFEW-SFT baseline),
      (c) GRPO from (a) on the training split,
@@ -226,7 +226,7 @@ def check_family(cfg: RunConfig) -> None:
 def build_base(cfg: RunConfig, out: Path, manifests: dict[str, Path], corpus, stage, progress: bool) -> Path:
     """The thinker every stage starts from: a tiny random-init thinker (tokenizer trained on
     ``corpus()``), then, when ``cfg.demo.pretrain`` > 0, perception pretraining of its towers on the
-    ``pretrain`` split, without emotion labels (emorl.models.perception: the stand-in for a real
+    ``pretrain`` split, without emotion labels (emorl.perception: the stand-in for a real
     omni model's pretrained encoders). ``stage(name, dir, fn)`` runs or skips a resumable stage.
     Returns ``out/models/base``."""
     from emorl.models.tiny import TinyShape, init_tiny
@@ -240,7 +240,7 @@ def build_base(cfg: RunConfig, out: Path, manifests: dict[str, Path], corpus, st
         seed=cfg.seed, frame_size=cfg.data.frame_size, family=d.family))})
     if d.pretrain:
         def pretrain():
-            from emorl.models.perception import pretrain_towers
+            from emorl.perception import pretrain_towers
 
             seed_everything(cfg.seed)
             adapter = load_adapter(cfg, init)

@@ -8,9 +8,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from emorl.config import RunConfig, save_run_config
-from emorl.data.loader import PromptBuilder
 from emorl.data.manifest import ManifestError, Sample, read_manifest, record_labels, select_split
 from emorl.models.adapter import Modality
+from emorl.prompting import PromptBuilder
 from emorl.recipes.prompts import PromptSpec, recipe_prompt
 from emorl.recipes.rewards import recipe_for
 

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from emorl.config import RunConfig
-from emorl.data.loader import PromptBuilder
 from emorl.data.manifest import Sample
 from emorl.models.adapter import SamplingParams
 from emorl.models.qwen_omni import QwenOmniAdapter
+from emorl.prompting import PromptBuilder
 from emorl.recipes.prompts import PromptSpec
 from emorl.recipes.rewards import get_recipe
 from emorl.rl.rollout import rollout

@@ -73,9 +73,9 @@ def grpo_step(model_dir, tmp_path, monkeypatch):
     from media_helpers import make_clip
 
     from emorl.config import RunConfig
-    from emorl.data.loader import PromptBuilder
     from emorl.data.manifest import Sample
     from emorl.models.registry import load_adapter
+    from emorl.prompting import PromptBuilder
     from emorl.recipes import rewards
     from emorl.recipes.prompts import PromptSpec
     from emorl.rl.trainer import train_grpo

@@ -1,4 +1,4 @@
-"""Perception pretraining of the towers (emorl.models.perception): targets by hand, and a tiny run
+"""Perception pretraining of the towers (emorl.perception): targets by hand, and a tiny run
 that trains the towers only, lowers both losses and saves a loadable thinker."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from emorl.data.manifest import Sample, read_manifest
-from emorl.models.perception import attribute_loss, attribute_targets, pretrain_towers
+from emorl.perception import attribute_loss, attribute_targets, pretrain_towers
 
 VIDEO = {"brow_raise": 0.5, "brow_tilt": -1.0, "eye_open": 0.9, "mouth_curve": 0.0, "mouth_open": 0.25,
          "mouth_width": 1.0, "nose_wrinkle": 0.0, "head_amp": 0.5, "head_move": "shake", "occluded": False}

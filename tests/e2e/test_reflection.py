@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from emorl.config import RunConfig
-from emorl.data.loader import PromptBuilder
 from emorl.data.manifest import Sample
 from emorl.models.adapter import SamplingParams
 from emorl.models.qwen_omni import QwenOmniAdapter
+from emorl.prompting import PromptBuilder
 from emorl.recipes.prompts import EMO_R3_FORMAT, PromptSpec
 from emorl.recipes.rewards import get_recipe
 from emorl.rl.reflection import Reflection, make_reflection

@@ -15,10 +15,10 @@ import pytest
 import torch
 
 from emorl.config import RunConfig
-from emorl.data.loader import PromptBuilder
 from emorl.data.manifest import Sample, write_manifest
 from emorl.models.adapter import Modality
 from emorl.models.registry import load_adapter
+from emorl.prompting import PromptBuilder
 from emorl.recipes.prompts import PromptSpec
 from emorl.sft import train_sft
 from emorl.sft.batch import Item, sft_loss, sft_micro_batches, target_ids

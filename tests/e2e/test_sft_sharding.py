@@ -23,9 +23,9 @@ def run(model_dir, clips, out, *, sharding="none"):
     """One SFT step over 6 samples (3 per process when there are 2), micro-batches of 1 sample, then
     validation on 3 clips (loss and greedy answers: each process scores its share)."""
     from emorl.config import RunConfig
-    from emorl.data.loader import PromptBuilder
     from emorl.data.manifest import Sample
     from emorl.models.registry import load_adapter
+    from emorl.prompting import PromptBuilder
     from emorl.recipes.prompts import PromptSpec
     from emorl.sft import train_sft
 

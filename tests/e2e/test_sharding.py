@@ -70,10 +70,10 @@ def run(model_dir, clips, out, *, sharding="none", steps=2, resume=False, dtype=
     """GRPO on 2 clips per step (G=4, micro-batches of 2 rows, beta > 0: a reference copy too).
     ``tie_rank``: dynamic sampling on, and that process's groups all get tied rewards."""
     from emorl.config import RunConfig
-    from emorl.data.loader import PromptBuilder
     from emorl.data.manifest import Sample
     from emorl.models.adapter import Modality
     from emorl.models.registry import load_adapter
+    from emorl.prompting import PromptBuilder
     from emorl.recipes.prompts import PromptSpec
     from emorl.rl.trainer import train_grpo
 

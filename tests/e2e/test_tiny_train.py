@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from emorl.config import RunConfig
-from emorl.data.loader import PromptBuilder
 from emorl.data.manifest import Sample
 from emorl.models.adapter import Modality
 from emorl.models.registry import load_adapter
+from emorl.prompting import PromptBuilder
 from emorl.recipes.prompts import PromptSpec
 from emorl.rl.trainer import BatchPlan, train_grpo
 from emorl.sft import train_sft

@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from emorl.config import RunConfig
-from emorl.data.loader import PromptBuilder
 from emorl.data.manifest import Sample, write_manifest
 from emorl.models.adapter import Modality, SamplingParams
 from emorl.models.registry import load_adapter
+from emorl.prompting import PromptBuilder
 from emorl.recipes.prompts import PromptSpec
 from emorl.recipes.rewards import get_recipe
 from emorl.rl.grpo import group_advantages

@@ -149,7 +149,7 @@ def test_the_cycle_check_finds_a_cycle():
 @pytest.mark.parametrize("module", ["emorl.models.group", "emorl.models.decoder", "emorl.models.encoder_cache",
                                     "emorl.rl.trainer", "emorl.train.sharding", "emorl.train.zero", "emorl.train.session",
                                     "emorl.train.setup", "emorl.train.checkpoint", "emorl.train_utils", "emorl.sft.loop",
-                                    "emorl.models.perception"])
+                                    "emorl.perception"])
 def test_generic_modules_import_no_family(module):
     edges = _imports()
     assert not {e for e in edges[module] if e.startswith(("emorl.models.qwen", "emorl.models.parts"))}

@@ -11,11 +11,11 @@ import pytest
 from family_helpers import FAMILY_NAMES
 from PIL import Image
 
-from emorl.data.loader import PromptBuilder, available, carried
 from emorl.data.manifest import Sample, write_manifest
 from emorl.data.media import MediaError, load_clip
 from emorl.models.adapter import Modality
 from emorl.models.registry import load_adapter
+from emorl.prompting import PromptBuilder, available, carried
 from emorl.recipes.prompts import PromptSpec
 
 

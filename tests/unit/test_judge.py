@@ -134,7 +134,7 @@ def test_image_reflection_tasks():
 
 
 def test_perception_targets_for_images():
-    from emorl.models.perception import attribute_targets
+    from emorl.perception import attribute_targets
 
     cues = {"valence": 0.5, "arousal": 0.25, "brightness": 1.0, "colorfulness": 0.0, "scene": "storm", "face": "tears",
             "hue_jitter": 3.0}

@@ -166,8 +166,8 @@ def test_clip_cache_shares_decodes_and_notices_rewrites(tmp_path, monkeypatch):
 
 def test_clip_cache_is_used_by_builders_and_can_be_disabled(tmp_path, monkeypatch, tiny_model_dir):
     from emorl.data import media
-    from emorl.data.loader import PromptBuilder
     from emorl.models.qwen_omni import QwenOmniAdapter
+    from emorl.prompting import PromptBuilder
     from emorl.recipes.prompts import PromptSpec
 
     clip = make_clip(tmp_path / "a.mp4", seconds=2.0, seed=0)

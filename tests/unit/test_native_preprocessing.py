@@ -74,11 +74,11 @@ def test_a_clip_gets_native_frames_through_the_loader(tiny_dir_of, tmp_path):
     with the default video budget (a real checkpoint's): 6 frames at 280x392, kept by the processor
     (grid 3 x 20 x 28); on the parts family: the checkpoint's 8 frames at segment middles, resized
     by its encoder's processor to its input size."""
-    from emorl.data.loader import PromptBuilder
     from emorl.data.manifest import Sample
     from emorl.data.media import write_mp4
     from emorl.models.adapter import Modality
     from emorl.models.registry import load_adapter
+    from emorl.prompting import PromptBuilder
     from emorl.recipes.prompts import PromptSpec
 
     rng = np.random.default_rng(0)
@@ -106,7 +106,7 @@ def test_a_clip_gets_native_frames_through_the_loader(tiny_dir_of, tmp_path):
 
 
 def test_sampling_settings_are_checked():
-    from emorl.data.loader import check_sampling
+    from emorl.prompting import check_sampling
 
     check_sampling("native", 0, None)
     check_sampling("fixed", 8, 224)

@@ -54,9 +54,9 @@ def test_grpo_and_sft_runs_write_tensorboard_scalars(tiny_model_dir, clips, tmp_
     """A tiny GRPO run with report_to=[tensorboard]: every number of every metrics.jsonl row is in
     the event files at the row's step; SFT too."""
     from emorl.config import RunConfig
-    from emorl.data.loader import PromptBuilder
     from emorl.data.manifest import Sample
     from emorl.models.qwen_omni import QwenOmniAdapter
+    from emorl.prompting import PromptBuilder
     from emorl.recipes.prompts import PromptSpec
     from emorl.rl.trainer import train_grpo
     from emorl.sft import train_sft

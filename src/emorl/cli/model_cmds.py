@@ -24,7 +24,7 @@ def cmd_init_tiny(args) -> int:
 
 def cmd_pretrain_towers(args) -> int:
     from emorl.config import load_config
-    from emorl.models.perception import pretrain_towers
+    from emorl.perception import pretrain_towers
     from emorl.runs import load_adapter, load_samples, make_builder
 
     cfg = load_config(args.config, args.overrides)

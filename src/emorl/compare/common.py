@@ -21,9 +21,9 @@ from typing import Any
 import numpy as np
 
 from emorl.config import RunConfig, save_run_config
-from emorl.data.loader import PromptBuilder
 from emorl.data.manifest import Sample
 from emorl.models.adapter import Modality, SamplingParams
+from emorl.prompting import PromptBuilder
 from emorl.utils import seed_everything
 
 SPLITS = ("test", "ood")
@@ -88,7 +88,7 @@ def tiny_model(ctx: Ctx, corpus: Callable[[], list[str]]) -> dict:
 def pretrain_towers(ctx: Ctx) -> dict:
     """Perception pretraining of the towers on the ``pretrain`` split's cues, no labels, from
     ``paths['init']`` into ``paths['base']`` (``emorl.demo.build_base``'s second half)."""
-    from emorl.models.perception import pretrain_towers as pretrain
+    from emorl.perception import pretrain_towers as pretrain
     from emorl.runs import load_adapter, load_samples, make_builder
 
     cfg, d = ctx.base, ctx.base.demo

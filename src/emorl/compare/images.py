@@ -5,7 +5,7 @@ The experiment (``image_stages``), each stage skipped when its output is complet
 
 1. ``synthesize``: the image world (train, coldstart, test, ood in the sketch style, pretrain);
 2. ``tiny_model`` and ``pretrain_towers``: a tiny Qwen2.5-VL (tokenizer trained on the traces and
-   prompts) whose vision tower learns the drawings' cues, no labels (``emorl.models.perception``);
+   prompts) whose vision tower learns the drawings' cues, no labels (``emorl.perception``);
 3. ``coldstart``: one SFT checkpoint every arm starts from, on the coldstart images: the SET trace
    under EMO-R3's released prompt, the ``<think>`` trace under the naive-GRPO prompt, and EMO-R3's
    two reflection questions (coherence; "Can the following text describe the image?"), which a

@@ -12,11 +12,11 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from emorl.data.loader import PromptBuilder
 from emorl.data.manifest import Sample, label_space  # noqa: F401  (label_space re-exported)
 from emorl.data.media import MediaError
 from emorl.eval.metrics import fold_summary, summarize
 from emorl.models.adapter import Modality, OmniAdapter, SamplingParams, sample_by_modality
+from emorl.prompting import PromptBuilder
 from emorl.recipes.rewards import RewardRecipe
 from emorl.utils import atomic_write_json, atomic_write_text, chunks
 

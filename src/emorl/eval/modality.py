@@ -30,12 +30,12 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from emorl.data.loader import PromptBuilder, carried
 from emorl.data.manifest import Sample
 from emorl.eval.evaluate import label_space, metrics_of, plot_confusion, predict
 from emorl.eval.faithfulness import CONDITIONS, analyze_reasoning
 from emorl.eval.stats import cluster_of, compare_paired, metric_cis, permutation_agreement, rate_ci
 from emorl.models.adapter import Modality
+from emorl.prompting import PromptBuilder, carried
 from emorl.utils import atomic_write_json, atomic_write_text
 
 CONDITION_MODALITY: dict[str, Modality] = {"av": Modality.AV, "video": Modality.VIDEO, "audio": Modality.AUDIO,
@@ -45,7 +45,7 @@ WITHOUT = {"video": "audio", "audio": "video"}  # modality removed -> condition 
 
 
 def supports(s: Sample, cond: str) -> bool:
-    """Whether the sample carries what the condition asks for (``emorl.data.loader.carried``: a
+    """Whether the sample carries what the condition asks for (``emorl.prompting.carried``: a
     video-only corpus has no 'audio' condition, an audio-only one no 'video'; a still image is
     its 'video' condition (an image prompt) and 'text', never 'av' or 'audio')."""
     has = carried(s)

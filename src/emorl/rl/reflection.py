@@ -49,9 +49,9 @@ import time
 from dataclasses import dataclass, field
 
 from emorl.data.labels import emotions_in
-from emorl.data.loader import PromptBuilder, available, carried
 from emorl.data.manifest import Sample
 from emorl.models.adapter import Modality, OmniAdapter, PromptInputs, SamplingParams, sample_by_modality
+from emorl.prompting import PromptBuilder, available, carried
 from emorl.recipes.emo_r3 import (  # noqa: F401  (re-exported: the reflection's texts live with the recipe)
     AUDIO_WORDS,
     COHERENCE_PROMPT,

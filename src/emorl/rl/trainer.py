@@ -31,9 +31,9 @@ from pathlib import Path
 import torch
 
 from emorl.config import RunConfig, run_config_yaml
-from emorl.data.loader import PromptBuilder
 from emorl.data.manifest import Sample, record_labels
 from emorl.models.adapter import OmniAdapter, SamplingParams
+from emorl.prompting import PromptBuilder
 from emorl.recipes.rewards import recipe_for
 from emorl.rl.grpo import group_advantages, policy_loss
 from emorl.rl.rollout import ExtraRewards, Group, sample_groups, score_groups

@@ -38,9 +38,9 @@ import numpy as np
 import torch
 
 from emorl.config import RunConfig, run_config_yaml
-from emorl.data.loader import PromptBuilder
 from emorl.data.manifest import Sample, record_labels
 from emorl.models.adapter import OmniAdapter
+from emorl.prompting import PromptBuilder
 from emorl.recipes.rewards import recipe_for
 from emorl.sft.batch import Item, sft_loss, sft_micro_batches, sft_targets, target_ids
 from emorl.train.session import Knobs, Session, check_same_micro_batches, next_batch

@@ -19,7 +19,7 @@ on purpose:
 Splits: ``train``, ``coldstart`` (SET traces for the cold start), ``test`` (the flat style),
 ``ood`` (the same cue distributions drawn in the ``sketch`` style: outlines on tinted paper with
 grain) and, when asked for, ``pretrain`` (flat images whose cues, not labels, pretrain a tiny
-model's vision tower: ``emorl.models.perception``; not in ``DEFAULT_SIZES``). Labels are balanced per split (counts differ by at most one). Every image is seeded from
+model's vision tower: ``emorl.perception``; not in ``DEFAULT_SIZES``). Labels are balanced per split (counts differ by at most one). Every image is seeded from
 ``(seed, split, index)`` only, so its bytes do not depend on other images; ids are
 ``synimg-<split>-<index>``, so splits never share an image.
 

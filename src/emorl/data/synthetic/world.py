@@ -18,7 +18,7 @@ alone and 0.62 from the voice alone (about 0.79 over the 60/20/20 mixture). Ever
 
 Splits: ``train`` (RL and label SFT), ``coldstart`` (reasoning traces), ``test``, ``ood`` (other face
 style, palette, background and voice timbre) and ``pretrain`` (the towers' perception pretraining,
-emorl.models.perception; its labels are never used for training).
+emorl.perception; its labels are never used for training).
 """
 
 from __future__ import annotations

@@ -26,9 +26,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from emorl.data.loader import PromptBuilder, carried
 from emorl.data.manifest import Sample
 from emorl.models.adapter import Modality
+from emorl.prompting import PromptBuilder, carried
 from emorl.train_utils import JsonlLogger, save_model_atomic
 
 MODALITIES = ("video", "audio")
