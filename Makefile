@@ -33,8 +33,8 @@ demo-quick: install
 chromium:
 	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null)
 
-# everything, what CI runs
-test: install chromium
+# everything, what CI runs: lint and format first (seconds), then every test
+test: install chromium lint
 	$(PY) -m pytest -q
 
 # the quick tier: unit and data tests, without the tiny-model end-to-end runs (marker e2e)

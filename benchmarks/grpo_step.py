@@ -35,6 +35,7 @@ and vision sizes as the Qwen2.5-Omni-3B thinker, no audio tower, tied embeddings
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import os
@@ -53,8 +54,18 @@ from emorl.models.adapter import Modality, PromptInputs, SamplingParams
 from emorl.models.qwen_omni import QwenOmniAdapter
 
 # Qwen2.5-Omni's special ids (151643 pad, 151644 im_start, 151645 eos/im_end, media 151646-151656)
-QWEN_IDS = dict(pad=151643, im_start=151644, eos=151645, audio=151646, audio_bos=151647, audio_eos=151648,
-                vision_bos=151652, vision_eos=151653, image=151655, video=151656)
+QWEN_IDS = dict(
+    pad=151643,
+    im_start=151644,
+    eos=151645,
+    audio=151646,
+    audio_bos=151647,
+    audio_eos=151648,
+    vision_bos=151652,
+    vision_eos=151653,
+    image=151655,
+    video=151656,
+)
 
 
 @dataclass
@@ -78,27 +89,122 @@ class Shape:
 
 SHAPES = {
     # Qwen2.5-Omni-7B thinker: HF defaults with the released 1280-wide vision tower
-    "7b": Shape(3584, 18944, 28, 28, 4, 152064, 1280, 32, 16, 3420, 1280, 32, 20, 5120,
-                dict(prompts=8, group=8, frames=16, frame_size=336, audio_seconds=5.0, answer_tokens=128,
-                     text_tokens=60, micro_batch_rows=8)),
+    "7b": Shape(
+        3584,
+        18944,
+        28,
+        28,
+        4,
+        152064,
+        1280,
+        32,
+        16,
+        3420,
+        1280,
+        32,
+        20,
+        5120,
+        dict(
+            prompts=8,
+            group=8,
+            frames=16,
+            frame_size=336,
+            audio_seconds=5.0,
+            answer_tokens=128,
+            text_tokens=60,
+            micro_batch_rows=8,
+        ),
+    ),
     # Qwen2.5-Omni-3B thinker (text as Qwen2.5-3B; lm_head assumed untied)
-    "3b": Shape(2048, 11008, 36, 16, 2, 151936, 1280, 32, 16, 3420, 1280, 32, 20, 5120,
-                dict(prompts=8, group=8, frames=16, frame_size=336, audio_seconds=5.0, answer_tokens=128,
-                     text_tokens=60, micro_batch_rows=8)),
+    "3b": Shape(
+        2048,
+        11008,
+        36,
+        16,
+        2,
+        151936,
+        1280,
+        32,
+        16,
+        3420,
+        1280,
+        32,
+        20,
+        5120,
+        dict(
+            prompts=8,
+            group=8,
+            frames=16,
+            frame_size=336,
+            audio_seconds=5.0,
+            answer_tokens=128,
+            text_tokens=60,
+            micro_batch_rows=8,
+        ),
+    ),
     # CPU shapes
-    "small": Shape(256, 768, 4, 4, 2, 8192, 128, 4, 2, 256, 128, 2, 2, 256,
-                   dict(prompts=4, group=8, frames=8, frame_size=112, audio_seconds=4.0, answer_tokens=32,
-                        text_tokens=60, micro_batch_rows=8)),
-    "tiny": Shape(64, 128, 2, 4, 2, 1024, 32, 2, 2, 64, 32, 2, 2, 64,
-                  dict(prompts=2, group=4, frames=4, frame_size=56, audio_seconds=2.0, answer_tokens=8,
-                       text_tokens=20, micro_batch_rows=4)),
+    "small": Shape(
+        256,
+        768,
+        4,
+        4,
+        2,
+        8192,
+        128,
+        4,
+        2,
+        256,
+        128,
+        2,
+        2,
+        256,
+        dict(
+            prompts=4,
+            group=8,
+            frames=8,
+            frame_size=112,
+            audio_seconds=4.0,
+            answer_tokens=32,
+            text_tokens=60,
+            micro_batch_rows=8,
+        ),
+    ),
+    "tiny": Shape(
+        64,
+        128,
+        2,
+        4,
+        2,
+        1024,
+        32,
+        2,
+        2,
+        64,
+        32,
+        2,
+        2,
+        64,
+        dict(
+            prompts=2,
+            group=4,
+            frames=4,
+            frame_size=56,
+            audio_seconds=2.0,
+            answer_tokens=8,
+            text_tokens=20,
+            micro_batch_rows=4,
+        ),
+    ),
 }
 
 
 # --family other than qwen2.5-omni: the shapes it runs and their frame sides (multiples of the
 # family's patch x merge: 28 for the Qwen2.5 families, 32 for Qwen3)
-FAMILY_FRAME_SIZE = {"qwen3-omni": {"tiny": 64, "small": 128}, "qwen3-vl": {"tiny": 64, "small": 128},
-                     "qwen2.5-vl": {"tiny": 56, "small": 112, "3b": 336}}
+FAMILY_FRAME_SIZE = {
+    "qwen3-omni": {"tiny": 64, "small": 128},
+    "qwen3-vl": {"tiny": 64, "small": 128},
+    "qwen2.5-vl": {"tiny": 56, "small": 112, "3b": 336},
+}
 TIED_EMBEDDINGS = {("qwen2.5-vl", "3b")}  # Qwen2.5-VL-3B ties its LM head to the embeddings (released config)
 
 
@@ -115,24 +221,48 @@ def build_config(shape: Shape):
     half = shape.hidden // shape.heads // 2
     mrope = [half - 2 * (half * 3 // 8), half * 3 // 8, half * 3 // 8]
     cfg = Qwen2_5OmniThinkerConfig(
-        text_config=dict(vocab_size=shape.vocab, hidden_size=shape.hidden, intermediate_size=shape.intermediate,
-                         num_hidden_layers=shape.layers, num_attention_heads=shape.heads,
-                         num_key_value_heads=shape.kv_heads, max_position_embeddings=32768,
-                         rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0, "mrope_section": mrope}),
-        vision_config=dict(depth=shape.vision_depth, hidden_size=shape.vision_hidden,
-                           intermediate_size=shape.vision_intermediate, num_heads=shape.vision_heads, patch_size=14,
-                           spatial_merge_size=2, temporal_patch_size=2, window_size=112,
-                           out_hidden_size=shape.hidden,
-                           fullatt_block_indexes=[i for i in range(shape.vision_depth) if i % 8 == 7]
-                           or [shape.vision_depth - 1]),
-        audio_config=dict(num_mel_bins=128, encoder_layers=shape.audio_layers,
-                          encoder_attention_heads=shape.audio_heads, encoder_ffn_dim=shape.audio_ffn,
-                          d_model=shape.audio_d_model, max_source_positions=1500, n_window=100,
-                          output_dim=shape.hidden),
-        audio_token_index=ids["audio"], image_token_index=ids["image"], video_token_index=ids["video"],
-        audio_start_token_id=ids["audio_bos"], audio_end_token_id=ids["audio_eos"],
-        position_id_per_seconds=25, seconds_per_chunk=2, tie_word_embeddings=False,
-        pad_token_id=ids["pad"], eos_token_id=ids["eos"],
+        text_config=dict(
+            vocab_size=shape.vocab,
+            hidden_size=shape.hidden,
+            intermediate_size=shape.intermediate,
+            num_hidden_layers=shape.layers,
+            num_attention_heads=shape.heads,
+            num_key_value_heads=shape.kv_heads,
+            max_position_embeddings=32768,
+            rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0, "mrope_section": mrope},
+        ),
+        vision_config=dict(
+            depth=shape.vision_depth,
+            hidden_size=shape.vision_hidden,
+            intermediate_size=shape.vision_intermediate,
+            num_heads=shape.vision_heads,
+            patch_size=14,
+            spatial_merge_size=2,
+            temporal_patch_size=2,
+            window_size=112,
+            out_hidden_size=shape.hidden,
+            fullatt_block_indexes=[i for i in range(shape.vision_depth) if i % 8 == 7] or [shape.vision_depth - 1],
+        ),
+        audio_config=dict(
+            num_mel_bins=128,
+            encoder_layers=shape.audio_layers,
+            encoder_attention_heads=shape.audio_heads,
+            encoder_ffn_dim=shape.audio_ffn,
+            d_model=shape.audio_d_model,
+            max_source_positions=1500,
+            n_window=100,
+            output_dim=shape.hidden,
+        ),
+        audio_token_index=ids["audio"],
+        image_token_index=ids["image"],
+        video_token_index=ids["video"],
+        audio_start_token_id=ids["audio_bos"],
+        audio_end_token_id=ids["audio_eos"],
+        position_id_per_seconds=25,
+        seconds_per_chunk=2,
+        tie_word_embeddings=False,
+        pad_token_id=ids["pad"],
+        eos_token_id=ids["eos"],
     )
     cfg.vision_start_token_id = ids["vision_bos"]  # read by get_rope_index, undeclared by the config
     cfg.vision_end_token_id = ids["vision_eos"]
@@ -151,9 +281,17 @@ class _Tokenizer:
         return self.ids["eos"] if token == "<|im_end|>" else self.ids["pad"]
 
     def get_vocab(self) -> dict:
-        names = {"audio": "<|AUDIO|>", "audio_bos": "<|audio_bos|>", "audio_eos": "<|audio_eos|>",
-                 "vision_bos": "<|vision_bos|>", "vision_eos": "<|vision_eos|>", "image": "<|IMAGE|>",
-                 "video": "<|VIDEO|>", "im_start": "<|im_start|>", "pad": "<|endoftext|>"}
+        names = {
+            "audio": "<|AUDIO|>",
+            "audio_bos": "<|audio_bos|>",
+            "audio_eos": "<|audio_eos|>",
+            "vision_bos": "<|vision_bos|>",
+            "vision_eos": "<|vision_eos|>",
+            "image": "<|IMAGE|>",
+            "video": "<|VIDEO|>",
+            "im_start": "<|im_start|>",
+            "pad": "<|endoftext|>",
+        }
         return {names[k]: v for k, v in self.ids.items() if k in names}
 
     def __len__(self) -> int:
@@ -179,8 +317,16 @@ def _chunks(indices: list[float], per_chunk: int) -> list[int]:
     return sizes
 
 
-def synthetic_prompt(cfg, modality: Modality, *, frames: int, frame_size: int, audio_seconds: float,
-                     text_tokens: int, gen: torch.Generator) -> PromptInputs:
+def synthetic_prompt(
+    cfg,
+    modality: Modality,
+    *,
+    frames: int,
+    frame_size: int,
+    audio_seconds: float,
+    text_tokens: int,
+    gen: torch.Generator,
+) -> PromptInputs:
     """A prompt shaped like the processor's output: ``text_tokens`` text ids (im_start, then random
     ids, a third before the media block), the media block with its specials (audio interleaved per
     2 s chunk for AV, as Qwen2_5OmniProcessor lays it out), random pixel patches (T/2 x S/14 x
@@ -189,7 +335,7 @@ def synthetic_prompt(cfg, modality: Modality, *, frames: int, frame_size: int, a
     n_ordinary = min(cfg.text_config.vocab_size - 16, QWEN_IDS["pad"])
     grid_t, grid_hw = frames // 2, frame_size // 14
     spg = 2.0 / (frames / audio_seconds)  # temporal patch 2 over the clip's fps
-    n_mel = int(round(audio_seconds * 100))
+    n_mel = round(audio_seconds * 100)
     n_audio = ((n_mel - 1) // 2 + 1 - 2) // 2 + 1
     per_t = (grid_hw // 2) ** 2
     mm: dict[str, torch.Tensor] = {}
@@ -232,26 +378,43 @@ def family_model_and_prompts(shape: Shape, args, dtype, device, modality: Modali
         raise SystemExit(f"--frame-size must be a multiple of {fam.frame_factor} for {family}, got {args.frame_size}")
     builder = importlib.import_module(fam.tiny.partition(":")[0])
     tok = builder.train_tokenizer((), 1024, family)
-    dims = tiny.TinyShape(hidden=shape.hidden, layers=shape.layers, heads=shape.heads, kv_heads=shape.kv_heads,
-                          intermediate=shape.intermediate, vision_hidden=shape.vision_hidden,
-                          vision_depth=shape.vision_depth, vision_heads=shape.vision_heads,
-                          vision_intermediate=shape.vision_intermediate, audio_d_model=shape.audio_d_model,
-                          audio_layers=shape.audio_layers, tie_embeddings=(family, args.shape) in TIED_EMBEDDINGS)
+    dims = tiny.TinyShape(
+        hidden=shape.hidden,
+        layers=shape.layers,
+        heads=shape.heads,
+        kv_heads=shape.kv_heads,
+        intermediate=shape.intermediate,
+        vision_hidden=shape.vision_hidden,
+        vision_depth=shape.vision_depth,
+        vision_heads=shape.vision_heads,
+        vision_intermediate=shape.vision_intermediate,
+        audio_d_model=shape.audio_d_model,
+        audio_layers=shape.audio_layers,
+        tie_embeddings=(family, args.shape) in TIED_EMBEDDINGS,
+    )
     cfg = builder.build_config(tok, dims, family)
     cfg.get_text_config().vocab_size = max(shape.vocab, len(tok))  # the real vocabulary (ids past the BPE: suppressed)
     with torch.device(device):
         model = builder.model_class(family)._from_config(cfg, dtype=dtype, attn_implementation=args.attn)
-    pixels = args.frame_size ** 2
-    adapter = registry.resolve(fam.adapter)(model, builder.build_processor(tok, pixels, family), device=device,
-                                             frame_pixels=pixels)
+    pixels = args.frame_size**2
+    adapter = registry.resolve(fam.adapter)(
+        model, builder.build_processor(tok, pixels, family), device=device, frame_pixels=pixels
+    )
     rng = np.random.default_rng(int(torch.randint(2**31, (1,), generator=gen)))
     prompts = []
     for i in range(args.prompts):
         frames = rng.integers(0, 256, (args.frames, args.frame_size, args.frame_size, 3), dtype=np.uint8)
         audio = (0.1 * rng.standard_normal(int(args.audio_seconds * 16000))).astype(np.float32)
-        prompts.append(adapter.encode(frames, audio if modality.has_audio else None,
-                                      tiny.BASE_CORPUS.strip().splitlines()[0], modality,
-                                      fps=args.frames / args.audio_seconds, key=str(i)))
+        prompts.append(
+            adapter.encode(
+                frames,
+                audio if modality.has_audio else None,
+                tiny.BASE_CORPUS.strip().splitlines()[0],
+                modality,
+                fps=args.frames / args.audio_seconds,
+                key=str(i),
+            )
+        )
     return model, adapter, prompts
 
 
@@ -409,13 +572,21 @@ def run_path(name: str, adapter, prompts, args, probes: Probes, clock: Clock) ->
         stamps = probes.stamps
         decode_steps = len(stamps) - 1
         decode_s = stamps[-1] - stamps[0] if decode_steps > 0 else 0.0
-        rows = [(p, c, i) for i, (p, cs) in enumerate(zip(prompts, comp.ids)) for c in cs]  # (prompt, completion, group)
+        rows = [
+            (p, c, i) for i, (p, cs) in enumerate(zip(prompts, comp.ids)) for c in cs
+        ]  # (prompt, completion, group)
         out.update(
-            generate_s=t_gen, encoder_s=sum(probes.encoder_s.values()), vision_s=probes.encoder_s["vision"],
-            audio_s=probes.encoder_s["audio"], ttft_s=stamps[0] - t0, decode_s=decode_s, decode_steps=decode_steps,
+            generate_s=t_gen,
+            encoder_s=sum(probes.encoder_s.values()),
+            vision_s=probes.encoder_s["vision"],
+            audio_s=probes.encoder_s["audio"],
+            ttft_s=stamps[0] - t0,
+            decode_s=decode_s,
+            decode_steps=decode_steps,
             decode_ms_per_step=1e3 * decode_s / max(decode_steps, 1),
-            decode_ms_per_step_median=1e3 * statistics.median(b - a for a, b in zip(stamps, stamps[1:]))
-            if decode_steps > 0 else 0.0,
+            decode_ms_per_step_median=1e3 * statistics.median(b - a for a, b in itertools.pairwise(stamps))
+            if decode_steps > 0
+            else 0.0,
             decode_tokens_per_s=len(rows) * decode_steps / decode_s if decode_s > 0 else float("nan"),
             completion_tokens=sum(len(r[1]) for r in rows),
         )
@@ -470,12 +641,16 @@ def exactness_check(adapter, prompts, args) -> dict:
         groups = [i for i, cs in enumerate(dup.ids) for _ in cs]
         lp_d, mask, _ = adapter.completion_logprobs_rows([r[0] for r in rows], [r[1] for r in rows])
         lp_s, _, _ = group.shared_prefix_logprobs(adapter, [r[0] for r in rows], [r[1] for r in rows], groups=groups)
-    return {"greedy_rows_equal": same, "greedy_rows": len(rows),
-            "logprob_max_abs_diff": float(((lp_d - lp_s).abs() * mask).max())}
+    return {
+        "greedy_rows_equal": same,
+        "greedy_rows": len(rows),
+        "logprob_max_abs_diff": float(((lp_d - lp_s).abs() * mask).max()),
+    }
 
 
-def decode_floor(adapter, n_prompts: int, n_rows: int, prompt_len: int, answer_tokens: int, dtype: torch.dtype,
-                 bandwidth: float) -> dict:
+def decode_floor(
+    adapter, n_prompts: int, n_rows: int, prompt_len: int, answer_tokens: int, dtype: torch.dtype, bandwidth: float
+) -> dict:
     """Bytes a decode step must read over the copy bandwidth: the LLM's weights plus the mean KV
     of n_rows sequences (each row's own copy of its prompt: the issue's floor), and the same with
     each prompt's KV counted once (``*_shared``: the least the group decoder could read)."""
@@ -488,18 +663,26 @@ def decode_floor(adapter, n_prompts: int, n_rows: int, prompt_len: int, answer_t
     per_token = 2 * tc.num_hidden_layers * tc.num_key_value_heads * head_dim * torch.finfo(dtype).bits // 8
     kv_mean = n_rows * (prompt_len + answer_tokens / 2) * per_token
     kv_shared = (n_prompts * prompt_len + n_rows * answer_tokens / 2) * per_token
-    return {"llm_weight_bytes": weight_bytes, "kv_bytes_mean": kv_mean, "kv_bytes_mean_shared": kv_shared,
-            "floor_ms_per_step_weights": 1e3 * weight_bytes / bandwidth,
-            "floor_ms_per_step": 1e3 * (weight_bytes + kv_mean) / bandwidth,
-            "floor_ms_per_step_shared": 1e3 * (weight_bytes + kv_shared) / bandwidth,
-            "floor_decode_s": answer_tokens * (weight_bytes + kv_mean) / bandwidth}
+    return {
+        "llm_weight_bytes": weight_bytes,
+        "kv_bytes_mean": kv_mean,
+        "kv_bytes_mean_shared": kv_shared,
+        "floor_ms_per_step_weights": 1e3 * weight_bytes / bandwidth,
+        "floor_ms_per_step": 1e3 * (weight_bytes + kv_mean) / bandwidth,
+        "floor_ms_per_step_shared": 1e3 * (weight_bytes + kv_shared) / bandwidth,
+        "floor_decode_s": answer_tokens * (weight_bytes + kv_mean) / bandwidth,
+    }
 
 
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shape", choices=sorted(SHAPES), default="tiny")
-    ap.add_argument("--family", choices=tiny.FAMILIES, default="qwen2.5-omni",
-                    help="other than qwen2.5-omni: the family's model and real processor (FAMILY_FRAME_SIZE: shapes)")
+    ap.add_argument(
+        "--family",
+        choices=tiny.FAMILIES,
+        default="qwen2.5-omni",
+        help="other than qwen2.5-omni: the family's model and real processor (FAMILY_FRAME_SIZE: shapes)",
+    )
     ap.add_argument("--prompts", type=int, help="distinct prompts (clips) per step")
     ap.add_argument("--group", type=int, help="completions per prompt (G)")
     ap.add_argument("--frames", type=int, help="video frames per clip (even)")
@@ -508,25 +691,40 @@ def main(argv=None) -> dict:
     ap.add_argument("--answer-tokens", type=int, help="tokens per completion (EOS suppressed)")
     ap.add_argument("--text-tokens", type=int, help="random text tokens per prompt around the media")
     ap.add_argument("--micro-batch-rows", type=int, help="rows per log-prob micro-batch (group path: whole groups)")
-    ap.add_argument("--modality", default="av", choices=["av", "video", "audio"],
-                    help="default av (video for a family without audio)")
+    ap.add_argument(
+        "--modality",
+        default="av",
+        choices=["av", "video", "audio"],
+        help="default av (video for a family without audio)",
+    )
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--dtype", default=None, help="float32 | bfloat16 | float16 (default: bf16 on CUDA, fp32 on CPU)")
     ap.add_argument("--attn", default="sdpa", choices=["sdpa", "eager"])
-    ap.add_argument("--decode", default="dynamic", choices=list(group.DECODE_MODES),
-                    help="group path's decoder: growing cache, static cache, or static cache as a CUDA graph")
+    ap.add_argument(
+        "--decode",
+        default="dynamic",
+        choices=list(group.DECODE_MODES),
+        help="group path's decoder: growing cache, static cache, or static cache as a CUDA graph",
+    )
     ap.add_argument("--paths", default="duplicated,group")
-    ap.add_argument("--warmup", type=int, default=None,
-                    help="untimed steps per path first (default 1 on CUDA, 0 on CPU)")
+    ap.add_argument(
+        "--warmup", type=int, default=None, help="untimed steps per path first (default 1 on CUDA, 0 on CPU)"
+    )
     ap.add_argument("--repeats", type=int, default=1, help="timed steps per path; medians reported")
     ap.add_argument("--grad-checkpointing", action="store_true")
     ap.add_argument("--bandwidth-mib", type=int, default=None, help="tensor size for the copy-bandwidth probe")
-    ap.add_argument("--isolate", action="store_true",
-                    help="run each path in its own process (clean peak RSS on CPU; CUDA peaks are reset per path)")
+    ap.add_argument(
+        "--isolate",
+        action="store_true",
+        help="run each path in its own process (clean peak RSS on CPU; CUDA peaks are reset per path)",
+    )
     ap.add_argument("--check", action="store_true", help="also compare the two paths' greedy tokens and log-probs")
-    ap.add_argument("--no-cudnn-tf32", action="store_true",
-                    help="float32 convolutions without TF32 (cuDNN allows it by default; the encoders' convolutions "
-                         "then make --check in float32 differ between the paths by ~1e-3)")
+    ap.add_argument(
+        "--no-cudnn-tf32",
+        action="store_true",
+        help="float32 convolutions without TF32 (cuDNN allows it by default; the encoders' convolutions "
+        "then make --check in float32 differ between the paths by ~1e-3)",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=None, help="JSON output path")
     args = ap.parse_args(argv)
@@ -565,12 +763,22 @@ def main(argv=None) -> dict:
     else:
         cfg = build_config(shape)
         with torch.device(device):
-            model = Qwen2_5OmniThinkerForConditionalGeneration._from_config(cfg, dtype=dtype,
-                                                                            attn_implementation=args.attn)
+            model = Qwen2_5OmniThinkerForConditionalGeneration._from_config(
+                cfg, dtype=dtype, attn_implementation=args.attn
+            )
         adapter = QwenOmniAdapter(model, _Processor(shape.vocab), device=device)
-        prompts = [synthetic_prompt(cfg, modality, frames=args.frames, frame_size=args.frame_size,
-                                    audio_seconds=args.audio_seconds, text_tokens=args.text_tokens, gen=gen)
-                   for _ in range(args.prompts)]
+        prompts = [
+            synthetic_prompt(
+                cfg,
+                modality,
+                frames=args.frames,
+                frame_size=args.frame_size,
+                audio_seconds=args.audio_seconds,
+                text_tokens=args.text_tokens,
+                gen=gen,
+            )
+            for _ in range(args.prompts)
+        ]
     model.eval()
     build_s = time.perf_counter() - t0
     for tower in adapter.towers().values():  # frozen encoders, trainable LLM (embeddings, layers, lm_head)
@@ -588,8 +796,9 @@ def main(argv=None) -> dict:
     }
     bw_bytes = (args.bandwidth_mib or (1024 if device.type == "cuda" else 256)) * 2**20
     bandwidth = measure_bandwidth(device, dtype, clock, bw_bytes)
-    floor = decode_floor(adapter, args.prompts, args.prompts * args.group, prompt_len, args.answer_tokens, dtype,
-                         bandwidth)
+    floor = decode_floor(
+        adapter, args.prompts, args.prompts * args.group, prompt_len, args.answer_tokens, dtype, bandwidth
+    )
     probes = Probes(adapter, clock)
 
     results: dict = {}
@@ -597,22 +806,39 @@ def main(argv=None) -> dict:
         for _ in range(warmup):
             run_path(name, adapter, prompts, args, probes, clock)
         runs = [run_path(name, adapter, prompts, args, probes, clock) for _ in range(args.repeats)]
-        res = {k: statistics.median(r[k] for r in runs) if isinstance(v, (int, float)) else v
-               for k, v in runs[-1].items()}
+        res = {
+            k: statistics.median(r[k] for r in runs) if isinstance(v, (int, float)) else v for k, v in runs[-1].items()
+        }
         _floor_fractions(res, floor)
         results[name] = res
-        print(f"[{name}] whole step {res['step_s']:.3f} s (generate {res['generate_s']:.3f}, reference "
-              f"{res['reference_s']:.3f}, policy {res['policy_s']:.3f}); peak {res['peak_memory_GiB']:.2f} GiB",
-              file=sys.stderr, flush=True)
+        print(
+            f"[{name}] whole step {res['step_s']:.3f} s (generate {res['generate_s']:.3f}, reference "
+            f"{res['reference_s']:.3f}, policy {res['policy_s']:.3f}); peak {res['peak_memory_GiB']:.2f} GiB",
+            file=sys.stderr,
+            flush=True,
+        )
     speedup = _speedup(results)
     check = exactness_check(adapter, prompts, args) if args.check else None
     report = {
-        "config": {**{k: v for k, v in vars(args).items()}, "dtype": str(dtype).replace("torch.", ""),
-                   "warmup": warmup, "prompt_tokens": prompt_len, "rows": args.prompts * args.group,
-                   "params": n_params, "model_build_s": build_s},
-        "env": {"torch": torch.__version__, "transformers": tf_version, "python": platform.python_version(),
-                "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
-                or platform.machine(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads()},
+        "config": {
+            **{k: v for k, v in vars(args).items()},
+            "dtype": str(dtype).replace("torch.", ""),
+            "warmup": warmup,
+            "prompt_tokens": prompt_len,
+            "rows": args.prompts * args.group,
+            "params": n_params,
+            "model_build_s": build_s,
+        },
+        "env": {
+            "torch": torch.__version__,
+            "transformers": tf_version,
+            "python": platform.python_version(),
+            "device_name": torch.cuda.get_device_name(device)
+            if device.type == "cuda"
+            else platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+        },
         "bandwidth_GBps": bandwidth / 1e9,
         "decode_floor": floor,
         "paths": results,
@@ -642,8 +868,11 @@ def _isolated(argv: list[str], paths: list[str], out: str | None) -> dict:
                     i = child.index(flag)
                     del child[i : i + 2]
             path = os.path.join(tmp, f"{name}.json")
-            subprocess.run([sys.executable, os.path.abspath(__file__), *child, "--paths", name, "--out", path],
-                           check=True, stdout=subprocess.DEVNULL)
+            subprocess.run(
+                [sys.executable, os.path.abspath(__file__), *child, "--paths", name, "--out", path],
+                check=True,
+                stdout=subprocess.DEVNULL,
+            )
             with open(path) as f:
                 reports.append(json.load(f))
     report = reports[0]
@@ -665,8 +894,10 @@ def _isolated(argv: list[str], paths: list[str], out: str | None) -> dict:
 
 def _floor_fractions(res: dict, floor: dict) -> None:
     """Floor ÷ measured decode step, against the repeated-KV floor and the shared-KV floor."""
-    for key, name in (("decode_floor_fraction", "floor_ms_per_step"),
-                      ("decode_floor_fraction_shared", "floor_ms_per_step_shared")):
+    for key, name in (
+        ("decode_floor_fraction", "floor_ms_per_step"),
+        ("decode_floor_fraction_shared", "floor_ms_per_step_shared"),
+    ):
         res[key] = floor[name] / res["decode_ms_per_step"] if res["decode_steps"] else None
 
 
@@ -674,31 +905,40 @@ def _speedup(results: dict) -> dict:
     if not {"duplicated", "group"} <= results.keys():
         return {}
     d, s = results["duplicated"], results["group"]
-    sp = {k: d[k] / s[k] if s[k] > 0 else None
-          for k in ("step_s", "generate_s", "ttft_s", "encoder_s", "decode_ms_per_step", "reference_s", "policy_s")}
+    sp = {
+        k: d[k] / s[k] if s[k] > 0 else None
+        for k in ("step_s", "generate_s", "ttft_s", "encoder_s", "decode_ms_per_step", "reference_s", "policy_s")
+    }
     sp["peak_memory_ratio_group_over_duplicated"] = s["peak_memory_bytes"] / d["peak_memory_bytes"]
     return sp
 
 
 def print_table(report: dict) -> None:
     c = report["config"]
-    print(f"shape {c['shape']} ({c.get('family', 'qwen2.5-omni')}) on {c['device']} "
-          f"({report['env']['device_name']}), {c['dtype']}; "
-          f"{c['prompts']} prompts x "
-          f"G={c['group']} = {c['rows']} rows; prompt {c['prompt_tokens']} tokens, answer {c['answer_tokens']}; "
-          f"params {c['params']['total'] / 1e6:.2f}M; copy bandwidth {report['bandwidth_GBps']:.1f} GB/s")
+    print(
+        f"shape {c['shape']} ({c.get('family', 'qwen2.5-omni')}) on {c['device']} "
+        f"({report['env']['device_name']}), {c['dtype']}; "
+        f"{c['prompts']} prompts x "
+        f"G={c['group']} = {c['rows']} rows; prompt {c['prompt_tokens']} tokens, answer {c['answer_tokens']}; "
+        f"params {c['params']['total'] / 1e6:.2f}M; copy bandwidth {report['bandwidth_GBps']:.1f} GB/s"
+    )
     paths = report["paths"]
     names = list(paths)
-    rows = [("encoder s (generate)", "encoder_s", "{:.3f}"), ("time to first token s", "ttft_s", "{:.3f}"),
-            ("decode ms/step", "decode_ms_per_step", "{:.2f}"),
-            ("  median step ms", "decode_ms_per_step_median", "{:.2f}"),
-            ("decode tokens/s", "decode_tokens_per_s", "{:.0f}"),
-            ("decode floor fraction", "decode_floor_fraction", "{:.3f}"),
-            ("  against shared-KV floor", "decode_floor_fraction_shared", "{:.3f}"),
-            ("generate s", "generate_s", "{:.3f}"),
-            ("reference pass s", "reference_s", "{:.3f}"), ("policy pass s", "policy_s", "{:.3f}"),
-            ("whole step s", "step_s", "{:.3f}"), ("peak memory GiB", "peak_memory_GiB", "{:.3f}"),
-            ("  growth during step GiB", "peak_memory_growth_GiB", "{:.3f}")]
+    rows = [
+        ("encoder s (generate)", "encoder_s", "{:.3f}"),
+        ("time to first token s", "ttft_s", "{:.3f}"),
+        ("decode ms/step", "decode_ms_per_step", "{:.2f}"),
+        ("  median step ms", "decode_ms_per_step_median", "{:.2f}"),
+        ("decode tokens/s", "decode_tokens_per_s", "{:.0f}"),
+        ("decode floor fraction", "decode_floor_fraction", "{:.3f}"),
+        ("  against shared-KV floor", "decode_floor_fraction_shared", "{:.3f}"),
+        ("generate s", "generate_s", "{:.3f}"),
+        ("reference pass s", "reference_s", "{:.3f}"),
+        ("policy pass s", "policy_s", "{:.3f}"),
+        ("whole step s", "step_s", "{:.3f}"),
+        ("peak memory GiB", "peak_memory_GiB", "{:.3f}"),
+        ("  growth during step GiB", "peak_memory_growth_GiB", "{:.3f}"),
+    ]
     head = f"{'':24s}" + "".join(f"{n:>14s}" for n in names) + ("     dup/group" if len(names) == 2 else "")
     print(head)
     for label, key, fmt in rows:
@@ -711,10 +951,14 @@ def print_table(report: dict) -> None:
     fl = report["decode_floor"]
     if "exactness_check" in report:
         print(f"exactness check: {report['exactness_check']}")
-    print(f"decode floor: {fl['floor_ms_per_step']:.3f} ms/step ({fl['llm_weight_bytes'] / 1e9:.3f} GB weights + "
-          f"{fl['kv_bytes_mean'] / 1e9:.3f} GB mean KV); x{c['answer_tokens']} steps = {fl['floor_decode_s']:.3f} s")
-    print(f"shared-KV floor: {fl['floor_ms_per_step_shared']:.3f} ms/step (each prompt's KV once: "
-          f"{fl['kv_bytes_mean_shared'] / 1e9:.3f} GB mean KV)")
+    print(
+        f"decode floor: {fl['floor_ms_per_step']:.3f} ms/step ({fl['llm_weight_bytes'] / 1e9:.3f} GB weights + "
+        f"{fl['kv_bytes_mean'] / 1e9:.3f} GB mean KV); x{c['answer_tokens']} steps = {fl['floor_decode_s']:.3f} s"
+    )
+    print(
+        f"shared-KV floor: {fl['floor_ms_per_step_shared']:.3f} ms/step (each prompt's KV once: "
+        f"{fl['kv_bytes_mean_shared'] / 1e9:.3f} GB mean KV)"
+    )
 
 
 if __name__ == "__main__":

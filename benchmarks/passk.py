@@ -57,7 +57,7 @@ def measure(cfg, path: str, samples, *, group: int, temperature: float, batch: i
     labels, greedy, votes, right = [], [], [], []
     torch.manual_seed(cfg.seed)
     for i in range(0, len(samples), batch):
-        chunk = samples[i: i + batch]
+        chunk = samples[i : i + batch]
         prompts = [builder.prompt(s) for s in chunk]
         with torch.no_grad():
             g = sample_by_modality(adapter, prompts, 1, greedy_p)
@@ -73,11 +73,16 @@ def measure(cfg, path: str, samples, *, group: int, temperature: float, batch: i
     g_ok = [p == t for p, t in zip(greedy, labels)]
     acc_by = {k: [sum(r) / len(r) for r, ok in zip(right, g_ok) if ok == k] for k in (True, False)}
     return {
-        "model": path, "clips": n, "group": group, "temperature": temperature,
-        "greedy_acc": sum(g_ok) / n, "greedy_uar": _uar(labels, greedy),
+        "model": path,
+        "clips": n,
+        "group": group,
+        "temperature": temperature,
+        "greedy_acc": sum(g_ok) / n,
+        "greedy_uar": _uar(labels, greedy),
         "sampled_acc": sum(sum(r) for r in right) / (n * group),
         "pass_at_g": sum(any(r) for r in right) / n,
-        "majority_acc": sum(v == t for v, t in zip(votes, labels)) / n, "majority_uar": _uar(labels, votes),
+        "majority_acc": sum(v == t for v, t in zip(votes, labels)) / n,
+        "majority_uar": _uar(labels, votes),
         "sampled_acc_greedy_right": sum(acc_by[True]) / max(len(acc_by[True]), 1),
         "sampled_acc_greedy_wrong": sum(acc_by[False]) / max(len(acc_by[False]), 1),
         "mixed_groups_greedy_wrong": sum((not ok) and any(r) for r, ok in zip(right, g_ok)) / n,
@@ -89,9 +94,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", default="configs/demo.yaml")
     ap.add_argument("--manifest", required=True)
-    ap.add_argument("--model", action="append", required=True,
-                    help="NAME=DIR, or NAME=DIR+CHECKPOINT/model_state.pt (the weights of a training checkpoint "
-                         "on the model DIR it started from); repeatable")
+    ap.add_argument(
+        "--model",
+        action="append",
+        required=True,
+        help="NAME=DIR, or NAME=DIR+CHECKPOINT/model_state.pt (the weights of a training checkpoint "
+        "on the model DIR it started from); repeatable",
+    )
     ap.add_argument("--clips", type=int, default=0, help="first N clips (0: all)")
     ap.add_argument("--group", type=int, default=0, help="samples per clip (0: grpo.completions_per_prompt)")
     ap.add_argument("--temperature", type=float, default=None, help="default: sampling.temperature")
@@ -111,10 +120,13 @@ def main(argv: list[str] | None = None) -> int:
     for spec in a.model:
         name, _, path = spec.partition("=")
         results[name] = r = measure(cfg, path, samples, group=group, temperature=temp, batch=a.batch)
-        print(f"{name}: greedy acc {r['greedy_acc']:.3f} UAR {r['greedy_uar']:.3f} | sampled acc "
-              f"{r['sampled_acc']:.3f} pass@{group} {r['pass_at_g']:.3f} majority {r['majority_acc']:.3f} | sampled "
-              f"acc where greedy right {r['sampled_acc_greedy_right']:.3f}, wrong {r['sampled_acc_greedy_wrong']:.3f}; "
-              f"greedy wrong with a right sample {r['mixed_groups_greedy_wrong']:.3f}", flush=True)
+        print(
+            f"{name}: greedy acc {r['greedy_acc']:.3f} UAR {r['greedy_uar']:.3f} | sampled acc "
+            f"{r['sampled_acc']:.3f} pass@{group} {r['pass_at_g']:.3f} majority {r['majority_acc']:.3f} | sampled "
+            f"acc where greedy right {r['sampled_acc_greedy_right']:.3f}, wrong {r['sampled_acc_greedy_wrong']:.3f}; "
+            f"greedy wrong with a right sample {r['mixed_groups_greedy_wrong']:.3f}",
+            flush=True,
+        )
     if a.out:
         from emorl.utils import atomic_write_json
 

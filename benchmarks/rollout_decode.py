@@ -49,8 +49,12 @@ def main(argv=None) -> dict:
         raise SystemExit(f"{args.model}: the group decoder covers Qwen2.5-Omni thinkers only")
     builder = make_builder(cfg, adapter)
     prompts = [builder.prompt(s) for s in load_samples(args.manifest)[:n]]
-    params = SamplingParams(max_new_tokens=cfg.sampling.max_new_tokens, temperature=cfg.sampling.temperature,
-                            top_p=cfg.sampling.top_p, top_k=cfg.sampling.top_k)
+    params = SamplingParams(
+        max_new_tokens=cfg.sampling.max_new_tokens,
+        temperature=cfg.sampling.temperature,
+        top_p=cfg.sampling.top_p,
+        top_k=cfg.sampling.top_k,
+    )
 
     def rollout(mode):
         torch.manual_seed(args.seed)
@@ -68,17 +72,29 @@ def main(argv=None) -> dict:
             times[mode].append(s)
     rows = [(a.tolist(), b.tolist()) for xs, ys in zip(outs["dynamic"].ids, outs["static"].ids) for a, b in zip(xs, ys)]
     report = {
-        "model": args.model, "manifest": args.manifest, "prompts": n, "group": g,
-        "prompt_tokens": [p.length for p in prompts], "max_new_tokens": params.max_new_tokens,
-        "completion_tokens": sum(len(a) for a, _ in rows), "torch_threads": torch.get_num_threads(),
-        "seconds": times, "median_s": {m: statistics.median(v) for m, v in times.items()},
-        "sampled_rows_equal": sum(a == b for a, b in rows), "rows": len(rows),
+        "model": args.model,
+        "manifest": args.manifest,
+        "prompts": n,
+        "group": g,
+        "prompt_tokens": [p.length for p in prompts],
+        "max_new_tokens": params.max_new_tokens,
+        "completion_tokens": sum(len(a) for a, _ in rows),
+        "torch_threads": torch.get_num_threads(),
+        "seconds": times,
+        "median_s": {m: statistics.median(v) for m, v in times.items()},
+        "sampled_rows_equal": sum(a == b for a, b in rows),
+        "rows": len(rows),
     }
     for mode in MODES:
-        print(f"{mode:8s} rollout s: " + " ".join(f"{x:.3f}" for x in times[mode])
-              + f"  (median {report['median_s'][mode]:.3f})")
-    print(f"{n} prompts x G={g}, prompt tokens {report['prompt_tokens']}, {report['completion_tokens']} tokens "
-          f"sampled; rows token-equal between the modes: {report['sampled_rows_equal']} of {len(rows)}")
+        print(
+            f"{mode:8s} rollout s: "
+            + " ".join(f"{x:.3f}" for x in times[mode])
+            + f"  (median {report['median_s'][mode]:.3f})"
+        )
+    print(
+        f"{n} prompts x G={g}, prompt tokens {report['prompt_tokens']}, {report['completion_tokens']} tokens "
+        f"sampled; rows token-equal between the modes: {report['sampled_rows_equal']} of {len(rows)}"
+    )
     if args.out:
         with open(args.out, "w") as f:
             json.dump(report, f, indent=2)

@@ -70,10 +70,28 @@ def free_port() -> int:
 
 def start(model: Path, batching: bool, args, log: Path) -> tuple[subprocess.Popen, Client]:
     port = free_port()
-    flags = ["--max-batch", str(args.max_batch), "--batch-wait-ms", str(args.batch_wait_ms)] if batching else \
-        ["--no-batching"]
-    cmd = [sys.executable, "-m", "emorl.cli", "serve", "--model", str(model), "--port", str(port),
-           "--device", args.device, "--queue-size", str(max(64, 2 * args.concurrency)), "--log-level", "warning", *flags]
+    flags = (
+        ["--max-batch", str(args.max_batch), "--batch-wait-ms", str(args.batch_wait_ms)]
+        if batching
+        else ["--no-batching"]
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "emorl.cli",
+        "serve",
+        "--model",
+        str(model),
+        "--port",
+        str(port),
+        "--device",
+        args.device,
+        "--queue-size",
+        str(max(64, 2 * args.concurrency)),
+        "--log-level",
+        "warning",
+        *flags,
+    ]
     proc = subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT)
     c = Client(f"http://127.0.0.1:{port}", timeout=args.time_limit + 60)
     deadline = time.monotonic() + 300
@@ -120,18 +138,39 @@ def load(c: Client, files: list[Path], args) -> dict:
         th.join()
     wall = time.monotonic() - t0
     m = c.metrics()[1]
-    return {"issued": issued[0], "answered": len(lat), "statuses": statuses, "wall_s": round(wall, 2),
-            "throughput_rps": round(len(lat) / wall, 3) if wall else None,
-            "latency_ms": {f"p{q}": round(1000 * percentile(lat, q), 1) for q in (50, 90, 99)} if lat else None,
-            "mean_latency_ms": round(1000 * sum(lat) / len(lat), 1) if lat else None,
-            "server_batches": m["batches"], "server_latency_ms": m["latency_ms"]}
+    return {
+        "issued": issued[0],
+        "answered": len(lat),
+        "statuses": statuses,
+        "wall_s": round(wall, 2),
+        "throughput_rps": round(len(lat) / wall, 3) if wall else None,
+        "latency_ms": {f"p{q}": round(1000 * percentile(lat, q), 1) for q in (50, 90, 99)} if lat else None,
+        "mean_latency_ms": round(1000 * sum(lat) / len(lat), 1) if lat else None,
+        "server_batches": m["batches"],
+        "server_latency_ms": m["latency_ms"],
+    }
 
 
 def machine(device: str) -> dict:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
-    info = {"cpus": os.cpu_count(), "cpu": cpu, "python": platform.python_version(), "device": device,
-            "loadavg_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None}
+    cpu = (
+        next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            platform.processor(),
+        )
+        if Path("/proc/cpuinfo").exists()
+        else ""
+    )
+    info = {
+        "cpus": os.cpu_count(),
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "device": device,
+        "loadavg_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+    }
     try:
         import torch
 
@@ -164,9 +203,12 @@ def main(argv=None) -> dict:
     try:
         model = Path(args.model) if args.model else tiny_model(work, args.max_new_tokens)
         files = clips(work, args.clips, args.seconds, args.size)
-        res = {"command": "python benchmarks/serve_load.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-               "machine": machine(args.device), "settings": {k: v for k, v in vars(args).items() if k != "out"},
-               "modes": {}}
+        res = {
+            "command": "python benchmarks/serve_load.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+            "machine": machine(args.device),
+            "settings": {k: v for k, v in vars(args).items() if k != "out"},
+            "modes": {},
+        }
         for mode in args.modes.split(","):
             proc, c = start(model, mode == "on", args, work / f"server-{mode}.log")
             try:

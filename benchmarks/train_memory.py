@@ -47,19 +47,19 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import grpo_step as gs  # noqa: E402  (the shapes and synthetic prompts of the step benchmark)
+import grpo_step as gs
 
-from emorl.config import RunConfig, load_config  # noqa: E402
-from emorl.data.manifest import Sample  # noqa: E402
-from emorl.models.adapter import Modality, SamplingParams  # noqa: E402
-from emorl.models.qwen_omni import QwenOmniAdapter  # noqa: E402
-from emorl.recipes.rewards import RewardRecipe  # noqa: E402
-from emorl.rl import trainer  # noqa: E402
-from emorl.rl.trainer import BatchPlan  # noqa: E402
-from emorl.sft import loop as sft_loop  # noqa: E402
-from emorl.sft.loop import SFTPlan  # noqa: E402
-from emorl.train.session import Knobs, Session  # noqa: E402
-from emorl.train_utils import PhaseTimer  # noqa: E402
+from emorl.config import RunConfig, load_config
+from emorl.data.manifest import Sample
+from emorl.models.adapter import Modality, SamplingParams
+from emorl.models.qwen_omni import QwenOmniAdapter
+from emorl.recipes.rewards import RewardRecipe
+from emorl.rl import trainer
+from emorl.rl.trainer import BatchPlan
+from emorl.sft import loop as sft_loop
+from emorl.sft.loop import SFTPlan
+from emorl.train.session import Knobs, Session
+from emorl.train_utils import PhaseTimer
 
 # the levers of docs/scaling.md as config overrides (encoders frozen as in R1-Omni in all of them)
 CONFIGS = {
@@ -79,7 +79,11 @@ CONFIGS = {
     "sft_lora_nockpt": ["sft.gradient_checkpointing=false", "model.lora_rank=64", "model.lora_alpha=128"],
 }
 SFT_WORKLOAD = {  # samples per step, per micro-batch, target tokens (R1-Omni: global batch 16, 2 per GPU)
-    "7b": (16, 2, 256), "3b": (16, 2, 256), "small": (4, 2, 32), "tiny": (4, 2, 8)}
+    "7b": (16, 2, 256),
+    "3b": (16, 2, 256),
+    "small": (4, 2, 32),
+    "tiny": (4, 2, 8),
+}
 GB = 1e9
 
 
@@ -142,8 +146,9 @@ def _model(args, device, dtype):
     torch.manual_seed(args.seed)
     shape = gs.SHAPES[args.shape]
     with torch.device(device):
-        model = Qwen2_5OmniThinkerForConditionalGeneration._from_config(gs.build_config(shape), dtype=dtype,
-                                                                         attn_implementation="sdpa")
+        model = Qwen2_5OmniThinkerForConditionalGeneration._from_config(
+            gs.build_config(shape), dtype=dtype, attn_implementation="sdpa"
+        )
     model.eval()
     adapter = QwenOmniAdapter(model, gs._Processor(shape.vocab), device=device)
     adapter.suppress = sorted(set(adapter.suppress) | {adapter.eos_id})  # full-length completions
@@ -156,8 +161,15 @@ def _prompts(model, d: dict, n: int, seed: int) -> tuple[list[Sample], dict]:
     for i in range(n):
         sid = f"clip{i:03d}"
         samples.append(Sample(sid, f"{sid}.mp4", "happy", "dfew", "train"))
-        prompts[sid] = gs.synthetic_prompt(model.config, Modality.AV, frames=d["frames"], frame_size=d["frame_size"],
-                                           audio_seconds=d["audio_seconds"], text_tokens=d["text_tokens"], gen=gen)
+        prompts[sid] = gs.synthetic_prompt(
+            model.config,
+            Modality.AV,
+            frames=d["frames"],
+            frame_size=d["frame_size"],
+            audio_seconds=d["audio_seconds"],
+            text_tokens=d["text_tokens"],
+            gen=gen,
+        )
     return samples, prompts
 
 
@@ -178,8 +190,13 @@ def _one_process_group(device: torch.device) -> None:
     """A one-process group for DeepSpeed (ZeRO-3 offload on one GPU)."""
     import torch.distributed as dist
 
-    for k, v in (("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", "29755"), ("RANK", "0"), ("WORLD_SIZE", "1"),
-                 ("LOCAL_RANK", "0")):
+    for k, v in (
+        ("MASTER_ADDR", "127.0.0.1"),
+        ("MASTER_PORT", "29755"),
+        ("RANK", "0"),
+        ("WORLD_SIZE", "1"),
+        ("LOCAL_RANK", "0"),
+    ):
         os.environ.setdefault(k, v)
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo", rank=0, world_size=1)
@@ -202,15 +219,33 @@ def run_config(name: str, args) -> dict:
     d = gs.SHAPES[args.shape].defaults
     sft = name.startswith("sft_")
     n_sft, micro_sft, target_tokens = SFT_WORKLOAD[args.shape]
-    common = [f"model.dtype={str(dtype).replace('torch.', '')}", f"model.device={device.type}",
-              "model.freeze_vision=true", "model.freeze_audio=true"]
-    stage = [f"sft.samples_per_step={n_sft}", f"sft.micro_batch_samples={micro_sft}", "sft.lr=2e-5",
-             f"sft.epochs={args.steps}", "sft.warmup_ratio=0"] if sft else [
-        f"grpo.prompts_per_step={d['prompts']}", f"grpo.completions_per_prompt={d['group']}",
-        f"grpo.micro_batch_rows={d['micro_batch_rows']}",
-        f"grpo.gradient_checkpointing={str(not args.no_grad_checkpointing).lower()}", "grpo.lr=1e-6",
-        f"grpo.steps={args.steps}", "grpo.sample_every=0", f"sampling.max_new_tokens={d['answer_tokens']}",
-        "sampling.temperature=1.0"]
+    common = [
+        f"model.dtype={str(dtype).replace('torch.', '')}",
+        f"model.device={device.type}",
+        "model.freeze_vision=true",
+        "model.freeze_audio=true",
+    ]
+    stage = (
+        [
+            f"sft.samples_per_step={n_sft}",
+            f"sft.micro_batch_samples={micro_sft}",
+            "sft.lr=2e-5",
+            f"sft.epochs={args.steps}",
+            "sft.warmup_ratio=0",
+        ]
+        if sft
+        else [
+            f"grpo.prompts_per_step={d['prompts']}",
+            f"grpo.completions_per_prompt={d['group']}",
+            f"grpo.micro_batch_rows={d['micro_batch_rows']}",
+            f"grpo.gradient_checkpointing={str(not args.no_grad_checkpointing).lower()}",
+            "grpo.lr=1e-6",
+            f"grpo.steps={args.steps}",
+            "grpo.sample_every=0",
+            f"sampling.max_new_tokens={d['answer_tokens']}",
+            "sampling.temperature=1.0",
+        ]
+    )
     cfg: RunConfig = load_config(None, [*common, *stage, *CONFIGS[name]])
     mem = Memory(device)
     out: dict = {"config": name, "overrides": CONFIGS[name], "stage": "sft" if sft else "grpo"}
@@ -227,20 +262,27 @@ def run_config(name: str, args) -> dict:
             out["after_reference_GB"] = mem.now() / GB
             s.setup_optimizer(ref)
             master = type(s.strategy.opt).__name__ == "MasterWeightAdamW" or (
-                s.strategy.name.startswith("zero") and cfg.model.dtype == "bfloat16")
+                s.strategy.name.startswith("zero") and cfg.model.dtype == "bfloat16"
+            )
             out["master_weights"] = master
             out["after_optimizer_GB"] = mem.now() / GB
-            out["trainable_params"] = sum(p.numel() for p in adapter.model.parameters() if p.requires_grad) \
-                if not s.strategy.name.startswith("zero") else sum(p.ds_numel for p in adapter.model.parameters()
-                                                                   if p.requires_grad)
+            out["trainable_params"] = (
+                sum(p.numel() for p in adapter.model.parameters() if p.requires_grad)
+                if not s.strategy.name.startswith("zero")
+                else sum(p.ds_numel for p in adapter.model.parameters() if p.requires_grad)
+            )
             out["params"] = sum(getattr(p, "ds_numel", p.numel()) for p in adapter.model.parameters())
             watched = _watch(s, master)
             before = {n: t.detach().flatten()[:65536].float().clone() for n, t in watched.items()}
-            step = _sft_stepper(s, model, d, args, n_sft, micro_sft, target_tokens) if sft else \
-                _grpo_stepper(s, ref, model, d, args)
+            step = (
+                _sft_stepper(s, model, d, args, n_sft, micro_sft, target_tokens)
+                if sft
+                else _grpo_stepper(s, ref, model, d, args)
+            )
             out["steps"] = _run_steps(step, mem, record, args.steps, sft)
-            out["params_changed"] = {n: not torch.equal(p, watched[n].detach().flatten()[:65536].float())
-                                     for n, p in before.items()} or None
+            out["params_changed"] = {
+                n: not torch.equal(p, watched[n].detach().flatten()[:65536].float()) for n, p in before.items()
+            } or None
         out["fits"] = True
     except torch.OutOfMemoryError as e:
         out["fits"] = False
@@ -257,8 +299,15 @@ def run_config(name: str, args) -> dict:
 def _session(name: str, cfg: RunConfig, adapter, out: Path, device):
     """The loop's Session with its model set up, and (GRPO) the reference."""
     if name.startswith("sft_"):
-        s = Session(cfg, Knobs.of("sft", cfg.sft, command="sft", steps=max(1, round(cfg.sft.epochs)), warmup_steps=0,
-                                  schedule="cosine"), adapter, out, progress=False)
+        s = Session(
+            cfg,
+            Knobs.of(
+                "sft", cfg.sft, command="sft", steps=max(1, round(cfg.sft.epochs)), warmup_steps=0, schedule="cosine"
+            ),
+            adapter,
+            out,
+            progress=False,
+        )
         if name == "sft_zero3_offload":
             from emorl.train.zero import ZeroStrategy
 
@@ -267,8 +316,13 @@ def _session(name: str, cfg: RunConfig, adapter, out: Path, device):
         s.setup_model()
         return s, None
     g = cfg.grpo
-    s = Session(cfg, Knobs.of("grpo", g, command="train", steps=g.steps, warmup_steps=0, schedule="linear"), adapter,
-                out, progress=False)
+    s = Session(
+        cfg,
+        Knobs.of("grpo", g, command="train", steps=g.steps, warmup_steps=0, schedule="linear"),
+        adapter,
+        out,
+        progress=False,
+    )
     peft_model = s.setup_model(encoder_cache_items=4 * g.prompts_per_step)
     return s, trainer._reference(cfg, adapter, peft_model)
 
@@ -306,11 +360,20 @@ def _run_steps(step, mem: Memory, record: dict, n_steps: int, sft: bool) -> list
         # each phase resets the CUDA peak counter when it starts, so the step's peak is the
         # largest of the phases' peaks and of what the outer counter saw after the last reset
         record["step"] = max(v for p, v in record.items() if not p.startswith("_"))
-        steps.append({"step": k + 1, "seconds": seconds, "skipped": row.get("skipped"),
-                      **({"loss": row.get("loss"), "tokens": row.get("tokens"), "micro_batches": row.get("micro_batches")}
-                         if sft else {"completion_len": row.get("completion_len")}),
-                      "peak_GB": {p: v / GB for p, v in record.items() if not p.startswith("_")},
-                      "allocated_after_GB": mem.now() / GB})
+        steps.append(
+            {
+                "step": k + 1,
+                "seconds": seconds,
+                "skipped": row.get("skipped"),
+                **(
+                    {"loss": row.get("loss"), "tokens": row.get("tokens"), "micro_batches": row.get("micro_batches")}
+                    if sft
+                    else {"completion_len": row.get("completion_len")}
+                ),
+                "peak_GB": {p: v / GB for p, v in record.items() if not p.startswith("_")},
+                "allocated_after_GB": mem.now() / GB,
+            }
+        )
     return steps
 
 
@@ -320,10 +383,12 @@ def main(argv=None) -> dict:
     ap.add_argument("--configs", default="full,full_beta0,lora", help=f"comma-separated, of {', '.join(CONFIGS)}")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--dtype", default=None, help="default: bfloat16 on CUDA, float32 on CPU")
-    ap.add_argument("--steps", type=int, default=2,
-                    help="steps per configuration (AdamW states appear in the first)")
-    ap.add_argument("--no-grad-checkpointing", action="store_true",
-                    help="GRPO configurations without activation checkpointing (SFT ones name it: *_nockpt)")
+    ap.add_argument("--steps", type=int, default=2, help="steps per configuration (AdamW states appear in the first)")
+    ap.add_argument(
+        "--no-grad-checkpointing",
+        action="store_true",
+        help="GRPO configurations without activation checkpointing (SFT ones name it: *_nockpt)",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--in-process", action="store_true", help="run the configurations in this process (tests)")
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
@@ -349,8 +414,9 @@ def main(argv=None) -> dict:
                 if flag in child:
                     i = child.index(flag)
                     del child[i : i + 2]
-            proc = subprocess.run([sys.executable, os.path.abspath(__file__), *child, "--configs", name,
-                                   "--child", path])
+            proc = subprocess.run(
+                [sys.executable, os.path.abspath(__file__), *child, "--configs", name, "--child", path], check=False
+            )
             if proc.returncode != 0 or not os.path.exists(path):
                 results.append({"config": name, "error": f"child process exited {proc.returncode}"})
             else:
@@ -358,12 +424,21 @@ def main(argv=None) -> dict:
     device = torch.device(args.device)
     from transformers import __version__ as tf_version
 
-    report = {"shape": args.shape, "device": args.device, "steps": args.steps, "sft_workload": SFT_WORKLOAD[args.shape],
-              "grad_checkpointing": not args.no_grad_checkpointing, "workload": gs.SHAPES[args.shape].defaults,
-              "env": {"torch": torch.__version__, "transformers": tf_version, "python": platform.python_version(),
-                      "device_name": torch.cuda.get_device_name(device) if device.type == "cuda"
-                      else platform.machine()},
-              "results": results}
+    report = {
+        "shape": args.shape,
+        "device": args.device,
+        "steps": args.steps,
+        "sft_workload": SFT_WORKLOAD[args.shape],
+        "grad_checkpointing": not args.no_grad_checkpointing,
+        "workload": gs.SHAPES[args.shape].defaults,
+        "env": {
+            "torch": torch.__version__,
+            "transformers": tf_version,
+            "python": platform.python_version(),
+            "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.machine(),
+        },
+        "results": results,
+    }
     print_table(report)
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=2, default=str) + "\n")
@@ -371,16 +446,20 @@ def main(argv=None) -> dict:
 
 
 def print_table(report: dict) -> None:
-    print(f"Training step memory, shape {report['shape']} on {report['device']} ({report['env']['device_name']}), "
-          f"{report['steps']} steps, GB = 1e9 bytes")
+    print(
+        f"Training step memory, shape {report['shape']} on {report['device']} ({report['env']['device_name']}), "
+        f"{report['steps']} steps, GB = 1e9 bytes"
+    )
     for r in report["results"]:
         if "error" in r:
             print(f"{r['config']:17s} ERROR {r['error']}")
             continue
         nan = float("nan")
-        head = (f"{r['config']:17s} trainable {r.get('trainable_params', 0) / 1e6:.1f}M; after build "
-                f"{r.get('after_build_GB', nan):.2f}, with reference {r.get('after_reference_GB', nan):.2f}, "
-                f"with optimizer {r.get('after_optimizer_GB', nan):.2f} (masters: {r.get('master_weights')})")
+        head = (
+            f"{r['config']:17s} trainable {r.get('trainable_params', 0) / 1e6:.1f}M; after build "
+            f"{r.get('after_build_GB', nan):.2f}, with reference {r.get('after_reference_GB', nan):.2f}, "
+            f"with optimizer {r.get('after_optimizer_GB', nan):.2f} (masters: {r.get('master_weights')})"
+        )
         if not r["fits"]:
             print(f"{head}; OUT OF MEMORY in phase {r['oom_phase']} (max allocated {r.get('max_allocated_GB', 0):.1f})")
             continue
@@ -388,8 +467,10 @@ def print_table(report: dict) -> None:
         print(head + f"; parameters changed: {changed}")
         for s in r["steps"]:
             phases = ", ".join(f"{k} {v:.2f}" for k, v in s["peak_GB"].items())
-            print(f"    step {s['step']} ({s['seconds']:.1f} s): peak {phases}; "
-                  f"allocated after {s['allocated_after_GB']:.2f}")
+            print(
+                f"    step {s['step']} ({s['seconds']:.1f} s): peak {phases}; "
+                f"allocated after {s['allocated_after_GB']:.2f}"
+            )
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from typing import Self
 
 
 class CDPError(RuntimeError):
@@ -29,7 +30,7 @@ class Browser:
         self._buf = b""
         self._events: list[dict] = []
 
-    def __enter__(self) -> Browser:
+    def __enter__(self) -> Self:
         self.profile = tempfile.mkdtemp(prefix="emorl-chrome-")
         r_in, w_in = os.pipe()  # we write, Chromium reads (its fd 3)
         r_out, w_out = os.pipe()  # Chromium writes (its fd 4), we read
@@ -40,11 +41,27 @@ class Browser:
             os.dup2(b, 4)
 
         self.proc = subprocess.Popen(
-            [self.exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             "--disable-dev-shm-usage", "--hide-scrollbars", "--remote-debugging-pipe",
-             f"--user-data-dir={self.profile}", "about:blank"],
-            pass_fds=(3, 4), preexec_fn=fds, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            [
+                self.exe,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--disable-dev-shm-usage",
+                "--hide-scrollbars",
+                "--remote-debugging-pipe",
+                f"--user-data-dir={self.profile}",
+                "about:blank",
+            ],
+            pass_fds=(3, 4),
+            preexec_fn=fds,  # noqa: PLW1509 (moves the pipe fds to 3 and 4 before exec; no threads yet)
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         os.close(r_in)
         os.close(w_out)
         self._w, self._r = w_in, r_out
@@ -103,8 +120,10 @@ class Browser:
         page = Page(self, session)
         for domain in ("Page", "Runtime", "DOM"):
             page.send(f"{domain}.enable")
-        page.send("Emulation.setDeviceMetricsOverride", {"width": width, "height": height, "deviceScaleFactor": 1,
-                                                          "mobile": False})
+        page.send(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
+        )
         page.send("Page.navigate", {"url": url})
         page.wait("document.readyState === 'complete'")
         return page

@@ -10,8 +10,10 @@ import pytest
 from family_helpers import FAMILY_NAMES, TINY_FRAME
 from media_helpers import make_clip
 
-_CORPUS = ["<think>The brows are pulled down and the voice is loud and harsh.</think><answer>angry</answer>",
-           "<think>The mouth curves up and the voice rises.</think><answer>happy</answer>"] * 20
+_CORPUS = [
+    "<think>The brows are pulled down and the voice is loud and harsh.</think><answer>angry</answer>",
+    "<think>The mouth curves up and the voice rises.</think><answer>happy</answer>",
+] * 20
 
 
 @pytest.fixture(scope="session")
@@ -24,9 +26,13 @@ def tiny_dir_of(tmp_path_factory):
     def get(family: str):
         if family not in built:
             out = tmp_path_factory.mktemp(family.replace(".", "_"))
-            built[family] = init_tiny(out / "model", corpus=_CORPUS, shape=TinyShape(hidden=64, layers=2,
-                                                                                      vocab_size=512),
-                                      frame_size=TINY_FRAME[family], family=family)
+            built[family] = init_tiny(
+                out / "model",
+                corpus=_CORPUS,
+                shape=TinyShape(hidden=64, layers=2, vocab_size=512),
+                frame_size=TINY_FRAME[family],
+                family=family,
+            )
         return built[family]
 
     return get
@@ -53,5 +59,8 @@ def model_dir(request, tiny_dir_of):
 @pytest.fixture(scope="session")
 def clips(tmp_path_factory):
     d = tmp_path_factory.mktemp("clips")
-    return [make_clip(d / "a.mp4", seconds=2.0, seed=0), make_clip(d / "b.mp4", seconds=3.0, seed=1),
-            make_clip(d / "c.mp4", seconds=2.5, seed=2)]
+    return [
+        make_clip(d / "a.mp4", seconds=2.0, seed=0),
+        make_clip(d / "b.mp4", seconds=3.0, seed=1),
+        make_clip(d / "c.mp4", seconds=2.5, seed=2),
+    ]

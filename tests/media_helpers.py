@@ -35,7 +35,10 @@ def encode_clips(adapter, clips, modality):
             text = ("Which emotion?", "What does the face show? Answer in one word.", "Describe the person.")[i % 3]
             out.append(adapter.encode(c.frames[:1], None, text, modality, key=str(i)))
             continue
-        text = ("Which emotion?", "Which emotion does the voice carry?", "What is felt?")[i % 3] \
-            if modality == Modality.AUDIO else "Which emotion?"
+        text = (
+            ("Which emotion?", "Which emotion does the voice carry?", "What is felt?")[i % 3]
+            if modality == Modality.AUDIO
+            else "Which emotion?"
+        )
         out.append(adapter.encode(c.frames, c.audio, text, modality, fps=n / c.duration, key=str(i)))
     return out

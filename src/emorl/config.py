@@ -292,7 +292,7 @@ def _set(obj: Any, dotted: str, value: Any, where: str) -> None:
         else:
             obj = getattr(obj, name)
             if not dataclasses.is_dataclass(obj):
-                raise ConfigError(f"{where}: {'.'.join(parts[:i + 1])!r} is a value, not a section")
+                raise ConfigError(f"{where}: {'.'.join(parts[: i + 1])!r} is a value, not a section")
 
 
 def _coerce(value: Any, hint: Any, key: str, where: str) -> Any:
@@ -364,8 +364,9 @@ def packaged_config(name: str) -> Path:
     return p
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None, *,
-                base: RunConfig | None = None) -> RunConfig:
+def load_config(
+    path: str | Path | None = None, overrides: list[str] | None = None, *, base: RunConfig | None = None
+) -> RunConfig:
     """Defaults (or ``base``) <- YAML recipe (``path``: a file, or the name of a packaged recipe) <-
     ``key.sub=value`` overrides."""
     cfg = base if base is not None else RunConfig()
@@ -409,9 +410,21 @@ def save_run_config(cfg: RunConfig, out_dir: str | Path) -> None:
 RUN_CONFIG_FILE = "emorl_config.yaml"  # the resolved run config, saved inside every trained model folder
 # what describes how a model reads its inputs and writes its answers: read back from the model's saved
 # run config by eval, predict, analyze, report and serve
-INFERENCE_KEYS = ("data.sampling", "data.num_frames", "data.frame_size", "data.modality", "data.on_missing_audio",
-                  "model.frame_pixels", "prompt.", "grading.", "sampling.max_new_tokens", "sampling.temperature",
-                  "sampling.top_p", "sampling.top_k", "eval.max_new_tokens")
+INFERENCE_KEYS = (
+    "data.sampling",
+    "data.num_frames",
+    "data.frame_size",
+    "data.modality",
+    "data.on_missing_audio",
+    "model.frame_pixels",
+    "prompt.",
+    "grading.",
+    "sampling.max_new_tokens",
+    "sampling.temperature",
+    "sampling.top_p",
+    "sampling.top_k",
+    "eval.max_new_tokens",
+)
 
 
 def is_inference_key(key: str) -> bool:
@@ -442,8 +455,9 @@ def _get(cfg: RunConfig, dotted: str) -> Any:
     return obj
 
 
-def config_for_model(model: str | Path, path: str | Path | None = None, overrides: list[str] | None = None
-                     ) -> tuple[RunConfig, list[str]]:
+def config_for_model(
+    model: str | Path, path: str | Path | None = None, overrides: list[str] | None = None
+) -> tuple[RunConfig, list[str]]:
     """The config a command that *uses* a trained model runs with, and notes for the user.
 
     Defaults <- the model's saved run config (its ``INFERENCE_KEYS``: prompt recipe and answer
@@ -481,19 +495,45 @@ def config_for_model(model: str | Path, path: str | Path | None = None, override
 # stage of a command is never read by it
 STAGE_READS: dict[str, tuple[str, ...]] = {
     "sft": ("out", "seed", "report_to", "data.", "model.", "prompt.", "grading.", "sampling.", "sft.", "eval."),
-    "grpo": ("out", "seed", "report_to", "data.", "model.", "prompt.", "grading.", "sampling.", "grpo.",
-             "reflection.", "eval."),
+    "grpo": (
+        "out",
+        "seed",
+        "report_to",
+        "data.",
+        "model.",
+        "prompt.",
+        "grading.",
+        "sampling.",
+        "grpo.",
+        "reflection.",
+        "eval.",
+    ),
     "traces": ("seed", "data.", "model.", "prompt.", "grading.", "sampling.", "traces."),
-    "eval": ("data.", "model.path", "model.dtype", "model.device", "model.frame_pixels", "prompt.", "grading.",
-             "eval."),
+    "eval": (
+        "data.",
+        "model.path",
+        "model.dtype",
+        "model.device",
+        "model.frame_pixels",
+        "prompt.",
+        "grading.",
+        "eval.",
+    ),
     "cv": ("out", "cv."),
     "protocol": ("out", "cv.", "protocol."),
 }
 # ... except these, which the stage does not read
 STAGE_SKIPS: dict[str, tuple[str, ...]] = {
     "sft": ("model.ref_device", "sampling.decode"),
-    "traces": ("model.path", "model.lora_", "model.freeze_", "model.master_weights", "model.ref_device",
-               "sampling.temperature", "sampling.decode"),
+    "traces": (
+        "model.path",
+        "model.lora_",
+        "model.freeze_",
+        "model.master_weights",
+        "model.ref_device",
+        "sampling.temperature",
+        "sampling.decode",
+    ),
 }
 # settings read only when another one says so: (prefix, stage, condition, what turns it on)
 ONLY_IF: tuple[tuple[str, str, Any, str], ...] = (
@@ -512,8 +552,11 @@ def _reads(stage: str, key: str, cfg: RunConfig) -> bool:
 
     if not any(map(match, STAGE_READS[stage])) or any(map(match, STAGE_SKIPS.get(stage, ()))):
         return False
-    return all(cond(cfg) for prefix, where, cond, _ in ONLY_IF
-               if where in ("*", stage) and match(prefix) and key not in ("reflection.enabled",))
+    return all(
+        cond(cfg)
+        for prefix, where, cond, _ in ONLY_IF
+        if where in ("*", stage) and match(prefix) and key not in ("reflection.enabled",)
+    )
 
 
 def unused_settings(cfg: RunConfig, stages: list[str] | tuple[str, ...]) -> list[str]:
@@ -521,8 +564,11 @@ def unused_settings(cfg: RunConfig, stages: list[str] | tuple[str, ...]) -> list
     (keys of ``STAGE_READS``) reads, e.g. ``grpo.lr`` for ``emorl sft`` or ``model.lora_alpha``
     without LoRA. A command reports them (``report_unused``) instead of silently ignoring them."""
     default = dict(_flatten(to_dict(RunConfig())))
-    return [f"{k}={v}" for k, v in _flatten(to_dict(cfg))
-            if v != default.get(k) and not any(_reads(s, k, cfg) for s in stages)]
+    return [
+        f"{k}={v}"
+        for k, v in _flatten(to_dict(cfg))
+        if v != default.get(k) and not any(_reads(s, k, cfg) for s in stages)
+    ]
 
 
 def report_unused(cfg: RunConfig, stages: list[str] | tuple[str, ...], command: str) -> list[str]:
@@ -533,6 +579,9 @@ def report_unused(cfg: RunConfig, stages: list[str] | tuple[str, ...], command: 
 
     unused = unused_settings(cfg, stages)
     if unused:
-        print(f"[emorl] note: emorl {command} does not use these settings (changed from their defaults; ignored): "
-              + ", ".join(unused), file=sys.stderr)
+        print(
+            f"[emorl] note: emorl {command} does not use these settings (changed from their defaults; ignored): "
+            + ", ".join(unused),
+            file=sys.stderr,
+        )
     return unused

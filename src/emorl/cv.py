@@ -54,8 +54,10 @@ def fold_rows(samples: list[Sample], fold: int, source: str) -> tuple[list[Sampl
     train = [s for s in samples if s.fold == fold and s.split == "train"]
     test = [s for s in samples if s.fold == fold and s.split == "test"]
     if not train or not test:
-        raise ManifestError(f"{source}: fold {fold} has {len(train)} train and {len(test)} test rows; cv needs both "
-                            "(prepare the corpus with --split all and without --fold)")
+        raise ManifestError(
+            f"{source}: fold {fold} has {len(train)} train and {len(test)} test rows; cv needs both "
+            "(prepare the corpus with --split all and without --fold)"
+        )
     return train, test
 
 
@@ -65,8 +67,10 @@ def folds_of(manifests: dict[str, list[Sample]], wanted: list[str]) -> list[int]
     for path, rows in manifests.items():
         folds = {s.fold for s in rows if s.fold is not None}
         if not folds:
-            raise ManifestError(f"{path}: no fold column; cv needs a corpus with official folds (DFEW, MAFW, RAVDESS, "
-                                "CREMA-D) prepared with --split all")
+            raise ManifestError(
+                f"{path}: no fold column; cv needs a corpus with official folds (DFEW, MAFW, RAVDESS, "
+                "CREMA-D) prepared with --split all"
+            )
         common = folds if common is None else common & folds
     folds = sorted(common or ())
     if wanted:
@@ -114,8 +118,10 @@ def fold_sft_train(sft_train: str, split: str, fd: Path, evals: list[str]) -> Pa
     held = {p for o in found.clips for p in _clip(by_id[o.train_id])}
     kept = [r for r in rows if not set(_clip(r)) & held]  # every trace of a held-out clip
     if len(kept) < len(rows):
-        print(f"[cv] {fd.name}: {len(rows) - len(kept)} of {len(rows)} rows of cv.sft_train ({sft_train}) are clips of "
-              "this fold's evaluation rows: left out of its SFT")
+        print(
+            f"[cv] {fd.name}: {len(rows) - len(kept)} of {len(rows)} rows of cv.sft_train ({sft_train}) are clips of "
+            "this fold's evaluation rows: left out of its SFT"
+        )
     if not kept:
         raise ManifestError(f"{sft_train}: every row is a clip of {fd.name}'s evaluation rows; nothing to train on")
     path = fd / "sft-train.jsonl"
@@ -128,8 +134,16 @@ def _clip(s: Sample) -> list[str]:
     return [os.path.realpath(p) for p in (s.media, s.audio) if p]
 
 
-def run_folds(cfg: RunConfig, in_domain: list[str], ood: list[str], out: str | Path, *,
-              eval_only: str | None = None, progress: bool = True, reference: str = "") -> dict:
+def run_folds(
+    cfg: RunConfig,
+    in_domain: list[str],
+    ood: list[str],
+    out: str | Path,
+    *,
+    eval_only: str | None = None,
+    progress: bool = True,
+    reference: str = "",
+) -> dict:
     """Train (or take ``eval_only``) and evaluate every fold; write ``cv.json`` and ``cv.md``."""
     from emorl.runs import load_adapter, run_eval
 
@@ -179,13 +193,22 @@ def run_folds(cfg: RunConfig, in_domain: list[str], ood: list[str], out: str | P
                 write_manifest(evals[names[p]], rows, relative_to=fd)
             write_manifest(fd / "train.jsonl", train, relative_to=fd)
             guard(train, {str(v): read_manifest(v) for v in evals.values()}, train_name=f"fold {k} training rows")
-            model, adapter = _train_fold(cfg, fd, fd / "train.jsonl", [str(v) for v in evals.values()], stages,
-                                         progress), None
-        results[str(k)] = {name: evaluate(model, path, fd / "eval" / name, f"fold {k} / {name}")
-                           for name, path in evals.items()} | once
+            model, adapter = (
+                _train_fold(cfg, fd, fd / "train.jsonl", [str(v) for v in evals.values()], stages, progress),
+                None,
+            )
+        results[str(k)] = {
+            name: evaluate(model, path, fd / "eval" / name, f"fold {k} / {name}") for name, path in evals.items()
+        } | once
     summary = summarize_folds(results)
-    report = {"folds": results, **summary, "in_domain": [names[p] for p in in_domain],
-              "ood": [names[p] for p in ood], "eval_only": eval_only, "reference": reference}
+    report = {
+        "folds": results,
+        **summary,
+        "in_domain": [names[p] for p in in_domain],
+        "ood": [names[p] for p in ood],
+        "eval_only": eval_only,
+        "reference": reference,
+    }
     atomic_write_json(out / "cv.json", report)
     atomic_write_text(out / "cv.md", render(report))
     print(render(report))
@@ -219,6 +242,8 @@ def render(report: dict) -> str:
         lines.append(f"| {method} (published) | " + " | ".join(vals) + " |")
     note = ""
     if pub:
-        note = ("\nPublished rows: R1-Omni's Table 1; its DFEW WARs are multiples of 1/2,341, most likely one fold "
-                "rather than a 5-fold mean, so compare with care.\n")
+        note = (
+            "\nPublished rows: R1-Omni's Table 1; its DFEW WARs are multiples of 1/2,341, most likely one fold "
+            "rather than a 5-fold mean, so compare with care.\n"
+        )
     return "\n".join(lines) + "\n" + note

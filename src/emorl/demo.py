@@ -65,8 +65,14 @@ def _tokenizer_corpus(manifest: Path, rng) -> list[str]:
     return [make_trace(s.meta, s.label, rng) for s in samples for _ in range(3)]
 
 
-def run_demo(out: str | Path, *, quick: bool = False, config: str | None = None, overrides: list[str] | None = None,
-             progress: bool = True) -> dict:
+def run_demo(
+    out: str | Path,
+    *,
+    quick: bool = False,
+    config: str | None = None,
+    overrides: list[str] | None = None,
+    progress: bool = True,
+) -> dict:
     from emorl.data.synthetic import synthesize
     from emorl.rl.trainer import train_grpo
     from emorl.runs import load_adapter, load_samples, make_builder, run_eval
@@ -85,8 +91,17 @@ def run_demo(out: str | Path, *, quick: bool = False, config: str | None = None,
 
     data = out / "data"
     sizes = {"train": d.train, "coldstart": d.coldstart, "test": d.test, "ood": d.ood, "pretrain": d.pretrain}
-    _stage("synthesize", data, lambda: {"paths": {k: str(v) for k, v in synthesize(
-        data, seed=cfg.seed, sizes=sizes, workers=d.workers, progress=progress).items()}}, timings)
+    _stage(
+        "synthesize",
+        data,
+        lambda: {
+            "paths": {
+                k: str(v)
+                for k, v in synthesize(data, seed=cfg.seed, sizes=sizes, workers=d.workers, progress=progress).items()
+            }
+        },
+        timings,
+    )
     manifests = {s: data / f"{s}.jsonl" for s in sizes}
 
     def corpus() -> list[str]:
@@ -100,6 +115,7 @@ def run_demo(out: str | Path, *, quick: bool = False, config: str | None = None,
             adapter = load_adapter(sub_cfg, base)
             samples = load_samples(train)
             return train_sft(sub_cfg, adapter, make_builder(sub_cfg, adapter), samples, out / name, progress=progress)
+
         return _stage(name, out / name, fn, timings)
 
     cold_cfg = copy.deepcopy(cfg)
@@ -127,12 +143,22 @@ def run_demo(out: str | Path, *, quick: bool = False, config: str | None = None,
             def fn(name=name, split=split, d_eval=d_eval):
                 nonlocal adapter
                 adapter = adapter or load_adapter(cfg, paths[name])
-                m = run_eval(cfg, paths[name], manifests[split], d_eval, progress=progress,
-                             title=f"{name} / {split}", adapter=adapter)
+                m = run_eval(
+                    cfg,
+                    paths[name],
+                    manifests[split],
+                    d_eval,
+                    progress=progress,
+                    title=f"{name} / {split}",
+                    adapter=adapter,
+                )
                 return {"war": m["war"], "uar": m["uar"], "format_rate": m["format_rate"], "n": m["n"]}
 
-            results.setdefault(name, {})[split] = {k: v for k, v in _stage(f"eval {name}/{split}", d_eval, fn, timings).items()
-                                                   if k in ("war", "uar", "format_rate", "n")}
+            results.setdefault(name, {})[split] = {
+                k: v
+                for k, v in _stage(f"eval {name}/{split}", d_eval, fn, timings).items()
+                if k in ("war", "uar", "format_rate", "n")
+            }
     from emorl.eval.report import build_demo_report
     from emorl.eval.report.demo import demo_intervals
     from emorl.recipes.rewards import get_recipe
@@ -149,19 +175,32 @@ def run_demo(out: str | Path, *, quick: bool = False, config: str | None = None,
     atomic_write_text(out / "summary.md", render_report(results, timings, out, quick, d.family, intervals))
     html = build_demo_report(out, out / "report.html", style=get_recipe(cfg.prompt.recipe).style)  # + report.md
     print(format_table(results, intervals))
-    print(f"[demo] metrics: {out / 'metrics.json'}   report: {html} (Markdown: {out / 'report.md'}, "
-          f"{out / 'summary.md'})   total {timings['total']:.0f}s")
+    print(
+        f"[demo] metrics: {out / 'metrics.json'}   report: {html} (Markdown: {out / 'report.md'}, "
+        f"{out / 'summary.md'})   total {timings['total']:.0f}s"
+    )
     return metrics
 
 
 def model_paths(out: Path) -> dict[str, Path]:
     """Where the demo keeps each model's checkpoint (``base`` is what :func:`build_base` returns)."""
-    return {"base": out / "models" / "base", "coldstart_sft": out / "coldstart_sft" / "model",
-            "label_sft": out / "label_sft" / "model", "grpo": out / "grpo" / "model"}
+    return {
+        "base": out / "models" / "base",
+        "coldstart_sft": out / "coldstart_sft" / "model",
+        "label_sft": out / "label_sft" / "model",
+        "grpo": out / "grpo" / "model",
+    }
 
 
-def run_analysis_for_demo(demo_dir: Path, cfg: RunConfig, progress: bool = True, *,
-                          models: tuple[str, ...] = MODELS, split: str = "test", force: bool = False) -> dict:
+def run_analysis_for_demo(
+    demo_dir: Path,
+    cfg: RunConfig,
+    progress: bool = True,
+    *,
+    models: tuple[str, ...] = MODELS,
+    split: str = "test",
+    force: bool = False,
+) -> dict:
     """Stage 5: modality ablations + attribution + faithfulness for each demo model on ``split``
     (emorl.eval.modality.run_analysis); writes ``demo_dir/analysis/NAME/`` (an analysis run dir,
     read by the report). The full-input condition reuses the demo's own
@@ -193,9 +232,21 @@ def run_analysis_for_demo(demo_dir: Path, cfg: RunConfig, progress: bool = True,
         adapter = load_adapter(cfg, paths[name])
         ev = demo_dir / "eval" / name / split / "predictions.jsonl"
         reuse = {"av": [json.loads(x) for x in ev.read_text().splitlines() if x.strip()]} if ev.is_file() else None
-        run_analysis(adapter, make_builder(cfg, adapter), samples, out, style=recipe.style, recipe=recipe,
-                     batch_size=cfg.eval.batch_size, max_new_tokens=cfg.eval.max_new_tokens, progress=progress,
-                     reuse=reuse, name=name, model=str(paths[name]), manifest=str(manifest))
+        run_analysis(
+            adapter,
+            make_builder(cfg, adapter),
+            samples,
+            out,
+            style=recipe.style,
+            recipe=recipe,
+            batch_size=cfg.eval.batch_size,
+            max_new_tokens=cfg.eval.max_new_tokens,
+            progress=progress,
+            reuse=reuse,
+            name=name,
+            model=str(paths[name]),
+            manifest=str(manifest),
+        )
         took[name] = round(time.perf_counter() - t, 1)
         if progress:
             print(f"[analysis] {name}: done in {took[name]:.0f}s")
@@ -215,8 +266,10 @@ def check_family(cfg: RunConfig) -> None:
     if fam not in FAMILIES:
         raise ConfigError(f"demo.family must be one of {', '.join(FAMILIES)}, got {fam!r}")
     if cfg.data.frame_size % patch_factor(fam):
-        raise ConfigError(f"data.frame_size={cfg.data.frame_size} does not suit demo.family={fam}: frames must be "
-                          f"a multiple of {patch_factor(fam)} pixels (e.g. data.frame_size={3 * patch_factor(fam)})")
+        raise ConfigError(
+            f"data.frame_size={cfg.data.frame_size} does not suit demo.family={fam}: frames must be "
+            f"a multiple of {patch_factor(fam)} pixels (e.g. data.frame_size={3 * patch_factor(fam)})"
+        )
     takes = FAMILIES[fam].modalities
     if Modality.parse(cfg.data.modality).value not in takes:
         print(f"[demo] {fam} takes {', '.join(takes)} prompts: data.modality={takes[0]} (was {cfg.data.modality})")
@@ -235,18 +288,41 @@ def build_base(cfg: RunConfig, out: Path, manifests: dict[str, Path], corpus, st
     d = cfg.demo
     base = out / "models" / "base"
     init = out / "models" / "init" if d.pretrain else base
-    stage("tiny_model", init, lambda: {"path": str(init_tiny(
-        init, corpus=corpus(), shape=TinyShape(hidden=d.hidden, layers=d.layers, vocab_size=d.vocab_size),
-        seed=cfg.seed, frame_size=cfg.data.frame_size, family=d.family))})
+    stage(
+        "tiny_model",
+        init,
+        lambda: {
+            "path": str(
+                init_tiny(
+                    init,
+                    corpus=corpus(),
+                    shape=TinyShape(hidden=d.hidden, layers=d.layers, vocab_size=d.vocab_size),
+                    seed=cfg.seed,
+                    frame_size=cfg.data.frame_size,
+                    family=d.family,
+                )
+            )
+        },
+    )
     if d.pretrain:
+
         def pretrain():
             from emorl.perception import pretrain_towers
 
             seed_everything(cfg.seed)
             adapter = load_adapter(cfg, init)
-            return pretrain_towers(adapter, make_builder(cfg, adapter), load_samples(manifests["pretrain"]),
-                                   out / "pretrain_towers", epochs=d.pretrain_epochs, lr=d.pretrain_lr,
-                                   seed=cfg.seed, progress=progress, model_dir=base)
+            return pretrain_towers(
+                adapter,
+                make_builder(cfg, adapter),
+                load_samples(manifests["pretrain"]),
+                out / "pretrain_towers",
+                epochs=d.pretrain_epochs,
+                lr=d.pretrain_lr,
+                seed=cfg.seed,
+                progress=progress,
+                model_dir=base,
+            )
+
         stage("pretrain_towers", base, pretrain)
     return base
 
@@ -268,8 +344,10 @@ def format_table(results: dict, intervals: dict | None = None) -> str:
     for name, r in results.items():
         t, o = r.get("test", {}), r.get("ood", {})
         it, io = ivs.get(name, {}).get("test"), ivs.get(name, {}).get("ood")
-        lines.append(f"| {name} | {t.get('war', 0):.3f} | {_cell(t, 'uar', it)} | {t.get('format_rate', 0):.3f} | "
-                     f"{o.get('war', 0):.3f} | {_cell(o, 'uar', io)} | {o.get('format_rate', 0):.3f} |")
+        lines.append(
+            f"| {name} | {t.get('war', 0):.3f} | {_cell(t, 'uar', it)} | {t.get('format_rate', 0):.3f} | "
+            f"{o.get('war', 0):.3f} | {_cell(o, 'uar', io)} | {o.get('format_rate', 0):.3f} |"
+        )
     return "\n".join(lines)
 
 
@@ -285,18 +363,26 @@ def uncertainty_section(intervals: dict | None) -> list[str]:
     """Markdown lines: the paired UAR differences with their intervals, what each says in this run,
     and that one run is one draw of the training."""
     diffs = (intervals or {}).get("diffs", {})
-    lines = ["## What this one run shows", "",
-             ("Intervals are 95 % cluster-bootstrap intervals over the evaluation clips (emorl.eval.stats). They "
-              "cover which clips were drawn, not the training: **this run is one draw**. Another seed, another "
-              "CPU (its AVX2 or AVX-512 kernels sum floats in another order) or another thread count trains other "
-              "models from the same config, and their UARs differ from run to run by about as much as these "
-              "intervals; docs/results.md has the spread over seeds and kernel paths."), ""]
+    lines = [
+        "## What this one run shows",
+        "",
+        (
+            "Intervals are 95 % cluster-bootstrap intervals over the evaluation clips (emorl.eval.stats). They "
+            "cover which clips were drawn, not the training: **this run is one draw**. Another seed, another "
+            "CPU (its AVX2 or AVX-512 kernels sum floats in another order) or another thread count trains other "
+            "models from the same config, and their UARs differ from run to run by about as much as these "
+            "intervals; docs/results.md has the spread over seeds and kernel paths."
+        ),
+        "",
+    ]
     if not diffs:
         return lines + ["(No paired differences: a model's predictions are missing.)", ""]
     lines += ["| paired difference | test ΔUAR [95% CI] | OOD ΔUAR [95% CI] |", "|---|---|---|"]
     for key, by in diffs.items():
-        cells = [f"{by[s]['uar']['diff']:+.3f} [{by[s]['uar']['lo']:+.2f}, {by[s]['uar']['hi']:+.2f}]"
-                 if s in by else "–" for s in ("test", "ood")]
+        cells = [
+            f"{by[s]['uar']['diff']:+.3f} [{by[s]['uar']['lo']:+.2f}, {by[s]['uar']['hi']:+.2f}]" if s in by else "–"
+            for s in ("test", "ood")
+        ]
         lines.append(f"| {key.replace(' - ', ' − ')} | {cells[0]} | {cells[1]} |")
     lines.append("")
     for key, by in diffs.items():
@@ -306,19 +392,31 @@ def uncertainty_section(intervals: dict | None) -> list[str]:
     return lines + [""]
 
 
-def render_report(results: dict, timings: dict, out: Path, quick: bool, family: str = "qwen2.5-omni",
-                  intervals: dict | None = None) -> str:
-    parts = ["# emorl demo summary", "",
-             (f"Synthetic omni-emotion world (7 classes, chance UAR = {1/7:.3f}); tiny {family} model "
-              "(random-init LLM, attribute-pretrained towers); "
-              f"{'quick (CI) sizes' if quick else 'default sizes'}. Total wall time {timings.get('total', 0):.0f} s."),
-             "",
-             format_table(results, intervals), "",
-             ("- **base**: random-init LLM with attribute-pretrained towers (no emotion labels); "
-              "**coldstart_sft**: SFT on reasoning traces of the cold-start split; "
-              "**label_sft**: label-only SFT on the RL training split (R1-Omni's MAFW-DFEW-SFT baseline; it never "
-              "learns the `<think>` format, so its format rate is expected near 0); **grpo**: GRPO from coldstart_sft."),
-             "", *uncertainty_section(intervals), "## Confusion matrices", ""]
+def render_report(
+    results: dict, timings: dict, out: Path, quick: bool, family: str = "qwen2.5-omni", intervals: dict | None = None
+) -> str:
+    parts = [
+        "# emorl demo summary",
+        "",
+        (
+            f"Synthetic omni-emotion world (7 classes, chance UAR = {1 / 7:.3f}); tiny {family} model "
+            "(random-init LLM, attribute-pretrained towers); "
+            f"{'quick (CI) sizes' if quick else 'default sizes'}. Total wall time {timings.get('total', 0):.0f} s."
+        ),
+        "",
+        format_table(results, intervals),
+        "",
+        (
+            "- **base**: random-init LLM with attribute-pretrained towers (no emotion labels); "
+            "**coldstart_sft**: SFT on reasoning traces of the cold-start split; "
+            "**label_sft**: label-only SFT on the RL training split (R1-Omni's MAFW-DFEW-SFT baseline; it never "
+            "learns the `<think>` format, so its format rate is expected near 0); **grpo**: GRPO from coldstart_sft."
+        ),
+        "",
+        *uncertainty_section(intervals),
+        "## Confusion matrices",
+        "",
+    ]
     for name, splits in results.items():
         for split in splits:
             parts.append(f"### {name} / {split}")

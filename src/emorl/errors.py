@@ -18,6 +18,12 @@ def _dataset_error() -> tuple[type[BaseException], ...]:
 
 
 USER_ERRORS: tuple[type[BaseException], ...] = (
-    ConfigError, ManifestError, MediaError, UnknownLabelError, FileNotFoundError, KeyError, ValueError,
+    ConfigError,
+    ManifestError,
+    MediaError,
+    UnknownLabelError,
+    FileNotFoundError,
+    KeyError,
+    ValueError,
     *_dataset_error(),
 )

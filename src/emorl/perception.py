@@ -41,11 +41,18 @@ def _attributes():
 
     # still images (the synthetic image world, flat cues): what the drawing shows; the face's
     # expression ("none" or one of EXPRESSIONS) as one-hot values, the scene as the category
-    image = {"brightness": (0.0, 1.0), "colorfulness": (0.0, 1.0), "valence": (-1.0, 1.0), "arousal": (0.0, 1.0),
-             **{f"face={e}": (0.0, 1.0) for e in ("none", *EXPRESSIONS)}}
-    return {"video": (VIDEO_CUES, "head_move", tuple(HEAD_MOVE_P["neutral"])),
-            "audio": (AUDIO_CUES, "pitch_contour", tuple(CONTOUR_P["neutral"])),
-            "image": (image, "scene", tuple(SCENES))}
+    image = {
+        "brightness": (0.0, 1.0),
+        "colorfulness": (0.0, 1.0),
+        "valence": (-1.0, 1.0),
+        "arousal": (0.0, 1.0),
+        **{f"face={e}": (0.0, 1.0) for e in ("none", *EXPRESSIONS)},
+    }
+    return {
+        "video": (VIDEO_CUES, "head_move", tuple(HEAD_MOVE_P["neutral"])),
+        "audio": (AUDIO_CUES, "pitch_contour", tuple(CONTOUR_P["neutral"])),
+        "image": (image, "scene", tuple(SCENES)),
+    }
 
 
 def _cues(s: Sample, modality: str) -> dict | None:
@@ -72,8 +79,10 @@ def attribute_targets(samples: list[Sample], modality: str) -> tuple[torch.Tenso
         cues = _cues(s, modality)
         if cues is None:
             where = "meta.cues (a synthetic image's)" if modality == "image" else f"meta.cues.{modality}"
-            raise ValueError(f"sample {s.id} (dataset {s.dataset!r}): perception pretraining needs {where} "
-                             "(attribute values, as the synthetic worlds write them)")
+            raise ValueError(
+                f"sample {s.id} (dataset {s.dataset!r}): perception pretraining needs {where} "
+                "(attribute values, as the synthetic worlds write them)"
+            )
         values.append([(float(cues[c]) - (lo + hi) / 2) / ((hi - lo) / 2) for c, (lo, hi) in continuous.items()])
         cats.append(categories.index(cues[cat_name]))
         hidden = modality == "video" and bool(cues.get("occluded"))
@@ -81,7 +90,9 @@ def attribute_targets(samples: list[Sample], modality: str) -> tuple[torch.Tenso
     return torch.tensor(values), torch.tensor(cats), torch.tensor(mask)
 
 
-def attribute_loss(pred: torch.Tensor, values: torch.Tensor, category: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def attribute_loss(
+    pred: torch.Tensor, values: torch.Tensor, category: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
     """Masked mean squared error of the continuous attributes plus cross-entropy of the categorical one.
 
     pred: (B, n_cues + n_categories); values, mask: (B, n_cues); category: (B,).
@@ -91,9 +102,19 @@ def attribute_loss(pred: torch.Tensor, values: torch.Tensor, category: torch.Ten
     return mse + nn.functional.cross_entropy(pred[:, n:], category)
 
 
-def pretrain_towers(adapter, builder: PromptBuilder, samples: list[Sample], out: str | Path, *, epochs: float = 8,
-                    lr: float = 1e-3, batch_size: int = 8, seed: int = 0, progress: bool = True,
-                    model_dir: str | Path | None = None) -> dict:
+def pretrain_towers(
+    adapter,
+    builder: PromptBuilder,
+    samples: list[Sample],
+    out: str | Path,
+    *,
+    epochs: float = 8,
+    lr: float = 1e-3,
+    batch_size: int = 8,
+    seed: int = 0,
+    progress: bool = True,
+    model_dir: str | Path | None = None,
+) -> dict:
     """Train the vision and audio towers (those the family has) on attribute targets; save the
     model to ``model_dir`` (default ``out/model``).
 
@@ -155,4 +176,3 @@ def pretrain_towers(adapter, builder: PromptBuilder, samples: list[Sample], out:
         summary[f"first_epoch_loss/{m}"] = sum(r[f"loss/{m}"] for r in history[:k]) / k
         summary[f"last_epoch_loss/{m}"] = sum(r[f"loss/{m}"] for r in history[-k:]) / k
     return summary
-

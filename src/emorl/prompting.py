@@ -44,8 +44,7 @@ def available(s: Sample, requested: Modality) -> Modality:
 SAMPLINGS = ("native", "fixed")
 
 
-def check_sampling(sampling: str, num_frames: int, frame_size: int | None,
-                   modality: Modality = Modality.AV) -> None:
+def check_sampling(sampling: str, num_frames: int, frame_size: int | None, modality: Modality = Modality.AV) -> None:
     """``data.sampling`` and the settings that belong to it: ``fixed`` needs ``data.num_frames``
     (except for still images, ``modality=image``: one frame, resized to ``data.frame_size``²);
     ``native`` (the model family's own frame rate and sizes) takes neither ``data.num_frames`` nor
@@ -55,10 +54,13 @@ def check_sampling(sampling: str, num_frames: int, frame_size: int | None,
     if sampling == "fixed" and num_frames <= 0 and modality != Modality.IMAGE:
         raise ValueError("data.sampling=fixed needs data.num_frames > 0 (frames at segment middles; R1-Omni: 8)")
     if sampling == "native" and (num_frames or frame_size):
-        given = ", ".join(f"{k}={v}" for k, v in (("data.num_frames", num_frames), ("data.frame_size", frame_size))
-                          if v)
-        raise ValueError(f"{given}: data.sampling=native takes the model family's own frames and sizes; set "
-                         "data.sampling=fixed to use them (or leave them 0)")
+        given = ", ".join(
+            f"{k}={v}" for k, v in (("data.num_frames", num_frames), ("data.frame_size", frame_size)) if v
+        )
+        raise ValueError(
+            f"{given}: data.sampling=native takes the model family's own frames and sizes; set "
+            "data.sampling=fixed to use them (or leave them 0)"
+        )
 
 
 class PromptBuilder:
@@ -70,9 +72,18 @@ class PromptBuilder:
     budget, the parts family's fixed frame count at its encoder's size). Audio is decoded at the
     family's ``audio_sample_rate``."""
 
-    def __init__(self, adapter: OmniAdapter, spec: PromptSpec, *, num_frames: int = 8, frame_size: int | None = 84,
-                 on_missing_audio: str = "error", modality: Modality = Modality.AV,
-                 media_limits: MediaLimits | None = None, sampling: str = "fixed"):
+    def __init__(
+        self,
+        adapter: OmniAdapter,
+        spec: PromptSpec,
+        *,
+        num_frames: int = 8,
+        frame_size: int | None = 84,
+        on_missing_audio: str = "error",
+        modality: Modality = Modality.AV,
+        media_limits: MediaLimits | None = None,
+        sampling: str = "fixed",
+    ):
         check_sampling(sampling, num_frames, frame_size, modality)
         self.adapter = adapter
         self.spec = spec
@@ -97,11 +108,18 @@ class PromptBuilder:
             c = cache.get(key) if key is not None else None
             if c is None:
                 native = self.sampling == "native"
-                c = load_clip(s.media, num_frames=self.num_frames, size=self.frame_size, audio_path=s.audio,
-                              want_video=has != "audio", want_audio=want_audio,
-                              on_missing_audio=self.on_missing_audio, limits=self.media_limits,
-                              sample_rate=getattr(self.adapter, "audio_sample_rate", 16_000),
-                              plan=self.adapter.native_video if native else None)
+                c = load_clip(
+                    s.media,
+                    num_frames=self.num_frames,
+                    size=self.frame_size,
+                    audio_path=s.audio,
+                    want_video=has != "audio",
+                    want_audio=want_audio,
+                    on_missing_audio=self.on_missing_audio,
+                    limits=self.media_limits,
+                    sample_rate=getattr(self.adapter, "audio_sample_rate", 16_000),
+                    plan=self.adapter.native_video if native else None,
+                )
                 if key is not None:
                     cache.put(key, c)
             notes = [*c.notes, *(f"flag:{f}" for f in c.flags)]
@@ -135,6 +153,11 @@ class PromptBuilder:
                 self.substitutions["modality:video-only"] += 1
             fps = c.fps if c is not None and c.fps else 2.0
             self._prompts[key] = self.adapter.encode(
-                c.frames if c is not None else None, audio, self.text(s), modality, fps=fps,
-                key=f"{s.id}|{modality.value}")
+                c.frames if c is not None else None,
+                audio,
+                self.text(s),
+                modality,
+                fps=fps,
+                key=f"{s.id}|{modality.value}",
+            )
         return self._prompts[key]

@@ -34,10 +34,16 @@ def make_builder(cfg: RunConfig, adapter) -> PromptBuilder:
     SET prompt, when ``data.modality`` is image) unless ``prompt.question`` / ``prompt.format`` say otherwise."""
     image = Modality.parse(cfg.data.modality) == Modality.IMAGE
     question, fmt = recipe_prompt(cfg.prompt.recipe, cfg.prompt.question, cfg.prompt.format, image=image)
-    return PromptBuilder(adapter, PromptSpec(question, fmt, cfg.prompt.with_options), num_frames=cfg.data.num_frames,
-                         frame_size=cfg.data.frame_size, on_missing_audio=cfg.data.on_missing_audio,
-                         modality=Modality.parse(cfg.data.modality), media_limits=media_limits(cfg),
-                         sampling=cfg.data.sampling)
+    return PromptBuilder(
+        adapter,
+        PromptSpec(question, fmt, cfg.prompt.with_options),
+        num_frames=cfg.data.num_frames,
+        frame_size=cfg.data.frame_size,
+        on_missing_audio=cfg.data.on_missing_audio,
+        modality=Modality.parse(cfg.data.modality),
+        media_limits=media_limits(cfg),
+        sampling=cfg.data.sampling,
+    )
 
 
 def media_limits(cfg: RunConfig):
@@ -47,8 +53,16 @@ def media_limits(cfg: RunConfig):
     return MediaLimits(min_frames=cfg.data.min_frames, min_seconds=cfg.data.min_seconds, min_side=cfg.data.min_side)
 
 
-def load_samples(manifest: str | Path, max_samples: int = 0, seed: int = 0, *, split: str = "", default: str = "train",
-                 key: str = "data.split", exclude_flagged: bool = False) -> list[Sample]:
+def load_samples(
+    manifest: str | Path,
+    max_samples: int = 0,
+    seed: int = 0,
+    *,
+    split: str = "",
+    default: str = "train",
+    key: str = "data.split",
+    exclude_flagged: bool = False,
+) -> list[Sample]:
     """The rows a command uses from one manifest, or from a training mixture written
     ``a.jsonl:1,b.jsonl:2`` (per-manifest weights = relative sampling rates, R1-Omni's DFEW + MAFW;
     see emorl.data.mixture). Rows are selected by split in each manifest (``split``, or the command's
@@ -90,17 +104,21 @@ def check_one_fold(samples: list[Sample], source: str) -> None:
     several = {d: sorted(f) for d, f in folds.items() if len(f) > 1}
     if several:
         d, f = next(iter(several.items()))
-        raise ManifestError(f"{source}: training rows span folds {f} of {d}: each clip is a training clip of all "
-                            f"folds but one and the test clip of that one; prepare one fold "
-                            f"(emorl data prepare {d} --fold K --split train) or run `emorl cv`")
+        raise ManifestError(
+            f"{source}: training rows span folds {f} of {d}: each clip is a training clip of all "
+            f"folds but one and the test clip of that one; prepare one fold "
+            f"(emorl data prepare {d} --fold K --split train) or run `emorl cv`"
+        )
 
 
 def drop_flagged(samples: list[Sample], source: str) -> list[Sample]:
     """Rows without degenerate-media flags; the flags come from ``emorl data check`` (meta.flags)."""
     unchecked = [s.id for s in samples if "flags" not in s.meta]
     if unchecked:
-        raise ManifestError(f"{source}: data.exclude_flagged=true needs the clean manifest `emorl data check` writes "
-                            f"(row {unchecked[0]!r} and {len(unchecked) - 1} more carry no meta.flags)")
+        raise ManifestError(
+            f"{source}: data.exclude_flagged=true needs the clean manifest `emorl data check` writes "
+            f"(row {unchecked[0]!r} and {len(unchecked) - 1} more carry no meta.flags)"
+        )
     kept = [s for s in samples if not s.meta["flags"]]
     if len(kept) < len(samples):
         print(f"[data] {source}: {len(samples) - len(kept)} flagged samples excluded (data.exclude_flagged)")
@@ -112,11 +130,15 @@ def training_samples(cfg: RunConfig) -> list[Sample]:
     config for shared clips (an error) and shared subjects (reported)."""
     from emorl.data.leakage import guard
 
-    samples = load_samples(cfg.data.train, cfg.data.max_samples, cfg.seed, split=cfg.data.split,
-                           exclude_flagged=cfg.data.exclude_flagged)
+    samples = load_samples(
+        cfg.data.train, cfg.data.max_samples, cfg.seed, split=cfg.data.split, exclude_flagged=cfg.data.exclude_flagged
+    )
     if cfg.data.eval:
-        guard(samples, {m: load_samples(m, split=cfg.eval.split, default="test", key="eval.split")
-                        for m in cfg.data.eval}, train_name=cfg.data.train)
+        guard(
+            samples,
+            {m: load_samples(m, split=cfg.eval.split, default="test", key="eval.split") for m in cfg.data.eval},
+            train_name=cfg.data.train,
+        )
     return samples
 
 
@@ -162,7 +184,9 @@ def run_grpo(cfg: RunConfig, *, progress: bool = True) -> dict:
     save_run_config(cfg, out)
     adapter = load_adapter(cfg)
     builder = make_builder(cfg, adapter)
-    res = train_grpo(cfg, adapter, builder, samples, out, progress=progress, extra_rewards=reflection_for(cfg, adapter, builder))
+    res = train_grpo(
+        cfg, adapter, builder, samples, out, progress=progress, extra_rewards=reflection_for(cfg, adapter, builder)
+    )
     if not res["interrupted"]:
         res["eval"] = _eval_after(cfg, out, progress)
     return res
@@ -178,8 +202,10 @@ def reflection_for(cfg: RunConfig, adapter, builder):
     if cfg.reflection.enabled:
         return make_reflection(adapter, builder, cfg)
     if model_based:
-        raise ValueError(f"recipe {cfg.prompt.recipe!r} weights {', '.join(model_based)}, which need the reflection "
-                         f"pass: set reflection.enabled=true (or use a recipe without them)")
+        raise ValueError(
+            f"recipe {cfg.prompt.recipe!r} weights {', '.join(model_based)}, which need the reflection "
+            f"pass: set reflection.enabled=true (or use a recipe without them)"
+        )
     return None
 
 
@@ -195,22 +221,54 @@ def _eval_after(cfg: RunConfig, out: Path, progress: bool) -> dict:
     return results
 
 
-def run_eval(cfg: RunConfig, model: str | Path, manifest: str | Path, out: str | Path, *,
-             modality: str | None = None, progress: bool = True, title: str = "", adapter=None) -> dict:
+def run_eval(
+    cfg: RunConfig,
+    model: str | Path,
+    manifest: str | Path,
+    out: str | Path,
+    *,
+    modality: str | None = None,
+    progress: bool = True,
+    title: str = "",
+    adapter=None,
+) -> dict:
     """Evaluate ``model`` on the ``eval.split`` rows of ``manifest`` (default: test rows) into ``out``;
     ``modality`` defaults to ``data.modality``."""
     from emorl.eval.evaluate import evaluate
 
     adapter = adapter or load_adapter(cfg, model)
-    samples = load_samples(manifest, cfg.data.max_samples, split=cfg.eval.split, default="test", key="eval.split",
-                           exclude_flagged=cfg.data.exclude_flagged)
-    return evaluate(adapter, make_builder(cfg, adapter), samples, Path(out), recipe=recipe_for(cfg),
-                    batch_size=cfg.eval.batch_size, max_new_tokens=cfg.eval.max_new_tokens,
-                    modality=Modality.parse(modality or cfg.data.modality), progress=progress, title=title)
+    samples = load_samples(
+        manifest,
+        cfg.data.max_samples,
+        split=cfg.eval.split,
+        default="test",
+        key="eval.split",
+        exclude_flagged=cfg.data.exclude_flagged,
+    )
+    return evaluate(
+        adapter,
+        make_builder(cfg, adapter),
+        samples,
+        Path(out),
+        recipe=recipe_for(cfg),
+        batch_size=cfg.eval.batch_size,
+        max_new_tokens=cfg.eval.max_new_tokens,
+        modality=Modality.parse(modality or cfg.data.modality),
+        progress=progress,
+        title=title,
+    )
 
 
-def run_predict(cfg: RunConfig, model: str | Path, inputs: str, out: str | Path, *, modality: str | None = None,
-                adapter=None, progress: bool = True) -> dict:
+def run_predict(
+    cfg: RunConfig,
+    model: str | Path,
+    inputs: str,
+    out: str | Path,
+    *,
+    modality: str | None = None,
+    adapter=None,
+    progress: bool = True,
+) -> dict:
     """``emorl predict``: every input (clip, folder, glob or label-free manifest) -> one row in
     ``out`` (.jsonl or .csv, resumable) with the emotion, the reasoning, format and a probability
     for every class of the model's label set (``prompt.labels``)."""
@@ -221,16 +279,35 @@ def run_predict(cfg: RunConfig, model: str | Path, inputs: str, out: str | Path,
     adapter = adapter or load_adapter(cfg, model)
     from emorl.data.labels import label_words
 
-    return predict_files(adapter, make_builder(cfg, adapter), samples, out, recipe=recipe_for(cfg), labels=labels,
-                         words=label_words(dataset), batch_size=cfg.eval.batch_size,
-                         max_new_tokens=cfg.eval.max_new_tokens, modality=Modality.parse(modality or cfg.data.modality),
-                         progress=progress)
+    return predict_files(
+        adapter,
+        make_builder(cfg, adapter),
+        samples,
+        out,
+        recipe=recipe_for(cfg),
+        labels=labels,
+        words=label_words(dataset),
+        batch_size=cfg.eval.batch_size,
+        max_new_tokens=cfg.eval.max_new_tokens,
+        modality=Modality.parse(modality or cfg.data.modality),
+        progress=progress,
+    )
 
 
-def run_analyze(cfg, model: str | Path, manifest: str | Path, out: str | Path, *, progress: bool = True,
-                  name: str | None = None, adapter=None, conditions: Sequence[str] | None = None,
-                  lexicons: Sequence[str] = ("en", "synthetic"), judge_model: str | Path | None = None,
-                  reuse: dict[str, list[dict]] | None = None) -> dict:
+def run_analyze(
+    cfg,
+    model: str | Path,
+    manifest: str | Path,
+    out: str | Path,
+    *,
+    progress: bool = True,
+    name: str | None = None,
+    adapter=None,
+    conditions: Sequence[str] | None = None,
+    lexicons: Sequence[str] = ("en", "synthetic"),
+    judge_model: str | Path | None = None,
+    reuse: dict[str, list[dict]] | None = None,
+) -> dict:
     """What ``emorl analyze modality --model DIR --manifest M --out DIR`` runs: load the model,
     read the manifest's evaluation rows (``eval.split``; ``cfg.data.max_samples`` applies), run
     ``emorl.eval.modality.run_analysis`` with the config's grader and eval settings.
@@ -239,11 +316,31 @@ def run_analyze(cfg, model: str | Path, manifest: str | Path, out: str | Path, *
     from emorl.eval.modality import CONDITIONS, run_analysis
 
     adapter = adapter or load_adapter(cfg, model)
-    samples = load_samples(manifest, cfg.data.max_samples, split=cfg.eval.split, default="test", key="eval.split",
-                           exclude_flagged=cfg.data.exclude_flagged)
+    samples = load_samples(
+        manifest,
+        cfg.data.max_samples,
+        split=cfg.eval.split,
+        default="test",
+        key="eval.split",
+        exclude_flagged=cfg.data.exclude_flagged,
+    )
     judge = AdapterJudge(load_adapter(cfg, judge_model)) if judge_model else None
     recipe = recipe_for(cfg)
-    return run_analysis(adapter, make_builder(cfg, adapter), samples, Path(out), style=recipe.style, recipe=recipe,
-                        batch_size=cfg.eval.batch_size, max_new_tokens=cfg.eval.max_new_tokens, conditions=conditions or CONDITIONS,
-                        lexicons=lexicons, judge=judge, progress=progress, reuse=reuse, name=name, model=str(model),
-                        manifest=str(Path(manifest).resolve()))
+    return run_analysis(
+        adapter,
+        make_builder(cfg, adapter),
+        samples,
+        Path(out),
+        style=recipe.style,
+        recipe=recipe,
+        batch_size=cfg.eval.batch_size,
+        max_new_tokens=cfg.eval.max_new_tokens,
+        conditions=conditions or CONDITIONS,
+        lexicons=lexicons,
+        judge=judge,
+        progress=progress,
+        reuse=reuse,
+        name=name,
+        model=str(model),
+        manifest=str(Path(manifest).resolve()),
+    )

@@ -51,8 +51,10 @@ from emorl.data.manifest import Sample, write_manifest
 from emorl.eval.attribution import attribute, lexicon
 from emorl.utils import atomic_write_json
 
-RATIONALIZE = ("The emotion expressed in this clip is {word}. Explain the visual and audio cues in the clip that show "
-               "it, then give the emotion as the final answer.")
+RATIONALIZE = (
+    "The emotion expressed in this clip is {word}. Explain the visual and audio cues in the clip that show "
+    "it, then give the emotion as the final answer."
+)
 
 
 @dataclass
@@ -68,13 +70,29 @@ class ClipResult:
     rationalized_accepted: int = 0
 
     def to_json(self) -> dict:
-        return {"id": self.sample.id, "label": self.sample.label, "sampled": self.sampled, "accepted": self.accepted,
-                "rationalized": self.rationalized, "rationalized_accepted": self.rationalized_accepted,
-                "rejected": dict(self.rejected), "kept": self.kept}
+        return {
+            "id": self.sample.id,
+            "label": self.sample.label,
+            "sampled": self.sampled,
+            "accepted": self.accepted,
+            "rationalized": self.rationalized,
+            "rationalized_accepted": self.rationalized_accepted,
+            "rejected": dict(self.rejected),
+            "kept": self.kept,
+        }
 
 
-def judge_trace(text: str, sample: Sample, recipe, *, has_video: bool, has_audio: bool, lex, seen: set[str],
-                require_cue: bool = True) -> str:
+def judge_trace(
+    text: str,
+    sample: Sample,
+    recipe,
+    *,
+    has_video: bool,
+    has_audio: bool,
+    lex,
+    seen: set[str],
+    require_cue: bool = True,
+) -> str:
     """'ok', or the first filter ``text`` fails for ``sample`` (module docstring). An accepted
     reasoning is added to ``seen`` (the clip's reasonings so far)."""
     parsed = recipe.parse(text, sample.labels, sample.words)
@@ -124,8 +142,7 @@ def media_present(builder, s: Sample, prompt) -> tuple[bool, bool]:
     return prompt.modality.has_visual, prompt.modality.has_audio and not silent
 
 
-def judge_clip(s: Sample, texts: list[str], result: ClipResult, recipe, seen: set[str], *, source: str,
-               **kw) -> None:
+def judge_clip(s: Sample, texts: list[str], result: ClipResult, recipe, seen: set[str], *, source: str, **kw) -> None:
     for text in texts:
         reason = judge_trace(text, s, recipe, seen=seen, **kw)
         if reason == "ok":
@@ -143,8 +160,12 @@ def generate_batch(adapter, builder, batch: list[Sample], cfg: RunConfig, recipe
     from emorl.models.adapter import SamplingParams
 
     t = cfg.traces
-    params = SamplingParams(max_new_tokens=cfg.sampling.max_new_tokens, temperature=t.temperature,
-                            top_p=cfg.sampling.top_p, top_k=cfg.sampling.top_k)
+    params = SamplingParams(
+        max_new_tokens=cfg.sampling.max_new_tokens,
+        temperature=t.temperature,
+        top_p=cfg.sampling.top_p,
+        top_k=cfg.sampling.top_k,
+    )
     from emorl.data.media import MediaError
 
     results, ok, prompts = [], [], []
@@ -154,8 +175,7 @@ def generate_batch(adapter, builder, batch: list[Sample], cfg: RunConfig, recipe
             ok.append(s)
         except MediaError as e:
             results.append(ClipResult(s, rejected=Counter({f"media_error:{e.outcome}": 1})))
-    for s, p, texts in zip(ok, prompts, sample_traces(adapter, prompts, t.per_clip, params) if ok else [],
-                           strict=True):
+    for s, p, texts in zip(ok, prompts, sample_traces(adapter, prompts, t.per_clip, params) if ok else [], strict=True):
         r, seen = ClipResult(s, sampled=len(texts)), set()
         has_video, has_audio = media_present(builder, s, p)
         kw = {"has_video": has_video, "has_audio": has_audio, "lex": lex, "require_cue": t.require_cue}
@@ -167,8 +187,18 @@ def generate_batch(adapter, builder, batch: list[Sample], cfg: RunConfig, recipe
         for r, p, texts in zip(todo, rprompts, sample_traces(adapter, rprompts, t.per_clip, params), strict=True):
             has_video, has_audio = media_present(builder, r.sample, p)
             r.rationalized = len(texts)
-            judge_clip(r.sample, texts, r, recipe, set(), source="rationalized", has_video=has_video,
-                       has_audio=has_audio, lex=lex, require_cue=t.require_cue)
+            judge_clip(
+                r.sample,
+                texts,
+                r,
+                recipe,
+                set(),
+                source="rationalized",
+                has_video=has_video,
+                has_audio=has_audio,
+                lex=lex,
+                require_cue=t.require_cue,
+            )
     for r in results:
         r.kept = r.kept[: t.keep_per_clip]
     return results
@@ -185,10 +215,15 @@ class Progress:
             lines = path.read_text(encoding="utf-8").splitlines()
             head = json.loads(lines[0]) if lines else {}
             if head.get("settings") != settings:
-                diff = {k: (head.get("settings", {}).get(k), v) for k, v in settings.items()
-                        if head.get("settings", {}).get(k) != v}
-                raise ValueError(f"{path}: made with other settings ((then, now): {diff}); continue with the same "
-                                 "settings, or write to another --out")
+                diff = {
+                    k: (head.get("settings", {}).get(k), v)
+                    for k, v in settings.items()
+                    if head.get("settings", {}).get(k) != v
+                }
+                raise ValueError(
+                    f"{path}: made with other settings ((then, now): {diff}); continue with the same "
+                    "settings, or write to another --out"
+                )
             for line in lines[1:]:
                 try:
                     row = json.loads(line)
@@ -220,8 +255,9 @@ def trace_rows(cfg: RunConfig, manifest: str | Path) -> list[Sample]:
     from emorl.data.manifest import read_manifest, select_split
     from emorl.runs import drop_flagged
 
-    rows = select_split(read_manifest(manifest), cfg.data.split, default="train", source=str(manifest),
-                        key="data.split")
+    rows = select_split(
+        read_manifest(manifest), cfg.data.split, default="train", source=str(manifest), key="data.split"
+    )
     if cfg.data.exclude_flagged:
         rows = drop_flagged(rows, str(manifest))
     unique = list({clip_key(s): s for s in reversed(rows)}.values())[::-1]  # first row of each clip
@@ -231,15 +267,28 @@ def trace_rows(cfg: RunConfig, manifest: str | Path) -> list[Sample]:
 def settings_of(cfg: RunConfig, teacher: str) -> dict:
     """What the candidates of ``progress.jsonl`` depend on (class caps do not: applied at the end)."""
     t, d = cfg.traces, cfg.data
-    return {"teacher": str(teacher), "per_clip": t.per_clip, "keep_per_clip": t.keep_per_clip,
-            "temperature": t.temperature, "rationalize": t.rationalize, "require_cue": t.require_cue,
-            "lexicons": list(t.lexicons), "prompt": dataclasses.asdict(cfg.prompt), "grading": dataclasses.asdict(
-                cfg.grading), "num_frames": d.num_frames, "frame_size": d.frame_size, "modality": d.modality,
-            "max_new_tokens": cfg.sampling.max_new_tokens, "top_p": cfg.sampling.top_p, "top_k": cfg.sampling.top_k}
+    return {
+        "teacher": str(teacher),
+        "per_clip": t.per_clip,
+        "keep_per_clip": t.keep_per_clip,
+        "temperature": t.temperature,
+        "rationalize": t.rationalize,
+        "require_cue": t.require_cue,
+        "lexicons": list(t.lexicons),
+        "prompt": dataclasses.asdict(cfg.prompt),
+        "grading": dataclasses.asdict(cfg.grading),
+        "num_frames": d.num_frames,
+        "frame_size": d.frame_size,
+        "modality": d.modality,
+        "max_new_tokens": cfg.sampling.max_new_tokens,
+        "top_p": cfg.sampling.top_p,
+        "top_k": cfg.sampling.top_k,
+    }
 
 
-def generate_traces(cfg: RunConfig, teacher: str | Path, manifest: str | Path, out: str | Path, *,
-                    adapter=None, progress: bool = True) -> dict:
+def generate_traces(
+    cfg: RunConfig, teacher: str | Path, manifest: str | Path, out: str | Path, *, adapter=None, progress: bool = True
+) -> dict:
     """Write ``out`` (the traces manifest), ``<out>.stats.json`` and ``<out>.progress.jsonl``."""
     from tqdm.auto import tqdm
 
@@ -277,22 +326,40 @@ def generate_traces(cfg: RunConfig, teacher: str | Path, manifest: str | Path, o
             prog.add([r.to_json() for r in generate_batch(adapter, builder, list(batch), cfg, recipe, lex, spec_for)])
             bar.update(len(batch))
         bar.close()
-    return write_outputs(samples, prog.done, out, out.with_suffix(".stats.json"), max_per_class=t.max_per_class,
-                         balance=t.balance, teacher=str(teacher))
+    return write_outputs(
+        samples,
+        prog.done,
+        out,
+        out.with_suffix(".stats.json"),
+        max_per_class=t.max_per_class,
+        balance=t.balance,
+        teacher=str(teacher),
+    )
 
 
 def _candidates(samples: list[Sample], done: dict[str, dict]) -> list[tuple[int, int, Sample, dict]]:
     """(rank within its clip, clip order, clip, {text, source}) of every kept trace."""
     out = []
     for order, s in enumerate(samples):
-        kept = [{"text": s.meta["trace"], "source": "human"}] if s.meta.get("trace") else \
-            done.get(s.id, {}).get("kept", [])
+        kept = (
+            [{"text": s.meta["trace"], "source": "human"}]
+            if s.meta.get("trace")
+            else done.get(s.id, {}).get("kept", [])
+        )
         out += [(rank, order, s, k) for rank, k in enumerate(kept)]
     return out
 
 
-def write_outputs(samples: list[Sample], done: dict[str, dict], out: Path, stats_path: Path, *, max_per_class: int,
-                  balance: bool, teacher: str) -> dict:
+def write_outputs(
+    samples: list[Sample],
+    done: dict[str, dict],
+    out: Path,
+    stats_path: Path,
+    *,
+    max_per_class: int,
+    balance: bool,
+    teacher: str,
+) -> dict:
     """The traces manifest (class caps taken round-robin over clips) and the statistics, written
     atomically."""
     cands = _candidates(samples, done)
@@ -328,14 +395,27 @@ def write_outputs(samples: list[Sample], done: dict[str, dict], out: Path, stats
         per_class[s.label]["clips_with_trace"] += s.id in with_trace
     rows = [row for _, _, row in sorted(chosen, key=lambda x: (x[0], x[1]))]  # manifest order
     write_manifest(out, rows, relative_to=out.parent.resolve())
-    stats = {"teacher": teacher, "clips": len(samples), "traces": len(rows), "class_cap": cap,
-             "per_class": {k: dict(v) for k, v in sorted(per_class.items())},
-             "acceptance": {k: (v["accepted"] / v["sampled"] if v["sampled"] else None)
-                            for k, v in sorted(per_class.items())},
-             "rationalized_acceptance": {k: (v["rationalized_accepted"] / v["rationalized"] if v["rationalized"]
-                                             else None) for k, v in sorted(per_class.items())}}
+    stats = {
+        "teacher": teacher,
+        "clips": len(samples),
+        "traces": len(rows),
+        "class_cap": cap,
+        "per_class": {k: dict(v) for k, v in sorted(per_class.items())},
+        "acceptance": {
+            k: (v["accepted"] / v["sampled"] if v["sampled"] else None) for k, v in sorted(per_class.items())
+        },
+        "rationalized_acceptance": {
+            k: (v["rationalized_accepted"] / v["rationalized"] if v["rationalized"] else None)
+            for k, v in sorted(per_class.items())
+        },
+    }
     atomic_write_json(stats_path, stats)
     if not rows:
         print(f"[traces] warning: no trace passed the filters; {out} is empty (see {stats_path})")
-    return {"out": str(out), "stats": str(stats_path), "traces": len(rows), "clips": len(samples),
-            "clips_with_trace": len(with_trace)}
+    return {
+        "out": str(out),
+        "stats": str(stats_path),
+        "traces": len(rows),
+        "clips": len(samples),
+        "clips_with_trace": len(with_trace),
+    }

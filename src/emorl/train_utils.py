@@ -91,16 +91,25 @@ class MasterWeightAdamW(torch.optim.AdamW):
         state_dict = dict(state_dict)
         masters = state_dict.pop("master_weights", None)
         if masters is None:
-            raise ValueError("optimizer state has no 'master_weights': it was saved without float32 master weights "
-                             "(model.master_weights=none, or a float32 model); resume with the same settings")
+            raise ValueError(
+                "optimizer state has no 'master_weights': it was saved without float32 master weights "
+                "(model.master_weights=none, or a float32 model); resume with the same settings"
+            )
         super().load_state_dict(state_dict)
         for p, m, saved in zip(self.model_params, self._masters(), masters, strict=True):
             m.copy_(saved)
             p.copy_(m)
 
 
-def make_optimizer(model: torch.nn.Module, lr: float, weight_decay: float, total_steps: int, warmup_steps: int,
-                   schedule: str = "linear", master: bool = False):
+def make_optimizer(
+    model: torch.nn.Module,
+    lr: float,
+    weight_decay: float,
+    total_steps: int,
+    warmup_steps: int,
+    schedule: str = "linear",
+    master: bool = False,
+):
     """AdamW over trainable parameters with warm-up then linear (R1-Omni GRPO) or cosine (SFT) decay;
     ``master``: float32 master weights for half-precision parameters (``MasterWeightAdamW``)."""
     params = [p for p in model.parameters() if p.requires_grad]
@@ -135,6 +144,7 @@ def freeze_towers(adapter, *, vision: bool, audio: bool) -> None:
 
 # ---------------------------------------------------------------------------- several processes
 
+
 def world_info() -> tuple[int, int]:
     import torch.distributed as dist
 
@@ -143,7 +153,7 @@ def world_info() -> tuple[int, int]:
     return 1, 0
 
 
-def global_sum(x: int | float) -> int | float:
+def global_sum(x: float) -> int | float:
     """``x`` summed over processes (``x`` itself in a single process); keeps int or float."""
     import torch.distributed as dist
 
@@ -218,8 +228,9 @@ TRACKERS = ("tensorboard", "wandb")
 
 def scalar_metrics(row: dict[str, Any]) -> dict[str, float]:
     """A metrics row's numbers (not its step, strings, flags or nested values), as trackers take them."""
-    return {k: float(v) for k, v in row.items()
-            if k != "step" and isinstance(v, int | float) and not isinstance(v, bool)}
+    return {
+        k: float(v) for k, v in row.items() if k != "step" and isinstance(v, int | float) and not isinstance(v, bool)
+    }
 
 
 def _missing(tracker: str, package: str) -> ImportError:
@@ -254,8 +265,9 @@ class WandbTracker:
             import wandb
         except ImportError:
             raise _missing("wandb", "wandb") from None
-        self.run = wandb.init(project=os.environ.get("WANDB_PROJECT", "emorl"), name=out.name, dir=str(out),
-                              config=config)
+        self.run = wandb.init(
+            project=os.environ.get("WANDB_PROJECT", "emorl"), name=out.name, dir=str(out), config=config
+        )
 
     def log(self, scalars: dict[str, float], step: int) -> None:
         self.run.log(scalars, step=step)
@@ -269,13 +281,18 @@ def open_trackers(names: Sequence[str], out: Path, config: dict | None = None, *
     records; ``resume_step``: the step a resumed run continues from)."""
     unknown = [n for n in names if n not in TRACKERS]
     if unknown:
-        raise ValueError(f"report_to: unknown tracker(s) {', '.join(map(repr, unknown))}; "
-                         f"expected a list of {', '.join(TRACKERS)} (or [])")
+        raise ValueError(
+            f"report_to: unknown tracker(s) {', '.join(map(repr, unknown))}; "
+            f"expected a list of {', '.join(TRACKERS)} (or [])"
+        )
     trackers: list = []
     try:
         for n in dict.fromkeys(names):
-            trackers.append(TensorBoardTracker(out, resume_step + 1 if resume_step else None) if n == "tensorboard"
-                            else WandbTracker(out, config))
+            trackers.append(
+                TensorBoardTracker(out, resume_step + 1 if resume_step else None)
+                if n == "tensorboard"
+                else WandbTracker(out, config)
+            )
     except BaseException:
         for t in trackers:
             t.close()
@@ -294,25 +311,37 @@ def check_launch(command: str, sharding: str = "none") -> None:
     if env.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true":
         stage = env.get("ACCELERATE_DEEPSPEED_ZERO_STAGE", "?")
         if key is None:
-            raise RuntimeError(f"emorl {command} does not shard: launch it with configs/accelerate/ddp.yaml or "
-                               "torchrun, not an accelerate DeepSpeed config")
+            raise RuntimeError(
+                f"emorl {command} does not shard: launch it with configs/accelerate/ddp.yaml or "
+                "torchrun, not an accelerate DeepSpeed config"
+            )
         if stage not in ("2", "3"):
-            raise RuntimeError(f"accelerate DeepSpeed config with zero_stage {stage}: emorl supports ZeRO stages 2 "
-                               "and 3 (configs/accelerate/deepspeed_zero2.yaml, deepspeed_zero3.yaml)")
+            raise RuntimeError(
+                f"accelerate DeepSpeed config with zero_stage {stage}: emorl supports ZeRO stages 2 "
+                "and 3 (configs/accelerate/deepspeed_zero2.yaml, deepspeed_zero3.yaml)"
+            )
         if sharding != f"zero{stage}":
-            raise ValueError(f"launched with an accelerate DeepSpeed ZeRO-{stage} config but {key}={sharding}: "
-                             f"add {key}=zero{stage} (emorl {command} does not shard without it; emorl hands the "
-                             "model to DeepSpeed itself)")
+            raise ValueError(
+                f"launched with an accelerate DeepSpeed ZeRO-{stage} config but {key}={sharding}: "
+                f"add {key}=zero{stage} (emorl {command} does not shard without it; emorl hands the "
+                "model to DeepSpeed itself)"
+            )
     if env.get("ACCELERATE_USE_FSDP", "").lower() == "true":
         if key is None:
-            raise RuntimeError(f"emorl {command} does not shard: launch it with configs/accelerate/ddp.yaml or "
-                               "torchrun, not an accelerate FSDP config")
+            raise RuntimeError(
+                f"emorl {command} does not shard: launch it with configs/accelerate/ddp.yaml or "
+                "torchrun, not an accelerate FSDP config"
+            )
         if env.get("FSDP_VERSION", "1") != "2":
-            raise RuntimeError(f"accelerate FSDP1 configs are not supported: use configs/accelerate/fsdp2.yaml "
-                               f"(fsdp_version: 2) with {key}=fsdp2")
+            raise RuntimeError(
+                f"accelerate FSDP1 configs are not supported: use configs/accelerate/fsdp2.yaml "
+                f"(fsdp_version: 2) with {key}=fsdp2"
+            )
         if sharding != "fsdp2":
-            raise ValueError(f"launched with an accelerate FSDP config but {key}={sharding}: add {key}=fsdp2 "
-                             f"(emorl {command} does not shard without it; emorl applies FSDP2 itself)")
+            raise ValueError(
+                f"launched with an accelerate FSDP config but {key}={sharding}: add {key}=fsdp2 "
+                f"(emorl {command} does not shard without it; emorl applies FSDP2 itself)"
+            )
 
 
 class PhaseTimer:
@@ -330,8 +359,9 @@ class PhaseTimer:
             self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t
 
 
-def save_model_atomic(adapter, out: str | os.PathLike, state_dict: dict | None = None, *,
-                      run_config: str | None = None) -> Path:
+def save_model_atomic(
+    adapter, out: str | os.PathLike, state_dict: dict | None = None, *, run_config: str | None = None
+) -> Path:
     """Save model + processor to ``out`` via a temporary folder and a rename (``state_dict``: the
     gathered weights of a sharded model; ``run_config``: the run's resolved config as YAML, saved
     as ``emorl_config.yaml`` so every command that uses the model reads how it was trained)."""

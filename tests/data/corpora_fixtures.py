@@ -17,18 +17,20 @@ import numpy as np
 
 from emorl.data.media import write_mp4, write_wav
 
-LFS_STUB = (b"version https://git-lfs.github.com/spec/v1\n"
-            b"oid sha256:4d7a214614ab2935c943f9e0ff69d22eadbb8f32b1258daaa5e2ca24d17e2393\nsize 1234567\n")
+LFS_STUB = (
+    b"version https://git-lfs.github.com/spec/v1\n"
+    b"oid sha256:4d7a214614ab2935c943f9e0ff69d22eadbb8f32b1258daaa5e2ca24d17e2393\nsize 1234567\n"
+)
 
 
 @dataclass(frozen=True)
 class MediaBank:
     """Template media files, copied into fixture trees."""
 
-    av_mp4: Path      # 4 frames 32x32 @ 8 fps + 0.5 s audio
+    av_mp4: Path  # 4 frames 32x32 @ 8 fps + 0.5 s audio
     silent_mp4: Path  # same video, no audio stream
-    wav: Path         # 0.5 s, 16 kHz
-    jpg: Path         # one 32x32 face frame
+    wav: Path  # 0.5 s, 16 kHz
+    jpg: Path  # one 32x32 face frame
 
     def put(self, kind: str, dest: Path) -> Path:
         """Copy template ``kind`` (av, silent, wav) to ``dest``; ``frames`` makes a folder of 3 jpgs."""
@@ -71,8 +73,9 @@ def write_corrupt(path: Path) -> Path:
     return path
 
 
-def write_csv(path: Path, header: list[str] | None, rows: list[list], *, encoding: str = "utf-8",
-              delimiter: str = ",") -> Path:
+def write_csv(
+    path: Path, header: list[str] | None, rows: list[list], *, encoding: str = "utf-8", delimiter: str = ","
+) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding=encoding, newline="") as f:
         w = csv.writer(f, delimiter=delimiter)
@@ -111,8 +114,19 @@ def build_dfew(root: Path, bank: MediaBank, *, spelling: str = "single-labeled")
             write_csv(root / f"EmoLabel_DataSplit/{split}({spelling})/set_{k}.csv", ["video_name", "label"], rows)
     wb = Workbook()
     ws = wb.active
-    ws.append(["vote_happy", "vote_sad", "vote_neutral", "vote_angry", "vote_surprise", "vote_disgust",
-               "vote_fear", "clip_name", "annotation"])
+    ws.append(
+        [
+            "vote_happy",
+            "vote_sad",
+            "vote_neutral",
+            "vote_angry",
+            "vote_surprise",
+            "vote_disgust",
+            "vote_fear",
+            "clip_name",
+            "annotation",
+        ]
+    )
     for n in DFEW_CLIPS:
         votes = [0] * 7
         votes[dfew_label_id(n) - 1] = 9
@@ -125,13 +139,30 @@ def build_dfew(root: Path, bank: MediaBank, *, spelling: str = "single-labeled")
 
 # --------------------------------------------------------------------------- MAFW
 
-MAFW_WORDS = ("anger", "disgust", "fear", "happiness", "neutral", "sadness", "surprise",
-              "contempt", "anxiety", "helplessness", "disappointment")
+MAFW_WORDS = (
+    "anger",
+    "disgust",
+    "fear",
+    "happiness",
+    "neutral",
+    "sadness",
+    "surprise",
+    "contempt",
+    "anxiety",
+    "helplessness",
+    "disappointment",
+)
 MAFW_CLIPS = range(1, 13)  # clip n: label MAFW_WORDS[(n-1)%11], test fold (n-1)%5+1
-MAFW_SILENT = 5            # clip without an audio stream
-MAFW_MISSING = 12          # listed but absent
-MAFW_COMPOUND = {1: "anger_disgust", 2: "disgust", 3: "fear_surprise", 4: "happiness",
-                 6: "sadness_helplessness", 7: "surprise"}
+MAFW_SILENT = 5  # clip without an audio stream
+MAFW_MISSING = 12  # listed but absent
+MAFW_COMPOUND = {
+    1: "anger_disgust",
+    2: "disgust",
+    3: "fear_surprise",
+    4: "happiness",
+    6: "sadness_helplessness",
+    7: "surprise",
+}
 
 
 def mafw_test_fold(clip: int) -> int:
@@ -200,7 +231,7 @@ def build_ravdess(root: Path, bank: MediaBank) -> Path:
 # --------------------------------------------------------------------------- CREMA-D
 
 CREMAD_GOOD = ["1001_DFA_ANG_XX", "1001_IEO_HAP_HI", "1002_TIE_SAD_LO", "1019_MTI_NEU_XX", "1091_WSI_DIS_HI"]
-CREMAD_STUB = "1002_ITS_FEA_MD"          # flv is a Git-LFS pointer
+CREMAD_STUB = "1002_ITS_FEA_MD"  # flv is a Git-LFS pointer
 CREMAD_BAD = ["1064_TIE_SAD_XX", "1076_MTI_NEU_XX"]
 
 
@@ -214,22 +245,32 @@ def build_cremad(root: Path, bank: MediaBank) -> Path:
             bank.put("av", root / "VideoFlash" / f"{stem}.flv")
         bank.put("wav", root / "AudioWAV" / f"{stem}.wav")
     (root / "AudioWAV/._1001_DFA_ANG_XX.wav").write_bytes(b"junk")
-    write_csv(root / "VideoDemographics.csv", ["ActorID", "Age", "Sex", "Race", "Ethnicity"],
-              [[1001, 51, "Male", "Caucasian", "Not Hispanic"], [1002, 21, "Female", "Caucasian", "Not Hispanic"]])
+    write_csv(
+        root / "VideoDemographics.csv",
+        ["ActorID", "Age", "Sex", "Race", "Ethnicity"],
+        [[1001, 51, "Male", "Caucasian", "Not Hispanic"], [1002, 21, "Female", "Caucasian", "Not Hispanic"]],
+    )
     return root
 
 
 # --------------------------------------------------------------------------- MER2023 / MER2024
 
 MER2023 = {  # split -> rows (name, discrete, valence or None)
-    "train": [("sample_00000000", "happy", "2.5"), ("sample_00000001", "worried", "-1.0"),
-              ("sample_00000002", "neutral", "0.0"), ("sample_00000003", "angry", "-3.2")],
+    "train": [
+        ("sample_00000000", "happy", "2.5"),
+        ("sample_00000001", "worried", "-1.0"),
+        ("sample_00000002", "neutral", "0.0"),
+        ("sample_00000003", "angry", "-3.2"),
+    ],
     "test1": [("sample_00000007", "sad", "-2.0"), ("sample_00000008", "surprise", "1.5")],
     "test2": [("sample_00000009", "angry", "-4.0")],
     "test3": [("sample_00000010", "worried", None), ("sample_00000011", "happy", None)],
 }
-MER2024 = [("sample_00000000", "happy", "2.5"), ("sample_00000001", "worried", "-1.0"),
-           ("sample_00000020", "sad", "-2.2")]
+MER2024 = [
+    ("sample_00000000", "happy", "2.5"),
+    ("sample_00000001", "worried", "-1.0"),
+    ("sample_00000020", "sad", "-2.2"),
+]
 
 
 def build_mer2023(root: Path, bank: MediaBank) -> Path:
@@ -255,6 +296,7 @@ def build_mer2024(root: Path, bank: MediaBank) -> Path:
 
 # --------------------------------------------------------------------------- EMER
 
+
 def build_emer(root: Path, bank: MediaBank) -> Path:
     """root/EMER/dataset-v{1,2} beside root/MER2023 and root/MER2024.
 
@@ -264,22 +306,45 @@ def build_emer(root: Path, bank: MediaBank) -> Path:
     build_mer2023(root / "MER2023", bank)
     build_mer2024(root / "MER2024", bank)
     bank.put("av", root / "MER2023/train/sample_00000099.mp4")
-    write_csv(root / "EMER/dataset-v2/final-EMER-reason.csv", ["name", "chinese", "english"], [
-        ["sample_00000000", "在视频中，他在笑。", 'In the video, he smiles. In the text, the subtitle reads: "Great!"'],
-        ["sample_00000007", "在视频中，她在哭。", "In the video, she cries."],
-        ["sample_00000099", "在视频中。", "In the video, nothing."],
-    ])
-    write_csv(root / "EMER/dataset-v1/gt-eng.csv", ["names", "emotions", "subtitles", "reasons"], [
-        ["sample_00000001", "worried", "What now?", "Her brows are knitted; the voice trembles."],
-        ["sample_00000000", "happy", "Great!", "He laughs."],
-    ])
+    write_csv(
+        root / "EMER/dataset-v2/final-EMER-reason.csv",
+        ["name", "chinese", "english"],
+        [
+            [
+                "sample_00000000",
+                "在视频中，他在笑。",
+                'In the video, he smiles. In the text, the subtitle reads: "Great!"',
+            ],
+            ["sample_00000007", "在视频中，她在哭。", "In the video, she cries."],
+            ["sample_00000099", "在视频中。", "In the video, nothing."],
+        ],
+    )
+    write_csv(
+        root / "EMER/dataset-v1/gt-eng.csv",
+        ["names", "emotions", "subtitles", "reasons"],
+        [
+            ["sample_00000001", "worried", "What now?", "Her brows are knitted; the voice trembles."],
+            ["sample_00000000", "happy", "Great!", "He laughs."],
+        ],
+    )
     return root
 
 
 # --------------------------------------------------------------------------- MELD
 
-MELD_HEADER = ["Sr No.", "Utterance", "Speaker", "Emotion", "Sentiment", "Dialogue_ID", "Utterance_ID",
-               "Season", "Episode", "StartTime", "EndTime"]
+MELD_HEADER = [
+    "Sr No.",
+    "Utterance",
+    "Speaker",
+    "Emotion",
+    "Sentiment",
+    "Dialogue_ID",
+    "Utterance_ID",
+    "Season",
+    "Episode",
+    "StartTime",
+    "EndTime",
+]
 
 
 def build_meld(root: Path, bank: MediaBank) -> Path:
@@ -287,20 +352,64 @@ def build_meld(root: Path, bank: MediaBank) -> Path:
     and dia110_utt7 (dev) missing; a test clip named final_videos_testdia1_utt0.mp4; ``._`` junk;
     a duplicated test row."""
     train = [
-        [1, "also I was the point person on my company\u2019s transition", "Chandler", "neutral", "neutral",
-         0, 0, 8, 21, "00:16:16,059", "00:16:21,731"],
-        [2, "You must\u2019ve had your hands full.", "The Interviewer", "joy", "positive", 0, 1, 8, 21,
-         "0:16:21,940", "0:16:23,442"],
+        [
+            1,
+            "also I was the point person on my company\u2019s transition",
+            "Chandler",
+            "neutral",
+            "neutral",
+            0,
+            0,
+            8,
+            21,
+            "00:16:16,059",
+            "00:16:21,731",
+        ],
+        [
+            2,
+            "You must\u2019ve had your hands full.",
+            "The Interviewer",
+            "joy",
+            "positive",
+            0,
+            1,
+            8,
+            21,
+            "0:16:21,940",
+            "0:16:23,442",
+        ],
         [3, "\u201cOh my God!\u201d", "Monica", "surprise", "positive", 125, 3, 3, 19, "0:05:01,100", "0:05:02,200"],
     ]
     dev = [
-        [1, "Oh my God, he\u2019s lost it.", "Phoebe", "sadness", "negative", 0, 0, 4, 7,
-         "00:03:58,000", "00:04:00,500"],
+        [
+            1,
+            "Oh my God, he\u2019s lost it.",
+            "Phoebe",
+            "sadness",
+            "negative",
+            0,
+            0,
+            4,
+            7,
+            "00:03:58,000",
+            "00:04:00,500",
+        ],
         [2, "Hey!", "Joey", "anger", "negative", 110, 7, 4, 7, "00:04:01,000", "00:04:02,000"],
     ]
     test = [
-        [1, "Why do all you\u2019re coffee mugs have numbers?", "Mark", "surprise", "positive", 0, 0, 6, 1,
-         "0:14:38,000", "0:14:40,000"],
+        [
+            1,
+            "Why do all you\u2019re coffee mugs have numbers?",
+            "Mark",
+            "surprise",
+            "positive",
+            0,
+            0,
+            6,
+            1,
+            "0:14:38,000",
+            "0:14:40,000",
+        ],
         [2, "Oh.", "Rachel", "fear", "negative", 1, 0, 6, 1, "0:14:41,000", "0:14:42,000"],
         [2, "Oh.", "Rachel", "fear", "negative", 1, 0, 6, 1, "0:14:41,000", "0:14:42,000"],
         [3, "Ew.", "Ross", "disgust", "negative", 2, 0, 6, 1, "0:14:43,000", "0:14:44,000"],
@@ -357,26 +466,35 @@ def _spoil_dfew(root: Path, bank: MediaBank) -> dict[str, str]:
     wb.active.append([1, 0, 0, 0, 0, 0, 0, "x", 1])
     wb.save(xlsx)
     rel = train1.relative_to(root).as_posix()
-    return {f"dfew-{rel}:10": "malformed_row", "dfew-f1-train-00011": "unknown_label",
-            f"dfew-{rel}:12": "malformed_row", "dfew-Annotation/annotation.xlsx:12": "malformed_row"}
+    return {
+        f"dfew-{rel}:10": "malformed_row",
+        "dfew-f1-train-00011": "unknown_label",
+        f"dfew-{rel}:12": "malformed_row",
+        "dfew-Annotation/annotation.xlsx:12": "malformed_row",
+    }
 
 
 def _spoil_mafw(root: Path, bank: MediaBank) -> dict[str, str]:
     lst = next(root.glob("*/single/no_caption/set_1/test.txt"))  # 3 rows: lines 1..3
-    _append_lines(lst, ["00013.mp4 boredom", "abc.mp4 anger", "00014.mp4", "00015.mp4 anger_disgust",
-                        "00016.mp4 12"])
+    _append_lines(lst, ["00013.mp4 boredom", "abc.mp4 anger", "00014.mp4", "00015.mp4 anger_disgust", "00016.mp4 12"])
     rel = lst.relative_to(root).as_posix()
-    return {"mafw-f1-test-00013": "unknown_label", f"mafw-{rel}:5": "malformed_row",
-            f"mafw-{rel}:6": "malformed_row", "mafw-f1-test-00015": "compound",
-            "mafw-f1-test-00016": "unknown_label"}
+    return {
+        "mafw-f1-test-00013": "unknown_label",
+        f"mafw-{rel}:5": "malformed_row",
+        f"mafw-{rel}:6": "malformed_row",
+        "mafw-f1-test-00015": "compound",
+        "mafw-f1-test-00016": "unknown_label",
+    }
 
 
 def _spoil_ravdess(root: Path, bank: MediaBank) -> dict[str, str]:
-    bad = {"Actor_03/01-01-01-02-01-01-03.mp4": "impossible_code",  # strong neutral
-           "Actor_03/01-01-09-01-01-01-03.mp4": "unknown_label",    # emotion 09
-           "Actor_03/01-01-03-01-01-03-03.mp4": "bad_name",         # repetition 03
-           "Actor_03/01-01-03-01-01-01.mp4": "bad_name",            # six codes
-           "Actor_25/01-01-03-01-01-01-25.mp4": "bad_name"}         # actor 25
+    bad = {
+        "Actor_03/01-01-01-02-01-01-03.mp4": "impossible_code",  # strong neutral
+        "Actor_03/01-01-09-01-01-01-03.mp4": "unknown_label",  # emotion 09
+        "Actor_03/01-01-03-01-01-03-03.mp4": "bad_name",  # repetition 03
+        "Actor_03/01-01-03-01-01-01.mp4": "bad_name",  # six codes
+        "Actor_25/01-01-03-01-01-01-25.mp4": "bad_name",
+    }  # actor 25
     for rel in bad:
         bank.put("av", root / rel)
     return {f"ravdess-{Path(rel).stem}": reason for rel, reason in bad.items()}
@@ -389,55 +507,97 @@ def _spoil_cremad(root: Path, bank: MediaBank) -> dict[str, str]:
     bank.put("wav", root / "AudioWAV/1092_DFA_ANG_XX.wav")
     bank.put("av", root / "VideoFlash/1003_ABC_ANG_XX.flv")
     _append_rows(root / "VideoDemographics.csv", [["x", 30, "Male", "Asian", "Not Hispanic"], [1003]])  # lines 4, 5
-    return {"crema-d-1003_DFA_XYZ_XX": "unknown_label", "crema-d-1003_DFA_ANG": "bad_name",
-            "crema-d-1092_DFA_ANG_XX": "bad_name", "crema-d-1003_ABC_ANG_XX": "bad_name",
-            "crema-d-VideoDemographics.csv:4": "malformed_row", "crema-d-VideoDemographics.csv:5": "malformed_row"}
+    return {
+        "crema-d-1003_DFA_XYZ_XX": "unknown_label",
+        "crema-d-1003_DFA_ANG": "bad_name",
+        "crema-d-1092_DFA_ANG_XX": "bad_name",
+        "crema-d-1003_ABC_ANG_XX": "bad_name",
+        "crema-d-VideoDemographics.csv:4": "malformed_row",
+        "crema-d-VideoDemographics.csv:5": "malformed_row",
+    }
 
 
 def _spoil_mer2023(root: Path, bank: MediaBank) -> dict[str, str]:
-    _append_rows(root / "train-label.csv", [  # header + 4 rows: lines 1..5
-        ["sample_00000050", "bored", "1"], ["sample_00000051", "happy", "high"], ["", "happy", "1"],
-        ["sample_00000052", "happy", "1", "x"], ["sample_00000053", "7", "0"]])
-    return {"mer2023-train-sample_00000050": "unknown_label", "mer2023-train-sample_00000051": "malformed_row",
-            "mer2023-train-label.csv:8": "malformed_row", "mer2023-train-label.csv:9": "malformed_row",
-            "mer2023-train-sample_00000053": "unknown_label"}
+    _append_rows(
+        root / "train-label.csv",
+        [  # header + 4 rows: lines 1..5
+            ["sample_00000050", "bored", "1"],
+            ["sample_00000051", "happy", "high"],
+            ["", "happy", "1"],
+            ["sample_00000052", "happy", "1", "x"],
+            ["sample_00000053", "7", "0"],
+        ],
+    )
+    return {
+        "mer2023-train-sample_00000050": "unknown_label",
+        "mer2023-train-sample_00000051": "malformed_row",
+        "mer2023-train-label.csv:8": "malformed_row",
+        "mer2023-train-label.csv:9": "malformed_row",
+        "mer2023-train-sample_00000053": "unknown_label",
+    }
 
 
 def _spoil_mer2024(root: Path, bank: MediaBank) -> dict[str, str]:
     _append_rows(root / "label-disdim.csv", [["sample_00000060", "bored", "1"]])  # line 5
-    _append_rows(root / "check-openset.csv", [["sample_00000001", "['oops"]])   # line 3
+    _append_rows(root / "check-openset.csv", [["sample_00000001", "['oops"]])  # line 3
     return {"mer2024-train-sample_00000060": "unknown_label", "mer2024-check-openset.csv:3": "malformed_row"}
 
 
 def _spoil_meld(root: Path, bank: MediaBank) -> dict[str, str]:
-    _append_rows(root / "train_sent_emo.csv", [  # header + 3 rows: lines 1..4
-        [4, "Hm.", "Joey", "bored", "neutral", 0, 2, 8, 21, "0:16:24,000", "0:16:25,000"],
-        [5, "Hm.", "Joey", "joy", "positive", "x", 0, 8, 21, "0:16:24,000", "0:16:25,000"],
-        [6, "Hm.", "Joey", "joy", "positive", 0, 3, 8, 21, "soon", "0:16:25,000"],
-        [7, "Hm.", "Joey", "joy", "positive", 0, 4, 8, 21, "0:16:24,000"]])
-    return {"meld-train-dia0_utt2": "unknown_label", "meld-train_sent_emo.csv:6": "malformed_row",
-            "meld-train-dia0_utt3": "malformed_row", "meld-train_sent_emo.csv:8": "malformed_row"}
+    _append_rows(
+        root / "train_sent_emo.csv",
+        [  # header + 3 rows: lines 1..4
+            [4, "Hm.", "Joey", "bored", "neutral", 0, 2, 8, 21, "0:16:24,000", "0:16:25,000"],
+            [5, "Hm.", "Joey", "joy", "positive", "x", 0, 8, 21, "0:16:24,000", "0:16:25,000"],
+            [6, "Hm.", "Joey", "joy", "positive", 0, 3, 8, 21, "soon", "0:16:25,000"],
+            [7, "Hm.", "Joey", "joy", "positive", 0, 4, 8, 21, "0:16:24,000"],
+        ],
+    )
+    return {
+        "meld-train-dia0_utt2": "unknown_label",
+        "meld-train_sent_emo.csv:6": "malformed_row",
+        "meld-train-dia0_utt3": "malformed_row",
+        "meld-train_sent_emo.csv:8": "malformed_row",
+    }
 
 
 def _spoil_emer(root: Path, bank: MediaBank) -> dict[str, str]:
     _append_rows(root / "EMER/dataset-v1/gt-eng.csv", [["sample_00000002", "bored", "Hm.", "He shrugs."]])  # line 4
-    _append_rows(root / "EMER/dataset-v2/final-EMER-reason.csv", [  # header + 3 rows: lines 1..4
-        ["", "在视频中。", "In the video."], ["sample_00000070", "在视频中。", "In the video, he yawns."]])
+    _append_rows(
+        root / "EMER/dataset-v2/final-EMER-reason.csv",
+        [  # header + 3 rows: lines 1..4
+            ["", "在视频中。", "In the video."],
+            ["sample_00000070", "在视频中。", "In the video, he yawns."],
+        ],
+    )
     _append_rows(root / "MER2023/train-label.csv", [["sample_00000070", "bored", "1"]])
     bank.put("av", root / "MER2023/train/sample_00000070.mp4")
-    return {"emer-v1-sample_00000002": "unknown_label", "emer-EMER/dataset-v2/final-EMER-reason.csv:5": "malformed_row",
-            "emer-v2-sample_00000070": "unknown_label"}
+    return {
+        "emer-v1-sample_00000002": "unknown_label",
+        "emer-EMER/dataset-v2/final-EMER-reason.csv:5": "malformed_row",
+        "emer-v2-sample_00000070": "unknown_label",
+    }
 
 
 def _spoil_ferv39k(root: Path, bank: MediaBank) -> dict[str, str]:
     _append_lines(root / "4_setups/All_scenes/train_All.csv", ["Action/Sad Sad", "Action/Sad/0002 Bored"])  # 4, 5
-    return {"ferv39k-4_setups/All_scenes/train_All.csv:4": "malformed_row",
-            "ferv39k-train-Action-Sad-0002": "unknown_label"}
+    return {
+        "ferv39k-4_setups/All_scenes/train_All.csv:4": "malformed_row",
+        "ferv39k-train-Action-Sad-0002": "unknown_label",
+    }
 
 
-SPOILERS = {"dfew": _spoil_dfew, "mafw": _spoil_mafw, "ravdess": _spoil_ravdess, "crema-d": _spoil_cremad,
-            "mer2023": _spoil_mer2023, "mer2024": _spoil_mer2024, "meld": _spoil_meld, "emer": _spoil_emer,
-            "ferv39k": _spoil_ferv39k}
+SPOILERS = {
+    "dfew": _spoil_dfew,
+    "mafw": _spoil_mafw,
+    "ravdess": _spoil_ravdess,
+    "crema-d": _spoil_cremad,
+    "mer2023": _spoil_mer2023,
+    "mer2024": _spoil_mer2024,
+    "meld": _spoil_meld,
+    "emer": _spoil_emer,
+    "ferv39k": _spoil_ferv39k,
+}
 
 
 def spoil(name: str, root: Path, bank: MediaBank) -> dict[str, str]:

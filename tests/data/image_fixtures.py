@@ -48,8 +48,16 @@ def build_emoset(root: Path, per_class: int = 3) -> Path:
             iid = f"{emo}_{k:05d}"
             put_image(root / "image" / emo / f"{iid}.jpg", n)
             n += 1
-            ann = {"emotion": emo, "image_id": iid, "brightness": 0.4, "colorfulness": 0.7, "scene": "bakery/shop",
-                   "object": ["Alarm clock", "Person"], "facial_expression": "happy", "human_action": "boxing "}
+            ann = {
+                "emotion": emo,
+                "image_id": iid,
+                "brightness": 0.4,
+                "colorfulness": 0.7,
+                "scene": "bakery/shop",
+                "object": ["Alarm clock", "Person"],
+                "facial_expression": "happy",
+                "human_action": "boxing ",
+            }
             if k == 1:
                 del ann["human_action"], ann["object"]  # any attribute may be absent
             (root / "annotation" / emo).mkdir(parents=True, exist_ok=True)
@@ -58,8 +66,20 @@ def build_emoset(root: Path, per_class: int = 3) -> Path:
             splits[split].append([emo, iid, f"image/{emo}/{iid}.jpg", f"annotation/{emo}/{iid}.json"])
     for name, rows in splits.items():
         (root / f"{name}.json").write_text(json.dumps(rows))
-    (root / "info.json").write_text(json.dumps({"label2idx": {"emotion": {w: i for i, w in enumerate(
-        ("amusement", "awe", "contentment", "excitement", "anger", "disgust", "fear", "sadness"))}}}))
+    (root / "info.json").write_text(
+        json.dumps(
+            {
+                "label2idx": {
+                    "emotion": {
+                        w: i
+                        for i, w in enumerate(
+                            ("amusement", "awe", "contentment", "excitement", "anger", "disgust", "fear", "sadness")
+                        )
+                    }
+                }
+            }
+        )
+    )
     return root
 
 
@@ -76,15 +96,22 @@ def spoil_emoset(root: Path) -> dict[str, str]:
     ]
     (root / "train.json").write_text(json.dumps(rows))
     (root / "annotation/amusement/amusement_00000.json").write_text("{not json")  # sample kept, reject listed
-    return {f"emoset-train.json:{n + 1}": "malformed_row", "emoset-boredom_00001": "unknown_label",
-            "emoset-awe_00007": "label_conflict", "emoset-fear_00050": "bad_path", "emoset-fear_00051": "missing",
-            "emoset-annotation/amusement/amusement_00000.json": "malformed_row"}
+    return {
+        f"emoset-train.json:{n + 1}": "malformed_row",
+        "emoset-boredom_00001": "unknown_label",
+        "emoset-awe_00007": "label_conflict",
+        "emoset-fear_00050": "bad_path",
+        "emoset-fear_00051": "missing",
+        "emoset-annotation/amusement/amusement_00000.json": "malformed_row",
+    }
 
 
 # --------------------------------------------------------------------------- Emotion6
 
-EMOTION6_HEADER = ("[image_filename]\t[valence]\t[arousal]\t[prob. anger]\t[prob. disgust]\t[prob. fear]\t"
-                   "[prob. joy]\t[prob. sadness]\t[prob. surprise]\t[prob. neutral]")
+EMOTION6_HEADER = (
+    "[image_filename]\t[valence]\t[arousal]\t[prob. anger]\t[prob. disgust]\t[prob. fear]\t"
+    "[prob. joy]\t[prob. sadness]\t[prob. surprise]\t[prob. neutral]"
+)
 
 
 def emotion6_line(rel: str, votes: tuple[float, ...], valence: float = 5.0, arousal: float = 4.5) -> str:
@@ -122,8 +149,13 @@ def spoil_emotion6(root: Path) -> dict[str, str]:
     put_image(root / "images/sadness/55.jpg", 5001)  # on disk, not listed       -> unlisted
     put_image(root / "images/joy/8.jpg", 5002)
     gt.write_text("\n".join(lines) + "\n")
-    return {"emotion6-anger-90": "malformed_row", "emotion6-boredom-1": "unknown_label",
-            "emotion6-fear-77": "missing", "emotion6-joy-8": "malformed_row", "emotion6-sadness-55": "unlisted"}
+    return {
+        "emotion6-anger-90": "malformed_row",
+        "emotion6-boredom-1": "unknown_label",
+        "emotion6-fear-77": "missing",
+        "emotion6-joy-8": "malformed_row",
+        "emotion6-sadness-55": "unlisted",
+    }
 
 
 # --------------------------------------------------------------------------- FI
@@ -178,8 +210,12 @@ def spoil_emotionroi(root: Path) -> dict[str, str]:
         f.write(b"just-a-name.jpg\r\nboredom/1.jpg\r\nfear/99.jpg\r\n")
     put_image(root / "images/joy/42.jpg", 7000)  # in no list -> unlisted
     n = len((d / "training.txt").read_bytes().decode().splitlines())
-    return {f"emotionroi-training_testing_split/training.txt:{n - 2}": "malformed_row",
-            "emotionroi-boredom-1": "unknown_label", "emotionroi-fear-99": "missing", "emotionroi-joy-42": "unlisted"}
+    return {
+        f"emotionroi-training_testing_split/training.txt:{n - 2}": "malformed_row",
+        "emotionroi-boredom-1": "unknown_label",
+        "emotionroi-fear-99": "missing",
+        "emotionroi-joy-42": "unlisted",
+    }
 
 
 # --------------------------------------------------------------------------- hub copies (parquet)
@@ -191,8 +227,14 @@ def build_hub(root: Path, rows: dict[str, list[dict]], *, column: str = "images"
     import datasets
 
     img = datasets.List(datasets.Image()) if column == "images" else datasets.Image()
-    feats = datasets.Features({column: img, "problem": datasets.Value("string"),
-                               "course_grained": datasets.Value("string"), "answer": datasets.Value("string")})
+    feats = datasets.Features(
+        {
+            column: img,
+            "problem": datasets.Value("string"),
+            "course_grained": datasets.Value("string"),
+            "answer": datasets.Value("string"),
+        }
+    )
     for split, items in rows.items():
         cols = {k: [r[k] for r in items] for k in (column, "problem", "course_grained", "answer")}
         ds = datasets.Dataset.from_dict(cols, features=feats)
@@ -204,12 +246,18 @@ def build_hub(root: Path, rows: dict[str, list[dict]], *, column: str = "images"
 def emoset2k_rows(n_train: int = 8, n_test: int = 4) -> dict[str, list[dict]]:
     """EMO-R3-style rows: one image each, the Mikels word as the answer; test row 0 repeats train
     row 0's image (a leak the guard must see)."""
-    problem = "<image>Which emotion best describes the image? amusement, anger, awe, contentment, disgust, " \
-              "excitement, fear, sadness"
+    problem = (
+        "<image>Which emotion best describes the image? amusement, anger, awe, contentment, disgust, "
+        "excitement, fear, sadness"
+    )
 
     def row(i: int, word: str) -> dict:
-        return {"images": [{"bytes": image_bytes(4000 + i, "PNG" if i % 2 else "JPEG"), "path": f"{i}.jpg"}],
-                "problem": problem, "course_grained": "positive", "answer": word}
+        return {
+            "images": [{"bytes": image_bytes(4000 + i, "PNG" if i % 2 else "JPEG"), "path": f"{i}.jpg"}],
+            "problem": problem,
+            "course_grained": "positive",
+            "answer": word,
+        }
 
     train = [row(i, MIKELS_WORDS[i % 8]) for i in range(n_train)]
     test = [row(100 + i, MIKELS_WORDS[(i + 3) % 8]) for i in range(n_test)]

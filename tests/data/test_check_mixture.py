@@ -26,20 +26,50 @@ def mixed_manifest(tmp_path, bank) -> Path:
     mafw, _ = prepare("mafw", build_mafw(tmp_path / "MAFW", bank), fold=1)
     silent = next(s for s in mafw if s.meta["has_audio"] is False)
     samples = [
-        Sample("good-av", str(bank.put("av", d / "good.mp4")), "happy", "dfew", "test", 1,
-               meta={"modality": "audio+video"}),
+        Sample(
+            "good-av", str(bank.put("av", d / "good.mp4")), "happy", "dfew", "test", 1, meta={"modality": "audio+video"}
+        ),
         Sample("corrupt", str(write_corrupt(d / "corrupt.mp4")), "sad", "dfew", "test", 1),
-        Sample("lfs", str(write_lfs_stub(d / "lfs.flv")), "angry", "crema-d", "test", 1,
-               audio=str(bank.put("wav", d / "lfs.wav"))),
-        Sample("lfs-audio", str(bank.put("av", d / "x.flv")), "fear", "crema-d", "test", 1,
-               audio=str(write_lfs_stub(d / "x.wav"))),
+        Sample(
+            "lfs",
+            str(write_lfs_stub(d / "lfs.flv")),
+            "angry",
+            "crema-d",
+            "test",
+            1,
+            audio=str(bank.put("wav", d / "lfs.wav")),
+        ),
+        Sample(
+            "lfs-audio",
+            str(bank.put("av", d / "x.flv")),
+            "fear",
+            "crema-d",
+            "test",
+            1,
+            audio=str(write_lfs_stub(d / "x.wav")),
+        ),
         Sample("gone", str(d / "gone.mp4"), "neutral", "meld", "test"),
-        Sample("wav-only", str(bank.put("wav", d / "03-01-02-01-01-01-01.wav")), "calm", "ravdess", "test", 1,
-               meta={"modality": "audio"}),
-        Sample("split-av", str(bank.put("silent", d / "02-01-03-01-01-01-01.mp4")), "happy", "ravdess", "test", 1,
-               audio=str(bank.put("wav", d / "03-01-03-01-01-01-01.wav")), meta={"modality": "audio+video"}),
-        silent,      # MAFW clip without an audio stream: rejected as no_audio
-        *ferv[:2],   # frame folders, video-only: never rejected for missing audio
+        Sample(
+            "wav-only",
+            str(bank.put("wav", d / "03-01-02-01-01-01-01.wav")),
+            "calm",
+            "ravdess",
+            "test",
+            1,
+            meta={"modality": "audio"},
+        ),
+        Sample(
+            "split-av",
+            str(bank.put("silent", d / "02-01-03-01-01-01-01.mp4")),
+            "happy",
+            "ravdess",
+            "test",
+            1,
+            audio=str(bank.put("wav", d / "03-01-03-01-01-01-01.wav")),
+            meta={"modality": "audio+video"},
+        ),
+        silent,  # MAFW clip without an audio stream: rejected as no_audio
+        *ferv[:2],  # frame folders, video-only: never rejected for missing audio
     ]
     path = tmp_path / "manifest.jsonl"
     write_manifest(path, samples, relative_to=tmp_path)
@@ -54,12 +84,21 @@ def test_check_manifest_lists_every_reject(mixed_manifest, tmp_path):
     rejects = [json.loads(line) for line in (out / "rejects.jsonl").read_text().splitlines()]
     by_id = {r["id"]: r for r in rejects}
     assert {k: by_id[k]["outcome"] for k in ("corrupt", "lfs", "lfs-audio", "gone")} == {
-        "corrupt": "unreadable", "lfs": "lfs_pointer", "lfs-audio": "lfs_pointer", "gone": "missing"}
+        "corrupt": "unreadable",
+        "lfs": "lfs_pointer",
+        "lfs-audio": "lfs_pointer",
+        "gone": "missing",
+    }
     assert by_id["mafw-f1-train-00005"]["outcome"] == "no_audio"
     assert all(r["reason"] and r["media"] for r in rejects)
     clean = read_manifest(out / "clean.jsonl")
-    assert {s.id for s in clean} == {"good-av", "wav-only", "split-av", "ferv39k-train-Action-Happy-0267",
-                                     "ferv39k-train-Argue-Angry-0012"}
+    assert {s.id for s in clean} == {
+        "good-av",
+        "wav-only",
+        "split-av",
+        "ferv39k-train-Action-Happy-0267",
+        "ferv39k-train-Argue-Angry-0012",
+    }
     assert all(Path(s.media).exists() for s in clean)
     assert len(clean) + len(rejects) == report.total  # nothing dropped without being listed
     summary = json.loads((out / "check.json").read_text())
@@ -90,8 +129,13 @@ def test_sample_modality_defaults(tmp_path):
 
 def _manifest(path: Path, dataset: str, n: int) -> Path:
     labels = LABEL_SETS[dataset]
-    write_manifest(path, [Sample(f"{dataset}-{i}", f"/data/{dataset}/{i}.mp4", labels[i % len(labels)], dataset,
-                                 "train", 1) for i in range(n)])
+    write_manifest(
+        path,
+        [
+            Sample(f"{dataset}-{i}", f"/data/{dataset}/{i}.mp4", labels[i % len(labels)], dataset, "train", 1)
+            for i in range(n)
+        ],
+    )
     return path
 
 

@@ -42,8 +42,14 @@ from emorl.data.labels import LABEL_SETS
 from emorl.data.manifest import Sample, read_manifest, write_manifest
 
 BUILDERS = {
-    "dfew": build_dfew, "mafw": build_mafw, "ravdess": build_ravdess, "crema-d": build_cremad,
-    "mer2023": build_mer2023, "mer2024": build_mer2024, "meld": build_meld, "emer": build_emer,
+    "dfew": build_dfew,
+    "mafw": build_mafw,
+    "ravdess": build_ravdess,
+    "crema-d": build_cremad,
+    "mer2023": build_mer2023,
+    "mer2024": build_mer2024,
+    "meld": build_meld,
+    "emer": build_emer,
     "ferv39k": build_ferv39k,
 }
 
@@ -60,8 +66,23 @@ def reasons(rejects: list[Reject]) -> dict[str, str]:
 
 
 def test_registry_names():
-    assert list(CORPORA) == ["dfew", "mafw", "ravdess", "crema-d", "mer2023", "mer2024", "meld", "emer", "ferv39k",
-                             "emoset", "emotion6", "fi", "emotionroi", "emoset2k", "emotion6-hub"]
+    assert list(CORPORA) == [
+        "dfew",
+        "mafw",
+        "ravdess",
+        "crema-d",
+        "mer2023",
+        "mer2024",
+        "meld",
+        "emer",
+        "ferv39k",
+        "emoset",
+        "emotion6",
+        "fi",
+        "emotionroi",
+        "emoset2k",
+        "emotion6-hub",
+    ]
     with pytest.raises(DatasetError, match=r"unknown dataset 'affectnet'.*dfew, mafw"):
         prepare("affectnet", ".")
 
@@ -117,8 +138,11 @@ def test_row_level_problems_are_rejects_not_aborts(name, tmp_path, bank):
     if name == "dfew":
         assert "unknown label '9'; DFEW labels are 1..7" in by["dfew-f1-train-00011"].detail
         assert "set_1.csv:11:" in by["dfew-f1-train-00011"].detail
-        assert by["dfew-f1-train-00011"].meta == {"fold": 1, "split": "train",
-                                                  "source": "EmoLabel_DataSplit/train(single-labeled)/set_1.csv:11"}
+        assert by["dfew-f1-train-00011"].meta == {
+            "fold": 1,
+            "split": "train",
+            "source": "EmoLabel_DataSplit/train(single-labeled)/set_1.csv:11",
+        }
     if name == "ravdess":
         r = by["ravdess-01-01-01-02-01-01-03"]
         assert r.detail.endswith("intensity 02 (strong) with emotion 01 (neutral); RAVDESS has no strong neutral")
@@ -127,8 +151,10 @@ def test_row_level_problems_are_rejects_not_aborts(name, tmp_path, bank):
     if name == "crema-d":
         assert by["crema-d-1003_DFA_XYZ_XX"].path.endswith("VideoFlash/1003_DFA_XYZ_XX.flv")
         assert by["crema-d-1092_DFA_ANG_XX"].path.endswith("AudioWAV/1092_DFA_ANG_XX.wav")  # no video: the wav
-        assert "VideoDemographics.csv:4: malformed row: ActorID must be an integer, got 'x'" in \
-            by["crema-d-VideoDemographics.csv:4"].detail
+        assert (
+            "VideoDemographics.csv:4: malformed row: ActorID must be an integer, got 'x'"
+            in by["crema-d-VideoDemographics.csv:4"].detail
+        )
     if name == "meld":
         assert "train_sent_emo.csv:7: malformed row: time 'soon' is not h:mm:ss,ms" in by["meld-train-dia0_utt3"].detail
     if name == "emer":
@@ -143,7 +169,9 @@ def test_row_rejects_follow_the_fold_and_split_selection(tmp_path, bank):
     root = build_ravdess(tmp_path / "RAVDESS", bank)
     spoil("ravdess", root, bank)  # actor 3 is in fold 1's test set; the other two bad names have no readable actor
     assert set(reasons(prepare("ravdess", root, fold=1, split="train").rejects)) == {
-        "ravdess-01-01-03-01-01-01", "ravdess-01-01-03-01-01-01-25"}
+        "ravdess-01-01-03-01-01-01",
+        "ravdess-01-01-03-01-01-01-25",
+    }
     assert len(prepare("ravdess", root, fold=1, split="test").rejects) == 5
     assert prepare("ravdess", root, subset="song").rejects == []  # speech names are not song rejects
 
@@ -187,8 +215,9 @@ def test_unknown_split_lists_the_valid_ones(name, tmp_path, bank):
     assert [s.id for s in prepare(name, root, split=None).samples] == [s.id for s in samples]
 
 
-@pytest.mark.parametrize("name,fold,key", [("dfew", 1, "clip"), ("mafw", 2, "clip"), ("ravdess", 1, "code"),
-                                           ("crema-d", 1, "code")])
+@pytest.mark.parametrize(
+    "name,fold,key", [("dfew", 1, "clip"), ("mafw", 2, "clip"), ("ravdess", 1, "code"), ("crema-d", 1, "code")]
+)
 def test_train_and_test_of_a_fold_are_disjoint_and_make_the_fold(name, fold, key, tmp_path, bank):
     root = BUILDERS[name](tmp_path / name, bank)
     whole, whole_rej = prepare(name, root, fold=fold)
@@ -274,8 +303,15 @@ def test_dfew_votes_with_order_header(tmp_path, bank):
     wb.active.append([1, 2, 8, 0, 0, 0, 0, 0])
     wb.save(root / "Annotation/annotation.xlsx")
     s = by_id(prepare("dfew", root, fold=1).samples)
-    assert s["dfew-f1-test-00001"].meta["votes"] == {"happy": 2, "sad": 8, "neutral": 0, "angry": 0, "surprise": 0,
-                                                     "disgust": 0, "fear": 0}
+    assert s["dfew-f1-test-00001"].meta["votes"] == {
+        "happy": 2,
+        "sad": 8,
+        "neutral": 0,
+        "angry": 0,
+        "surprise": 0,
+        "disgust": 0,
+        "fear": 0,
+    }
     assert "votes" not in s["dfew-f1-test-00006"].meta
     wb = Workbook()
     wb.active.append(["order", "happy", "sad"])
@@ -304,14 +340,19 @@ def test_dfew_bad_inputs(tmp_path, bank):
     samples, rejects = prepare("dfew", root, fold=1)
     assert len(samples) == 9
     bad = [r for r in rejects if r.reason == "malformed_row"]
-    assert [r.id for r in bad] == ["dfew-EmoLabel_DataSplit/train(single-labeled)/set_1.csv:10",
-                                   "dfew-EmoLabel_DataSplit/train(single-labeled)/set_1.csv:11"]
+    assert [r.id for r in bad] == [
+        "dfew-EmoLabel_DataSplit/train(single-labeled)/set_1.csv:10",
+        "dfew-EmoLabel_DataSplit/train(single-labeled)/set_1.csv:11",
+    ]
     assert re.search(r"set_1\.csv:10: malformed row: video_name must be an integer, got 'abc'", bad[0].detail)
     assert bad[0].path == str(train1.resolve())
     assert "video_name must be a clip number >= 1, got '0'" in bad[1].detail
     (root / "EmoLabel_DataSplit/test(single-labeled)/set_3.csv").unlink()
-    with pytest.raises(DatasetError, match=r"(?s)fold 3 test list not found.*test\(single-labeled\)/set_3\.csv"
-                                           r".*test\(single_labeled\)/set_3\.csv"):
+    with pytest.raises(
+        DatasetError,
+        match=r"(?s)fold 3 test list not found.*test\(single-labeled\)/set_3\.csv"
+        r".*test\(single_labeled\)/set_3\.csv",
+    ):
         prepare("dfew", root, fold=3)
 
 
@@ -379,8 +420,11 @@ def test_mafw_bad_inputs(tmp_path, bank):
     assert samples == [] and reasons(rejects) == {"mafw-f1-test-00001": "compound"}
     assert "compound label 'anger_disgust' in a single-label list" in rejects[0].detail
     (root / "Train & Test Set/single/no_caption/set_3/train.txt").unlink()
-    with pytest.raises(DatasetError, match=r"(?s)Train & Test Set/single/no_caption/set_3/train\.txt"
-                                           r".*Train_Test_Set/single/no_caption/set_3/train\.txt"):
+    with pytest.raises(
+        DatasetError,
+        match=r"(?s)Train & Test Set/single/no_caption/set_3/train\.txt"
+        r".*Train_Test_Set/single/no_caption/set_3/train\.txt",
+    ):
         prepare("mafw", root, fold=3)
 
 
@@ -395,11 +439,30 @@ def test_ravdess_speech_folds_and_codes(tmp_path, bank):
     assert {s.meta["actor"] for s in samples if s.split == "test"} == {1, 2}
     s = by_id(samples)["ravdess-f1-test-01-01-06-02-02-01-01"]
     assert s.label == "fear"
-    assert {k: s.meta[k] for k in ("file_modality", "modality", "vocal_channel", "emotion", "intensity", "statement",
-                                   "repetition", "actor", "gender")} == {
-        "file_modality": "full-AV", "modality": "audio+video", "vocal_channel": "speech", "emotion": "fearful",
-        "intensity": "strong", "statement": "Dogs are sitting by the door", "repetition": 1, "actor": 1,
-        "gender": "male"}
+    assert {
+        k: s.meta[k]
+        for k in (
+            "file_modality",
+            "modality",
+            "vocal_channel",
+            "emotion",
+            "intensity",
+            "statement",
+            "repetition",
+            "actor",
+            "gender",
+        )
+    } == {
+        "file_modality": "full-AV",
+        "modality": "audio+video",
+        "vocal_channel": "speech",
+        "emotion": "fearful",
+        "intensity": "strong",
+        "statement": "Dogs are sitting by the door",
+        "repetition": 1,
+        "actor": 1,
+        "gender": "male",
+    }
     assert s.audio and s.audio.endswith("Actor_01/03-01-06-02-02-01-01.wav")
     assert by_id(samples)["ravdess-f1-test-01-01-08-01-01-02-01"].audio is None  # no matching wav
     assert by_id(samples)["ravdess-f1-test-01-01-08-01-01-02-01"].label == "surprise"
@@ -414,12 +477,15 @@ def test_ravdess_all_folds_and_gender_parity(tmp_path, bank):
     assert tests == {(1, 1), (2, 1), (5, 2), (24, 6)}
 
 
-@pytest.mark.parametrize("subset,n,modality,label,has_audio", [
-    ("song", 1, "audio+video", "calm", True),
-    ("video-only", 10, "video", None, False),
-    ("video_only+audio", 10, None, None, None),
-    ("audio-only", 8, "audio", None, False),
-])
+@pytest.mark.parametrize(
+    "subset,n,modality,label,has_audio",
+    [
+        ("song", 1, "audio+video", "calm", True),
+        ("video-only", 10, "video", None, False),
+        ("video_only+audio", 10, None, None, None),
+        ("audio-only", 8, "audio", None, False),
+    ],
+)
 def test_ravdess_subsets(subset, n, modality, label, has_audio, tmp_path, bank):
     samples, _ = prepare("ravdess", build_ravdess(tmp_path / "RAVDESS", bank), fold=6, subset=subset)
     assert len(samples) == n
@@ -475,8 +541,14 @@ def test_cremad_folds_stub_and_bad_files(tmp_path, bank):
     assert x.label == "happy" and x.media.endswith("VideoFlash/1001_IEO_HAP_HI.flv")
     assert x.audio.endswith("AudioWAV/1001_IEO_HAP_HI.wav")
     assert {k: x.meta[k] for k in ("actor", "sentence", "sentence_text", "emotion", "level", "gender", "age")} == {
-        "actor": 1001, "sentence": "IEO", "sentence_text": "It's eleven o'clock", "emotion": "HAP",
-        "level": "high", "gender": "male", "age": 51}
+        "actor": 1001,
+        "sentence": "IEO",
+        "sentence_text": "It's eleven o'clock",
+        "emotion": "HAP",
+        "level": "high",
+        "gender": "male",
+        "age": 51,
+    }
     assert s["crema-d-f2-test-1019_MTI_NEU_XX"].label == "neutral"
     assert s["crema-d-f5-test-1091_WSI_DIS_HI"].label == "disgust"  # the last fold has 19 actors
     assert s["crema-d-f1-test-1002_TIE_SAD_LO"].meta["level"] == "low"
@@ -608,8 +680,10 @@ def test_meld_quirks(tmp_path, bank):
     samples, rejects = prepare("meld", root)
     assert Counter(s.split for s in samples) == {"train": 2, "dev": 1, "test": 3}
     assert sorted((r.id, r.reason) for r in rejects) == [
-        ("meld-dev-dia110_utt7", "missing"), ("meld-test-dia1_utt0", "duplicate"),
-        ("meld-train-dia125_utt3", "missing")]
+        ("meld-dev-dia110_utt7", "missing"),
+        ("meld-test-dia1_utt0", "duplicate"),
+        ("meld-train-dia125_utt3", "missing"),
+    ]
     s = by_id(samples)
     assert s["meld-train-dia0_utt0"].media.endswith("train/train_splits/dia0_utt0.mp4")  # not the ._ twin
     assert s["meld-test-dia1_utt0"].media.endswith("final_videos_testdia1_utt0.mp4")
@@ -629,8 +703,11 @@ def test_meld_quirks(tmp_path, bank):
 
 def test_meld_bad_inputs(tmp_path, bank):
     root = build_meld(tmp_path / "MELD", bank)
-    write_csv(root / "dev_sent_emo.csv", MELD_HEADER, [[1, "Hi", "Joey", "bored", "neutral", 0, 0, 1, 1,
-                                                        "0:00:01,000", "0:00:02,000"]])
+    write_csv(
+        root / "dev_sent_emo.csv",
+        MELD_HEADER,
+        [[1, "Hi", "Joey", "bored", "neutral", 0, 0, 1, 1, "0:00:01,000", "0:00:02,000"]],
+    )
     samples, rejects = prepare("meld", root, split="dev")
     assert samples == [] and reasons(rejects) == {"meld-dev-dia0_utt0": "unknown_label"}
     assert re.search(r"dev_sent_emo\.csv:2: unknown label 'bored'", rejects[0].detail)

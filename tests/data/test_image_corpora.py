@@ -115,8 +115,10 @@ def test_emotion6_keyword_and_voted_labels(tmp_path):
     assert s.meta["source"] == "ground_truth.txt:3" and "no official split" in s.meta["split_rule"]
     gt = root / "ground_truth.txt"
     lines = [x for x in gt.read_text().splitlines() if not x.startswith(("fear/4.jpg", "fear/5.jpg"))]
-    lines += [emotion6_line("fear/5.jpg", (0.2, 0, 0.2, 0, 0, 0, 0.6)),  # neutral wins
-              emotion6_line("fear/4.jpg", (0.4, 0, 0.4, 0, 0, 0, 0.2))]  # anger and fear tie
+    lines += [
+        emotion6_line("fear/5.jpg", (0.2, 0, 0.2, 0, 0, 0, 0.6)),  # neutral wins
+        emotion6_line("fear/4.jpg", (0.4, 0, 0.4, 0, 0, 0, 0.2)),
+    ]  # anger and fear tie
     gt.write_text("\n".join(lines) + "\n")
     got = prepare("emotion6", root, subset="voted")
     assert {r.id: r.reason for r in got.rejects} == {"emotion6-fear-5": "neutral_vote", "emotion6-fear-4": "tied_vote"}
@@ -196,9 +198,11 @@ def test_hub_rejects_and_layout_errors(tmp_path):
     rows["train"][3]["images"] = rows["train"][3]["images"] * 2
     root = build_hub(tmp_path / "hub", rows)
     got = prepare("emoset2k", root, image_dir=tmp_path / "img")
-    assert {r.id: r.reason for r in got.rejects} == {"emoset2k-train-00001": "unknown_label",
-                                                     "emoset2k-train-00002": "no_image",
-                                                     "emoset2k-train-00003": "several_images"}
+    assert {r.id: r.reason for r in got.rejects} == {
+        "emoset2k-train-00001": "unknown_label",
+        "emoset2k-train-00002": "no_image",
+        "emoset2k-train-00003": "several_images",
+    }
     assert "train row 1" in got.rejects[0].detail and "boredom" in got.rejects[0].detail
     with pytest.raises(DatasetError, match="give image_dir="):
         prepare("emoset2k", root)
@@ -209,8 +213,17 @@ def test_hub_rejects_and_layout_errors(tmp_path):
 
 
 def test_emotion6_hub_single_image_column_and_joy(tmp_path):
-    rows = {"train": [{"image": {"bytes": image_bytes(9000 + i), "path": None}, "problem": "<image>Q",
-                       "course_grained": "", "answer": w} for i, w in enumerate(("joy", "Anger", "surprise"))]}
+    rows = {
+        "train": [
+            {
+                "image": {"bytes": image_bytes(9000 + i), "path": None},
+                "problem": "<image>Q",
+                "course_grained": "",
+                "answer": w,
+            }
+            for i, w in enumerate(("joy", "Anger", "surprise"))
+        ]
+    }
     root = build_hub(tmp_path / "e6", rows, column="image")
     samples, rejects = prepare("emotion6-hub", root, image_dir=tmp_path / "img")
     assert rejects == [] and [s.label for s in samples] == ["happy", "angry", "surprise"]

@@ -13,8 +13,10 @@ from PIL import Image
 
 from emorl.data.images import ImageError, ImageLimits, check_image, load_image, sniff_format
 
-LFS_STUB = (b"version https://git-lfs.github.com/spec/v1\n"
-            b"oid sha256:4d7a214614ab2935c943f9e0ff69d22eadbb8f32b1258daaa5e2ca24d17e2393\nsize 1234567\n")
+LFS_STUB = (
+    b"version https://git-lfs.github.com/spec/v1\n"
+    b"oid sha256:4d7a214614ab2935c943f9e0ff69d22eadbb8f32b1258daaa5e2ca24d17e2393\nsize 1234567\n"
+)
 
 
 def noise(w: int = 48, h: int = 40, seed: int = 0) -> Image.Image:
@@ -29,12 +31,14 @@ def save(im: Image.Image, path: Path, fmt: str, **kw) -> Path:
 def png_header_only(path: Path, width: int, height: int) -> Path:
     """A PNG whose IHDR claims width x height 8-bit grey pixels, with a tiny IDAT: a header-only
     decompression bomb (opening it must not allocate the pixels)."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 16))
-                     + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\x00" * 16)) + chunk(b"IEND", b"")
+    )
     return path
 
 
@@ -147,13 +151,26 @@ def test_small_images_are_flagged_not_rejected(tmp_path):
     p = save(noise(20, 60), tmp_path / "s.png", "PNG")
     assert load_image(p).flags == ["small"]
     assert load_image(p, ImageLimits(min_side=0)).flags == []
-    assert check_image(p) == {"ok": True, "width": 20, "height": 60, "format": "PNG", "mode": "RGB", "notes": [],
-                              "flags": ["small"]}
+    assert check_image(p) == {
+        "ok": True,
+        "width": 20,
+        "height": 60,
+        "format": "PNG",
+        "mode": "RGB",
+        "notes": [],
+        "flags": ["small"],
+    }
 
 
 def test_sniff_format():
-    for fmt, ext in (("PNG", ".png"), ("JPEG", ".jpg"), ("GIF", ".gif"), ("BMP", ".bmp"), ("WEBP", ".webp"),
-                     ("TIFF", ".tif")):
+    for fmt, ext in (
+        ("PNG", ".png"),
+        ("JPEG", ".jpg"),
+        ("GIF", ".gif"),
+        ("BMP", ".bmp"),
+        ("WEBP", ".webp"),
+        ("TIFF", ".tif"),
+    ):
         b = io.BytesIO()
         noise(8, 8).save(b, fmt)
         assert sniff_format(b.getvalue()) == ext
@@ -189,8 +206,10 @@ def test_data_check_counts_image_outcomes_and_notes(tmp_path):
     files["junk"] = d / "junk.png"
     files["gone"] = d / "gone.jpg"
     labels = ("amusement", "awe", "fear", "sad")
-    samples = [Sample(k, str(p), labels[i % 4], "emoset", "train", meta={"modality": "image"} if i % 2 else {})
-               for i, (k, p) in enumerate(files.items())]
+    samples = [
+        Sample(k, str(p), labels[i % 4], "emoset", "train", meta={"modality": "image"} if i % 2 else {})
+        for i, (k, p) in enumerate(files.items())
+    ]
     assert {sample_modality(s) for s in samples} == {"image"}  # tagged, or guessed from the extension
     write_manifest(tmp_path / "m.jsonl", samples)
     report = check_manifest(tmp_path / "m.jsonl", tmp_path / "out", workers=1, progress=False)

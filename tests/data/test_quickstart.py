@@ -19,10 +19,26 @@ pytestmark = pytest.mark.e2e
 QUICKSTART = Path(__file__).resolve().parents[2] / "docs" / "quickstart.md"
 # tiny sizes appended to the commands that load a model with a recipe (a trained model's folder
 # carries its own settings, so eval and predict of it get nothing appended)
-TINY = ["model.device=cpu", "model.dtype=float32", "data.sampling=fixed", "data.frame_size=56", "data.num_frames=4",
-        "sampling.max_new_tokens=6", "eval.max_new_tokens=6", "eval.batch_size=8", "grpo.steps=2",
-        "grpo.prompts_per_step=2", "grpo.completions_per_prompt=2", "grpo.micro_batch_rows=4", "model.lora_rank=4",
-        "grpo.lr=1e-3", "sft.epochs=2", "sft.samples_per_step=4", "sft.micro_batch_samples=2", "sft.lr=1e-3"]
+TINY = [
+    "model.device=cpu",
+    "model.dtype=float32",
+    "data.sampling=fixed",
+    "data.frame_size=56",
+    "data.num_frames=4",
+    "sampling.max_new_tokens=6",
+    "eval.max_new_tokens=6",
+    "eval.batch_size=8",
+    "grpo.steps=2",
+    "grpo.prompts_per_step=2",
+    "grpo.completions_per_prompt=2",
+    "grpo.micro_batch_rows=4",
+    "model.lora_rank=4",
+    "grpo.lr=1e-3",
+    "sft.epochs=2",
+    "sft.samples_per_step=4",
+    "sft.micro_batch_samples=2",
+    "sft.lr=1e-3",
+]
 
 
 def quickstart_commands() -> list[str]:
@@ -34,8 +50,11 @@ def quickstart_commands() -> list[str]:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory, bank, tiny_model_dir):
     d = tmp_path_factory.mktemp("quickstart")
-    roots = {"DFEW": build_dfew(d / "data" / "DFEW", bank), "MAFW": build_mafw(d / "data" / "MAFW", bank),
-             "RAVDESS": build_ravdess(d / "data" / "RAVDESS", bank)}
+    roots = {
+        "DFEW": build_dfew(d / "data" / "DFEW", bank),
+        "MAFW": build_mafw(d / "data" / "MAFW", bank),
+        "RAVDESS": build_ravdess(d / "data" / "RAVDESS", bank),
+    }
     seed = 1000
     for root in roots.values():
         seed = distinct_media(root, seed)
@@ -68,8 +87,12 @@ def scripted_teacher(manifest: Path, real):
         for p, t in zip(prompts, texts):
             lab = labels[p.key.split("|")[0]]
             wrong = "neutral" if lab != "neutral" else "happy"
-            out.append([f"<think>There are tears in the eyes.</think><answer>{lab}</answer>",
-                        *[f"<think>A smile ({j}).</think><answer>{wrong}</answer>" for j in range(len(t) - 1)]])
+            out.append(
+                [
+                    f"<think>There are tears in the eyes.</think><answer>{lab}</answer>",
+                    *[f"<think>A smile ({j}).</think><answer>{wrong}</answer>" for j in range(len(t) - 1)],
+                ]
+            )
         return out
 
     return sample
@@ -117,16 +140,49 @@ def test_cv_trains_and_evaluates_every_fold(world, tmp_path, capsys):
     manifest = d / "manifests/dfew.jsonl"
     if not manifest.is_file():
         assert main(["data", "prepare", "dfew", "--root", world["DFEW"], "--out", str(manifest)]) == 0
-    assert main(["cv", "--manifest", str(manifest), "--out", str(tmp_path / "cv"), "model.path=" + world["QWEN"],
-                 "cv.stages=sft", "sft.target=label", "sft.epochs=2", "sft.samples_per_step=4", "sft.lr=1e-3", *TINY]) == 0
+    assert (
+        main(
+            [
+                "cv",
+                "--manifest",
+                str(manifest),
+                "--out",
+                str(tmp_path / "cv"),
+                "model.path=" + world["QWEN"],
+                "cv.stages=sft",
+                "sft.target=label",
+                "sft.epochs=2",
+                "sft.samples_per_step=4",
+                "sft.lr=1e-3",
+                *TINY,
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     res = json.loads((tmp_path / "cv" / "cv.json").read_text())
     assert res["n_folds"] == 5 and "mean ± std (5 folds)" in out
     wars = [f["dfew"]["war"] for f in res["folds"].values()]
     assert res["mean"]["dfew"]["war"] == pytest.approx(sum(wars) / 5)
     # resumable: a second run skips every finished stage
-    assert main(["cv", "--manifest", str(manifest), "--out", str(tmp_path / "cv"), "model.path=" + world["QWEN"],
-                 "cv.stages=sft", "sft.target=label", "sft.epochs=2", "sft.samples_per_step=4", *TINY]) == 0
+    assert (
+        main(
+            [
+                "cv",
+                "--manifest",
+                str(manifest),
+                "--out",
+                str(tmp_path / "cv"),
+                "model.path=" + world["QWEN"],
+                "cv.stages=sft",
+                "sft.target=label",
+                "sft.epochs=2",
+                "sft.samples_per_step=4",
+                *TINY,
+            ]
+        )
+        == 0
+    )
     assert capsys.readouterr().out.count("already done") >= 10
 
 
@@ -135,33 +191,96 @@ def test_an_emo_r3_model_is_evaluated_with_its_own_recipe(world, tmp_path, capsy
     train, test = d / "manifests/dfew-f1-train.jsonl", d / "manifests/dfew-f1-test.jsonl"
     for split, path in (("train", train), ("test", test)):
         if not path.is_file():
-            assert main(["data", "prepare", "dfew", "--root", world["DFEW"], "--fold", "1", "--split", split,
-                         "--out", str(path)]) == 0
+            assert (
+                main(
+                    [
+                        "data",
+                        "prepare",
+                        "dfew",
+                        "--root",
+                        world["DFEW"],
+                        "--fold",
+                        "1",
+                        "--split",
+                        split,
+                        "--out",
+                        str(path),
+                    ]
+                )
+                == 0
+            )
     out = tmp_path / "r3"
-    assert main(["sft", "--config", "emo-r3-tiny", f"model.path={world['QWEN']}", f"data.train={train}",
-                 f"out={out}", "sft.target=label", "sft.epochs=30", "sft.samples_per_step=4", "sft.lr=3e-3",
-                 "data.sampling=fixed", "data.frame_size=56", "data.num_frames=4", "eval.max_new_tokens=8"]) == 0
+    assert (
+        main(
+            [
+                "sft",
+                "--config",
+                "emo-r3-tiny",
+                f"model.path={world['QWEN']}",
+                f"data.train={train}",
+                f"out={out}",
+                "sft.target=label",
+                "sft.epochs=30",
+                "sft.samples_per_step=4",
+                "sft.lr=3e-3",
+                "data.sampling=fixed",
+                "data.frame_size=56",
+                "data.num_frames=4",
+                "eval.max_new_tokens=8",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     assert main(["eval", "--model", str(out / "model"), "--manifest", str(test)]) == 0
     err = capsys.readouterr().err
     assert "differs" not in err
     m = json.loads((out / "model" / "eval" / "dfew-f1-test" / "metrics.json").read_text())
     assert m["grading"]["recipe"] == "emo-r3" and m["grading"]["style"] == "boxed"
-    assert m["settings"] == {"sampling": "fixed", "num_frames": 4, "frame_size": 56, "max_new_tokens": 8,
-                             "modality": "video+audio"}
+    assert m["settings"] == {
+        "sampling": "fixed",
+        "num_frames": 4,
+        "frame_size": 56,
+        "max_new_tokens": 8,
+        "modality": "video+audio",
+    }
     preds = [json.loads(x) for x in (out / "model" / "eval" / "dfew-f1-test" / "predictions.jsonl").open()]
     assert any(p["completion"].startswith("\\boxed{") and p["pred"] for p in preds)  # read as EMO-R3's boxed answers
     # an explicit override is used, and said
-    assert main(["eval", "--model", str(out / "model"), "--manifest", str(test), "--out", str(tmp_path / "e2"),
-                 "eval.max_new_tokens=4"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--model",
+                str(out / "model"),
+                "--manifest",
+                str(test),
+                "--out",
+                str(tmp_path / "e2"),
+                "eval.max_new_tokens=4",
+            ]
+        )
+        == 0
+    )
     assert "eval.max_new_tokens=4 differs from the model's training setting 8" in capsys.readouterr().err
 
 
 def test_predict_a_folder_is_resumable(world, tmp_path, capsys):
     clips = Path(world["CLIPS"])
     out = tmp_path / "p.jsonl"
-    args = ["predict", str(clips), "--model", world["QWEN"], "--out", str(out), "prompt.labels=dfew",
-            "data.sampling=fixed", "data.frame_size=56", "data.num_frames=4", "eval.max_new_tokens=6"]
+    args = [
+        "predict",
+        str(clips),
+        "--model",
+        world["QWEN"],
+        "--out",
+        str(out),
+        "prompt.labels=dfew",
+        "data.sampling=fixed",
+        "data.frame_size=56",
+        "data.num_frames=4",
+        "eval.max_new_tokens=6",
+    ]
     assert main(args) == 0
     rows = [json.loads(x) for x in out.read_text().splitlines()]
     assert [r["id"] for r in rows] == ["clip0.mp4", "clip1.mp4", "clip2.mp4"]

@@ -21,8 +21,11 @@ from emorl.runs import drop_flagged, load_samples, training_samples
 
 def _rows(tmp_path, splits, name="m.jsonl", dataset="dfew", fold=None):
     clip = make_clip(tmp_path / "c.mp4", seconds=0.5, size=32)
-    samples = [Sample(id=f"{sp}-{i}", media=str(clip), label="happy", dataset=dataset, split=sp, fold=fold)
-               for sp, n in splits.items() for i in range(n)]
+    samples = [
+        Sample(id=f"{sp}-{i}", media=str(clip), label="happy", dataset=dataset, split=sp, fold=fold)
+        for sp, n in splits.items()
+        for i in range(n)
+    ]
     path = tmp_path / name
     write_manifest(path, samples)
     return path
@@ -48,8 +51,11 @@ def test_split_selection_defaults_and_errors(tmp_path):
 
 def test_training_rows_of_several_folds_are_refused(tmp_path):
     clip = make_clip(tmp_path / "c.mp4", seconds=0.5, size=32)
-    rows = [Sample(id=f"f{k}-{i}", media=str(clip), label="sad", dataset="dfew", split="train", fold=k)
-            for k in (1, 2) for i in range(2)]
+    rows = [
+        Sample(id=f"f{k}-{i}", media=str(clip), label="sad", dataset="dfew", split="train", fold=k)
+        for k in (1, 2)
+        for i in range(2)
+    ]
     write_manifest(tmp_path / "two.jsonl", rows)
     with pytest.raises(ManifestError, match=r"span folds \[1, 2\] of dfew"):
         load_samples(tmp_path / "two.jsonl")
@@ -68,8 +74,24 @@ def test_dfew_fold_manifests_are_disjoint_and_a_cross_fold_pair_is_refused(tmp_p
     files = {}
     for fold, split in ((1, "train"), (1, "test"), (2, "test")):
         files[fold, split] = tmp_path / f"dfew-f{fold}-{split}.jsonl"
-        assert main(["data", "prepare", "dfew", "--root", str(root), "--fold", str(fold), "--split", split,
-                     "--out", str(files[fold, split])]) == 0
+        assert (
+            main(
+                [
+                    "data",
+                    "prepare",
+                    "dfew",
+                    "--root",
+                    str(root),
+                    "--fold",
+                    str(fold),
+                    "--split",
+                    split,
+                    "--out",
+                    str(files[fold, split]),
+                ]
+            )
+            == 0
+        )
     train = read_manifest(files[1, "train"])
     assert {s.split for s in train} == {"train"} and {s.fold for s in train} == {1}
     assert not find_leakage(train, {"f1": read_manifest(files[1, "test"])}).clips
@@ -96,15 +118,37 @@ def test_content_hash_catches_a_copied_clip(tmp_path):
 
 def test_shared_subjects_are_reported_not_refused(tmp_path, capsys, bank):
     root = build_ravdess(tmp_path / "RAVDESS", bank)
-    assert main(["data", "prepare", "ravdess", "--root", str(root), "--fold", "1", "--split", "all",
-                 "--out", str(tmp_path / "r.jsonl")]) == 0
+    assert (
+        main(
+            [
+                "data",
+                "prepare",
+                "ravdess",
+                "--root",
+                str(root),
+                "--fold",
+                "1",
+                "--split",
+                "all",
+                "--out",
+                str(tmp_path / "r.jsonl"),
+            ]
+        )
+        == 0
+    )
     rows = read_manifest(tmp_path / "r.jsonl")
     train = [s for s in rows if s.split == "train"]
     test = [s for s in rows if s.split == "test"]
     assert train and test and not find_leakage(train, {"t": test}).subjects  # actor-independent folds
     other_clip = make_clip(tmp_path / "other.mp4", seconds=0.5, size=32, seed=9)
-    same_actor = Sample(id="other", media=str(other_clip), label="sad", dataset="ravdess", split="test",
-                        meta={"subject": train[0].meta["subject"]})
+    same_actor = Sample(
+        id="other",
+        media=str(other_clip),
+        label="sad",
+        dataset="ravdess",
+        split="test",
+        meta={"subject": train[0].meta["subject"]},
+    )
     found = guard(train, {"t": [same_actor]})  # no exception: a note
     assert found.subjects == {"t": [train[0].meta["subject"]]} and "share 1 subject" in capsys.readouterr().out
 
@@ -113,8 +157,24 @@ def test_prepare_with_a_relative_root_resolves_from_another_directory(tmp_path, 
     build_dfew(tmp_path / "data" / "DFEW", bank)
     monkeypatch.chdir(tmp_path / "data")
     (tmp_path / "manifests").mkdir()
-    assert main(["data", "prepare", "dfew", "--root", "DFEW", "--fold", "1", "--split", "test",
-                 "--out", "../manifests/dfew-f1-test.jsonl"]) == 0
+    assert (
+        main(
+            [
+                "data",
+                "prepare",
+                "dfew",
+                "--root",
+                "DFEW",
+                "--fold",
+                "1",
+                "--split",
+                "test",
+                "--out",
+                "../manifests/dfew-f1-test.jsonl",
+            ]
+        )
+        == 0
+    )
     manifest = tmp_path / "manifests" / "dfew-f1-test.jsonl"
     assert '"media": "../data/DFEW/' in manifest.read_text()  # stored relative to the manifest's folder
     monkeypatch.chdir("/")
@@ -150,8 +210,10 @@ def test_degenerate_media_are_flagged(tmp_path):
     assert load_clip(fine, **kw).flags == []
     assert load_clip(one, **kw, limits=MediaLimits(min_frames=0, min_seconds=0, min_side=0)).flags == []
 
-    samples = [Sample(id=p.stem, media=str(p), label="happy", dataset="dfew", split="test", meta={"modality": "video"})
-               for p in (one, short, tiny, fine)]
+    samples = [
+        Sample(id=p.stem, media=str(p), label="happy", dataset="dfew", split="test", meta={"modality": "video"})
+        for p in (one, short, tiny, fine)
+    ]
     write_manifest(tmp_path / "m.jsonl", samples)
     assert main(["data", "check", str(tmp_path / "m.jsonl"), "--out", str(tmp_path / "chk"), "--workers", "1"]) == 0
     summary = json.loads((tmp_path / "chk" / "check.json").read_text())
@@ -164,16 +226,33 @@ def test_degenerate_media_are_flagged(tmp_path):
     kept = load_samples(tmp_path / "chk" / "clean.jsonl", split="test", exclude_flagged=True)
     assert [s.id for s in kept] == ["fine"]
     # thresholds come from the config
-    assert main(["data", "check", str(tmp_path / "m.jsonl"), "--out", str(tmp_path / "chk2"), "--workers", "1",
-                 "data.min_side=0", "data.min_frames=1", "data.min_seconds=0"]) == 0
+    assert (
+        main(
+            [
+                "data",
+                "check",
+                str(tmp_path / "m.jsonl"),
+                "--out",
+                str(tmp_path / "chk2"),
+                "--workers",
+                "1",
+                "data.min_side=0",
+                "data.min_frames=1",
+                "data.min_seconds=0",
+            ]
+        )
+        == 0
+    )
     assert json.loads((tmp_path / "chk2" / "check.json").read_text())["flags"] == {}
 
 
 def test_check_reports_leakage_against_an_evaluation_manifest(tmp_path, capsys):
     train = _rows(tmp_path, {"train": 2}, "train.jsonl")
     test = _rows(tmp_path, {"test": 1}, "test.jsonl")  # the same clip file
-    assert main(["data", "check", str(train), "--out", str(tmp_path / "chk"), "--workers", "1",
-                 "--against", str(test)]) == 2
+    assert (
+        main(["data", "check", str(train), "--out", str(tmp_path / "chk"), "--workers", "1", "--against", str(test)])
+        == 2
+    )
     assert "also evaluation clips" in capsys.readouterr().out
     leak = json.loads((tmp_path / "chk" / "check.json").read_text())["leakage"]
     assert leak["shared_clips"] and (tmp_path / "chk" / "clean.jsonl").is_file()  # written before the verdict

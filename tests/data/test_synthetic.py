@@ -249,7 +249,7 @@ def _mouth_top_rows(img: np.ndarray, half_width: float) -> tuple[float, float]:
     """Top edge (row) of the mouth (pixels far from the skin colour) below the nose, at the
     centre and near the corners (``half_width``: the mouth's half width in face units)."""
     size = img.shape[0]
-    to_px = lambda f: int(round((f + 1) * size / 2))
+    to_px = lambda f: round((f + 1) * size / 2)
     skin = np.asarray(_appearance().skin) * 255
     box = img[to_px(0.26) : to_px(0.85)].astype(float)
     mouth = np.abs(box - skin).sum(-1) > 60
@@ -328,8 +328,17 @@ def _f0(audio: np.ndarray, sr: int = 16000) -> float:
 
 
 def _flat_voice(**kw) -> dict:
-    return {"pitch": 0.0, "pitch_range": 1.0, "pitch_contour": "flat", "energy": 0.0, "rate": 4.0,
-            "breathiness": 0.0, "jitter": 0.0, "harshness": 0.0, **kw}
+    return {
+        "pitch": 0.0,
+        "pitch_range": 1.0,
+        "pitch_contour": "flat",
+        "energy": 0.0,
+        "rate": 4.0,
+        "breathiness": 0.0,
+        "jitter": 0.0,
+        "harshness": 0.0,
+        **kw,
+    }
 
 
 def test_voice_prosody_follows_the_cues():
@@ -387,8 +396,9 @@ def test_traces_parse_and_cite_only_true_cues(specs):
             assert not set(cited["video"]) <= blank  # the face is actually described
         openings.add(think.split()[0])
     assert len(openings) >= 5  # wording varies
-    assert make_trace(specs["test"][0].meta(), specs["test"][0].label, np.random.default_rng(3)) == \
-        make_trace(specs["test"][0].meta(), specs["test"][0].label, np.random.default_rng(3))
+    assert make_trace(specs["test"][0].meta(), specs["test"][0].label, np.random.default_rng(3)) == make_trace(
+        specs["test"][0].meta(), specs["test"][0].label, np.random.default_rng(3)
+    )
 
 
 def test_describe_cues_bins_the_values():

@@ -30,8 +30,11 @@ SIZES = {"train": 16, "coldstart": 8, "test": 8, "ood": 8}
 
 
 def digests(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -62,8 +65,9 @@ def test_manifests_balance_and_cues(world):
             assert s.meta["style"] == SPLIT_STYLE[split] and Path(s.media).is_file()
             cues = s.meta["cues"]
             assert set(CUE_NAMES) <= set(cues)
-            assert -1 <= cues["valence"] <= 1 and all(0 <= cues[k] <= 1 for k in ("arousal", "brightness",
-                                                                                    "colorfulness"))
+            assert -1 <= cues["valence"] <= 1 and all(
+                0 <= cues[k] <= 1 for k in ("arousal", "brightness", "colorfulness")
+            )
     assert LABEL_SETS["synthetic-images"] == CLASSES and len(CLASSES) == 8
     big = split_specs(0, "train", 803)
     counts = Counter(s.label for s in big)
@@ -75,10 +79,12 @@ def test_cues_carry_the_class_but_none_gives_it_away():
     labels = [s.label for s in specs]
     metas = [s.meta() for s in specs]
     # valence sign and arousal side agree with the label's quadrant most of the time
-    val_ok = np.mean([(m["cues"]["valence"] > 0) == (VALENCE_AROUSAL[lab][0] == "positive")
-                      for m, lab in zip(metas, labels)])
-    aro_ok = np.mean([(m["cues"]["arousal"] > 0.5) == (VALENCE_AROUSAL[lab][1] == "high")
-                      for m, lab in zip(metas, labels)])
+    val_ok = np.mean(
+        [(m["cues"]["valence"] > 0) == (VALENCE_AROUSAL[lab][0] == "positive") for m, lab in zip(metas, labels)]
+    )
+    aro_ok = np.mean(
+        [(m["cues"]["arousal"] > 0.5) == (VALENCE_AROUSAL[lab][1] == "high") for m, lab in zip(metas, labels)]
+    )
     assert val_ok > 0.85 and aro_ok > 0.8
     # one categorical cue alone is far from enough: overlapping scenes and expressions
     assert 0.3 < cue_overlap(metas, labels, "scene") < 0.7
@@ -91,9 +97,11 @@ def test_drawing_follows_the_cues():
     base = render_image(spec, 64)
     assert base.shape == (64, 64, 3) and base.dtype == np.uint8
     assert np.array_equal(render_image(spec, 64), base)  # a pure function of the spec
-    for cue, value in (("face", "scream" if spec.cues["face"] != "scream" else "laugh"),
-                       ("scene", "rain" if spec.cues["scene"] != "rain" else "party"),
-                       ("valence", -spec.cues["valence"] if abs(spec.cues["valence"]) > 0.3 else 0.9)):
+    for cue, value in (
+        ("face", "scream" if spec.cues["face"] != "scream" else "laugh"),
+        ("scene", "rain" if spec.cues["scene"] != "rain" else "party"),
+        ("valence", -spec.cues["valence"] if abs(spec.cues["valence"]) > 0.3 else 0.9),
+    ):
         other = type(spec)(**{**spec.__dict__, "cues": {**spec.cues, cue: value}})
         assert np.abs(render_image(other, 64).astype(int) - base).mean() > 1.0, cue
     with pytest.raises(ValueError, match="at least 32"):
@@ -167,8 +175,9 @@ def test_data_check_and_cli(world, tmp_path, capsys):
     report = check_manifest(world / "ood.jsonl", tmp_path / "check", workers=1, progress=False)
     assert report.usable == SIZES["ood"] and report.rejected == 0 and report.notes == {}
     assert report.images["formats"] == {"PNG": SIZES["ood"]}
-    assert main(["data", "synth-images", "--out", str(tmp_path / "cli"), "--sizes", "train=8,ood=8",
-                 "--size", "48"]) == 0
+    assert (
+        main(["data", "synth-images", "--out", str(tmp_path / "cli"), "--sizes", "train=8,ood=8", "--size", "48"]) == 0
+    )
     out = capsys.readouterr().out
     assert "train\t" in out and (tmp_path / "cli/ood.jsonl").is_file() and (tmp_path / "cli/world.json").is_file()
     with pytest.raises(ValueError, match="unknown split 'dev'"):

@@ -17,8 +17,14 @@ from emorl.recipes.rewards import get_recipe
 
 pytestmark = pytest.mark.e2e
 
-TINY = ["data.sampling=fixed", "data.frame_size=56", "data.num_frames=4", "data.on_missing_audio=silence", "sampling.max_new_tokens=6",
-        "traces.clips_per_batch=4"]
+TINY = [
+    "data.sampling=fixed",
+    "data.frame_size=56",
+    "data.num_frames=4",
+    "data.on_missing_audio=silence",
+    "sampling.max_new_tokens=6",
+    "traces.clips_per_batch=4",
+]
 AV = "<think>I see knitted brows and hear a loud voice.</think><answer>{lab}</answer>"  # cites video and audio
 VIDEO = "<think>There are tears in the eyes.</think><answer>{lab}</answer>"  # cites video only
 NO_CUE = "<think>The person feels {lab}.</think><answer>{lab}</answer>"
@@ -50,11 +56,13 @@ def scripted(rows, real, calls):
             s = by_id[p.key.split("|")[0]]
             lab, wrong = s.label, "neutral" if s.label != "neutral" else "happy"
             if p.key.endswith("|rationalize"):
-                out.append([VIDEO.format(lab=lab), AV.format(lab=lab), WRONG.format(j=0, wrong=wrong),
-                            NO_CUE.format(lab=lab)])
+                out.append(
+                    [VIDEO.format(lab=lab), AV.format(lab=lab), WRONG.format(j=0, wrong=wrong), NO_CUE.format(lab=lab)]
+                )
             elif answers_right(clip_no(s)):
-                out.append([AV.format(lab=lab), AV.format(lab=lab), NO_CUE.format(lab=lab),
-                            WRONG.format(j=0, wrong=wrong)])
+                out.append(
+                    [AV.format(lab=lab), AV.format(lab=lab), NO_CUE.format(lab=lab), WRONG.format(j=0, wrong=wrong)]
+                )
             else:
                 out.append([WRONG.format(j=j, wrong=wrong) for j in range(4)])
         return out
@@ -125,6 +133,20 @@ def test_traces_keep_only_label_matching_cited_traces(mafw, tiny_model_dir, tmp_
     assert [r.id for r in read_manifest(out)] == [r.id for r in got]
     # and the output is a cold-start set for emorl sft
     sft = tmp_path / "sft"
-    assert main(["sft", f"model.path={tiny_model_dir}", f"data.train={out}", f"out={sft}", "sft.target=trace",
-                 "sft.epochs=1", "sft.samples_per_step=4", "sft.lr=1e-3", *TINY[:4]]) == 0
+    assert (
+        main(
+            [
+                "sft",
+                f"model.path={tiny_model_dir}",
+                f"data.train={out}",
+                f"out={sft}",
+                "sft.target=trace",
+                "sft.epochs=1",
+                "sft.samples_per_step=4",
+                "sft.lr=1e-3",
+                *TINY[:4],
+            ]
+        )
+        == 0
+    )
     assert (sft / "model" / "config.json").is_file()

@@ -33,8 +33,24 @@ def test_prepare_check_eval_across_folds(tmp_path, bank, tiny_model_dir, capsys)
     assert n_clean + len(rejects) == len(test_rows)  # nothing dropped without being listed
 
     ev = tmp_path / "eval"
-    assert main(["eval", "--model", str(tiny_model_dir), "--manifest", str(clean), "--out", str(ev),
-                 "data.sampling=fixed", "data.num_frames=8", "data.frame_size=56", "eval.max_new_tokens=4"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--model",
+                str(tiny_model_dir),
+                "--manifest",
+                str(clean),
+                "--out",
+                str(ev),
+                "data.sampling=fixed",
+                "data.num_frames=8",
+                "data.frame_size=56",
+                "eval.max_new_tokens=4",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     m = json.loads((ev / "metrics.json").read_text())
     folds = {r["fold"] for r in map(json.loads, clean.read_text().splitlines())}

@@ -11,8 +11,19 @@ import pytest
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "grpo_step.py"
 MEMORY = BENCH.with_name("train_memory.py")
 ROLLOUT = BENCH.with_name("rollout_decode.py")
-PATH_KEYS = {"encoder_s", "ttft_s", "decode_ms_per_step", "decode_tokens_per_s", "decode_floor_fraction",
-             "generate_s", "reference_s", "policy_s", "step_s", "peak_memory_bytes", "encoder_calls"}
+PATH_KEYS = {
+    "encoder_s",
+    "ttft_s",
+    "decode_ms_per_step",
+    "decode_tokens_per_s",
+    "decode_floor_fraction",
+    "generate_s",
+    "reference_s",
+    "policy_s",
+    "step_s",
+    "peak_memory_bytes",
+    "encoder_calls",
+}
 
 
 @pytest.mark.e2e
@@ -22,8 +33,22 @@ def test_benchmark_tiny_cpu(tmp_path, capsys):
     sys.modules[spec.name] = bench  # dataclasses look their module up
     spec.loader.exec_module(bench)
     out = tmp_path / "bench.json"
-    bench.main(["--shape", "tiny", "--device", "cpu", "--prompts", "2", "--group", "3", "--answer-tokens", "4",
-                "--out", str(out)])
+    bench.main(
+        [
+            "--shape",
+            "tiny",
+            "--device",
+            "cpu",
+            "--prompts",
+            "2",
+            "--group",
+            "3",
+            "--answer-tokens",
+            "4",
+            "--out",
+            str(out),
+        ]
+    )
     report = json.loads(out.read_text())
     assert {"config", "env", "bandwidth_GBps", "decode_floor", "paths", "speedup"} <= report.keys()
     assert set(report["paths"]) == {"duplicated", "group"}
@@ -38,8 +63,27 @@ def test_benchmark_tiny_cpu(tmp_path, capsys):
     assert floor["kv_bytes_mean_shared"] < floor["kv_bytes_mean"]  # 2 prompts' KV once, not 6 times
     assert "whole step s" in capsys.readouterr().out
     # the group decoder (each prompt's KV once per group), as the CUDA-graph decoder runs it
-    bench.main(["--shape", "tiny", "--device", "cpu", "--prompts", "2", "--group", "3", "--answer-tokens", "4",
-                "--paths", "group", "--decode", "static", "--check", "--out", str(out)])
+    bench.main(
+        [
+            "--shape",
+            "tiny",
+            "--device",
+            "cpu",
+            "--prompts",
+            "2",
+            "--group",
+            "3",
+            "--answer-tokens",
+            "4",
+            "--paths",
+            "group",
+            "--decode",
+            "static",
+            "--check",
+            "--out",
+            str(out),
+        ]
+    )
     report = json.loads(out.read_text())
     res = report["paths"]["group"]
     assert res["decode_steps"] == 3 and res["decode_floor_fraction_shared"] < res["decode_floor_fraction"]
@@ -54,8 +98,27 @@ def test_benchmark_tiny_cpu_qwen3_omni(tmp_path):
     sys.modules[spec.name] = bench
     spec.loader.exec_module(bench)
     out = tmp_path / "bench.json"
-    bench.main(["--shape", "tiny", "--device", "cpu", "--family", "qwen3-omni", "--prompts", "2", "--group", "3",
-                "--answer-tokens", "4", "--decode", "static", "--check", "--out", str(out)])
+    bench.main(
+        [
+            "--shape",
+            "tiny",
+            "--device",
+            "cpu",
+            "--family",
+            "qwen3-omni",
+            "--prompts",
+            "2",
+            "--group",
+            "3",
+            "--answer-tokens",
+            "4",
+            "--decode",
+            "static",
+            "--check",
+            "--out",
+            str(out),
+        ]
+    )
     report = json.loads(out.read_text())
     assert report["config"]["family"] == "qwen3-omni" and report["config"]["frame_size"] == 64
     for res in report["paths"].values():
@@ -77,8 +140,27 @@ def test_benchmark_tiny_cpu_vl(tmp_path, family):
     sys.modules[spec.name] = bench
     spec.loader.exec_module(bench)
     out = tmp_path / "bench.json"
-    bench.main(["--shape", "tiny", "--device", "cpu", "--family", family, "--prompts", "2", "--group", "3",
-                "--answer-tokens", "4", "--decode", "static", "--check", "--out", str(out)])
+    bench.main(
+        [
+            "--shape",
+            "tiny",
+            "--device",
+            "cpu",
+            "--family",
+            family,
+            "--prompts",
+            "2",
+            "--group",
+            "3",
+            "--answer-tokens",
+            "4",
+            "--decode",
+            "static",
+            "--check",
+            "--out",
+            str(out),
+        ]
+    )
     report = json.loads(out.read_text())
     assert report["config"]["family"] == family and report["config"]["modality"] == "video"
     assert set(report["config"]["params"]) == {"total", "llm", "vision"}
@@ -102,8 +184,21 @@ def test_train_memory_tiny_cpu(tmp_path, capsys):
     sys.modules[spec.name] = bench
     spec.loader.exec_module(bench)
     out = tmp_path / "mem.json"
-    bench.main(["--shape", "tiny", "--device", "cpu", "--dtype", "bfloat16", "--configs", "full,full_beta0_bf16,lora",
-                "--in-process", "--out", str(out)])
+    bench.main(
+        [
+            "--shape",
+            "tiny",
+            "--device",
+            "cpu",
+            "--dtype",
+            "bfloat16",
+            "--configs",
+            "full,full_beta0_bf16,lora",
+            "--in-process",
+            "--out",
+            str(out),
+        ]
+    )
     res = {r["config"]: r for r in json.loads(out.read_text())["results"]}
     assert set(res) == {"full", "full_beta0_bf16", "lora"} and all(r["fits"] for r in res.values())
     assert res["full"]["master_weights"] and not res["full_beta0_bf16"]["master_weights"]
@@ -131,8 +226,21 @@ def test_train_memory_sft_tiny_cpu(tmp_path, capsys):
     res = {}
     for configs, extra in (("sft_full,sft_lora_nockpt", ["--in-process"]), ("sft_zero3_offload", [])):
         out = tmp_path / f"{configs}.json"
-        bench.main(["--shape", "tiny", "--device", "cpu", "--dtype", "bfloat16", "--configs", configs, *extra,
-                    "--out", str(out)])
+        bench.main(
+            [
+                "--shape",
+                "tiny",
+                "--device",
+                "cpu",
+                "--dtype",
+                "bfloat16",
+                "--configs",
+                configs,
+                *extra,
+                "--out",
+                str(out),
+            ]
+        )
         res.update({r["config"]: r for r in json.loads(out.read_text())["results"]})
     assert set(res) == {"sft_full", "sft_lora_nockpt", "sft_zero3_offload"}, res
     assert all(r.get("fits") and r["stage"] == "sft" for r in res.values()), res
@@ -145,7 +253,9 @@ def test_train_memory_sft_tiny_cpu(tmp_path, capsys):
         assert [s["step"] for s in steps] == [1, 2] and all(s["micro_batches"] == 2 and not s["skipped"] for s in steps)
         assert steps[1]["loss"] < steps[0]["loss"] - 1e-4, name  # the same 4 samples: the update lowered their loss
         assert {"encode", "update", "step"} <= steps[0]["peak_GB"].keys()
-    assert all(res[n]["params_changed"] and all(res[n]["params_changed"].values()) for n in ("sft_full", "sft_lora_nockpt"))
+    assert all(
+        res[n]["params_changed"] and all(res[n]["params_changed"].values()) for n in ("sft_full", "sft_lora_nockpt")
+    )
     assert "OUT OF MEMORY" not in capsys.readouterr().out
 
 
@@ -157,11 +267,30 @@ def test_rollout_decode_tiny_cpu(tiny_model_dir, clips, tmp_path, capsys):
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     manifest = tmp_path / "m.jsonl"
-    manifest.write_text("".join(json.dumps({"id": f"c{i}", "media": str(c), "label": "happy", "dataset": "synthetic",
-                                            "split": "train"}) + "\n" for i, c in enumerate(clips)))
+    manifest.write_text(
+        "".join(
+            json.dumps({"id": f"c{i}", "media": str(c), "label": "happy", "dataset": "synthetic", "split": "train"})
+            + "\n"
+            for i, c in enumerate(clips)
+        )
+    )
     out = tmp_path / "rollout.json"
-    report = bench.main(["--model", str(tiny_model_dir), "--manifest", str(manifest), "--prompts", "2", "--group", "3",
-                         "--repeats", "1", "--out", str(out)])
+    report = bench.main(
+        [
+            "--model",
+            str(tiny_model_dir),
+            "--manifest",
+            str(manifest),
+            "--prompts",
+            "2",
+            "--group",
+            "3",
+            "--repeats",
+            "1",
+            "--out",
+            str(out),
+        ]
+    )
     assert json.loads(out.read_text()) == report
     assert report["rows"] == 6 and report["sampled_rows_equal"] == 6 and report["completion_tokens"] > 0
     assert set(report["seconds"]) == {"dynamic", "static"}

@@ -57,8 +57,10 @@ def test_quick_demo_on_qwen3_omni(tmp_path, capsys):
     assert main(["demo", "--quick", "--out", str(out), "--no-progress", "demo.family=qwen3-omni"]) == 2
     assert "data.frame_size=56 does not suit demo.family=qwen3-omni" in capsys.readouterr().err
     assert not (out / "data").exists()
-    assert main(["demo", "--quick", "--out", str(out), "--no-progress", "demo.family=qwen3-omni",
-                 "data.frame_size=64"]) == 0
+    assert (
+        main(["demo", "--quick", "--out", str(out), "--no-progress", "demo.family=qwen3-omni", "data.frame_size=64"])
+        == 0
+    )
     m = json.loads((out / "metrics.json").read_text())
     assert set(m["models"]) == {"base", "coldstart_sft", "label_sft", "grpo"}
     assert m["models"]["base"]["test"]["format_rate"] == 0.0 < m["models"]["coldstart_sft"]["test"]["format_rate"]

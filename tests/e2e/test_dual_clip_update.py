@@ -24,8 +24,14 @@ def test_dual_clip_in_policy_update(tiny_model_dir, clips):
     adapter = QwenOmniAdapter.from_pretrained(tiny_model_dir)
     builder = PromptBuilder(adapter, PromptSpec(), num_frames=4, frame_size=56)
     samples = [Sample(f"s{i}", str(p), "sad", "dfew", "train") for i, p in enumerate(clips[:2])]
-    groups = rollout(adapter, samples, [builder.prompt(s) for s in samples], 2, SamplingParams(max_new_tokens=5),
-                     get_recipe("r1-omni"))
+    groups = rollout(
+        adapter,
+        samples,
+        [builder.prompt(s) for s in samples],
+        2,
+        SamplingParams(max_new_tokens=5),
+        get_recipe("r1-omni"),
+    )
     for g in groups:
         g.advantages = torch.tensor([-1.0, -0.5])
     rows = [Row(g, j) for g in groups for j in range(2)]

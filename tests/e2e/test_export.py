@@ -19,12 +19,25 @@ from emorl.cli import main
 
 pytestmark = pytest.mark.e2e
 
-TINY = ["model.device=cpu", "model.dtype=float32", "data.sampling=fixed", "data.frame_size=56", "data.num_frames=4",
-        "sampling.max_new_tokens=6", "eval.max_new_tokens=6", "eval.batch_size=8", "grpo.steps=2",
-        "grpo.prompts_per_step=2", "grpo.completions_per_prompt=2", "grpo.micro_batch_rows=4", "model.lora_rank=4",
-        "grpo.lr=1e-2", "seed=3"]
+TINY = [
+    "model.device=cpu",
+    "model.dtype=float32",
+    "data.sampling=fixed",
+    "data.frame_size=56",
+    "data.num_frames=4",
+    "sampling.max_new_tokens=6",
+    "eval.max_new_tokens=6",
+    "eval.batch_size=8",
+    "grpo.steps=2",
+    "grpo.prompts_per_step=2",
+    "grpo.completions_per_prompt=2",
+    "grpo.micro_batch_rows=4",
+    "model.lora_rank=4",
+    "grpo.lr=1e-2",
+    "seed=3",
+]
 
-NO_EMORL = '''
+NO_EMORL = """
 import sys
 class _NoEmorl:
     def find_spec(self, name, path=None, target=None):
@@ -32,9 +45,11 @@ class _NoEmorl:
             raise ImportError(name + ": an export must load without emorl")
         return None
 sys.meta_path.insert(0, _NoEmorl())
-'''
+"""
 
-CHECK = NO_EMORL + '''
+CHECK = (
+    NO_EMORL
+    + """
 import json
 import torch, transformers
 from transformers import AutoProcessor
@@ -64,13 +79,21 @@ torch.save({"class": type(model).__name__, "input_ids": inp["input_ids"][0],
             "pixel_values_videos": inp["pixel_values_videos"], "input_features": inp["input_features"][0, :, :n],
             "logps": logp.gather(-1, comp[:, None])[:, 0], "entropy": -(logp.exp() * logp).sum(-1),
             "emorl_loaded": [m for m in sys.modules if m.split(".")[0] == "emorl"]}, out_file)
-'''
+"""
+)
 
 
 def run_isolated(code: str, *args, cwd) -> subprocess.CompletedProcess:
     """``python -I`` (no PYTHONPATH, no user site, no current folder on sys.path) with emorl blocked."""
-    return subprocess.run([sys.executable, "-I", "-c", code, *map(str, args)], cwd=cwd, capture_output=True, check=False,
-                          text=True, timeout=300, env={"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"})
+    return subprocess.run(
+        [sys.executable, "-I", "-c", code, *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        check=False,
+        text=True,
+        timeout=300,
+        env={"PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -82,10 +105,34 @@ def run(tmp_path_factory, tiny_model_dir):
     d = tmp_path_factory.mktemp("export_run")
     paths = synthesize(d / "world", seed=5, sizes={"train": 4, "test": 8}, frame_size=56, workers=1, progress=False)
     out = d / "run"
-    assert main(["train", f"model.path={tiny_model_dir}", f"data.train={paths['train']}", f"data.eval={paths['test']}",
-                 f"out={out}", *TINY]) == 0
-    assert main(["analyze", "modality", "--model", str(out / "model"), "--manifest", str(paths["test"]),
-                 "--out", str(out / "analysis")]) == 0
+    assert (
+        main(
+            [
+                "train",
+                f"model.path={tiny_model_dir}",
+                f"data.train={paths['train']}",
+                f"data.eval={paths['test']}",
+                f"out={out}",
+                *TINY,
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "analyze",
+                "modality",
+                "--model",
+                str(out / "model"),
+                "--manifest",
+                str(paths["test"]),
+                "--out",
+                str(out / "analysis"),
+            ]
+        )
+        == 0
+    )
     return {"run": out, "test": paths["test"], "base": tiny_model_dir}
 
 
@@ -113,12 +160,20 @@ def _emorl_reference(run, clip: Path):
     s = Sample(id="c", media=str(clip), label="", dataset="dfew", split="test")
     prompt = builder.prompt(s)
     c = builder.clip(s)
-    completion = torch.tensor(adapter.tokenizer("<think>The brows are pulled down.</think><answer>angry</answer>",
-                                                add_special_tokens=False)["input_ids"])
+    completion = torch.tensor(
+        adapter.tokenizer("<think>The brows are pulled down.</think><answer>angry</answer>", add_special_tokens=False)[
+            "input_ids"
+        ]
+    )
     with torch.no_grad():
         logps, _, ent = adapter.completion_logprobs([prompt], [completion], with_entropy=True)
-    data = {"text": builder.text(s), "frames": torch.from_numpy(c.frames.copy()), "audio": torch.from_numpy(c.audio.copy()),
-            "fps": torch.tensor(builder.num_frames / c.duration), "completion": completion}
+    data = {
+        "text": builder.text(s),
+        "frames": torch.from_numpy(c.frames.copy()),
+        "audio": torch.from_numpy(c.audio.copy()),
+        "fps": torch.tensor(builder.num_frames / c.duration),
+        "completion": completion,
+    }
     return prompt, logps[0], ent[0], data
 
 
@@ -165,7 +220,9 @@ def test_model_card_has_the_runs_metrics(run, exported):
     assert {r.metric_type for r in results} == {"accuracy", "recall"}
     war = next(r for r in results if r.metric_type == "accuracy")
     uar = next(r for r in results if r.metric_type == "recall")
-    assert war.metric_value == pytest.approx(m["war"], abs=1e-4) and uar.metric_value == pytest.approx(m["uar"], abs=1e-4)
+    assert war.metric_value == pytest.approx(m["war"], abs=1e-4) and uar.metric_value == pytest.approx(
+        m["uar"], abs=1e-4
+    )
     assert war.dataset_split == "test" and "95% CI" in war.metric_name
     lo, hi = map(float, re.search(r"CI ([\d.]+)-([\d.]+)", war.metric_name).groups())
     assert lo <= m["war"] <= hi
@@ -195,8 +252,23 @@ def test_push_to_hub_reaches_the_upload(run, exported, tmp_path, monkeypatch):
     monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
     monkeypatch.setenv("HF_TOKEN", "hf_test")
     out = tmp_path / "pushed"
-    assert main(["export", "--model", str(run["run"] / "model"), "--out", str(out), "--base-model", "Qwen/Qwen2.5-Omni-3B",
-                 "--push-to-hub", "someone/tiny-emotion", "--private"]) == 0
+    assert (
+        main(
+            [
+                "export",
+                "--model",
+                str(run["run"] / "model"),
+                "--out",
+                str(out),
+                "--base-model",
+                "Qwen/Qwen2.5-Omni-3B",
+                "--push-to-hub",
+                "someone/tiny-emotion",
+                "--private",
+            ]
+        )
+        == 0
+    )
     assert calls[0] == ("init", "hf_test")
     assert calls[1][:2] == ("create_repo", "someone/tiny-emotion") and calls[1][2]["private"] is True
     assert calls[2][1]["folder_path"] == str(out) and calls[2][1]["repo_id"] == "someone/tiny-emotion"
@@ -211,9 +283,13 @@ def test_push_to_hub_reaches_the_upload(run, exported, tmp_path, monkeypatch):
     labels = ["happy", "sad", "angry"]
     true = [labels[i % 3] for i in range(30)]
     pred = [t if i % 5 else "angry" for i, t in enumerate(true)]  # wrong at 0, 15 (happy), 10, 25 (sad): 26 right
-    (ev / "predictions.jsonl").write_text("".join(json.dumps({"id": str(i), "label": t, "pred": p, "format_ok": True,
-                                                               "dataset": "mafw", "split": "test"}) + "\n"
-                                                   for i, (t, p) in enumerate(zip(true, pred))))
+    (ev / "predictions.jsonl").write_text(
+        "".join(
+            json.dumps({"id": str(i), "label": t, "pred": p, "format_ok": True, "dataset": "mafw", "split": "test"})
+            + "\n"
+            for i, (t, p) in enumerate(zip(true, pred))
+        )
+    )
     (ev / "metrics.json").write_text(json.dumps({"n": 30, "war": 26 / 30, "uar": 0.0, "labels": labels}))
     out2 = tmp_path / "with-eval"
     assert main(["export", "--model", str(run["run"] / "model"), "--out", str(out2), "--eval", str(ev)]) == 0
@@ -223,9 +299,15 @@ def test_push_to_hub_reaches_the_upload(run, exported, tmp_path, monkeypatch):
     assert ci["war"]["value"] == pytest.approx(26 / 30) and ci["war"]["lo"] < 26 / 30 < ci["war"]["hi"] < 1
     assert war.metric_value == pytest.approx(26 / 30, abs=1e-4) and war.dataset_type == "mafw"
     assert f"95% CI {ci['war']['lo']:.3f}-{ci['war']['hi']:.3f}" in war.metric_name
-    assert f"| my-test | mafw (test, ?) | 30 | 86.7 % [{100 * ci['war']['lo']:.1f} %, {100 * ci['war']['hi']:.1f} %]" \
+    assert (
+        f"| my-test | mafw (test, ?) | 30 | 86.7 % [{100 * ci['war']['lo']:.1f} %, {100 * ci['war']['hi']:.1f} %]"
         in card.text
+    )
     # a plain model folder exports too; a second export into a non-empty folder is refused
     assert main(["export", "--model", str(run["run"] / "model"), "--out", str(out)]) == 2
-    assert main(["export", "--model", str(run["run"] / "model"), "--out", str(tmp_path / "x"),
-                 "--push-to-hub", "no-slash"]) == 2
+    assert (
+        main(
+            ["export", "--model", str(run["run"] / "model"), "--out", str(tmp_path / "x"), "--push-to-hub", "no-slash"]
+        )
+        == 2
+    )

@@ -36,8 +36,18 @@ def vl(tiny_dir_of):
 def _setup(vl, world, *ov):
     from emorl.runs import load_adapter, load_samples, make_builder
 
-    cfg = load_config("emo-r3-vl", ["model.device=cpu", "model.dtype=float32", "data.sampling=fixed", "data.frame_size=56",
-                                    f"model.path={vl}", "reflection.max_new_tokens=4", *ov])
+    cfg = load_config(
+        "emo-r3-vl",
+        [
+            "model.device=cpu",
+            "model.dtype=float32",
+            "data.sampling=fixed",
+            "data.frame_size=56",
+            f"model.path={vl}",
+            "reflection.max_new_tokens=4",
+            *ov,
+        ],
+    )
     torch.manual_seed(0)
     adapter = load_adapter(cfg)
     samples = load_samples(world["test"], default="test")
@@ -75,8 +85,9 @@ def test_logprob_judge_is_one_group_aware_scoring_pass(vl, world):
     comps, raw = refl.score(samples, _completions(samples))
     for c, r, s in zip(comps, raw, samples):
         assert 0.0 <= c["grounding"] <= 1.0 and 0.0 <= c["coherence"] <= 1.0
-        assert c["grounding"] == pytest.approx(judge.expected_grounding(r["grounding"]["yes"], r["grounding"]["no"]),
-                                               abs=1e-3)
+        assert c["grounding"] == pytest.approx(
+            judge.expected_grounding(r["grounding"]["yes"], r["grounding"]["no"]), abs=1e-3
+        )
         assert set(r["coherence"]) == set(label_names(s))
     # the group-aware pass (a question and its candidates as one group) equals scoring each row alone
     prompt = adapter.encode_text("Can the following text describe the image?Please answer with yes or no.x")
@@ -88,7 +99,9 @@ def test_logprob_judge_is_one_group_aware_scoring_pass(vl, world):
     np.testing.assert_allclose(grouped[0], rows, rtol=1e-4, atol=1e-7)
     np.testing.assert_allclose(grouped[1], rows[:2], rtol=1e-4, atol=1e-7)
     after = adapter.model.state_dict()
-    assert all(torch.equal(before[k], after[k]) for k in before) and all(p.grad is None for p in adapter.model.parameters())
+    assert all(torch.equal(before[k], after[k]) for k in before) and all(
+        p.grad is None for p in adapter.model.parameters()
+    )
 
 
 def test_frozen_and_path_judges(vl, world, tiny_dir_of):
@@ -112,11 +125,30 @@ def test_frozen_and_path_judges(vl, world, tiny_dir_of):
 @pytest.mark.parametrize("judge_ov", [[], ["reflection.judge=frozen", "reflection.scoring=logprob"]])
 def test_train_with_the_released_vl_config_on_images(vl, world, tmp_path, judge_ov):
     out = tmp_path / "run"
-    rc = main(["train", "--config", "emo-r3-vl", f"model.path={vl}", "model.device=cpu", "model.dtype=float32",
-               f"data.train={world['train']}", f"data.eval=[{world['test']}]", "data.sampling=fixed", "data.frame_size=56",
-               "grpo.steps=2", "grpo.prompts_per_step=2", "grpo.completions_per_prompt=2", "grpo.micro_batch_rows=4",
-               "grpo.gradient_checkpointing=false", "sampling.max_new_tokens=8", "eval.max_new_tokens=8",
-               "reflection.max_new_tokens=4", f"out={out}", *judge_ov])
+    rc = main(
+        [
+            "train",
+            "--config",
+            "emo-r3-vl",
+            f"model.path={vl}",
+            "model.device=cpu",
+            "model.dtype=float32",
+            f"data.train={world['train']}",
+            f"data.eval=[{world['test']}]",
+            "data.sampling=fixed",
+            "data.frame_size=56",
+            "grpo.steps=2",
+            "grpo.prompts_per_step=2",
+            "grpo.completions_per_prompt=2",
+            "grpo.micro_batch_rows=4",
+            "grpo.gradient_checkpointing=false",
+            "sampling.max_new_tokens=8",
+            "eval.max_new_tokens=8",
+            "reflection.max_new_tokens=4",
+            f"out={out}",
+            *judge_ov,
+        ]
+    )
     assert rc == 0
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert len(rows) == 2
@@ -177,19 +209,39 @@ def test_train_step_reflects_on_images(vl, world, tmp_path, monkeypatch):
         rng = np.random.default_rng(0)
 
         def reflect(groups):
-            hand = [dataclasses.replace(g, texts=[trace(g.sample.meta, g.sample.label, rng) for _ in g.texts])
-                    for g in groups]
+            hand = [
+                dataclasses.replace(g, texts=[trace(g.sample.meta, g.sample.label, rng) for _ in g.texts])
+                for g in groups
+            ]
             out = refl(hand)
             seen.append((out, refl.last_outputs))
             return out
+
         return reflect
 
     monkeypatch.setattr(runs, "reflection_for", spy)
-    rc = main(["train", "--config", "emo-r3-vl", f"model.path={vl}", "model.device=cpu", "model.dtype=float32",
-               f"data.train={world['train']}", "data.eval=[]", "data.sampling=fixed", "data.frame_size=56", "grpo.steps=1",
-               "grpo.prompts_per_step=2", "grpo.completions_per_prompt=2", "grpo.micro_batch_rows=4",
-               "grpo.gradient_checkpointing=false", "sampling.max_new_tokens=8", "reflection.max_new_tokens=4",
-               f"out={tmp_path / 'run'}"])
+    rc = main(
+        [
+            "train",
+            "--config",
+            "emo-r3-vl",
+            f"model.path={vl}",
+            "model.device=cpu",
+            "model.dtype=float32",
+            f"data.train={world['train']}",
+            "data.eval=[]",
+            "data.sampling=fixed",
+            "data.frame_size=56",
+            "grpo.steps=1",
+            "grpo.prompts_per_step=2",
+            "grpo.completions_per_prompt=2",
+            "grpo.micro_batch_rows=4",
+            "grpo.gradient_checkpointing=false",
+            "sampling.max_new_tokens=8",
+            "reflection.max_new_tokens=4",
+            f"out={tmp_path / 'run'}",
+        ]
+    )
     assert rc == 0 and len(seen) == 1
     comps, raw = seen[0]
     assert [len(g) for g in comps] == [2, 2]

@@ -80,8 +80,9 @@ def grpo_step(model_dir, tmp_path, monkeypatch):
     from emorl.recipes.prompts import PromptSpec
     from emorl.rl.trainer import train_grpo
 
-    monkeypatch.setitem(rewards.RECIPES, "judge-test",
-                        rewards.RewardRecipe("tags", {"accuracy": 1.0, "format": 1.0, "judge": 1.0}))
+    monkeypatch.setitem(
+        rewards.RECIPES, "judge-test", rewards.RewardRecipe("tags", {"accuracy": 1.0, "format": 1.0, "judge": 1.0})
+    )
     adapter = load_adapter(model_dir)
     assert adapter.family == "parts" and adapter.lm_head().weight is adapter.input_embeddings().weight  # tied
     cfg = RunConfig(out=str(tmp_path / "grpo"), seed=0)
@@ -93,10 +94,15 @@ def grpo_step(model_dir, tmp_path, monkeypatch):
     clip = make_clip(tmp_path / "clip.mp4", seconds=1.0, size=32)
     builder = PromptBuilder(adapter, PromptSpec(), sampling="fixed", num_frames=4, frame_size=32)
     head = adapter.lm_head().weight.detach().clone()
-    res = train_grpo(cfg, adapter, builder, [Sample("c0", str(clip), "happy", "dfew", "train")], tmp_path / "grpo",
-                     progress=False,
-                     extra_rewards=lambda groups: [[{"judge": (sum(map(ord, t)) % 7) / 6} for t in x.texts]
-                                                   for x in groups])
+    res = train_grpo(
+        cfg,
+        adapter,
+        builder,
+        [Sample("c0", str(clip), "happy", "dfew", "train")],
+        tmp_path / "grpo",
+        progress=False,
+        extra_rewards=lambda groups: [[{"judge": (sum(map(ord, t)) % 7) / 6} for t in x.texts] for x in groups],
+    )
     assert res["steps"] == 1 and not res["interrupted"]
     row = json.loads((tmp_path / "grpo" / "metrics.jsonl").read_text().splitlines()[0])
     assert row["step"] == 1 and np.isfinite(row["loss"]) and row["grad_norm"] > 0

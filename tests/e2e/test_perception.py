@@ -11,15 +11,39 @@ import torch
 from emorl.data.manifest import Sample, read_manifest
 from emorl.perception import attribute_loss, attribute_targets, pretrain_towers
 
-VIDEO = {"brow_raise": 0.5, "brow_tilt": -1.0, "eye_open": 0.9, "mouth_curve": 0.0, "mouth_open": 0.25,
-         "mouth_width": 1.0, "nose_wrinkle": 0.0, "head_amp": 0.5, "head_move": "shake", "occluded": False}
-AUDIO = {"pitch": 1.0, "pitch_range": 12.0, "energy": -15.0, "rate": 4.9, "breathiness": 0.5, "jitter": 0.0,
-         "harshness": 1.0, "pitch_contour": "rise-fall"}
+VIDEO = {
+    "brow_raise": 0.5,
+    "brow_tilt": -1.0,
+    "eye_open": 0.9,
+    "mouth_curve": 0.0,
+    "mouth_open": 0.25,
+    "mouth_width": 1.0,
+    "nose_wrinkle": 0.0,
+    "head_amp": 0.5,
+    "head_move": "shake",
+    "occluded": False,
+}
+AUDIO = {
+    "pitch": 1.0,
+    "pitch_range": 12.0,
+    "energy": -15.0,
+    "rate": 4.9,
+    "breathiness": 0.5,
+    "jitter": 0.0,
+    "harshness": 1.0,
+    "pitch_contour": "rise-fall",
+}
 
 
 def _sample(i, occluded=False):
-    return Sample(f"s{i}", "x.mp4", "angry", "synthetic", "pretrain",
-                  meta={"cues": {"video": {**VIDEO, "occluded": occluded}, "audio": AUDIO}})
+    return Sample(
+        f"s{i}",
+        "x.mp4",
+        "angry",
+        "synthetic",
+        "pretrain",
+        meta={"cues": {"video": {**VIDEO, "occluded": occluded}, "audio": AUDIO}},
+    )
 
 
 def test_attribute_targets_by_hand():
@@ -60,8 +84,9 @@ def test_pretrain_towers_trains_towers_only(model_dir, tmp_path):
     if Modality.AV not in adapter.modalities:  # a vision-language model: video prompts, the vision tower
         cfg.data.modality = "video"
     before = {k: v.clone() for k, v in adapter.model.state_dict().items()}
-    info = pretrain_towers(adapter, make_builder(cfg, adapter), samples, tmp_path / "pt", epochs=6, lr=3e-3,
-                           batch_size=4, progress=False)
+    info = pretrain_towers(
+        adapter, make_builder(cfg, adapter), samples, tmp_path / "pt", epochs=6, lr=3e-3, batch_size=4, progress=False
+    )
     rows = [json.loads(x) for x in (tmp_path / "pt" / "metrics.jsonl").read_text().splitlines()]
     assert len(rows) == info["steps"] == 12
     kinds = [k for k in ("video", "audio") if Modality(k) in adapter.modalities]
@@ -84,8 +109,19 @@ def test_cli_pretrain_towers_and_a_manifest_without_attributes(tiny_model_dir, c
     from emorl.data.synthetic import synthesize
 
     m = synthesize(tmp_path / "world", seed=4, sizes={"pretrain": 4}, workers=1, progress=False)["pretrain"]
-    args = ["model", "pretrain-towers", "--model", str(tiny_model_dir), "--epochs", "1", "--batch-size", "2",
-            "data.sampling=fixed", "data.frame_size=56", "data.num_frames=4"]
+    args = [
+        "model",
+        "pretrain-towers",
+        "--model",
+        str(tiny_model_dir),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "2",
+        "data.sampling=fixed",
+        "data.frame_size=56",
+        "data.num_frames=4",
+    ]
     assert main([*args, "--manifest", str(m), "--out", str(tmp_path / "pt")]) == 0
     assert (tmp_path / "pt" / "model" / "config.json").is_file()
     assert len((tmp_path / "pt" / "metrics.jsonl").read_text().splitlines()) == 2

@@ -21,8 +21,9 @@ from emorl.rl.rollout import Group, sample_groups, score_groups
 pytestmark = pytest.mark.e2e
 
 S1 = "I see lowered brows and a drooping mouth. I hear a low pitch and slow speech."
-GOOD = (f"<step1>{S1}</step1><step2>A person would feel heavy.</step2><step3>Negative, low arousal.</step3>"
-        "\\boxed{sad}")
+GOOD = (
+    f"<step1>{S1}</step1><step2>A person would feel heavy.</step2><step3>Negative, low arousal.</step3>\\boxed{{sad}}"
+)
 TEXTS = [
     GOOD,
     f"<step1>{S1}</step1><step2>x</step2>",  # stages 1-2 only: reflected on, no answer
@@ -44,18 +45,22 @@ def _cfg(tmp_path, grounding="per_modality") -> RunConfig:
 def setup(tiny_model_dir, clips):
     torch.manual_seed(0)
     adapter = QwenOmniAdapter.from_pretrained(tiny_model_dir)
-    builder = PromptBuilder(adapter, PromptSpec(question="Which emotion?", format=EMO_R3_FORMAT), num_frames=4,
-                            frame_size=56)
-    samples = [Sample("a", str(clips[0]), "sad", "dfew", "train"),
-               Sample("b", str(clips[1]), "happy", "dfew", "train"),
-               Sample("v", str(clips[2]), "angry", "dfew", "train", meta={"modality": "video"})]  # video-only
+    builder = PromptBuilder(
+        adapter, PromptSpec(question="Which emotion?", format=EMO_R3_FORMAT), num_frames=4, frame_size=56
+    )
+    samples = [
+        Sample("a", str(clips[0]), "sad", "dfew", "train"),
+        Sample("b", str(clips[1]), "happy", "dfew", "train"),
+        Sample("v", str(clips[2]), "angry", "dfew", "train", meta={"modality": "video"}),
+    ]  # video-only
     return adapter, builder, samples
 
 
 def _groups(adapter, builder, samples) -> list[Group]:
     """Group 0: hand-written completions; groups 1-2: completions sampled from the tiny policy."""
-    hand = Group(samples[0], builder.prompt(samples[0]), [torch.tensor([1])] * len(TEXTS), list(TEXTS),
-                 [False] * len(TEXTS))
+    hand = Group(
+        samples[0], builder.prompt(samples[0]), [torch.tensor([1])] * len(TEXTS), list(TEXTS), [False] * len(TEXTS)
+    )
     sampled = sample_groups(adapter, samples[1:], [builder.prompt(s) for s in samples[1:]], 3, SamplingParams(8))
     return [hand, *sampled]
 
@@ -122,8 +127,9 @@ def test_trainer_logs_reflection_components(tiny_model_dir, clips, tmp_path):
     g.steps, g.prompts_per_step, g.completions_per_prompt, g.micro_batch_rows = 2, 2, 2, 4
     g.lr, g.beta, g.sample_every = 1e-3, 0.0, 0
     adapter = QwenOmniAdapter.from_pretrained(tiny_model_dir)
-    builder = PromptBuilder(adapter, PromptSpec(question="Which emotion?", format=EMO_R3_FORMAT), num_frames=4,
-                            frame_size=56)
+    builder = PromptBuilder(
+        adapter, PromptSpec(question="Which emotion?", format=EMO_R3_FORMAT), num_frames=4, frame_size=56
+    )
     samples = [Sample(f"s{i}", str(p), lab, "dfew", "train") for i, (p, lab) in enumerate(zip(clips, ["sad", "happy"]))]
     reflection = make_reflection(adapter, builder, cfg)
     train_grpo(cfg, adapter, builder, samples, tmp_path / "grpo", progress=False, extra_rewards=reflection)

@@ -48,8 +48,15 @@ def runs(world, tiny_model_dir, tmp_path_factory):
     d = tmp_path_factory.mktemp("runs")
     adapter = load_adapter(cfg, tiny_model_dir)
     res = run_analyze(cfg, tiny_model_dir, world, d / "analysis", progress=False, name="tiny", adapter=adapter)
-    evaluate(adapter, make_builder(cfg, adapter), load_samples(world, default="test"), d / "eval", max_new_tokens=8,
-             batch_size=16, progress=False)
+    evaluate(
+        adapter,
+        make_builder(cfg, adapter),
+        load_samples(world, default="test"),
+        d / "eval",
+        max_new_tokens=8,
+        batch_size=16,
+        progress=False,
+    )
     return d / "analysis", d / "eval", res
 
 
@@ -75,19 +82,39 @@ def test_analysis_run_dir_layout(runs):
 
 def _chromium() -> str:
     exe = os.environ.get("EMORL_CHROMIUM") or next(
-        (p for p in (shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome")) if p), None)
+        (p for p in (shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome")) if p), None
+    )
     if not exe:
-        pytest.fail("chromium is required for this test (CI installs it): apt-get update && apt-get install -y "
-                    "--no-install-recommends chromium fonts-dejavu-core; or set EMORL_CHROMIUM")
+        pytest.fail(
+            "chromium is required for this test (CI installs it): apt-get update && apt-get install -y "
+            "--no-install-recommends chromium fonts-dejavu-core; or set EMORL_CHROMIUM"
+        )
     return exe
 
 
 def _chrome(exe: str, *args: str) -> subprocess.CompletedProcess:
     with tempfile.TemporaryDirectory() as prof:
-        return subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                               "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                               "--disable-dev-shm-usage", "--hide-scrollbars", f"--user-data-dir={prof}", *args],
-                              check=False, capture_output=True, text=True, timeout=120)
+        return subprocess.run(
+            [
+                exe,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--disable-dev-shm-usage",
+                "--hide-scrollbars",
+                f"--user-data-dir={prof}",
+                *args,
+            ],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
 
 
 class _Dom(HTMLParser):

@@ -61,7 +61,7 @@ def write_zero_frame_mkv(path: Path) -> Path:
         a_s.layout = "mono"
         a = np.zeros((1, 16000), np.float32)
         for s in range(0, 16000, 1024):
-            f = av.AudioFrame.from_ndarray(np.ascontiguousarray(a[:, s:s + 1024]), format="flt", layout="mono")
+            f = av.AudioFrame.from_ndarray(np.ascontiguousarray(a[:, s : s + 1024]), format="flt", layout="mono")
             f.sample_rate, f.pts, f.time_base = 16000, s, Fraction(1, 16000)
             for pkt in a_s.encode(f):
                 out.mux(pkt)
@@ -101,10 +101,31 @@ def server(tiny_model_dir, media, tmp_path_factory):
     model = trained_like(tiny_model_dir, d / "model")
     port = free_port()
     log = open(d / "server.log", "w")  # noqa: SIM115 - open for the server's lifetime
-    proc = subprocess.Popen([sys.executable, "-m", "emorl.cli", "serve", "--model", str(model), "--port", str(port),
-                             "--media-root", str(media["root"]), "--max-upload-mb", "0.25", "--max-seconds", "10",
-                             "--batch-wait-ms", "30", "--log-level", "warning"],
-                            stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "emorl.cli",
+            "serve",
+            "--model",
+            str(model),
+            "--port",
+            str(port),
+            "--media-root",
+            str(media["root"]),
+            "--max-upload-mb",
+            "0.25",
+            "--max-seconds",
+            "10",
+            "--batch-wait-ms",
+            "30",
+            "--log-level",
+            "warning",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     c = Client(f"http://127.0.0.1:{port}", timeout=120)
     deadline = time.monotonic() + 120
     while True:
@@ -164,8 +185,12 @@ def test_modality_contributions(server, media):
     assert conds["video+audio"]["probabilities"] == body["probabilities"]
     top = max(body["probabilities"], key=body["probabilities"].get)
     assert ab["reference_class"] == top
-    assert ab["contributions"]["video"] == pytest.approx(body["probabilities"][top] - conds["audio"]["probabilities"][top])
-    assert ab["contributions"]["audio"] == pytest.approx(body["probabilities"][top] - conds["video"]["probabilities"][top])
+    assert ab["contributions"]["video"] == pytest.approx(
+        body["probabilities"][top] - conds["audio"]["probabilities"][top]
+    )
+    assert ab["contributions"]["audio"] == pytest.approx(
+        body["probabilities"][top] - conds["video"]["probabilities"][top]
+    )
     for p in conds.values():
         assert abs(sum(p["probabilities"].values()) - 1) < 1e-5
 
@@ -243,10 +268,13 @@ def test_metrics_count_requests_errors_and_latency(server):
 
 def _chromium() -> str:
     exe = os.environ.get("EMORL_CHROMIUM") or next(
-        (p for p in (shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome")) if p), None)
+        (p for p in (shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome")) if p), None
+    )
     if not exe:
-        pytest.fail("chromium is required for this test (CI installs it): apt-get update && apt-get install -y "
-                    "--no-install-recommends chromium fonts-dejavu-core; or set EMORL_CHROMIUM")
+        pytest.fail(
+            "chromium is required for this test (CI installs it): apt-get update && apt-get install -y "
+            "--no-install-recommends chromium fonts-dejavu-core; or set EMORL_CHROMIUM"
+        )
     return exe
 
 

@@ -27,15 +27,29 @@ from emorl.train.setup import setup_model
 pytestmark = pytest.mark.e2e
 
 LABELS = ["happy", "sad", "angry", "fear", "happy", "sad"]
-CUES = ["the mouth curves up", "the eyes look down and the voice is soft", "the brows are pulled down",
-        "the eyes are wide and the voice shakes", "a smile and a rising voice", "slow speech and a sigh"]
+CUES = [
+    "the mouth curves up",
+    "the eyes look down and the voice is soft",
+    "the brows are pulled down",
+    "the eyes are wide and the voice shakes",
+    "a smile and a rising voice",
+    "slow speech and a sigh",
+]
 
 
 def samples_of(clips, n=6):
     """``n`` samples over the clips, each with a reasoning trace of its own length."""
-    return [Sample(f"s{i}", str(clips[i % len(clips)]), LABELS[i], "dfew", "train",
-                   meta={"trace": f"<think>{' '.join([CUES[i]] * (1 + i % 3))}.</think><answer>{LABELS[i]}</answer>"})
-            for i in range(n)]
+    return [
+        Sample(
+            f"s{i}",
+            str(clips[i % len(clips)]),
+            LABELS[i],
+            "dfew",
+            "train",
+            meta={"trace": f"<think>{' '.join([CUES[i]] * (1 + i % 3))}.</think><answer>{LABELS[i]}</answer>"},
+        )
+        for i in range(n)
+    ]
 
 
 def cfg_of(tmp_path, **sft) -> RunConfig:
@@ -182,9 +196,21 @@ def test_a_killed_run_resumes_to_the_straight_runs_weights(tiny_model_dir, clips
 
     m = tmp_path / "train.jsonl"
     write_manifest(m, samples_of(clips))
-    common = [f"model.path={tiny_model_dir}", f"data.train={m}", "data.sampling=fixed", "data.frame_size=56", "data.num_frames=4",
-              "sft.target=trace", "sft.epochs=4", "sft.lr=1e-3", "sft.samples_per_step=3", "sft.micro_batch_samples=1",
-              "sft.warmup_ratio=0", "sft.save_every=1", "seed=7"]
+    common = [
+        f"model.path={tiny_model_dir}",
+        f"data.train={m}",
+        "data.sampling=fixed",
+        "data.frame_size=56",
+        "data.num_frames=4",
+        "sft.target=trace",
+        "sft.epochs=4",
+        "sft.lr=1e-3",
+        "sft.samples_per_step=3",
+        "sft.micro_batch_samples=1",
+        "sft.warmup_ratio=0",
+        "sft.save_every=1",
+        "seed=7",
+    ]
     # one thread everywhere: the killed run is a subprocess with OMP_NUM_THREADS=1, and a float sum
     # split over another number of threads is another sum (bit equality needs the same order)
     threads = torch.get_num_threads()
@@ -194,8 +220,12 @@ def test_a_killed_run_resumes_to_the_straight_runs_weights(tiny_model_dir, clips
     finally:
         torch.set_num_threads(threads)
     killed = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "emorl.cli", "sft", *common, f"out={killed}"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "emorl.cli", "sft", *common, f"out={killed}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     latest = killed / "checkpoints" / "latest.json"
     deadline = time.monotonic() + 400
     while not latest.is_file() and proc.poll() is None and time.monotonic() < deadline:
@@ -240,8 +270,10 @@ def test_validation_keeps_the_best_model(tiny_model_dir, clips, tmp_path):
     a loadable model of that step."""
     cfg = cfg_of(tmp_path, val="val.jsonl", val_every=1, val_generate=True, lr=3e-3)
     cfg.eval.max_new_tokens, cfg.eval.batch_size = 6, 4
-    val = [Sample(f"v{i}", str(c), lab, "dfew", "val", meta={"trace": f"<think>{cue}.</think><answer>{lab}</answer>"})
-           for i, (c, lab, cue) in enumerate(zip(clips, ["happy", "sad", "angry"], CUES))]
+    val = [
+        Sample(f"v{i}", str(c), lab, "dfew", "val", meta={"trace": f"<think>{cue}.</think><answer>{lab}</answer>"})
+        for i, (c, lab, cue) in enumerate(zip(clips, ["happy", "sad", "angry"], CUES))
+    ]
     _, res = _run(tiny_model_dir, clips, tmp_path / "v", cfg, val_samples=val)
     rows = [json.loads(x) for x in (tmp_path / "v" / "metrics.jsonl").read_text().splitlines()]
     assert len(rows) == 4 and all({"val/loss", "val/war", "val/uar", "val/format_rate"} <= r.keys() for r in rows)

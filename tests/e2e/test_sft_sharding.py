@@ -37,23 +37,52 @@ def run(model_dir, clips, out, *, sharding="none"):
     torch.manual_seed(cfg.seed)
     adapter = load_adapter(model_dir)
     builder = PromptBuilder(adapter, PromptSpec(), num_frames=4, frame_size=56)
-    samples = [Sample(f"s{i}", clips[i % len(clips)], lab, "dfew", "train",
-                      meta={"trace": f"<think>{'the voice rises ' * (1 + i % 3)}</think><answer>{lab}</answer>"})
-               for i, lab in enumerate(LABELS)]
-    val = [Sample(f"v{i}", clip, lab, "dfew", "val", meta={"trace": f"<think>a smile</think><answer>{lab}</answer>"})
-           for i, (clip, lab) in enumerate(zip(clips, ["happy", "sad", "angry"]))]
+    samples = [
+        Sample(
+            f"s{i}",
+            clips[i % len(clips)],
+            lab,
+            "dfew",
+            "train",
+            meta={"trace": f"<think>{'the voice rises ' * (1 + i % 3)}</think><answer>{lab}</answer>"},
+        )
+        for i, lab in enumerate(LABELS)
+    ]
+    val = [
+        Sample(f"v{i}", clip, lab, "dfew", "val", meta={"trace": f"<think>a smile</think><answer>{lab}</answer>"})
+        for i, (clip, lab) in enumerate(zip(clips, ["happy", "sad", "angry"]))
+    ]
     return train_sft(cfg, adapter, builder, samples, Path(out), progress=False, val_samples=val)
 
 
 def launch(args: dict, port: int, *, accelerate_config: Path | None = None):
     """This file as the worker: on 2 processes with torchrun, or as ``accelerate_config`` says."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
-           __file__, json.dumps(args)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        str(port),
+        __file__,
+        json.dumps(args),
+    ]
     if accelerate_config is not None:
-        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(accelerate_config),
-               "--main_process_port", str(port), __file__, json.dumps(args)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+        cmd = [
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
+            "--config_file",
+            str(accelerate_config),
+            "--main_process_port",
+            str(port),
+            __file__,
+            json.dumps(args),
+        ]
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=300, check=False, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
 
@@ -69,8 +98,10 @@ def test_sharded_sft_step_matches_one_process(tiny_model_dir, clips, tmp_path, s
     clips = [str(c) for c in clips]
     one, two = tmp_path / "one", tmp_path / sharding
     run(tiny_model_dir, clips, one)
-    proc = launch({"model": str(tiny_model_dir), "clips": clips, "out": str(two), "sharding": sharding},
-                  {"fsdp2": 29641, "zero2": 29642, "zero3": 29643}[sharding])
+    proc = launch(
+        {"model": str(tiny_model_dir), "clips": clips, "out": str(two), "sharding": sharding},
+        {"fsdp2": 29641, "zero2": 29642, "zero3": 29643}[sharding],
+    )
     assert "over 2 process(es) = 3 each; micro-batch 1 samples -> 3 accumulation steps" in proc.stdout
     m1 = json.loads((one / "metrics.jsonl").read_text().splitlines()[0])
     m2 = json.loads((two / "metrics.jsonl").read_text().splitlines()[0])
@@ -104,10 +135,15 @@ def test_zero3_offload_in_one_process_matches_the_plain_step(tiny_model_dir, cli
     clips = [str(c) for c in clips]
     one, off = tmp_path / "one", tmp_path / "offload"
     run(tiny_model_dir, clips, one)
-    proc = launch({"model": str(tiny_model_dir), "clips": clips, "out": str(off), "sharding": "zero3"}, 29645,
-                  accelerate_config=tmp_path / "offload.yaml")
-    assert "1 process(es) = 6 each; micro-batch 1 samples -> 6 accumulation steps; 6 samples, 1 steps; sharding zero3" \
+    proc = launch(
+        {"model": str(tiny_model_dir), "clips": clips, "out": str(off), "sharding": "zero3"},
+        29645,
+        accelerate_config=tmp_path / "offload.yaml",
+    )
+    assert (
+        "1 process(es) = 6 each; micro-batch 1 samples -> 6 accumulation steps; 6 samples, 1 steps; sharding zero3"
         in proc.stdout
+    )
     m1 = json.loads((one / "metrics.jsonl").read_text().splitlines()[0])
     m2 = json.loads((off / "metrics.jsonl").read_text().splitlines()[0])
     assert m2["loss"] == pytest.approx(m1["loss"], rel=1e-5) and m2.get("skipped") is None
@@ -123,7 +159,9 @@ def test_an_offloaded_optimizer_is_accepted_by_deepspeed():
     from emorl.train.zero import ds_config
 
     off = ds_config(3, dtype="bfloat16", max_grad_norm=1.0, offload_optimizer="cpu", offload_param="cpu")
-    assert off["zero_force_ds_cpu_optimizer"] is False and off["zero_optimization"]["offload_param"] == {"device": "cpu"}
+    assert off["zero_force_ds_cpu_optimizer"] is False and off["zero_optimization"]["offload_param"] == {
+        "device": "cpu"
+    }
     assert "zero_force_ds_cpu_optimizer" not in ds_config(3, dtype="bfloat16", max_grad_norm=1.0)
 
 

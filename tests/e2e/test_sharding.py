@@ -31,21 +31,25 @@ def judge(groups):
 def seeded_sampler(real):
     """Sample each clip's group on its own with the torch seed set from the clip's id, so the
     completions do not depend on which process draws the clip or what else it draws."""
+
     def sample(adapter, samples, prompts, group_size, params):
         out = []
         for s, p in zip(samples, prompts):
             torch.manual_seed(sum(map(ord, s.id)))
             out += real(adapter, [s], [p], group_size, params)
         return out
+
     return sample
 
 
 def tied(real):
     """Scores as ``real`` does, then ties every group's rewards (all components zero)."""
+
     def score(groups, recipe, extra):
         real(groups, recipe, extra)
         for grp in groups:
             grp.rewards = {k: torch.zeros_like(v) for k, v in grp.rewards.items()}
+
     return score
 
 
@@ -65,8 +69,19 @@ def patched():
         rewards.RECIPES.pop(RECIPE)
 
 
-def run(model_dir, clips, out, *, sharding="none", steps=2, resume=False, dtype="float32", nan_rank=None,
-        tie_rank=None, scale="group"):
+def run(
+    model_dir,
+    clips,
+    out,
+    *,
+    sharding="none",
+    steps=2,
+    resume=False,
+    dtype="float32",
+    nan_rank=None,
+    tie_rank=None,
+    scale="group",
+):
     """GRPO on 2 clips per step (G=4, micro-batches of 2 rows, beta > 0: a reference copy too).
     ``tie_rank``: dynamic sampling on, and that process's groups all get tied rewards."""
     from emorl.config import RunConfig
@@ -89,16 +104,20 @@ def run(model_dir, clips, out, *, sharding="none", steps=2, resume=False, dtype=
     adapter = load_adapter(model_dir, dtype=dtype)
     modality = Modality.AV if Modality.AV in adapter.modalities else Modality.VIDEO
     builder = PromptBuilder(adapter, PromptSpec(), num_frames=4, frame_size=56, modality=modality)
-    samples = [Sample(f"s{i}", str(p), lab, "dfew", "train") for i, (p, lab) in
-               enumerate(zip(clips, ["happy", "sad", "angry"]))]
+    samples = [
+        Sample(f"s{i}", str(p), lab, "dfew", "train")
+        for i, (p, lab) in enumerate(zip(clips, ["happy", "sad", "angry"]))
+    ]
     with patched():
         if nan_rank is not None and int(os.environ.get("RANK", "0")) == nan_rank:
             from test_trainer import nan_loss_on_first_call
 
             from emorl.rl import trainer
+
             trainer.policy_loss = nan_loss_on_first_call(trainer.policy_loss)
         if tie_rank is not None and int(os.environ.get("RANK", "0")) == tie_rank:
             from emorl.rl import trainer
+
             trainer.score_groups = tied(trainer.score_groups)
         res = train_grpo(cfg, adapter, builder, samples, Path(out), progress=False, extra_rewards=judge)
     if sharding == "fsdp2":
@@ -130,14 +149,23 @@ def launch(args: dict, port: int, *, accelerate: bool | str = False):
     config (``accelerate="deepspeed_zero3"``)."""
     if accelerate:
         name = accelerate if isinstance(accelerate, str) else "fsdp2"
-        cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-               str(ROOT / "configs" / "accelerate" / f"{name}.yaml"), "--num_processes", "2", "--main_process_port",
-               str(port)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
+            "--config_file",
+            str(ROOT / "configs" / "accelerate" / f"{name}.yaml"),
+            "--num_processes",
+            "2",
+            "--main_process_port",
+            str(port),
+        ]
     else:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port)]
     cmd += [__file__, json.dumps(args)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=300, check=False, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
 
@@ -190,8 +218,11 @@ def test_fsdp2_matches_one_process_and_resumes_exactly(tiny_model_dir, clips, tm
     shutil.copytree(fsdp / "checkpoints", resumed / "checkpoints")
     (resumed / "checkpoints" / "latest.json").write_text(json.dumps({"step": 1, "path": "step-000001"}))
     shutil.rmtree(resumed / "checkpoints" / "step-000002", ignore_errors=True)
-    launch({"model": str(tiny_model_dir), "clips": clips, "out": str(resumed), "sharding": "fsdp2", "resume": True},
-           29542, accelerate=True)
+    launch(
+        {"model": str(tiny_model_dir), "clips": clips, "out": str(resumed), "sharding": "fsdp2", "resume": True},
+        29542,
+        accelerate=True,
+    )
     straight = load_adapter(fsdp / "model").model.state_dict()
     again = load_adapter(resumed / "model").model.state_dict()
     assert all(torch.equal(straight[k], again[k]) for k in straight)
@@ -207,10 +238,13 @@ def test_fsdp2_bf16_keeps_float32_shards(tiny_model_dir, clips, tmp_path):
     clips = [str(c) for c in clips[:2]]
     one, fsdp = tmp_path / "one", tmp_path / "fsdp"
     run(tiny_model_dir, clips, one, dtype="bfloat16")  # 2 steps; the step-1 checkpoints are compared
-    launch({"model": str(tiny_model_dir), "clips": clips, "out": str(fsdp), "sharding": "fsdp2", "dtype": "bfloat16"},
-           29543)
-    _assert_float32_masters(tiny_model_dir, one, _state(fsdp / "checkpoints" / "step-000001" / "model_state.pt"),
-                            fsdp / "model")
+    launch(
+        {"model": str(tiny_model_dir), "clips": clips, "out": str(fsdp), "sharding": "fsdp2", "dtype": "bfloat16"},
+        29543,
+    )
+    _assert_float32_masters(
+        tiny_model_dir, one, _state(fsdp / "checkpoints" / "step-000001" / "model_state.pt"), fsdp / "model"
+    )
 
 
 def _assert_float32_masters(model_dir, one: Path, fp32: dict, saved_model: Path) -> None:
@@ -259,8 +293,10 @@ def test_deepspeed_zero_matches_one_process_and_resumes_exactly(tiny_model_dir, 
     start = load_adapter(tiny_model_dir).model.state_dict()
     a = load_adapter(one / "model").model.state_dict()
     straight = tmp_path / "straight"  # step 1 alone under DeepSpeed, for the comparison with one process
-    launch({"model": str(tiny_model_dir), "clips": clips, "out": str(straight), "sharding": f"zero{stage}",
-            "steps": 1}, port + 1)
+    launch(
+        {"model": str(tiny_model_dir), "clips": clips, "out": str(straight), "sharding": f"zero{stage}", "steps": 1},
+        port + 1,
+    )
     b = load_adapter(straight / "model").model.state_dict()
     assert a.keys() == b.keys() == start.keys()
     diff = torch.cat([(a[k] - b[k]).abs().flatten() for k in a])
@@ -280,8 +316,11 @@ def test_deepspeed_zero_matches_one_process_and_resumes_exactly(tiny_model_dir, 
     shutil.copytree(ds / "checkpoints", resumed / "checkpoints")
     (resumed / "checkpoints" / "latest.json").write_text(json.dumps({"step": 1, "path": "step-000001"}))
     shutil.rmtree(resumed / "checkpoints" / "step-000002", ignore_errors=True)
-    launch({"model": str(tiny_model_dir), "clips": clips, "out": str(resumed), "sharding": f"zero{stage}",
-            "resume": True}, port + 100, accelerate=f"deepspeed_zero{stage}")
+    launch(
+        {"model": str(tiny_model_dir), "clips": clips, "out": str(resumed), "sharding": f"zero{stage}", "resume": True},
+        port + 100,
+        accelerate=f"deepspeed_zero{stage}",
+    )
     full = load_adapter(ds / "model").model.state_dict()
     again = load_adapter(resumed / "model").model.state_dict()
     assert all(torch.equal(full[k], again[k]) for k in full)
@@ -307,8 +346,9 @@ def test_sharded_families_match_one_process(tiny_dir_of, clips, tmp_path, family
     assert r0["grad_norm"] > 1e-3 and r0.get("skipped") is None
     assert r0["grad_norm"] == pytest.approx(m1["grad_norm"], rel=1e-5)
     assert r0["loss"] + r1["loss"] == pytest.approx(m1["loss"], rel=1e-5, abs=1e-7)
-    start, a, b = (load_adapter(d).model.state_dict()
-                   for d in (model_dir, one / "model", sharded / "model"))  # sharded: gathered, saved
+    start, a, b = (
+        load_adapter(d).model.state_dict() for d in (model_dir, one / "model", sharded / "model")
+    )  # sharded: gathered, saved
     assert a.keys() == b.keys() == start.keys()
     assert max(float((a[k] - b[k]).abs().max()) for k in a) <= 1e-5
     assert sum(not torch.equal(start[k], b[k]) for k in b) > 10  # the step moved the weights
@@ -324,14 +364,19 @@ def test_deepspeed_bf16_keeps_float32_masters(tiny_model_dir, clips, tmp_path, s
     model/ is bf16."""
     from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
 
-
     clips = [str(c) for c in clips[:2]]
     one, ds = tmp_path / "one", tmp_path / "ds"
     run(tiny_model_dir, clips, one, dtype="bfloat16")  # 2 steps; the step-1 checkpoints are compared
-    launch({"model": str(tiny_model_dir), "clips": clips, "out": str(ds), "sharding": f"zero{stage}",
-            "dtype": "bfloat16"}, 29580 + stage)
-    fp32 = {k: v.detach() for k, v in get_fp32_state_dict_from_zero_checkpoint(
-        str(ds / "checkpoints" / "step-000001"), tag="zero").items()}
+    launch(
+        {"model": str(tiny_model_dir), "clips": clips, "out": str(ds), "sharding": f"zero{stage}", "dtype": "bfloat16"},
+        29580 + stage,
+    )
+    fp32 = {
+        k: v.detach()
+        for k, v in get_fp32_state_dict_from_zero_checkpoint(
+            str(ds / "checkpoints" / "step-000001"), tag="zero"
+        ).items()
+    }
     _assert_float32_masters(tiny_model_dir, one, fp32, ds / "model")
 
 
@@ -341,8 +386,16 @@ def test_a_non_finite_loss_on_one_process_skips_the_step_on_all(tiny_model_dir, 
     names the loss, process 0 the global gradient norm), both train in step 2, and (replicated)
     they still hold the same parameters."""
     out = tmp_path / sharding
-    launch({"model": str(tiny_model_dir), "clips": [str(c) for c in clips[:2]], "out": str(out),
-            "sharding": sharding, "nan_rank": 1}, {"none": 29590, "fsdp2": 29591, "zero2": 29592}[sharding])
+    launch(
+        {
+            "model": str(tiny_model_dir),
+            "clips": [str(c) for c in clips[:2]],
+            "out": str(out),
+            "sharding": sharding,
+            "nan_rank": 1,
+        },
+        {"none": 29590, "fsdp2": 29591, "zero2": 29592}[sharding],
+    )
     r0, r1 = _metrics(out), _metrics(out, ".metrics_rank1.jsonl")
     assert r1[0]["skipped"].startswith("non-finite loss (nan) on this process")
     assert "non-finite gradient norm" in r0[0]["skipped"] and "loss" not in r0[0]["skipped"]
@@ -357,8 +410,16 @@ def test_dynamic_sampling_with_one_process_all_tied(tiny_model_dir, clips, tmp_p
     ends each step with both groups of the global batch, process 1 with none, and it still joins
     every reduction. No hang, both train, and they hold the same parameters."""
     out = tmp_path / "dyn"
-    launch({"model": str(tiny_model_dir), "clips": [str(c) for c in clips], "out": str(out), "sharding": "none",
-            "tie_rank": 1}, 29595)
+    launch(
+        {
+            "model": str(tiny_model_dir),
+            "clips": [str(c) for c in clips],
+            "out": str(out),
+            "sharding": "none",
+            "tie_rank": 1,
+        },
+        29595,
+    )
     r0, r1 = _metrics(out), _metrics(out, ".metrics_rank1.jsonl")
     assert [r["step"] for r in r0] == [r["step"] for r in r1] == [1, 2]
     for a, b in zip(r0, r1):
@@ -373,8 +434,17 @@ def test_batch_scaled_advantages_use_the_global_batch(tiny_model_dir, clips, tmp
     clips = [str(c) for c in clips[:2]]
     one, two = tmp_path / "one", tmp_path / "two"
     run(tiny_model_dir, clips, one, steps=1, scale="batch")
-    launch({"model": str(tiny_model_dir), "clips": clips, "out": str(two), "sharding": "none", "steps": 1,
-            "scale": "batch"}, 29596)
+    launch(
+        {
+            "model": str(tiny_model_dir),
+            "clips": clips,
+            "out": str(two),
+            "sharding": "none",
+            "steps": 1,
+            "scale": "batch",
+        },
+        29596,
+    )
     m1, r0, r1 = _metrics(one)[0], _metrics(two)[0], _metrics(two, ".metrics_rank1.jsonl")[0]
     assert m1["grad_norm"] > 1e-3 and r0["grad_norm"] == r1["grad_norm"] == pytest.approx(m1["grad_norm"], rel=1e-5)
     assert r0["loss"] + r1["loss"] == pytest.approx(m1["loss"], rel=1e-5, abs=1e-7)
@@ -390,19 +460,38 @@ def test_unknown_sharding_is_a_clear_error(tiny_model_dir, clips, tmp_path):
         run(tiny_model_dir, [str(c) for c in clips[:2]], tmp_path / "x", sharding="zero1")
 
 
-@pytest.mark.parametrize("env, command, sharding, match", [
-    ({"ACCELERATE_USE_DEEPSPEED": "true", "ACCELERATE_DEEPSPEED_ZERO_STAGE": "3"}, "train", "none",
-     "add grpo.sharding=zero3"),
-    ({"ACCELERATE_USE_DEEPSPEED": "true", "ACCELERATE_DEEPSPEED_ZERO_STAGE": "2"}, "train", "zero3",
-     "ZeRO-2 config but grpo.sharding=zero3"),
-    ({"ACCELERATE_USE_DEEPSPEED": "true", "ACCELERATE_DEEPSPEED_ZERO_STAGE": "1"}, "train", "zero2",
-     "emorl supports ZeRO stages 2 and 3"),
-    ({"ACCELERATE_USE_DEEPSPEED": "true", "ACCELERATE_DEEPSPEED_ZERO_STAGE": "2"}, "sft", "none",
-     "emorl sft does not shard"),
-    ({"ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "2"}, "train", "none", "add grpo.sharding=fsdp2"),
-    ({"ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "1"}, "train", "fsdp2", "FSDP1 configs are not supported"),
-    ({"ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "2"}, "sft", "none", "emorl sft does not shard"),
-])
+@pytest.mark.parametrize(
+    "env, command, sharding, match",
+    [
+        (
+            {"ACCELERATE_USE_DEEPSPEED": "true", "ACCELERATE_DEEPSPEED_ZERO_STAGE": "3"},
+            "train",
+            "none",
+            "add grpo.sharding=zero3",
+        ),
+        (
+            {"ACCELERATE_USE_DEEPSPEED": "true", "ACCELERATE_DEEPSPEED_ZERO_STAGE": "2"},
+            "train",
+            "zero3",
+            "ZeRO-2 config but grpo.sharding=zero3",
+        ),
+        (
+            {"ACCELERATE_USE_DEEPSPEED": "true", "ACCELERATE_DEEPSPEED_ZERO_STAGE": "1"},
+            "train",
+            "zero2",
+            "emorl supports ZeRO stages 2 and 3",
+        ),
+        (
+            {"ACCELERATE_USE_DEEPSPEED": "true", "ACCELERATE_DEEPSPEED_ZERO_STAGE": "2"},
+            "sft",
+            "none",
+            "emorl sft does not shard",
+        ),
+        ({"ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "2"}, "train", "none", "add grpo.sharding=fsdp2"),
+        ({"ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "1"}, "train", "fsdp2", "FSDP1 configs are not supported"),
+        ({"ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "2"}, "sft", "none", "emorl sft does not shard"),
+    ],
+)
 def test_refused_launches(monkeypatch, env, command, sharding, match):
     """accelerate launch sets these variables from configs/accelerate/*.yaml; a launch the loop
     would ignore (run unsharded) is an error, not a silent fallback."""
@@ -458,6 +547,15 @@ def test_shipped_accelerate_configs():
 
 if __name__ == "__main__":  # the torchrun worker
     a = json.loads(sys.argv[1])
-    run(a["model"], a["clips"], a["out"], sharding=a["sharding"], resume=a.get("resume", False),
-        steps=a.get("steps", 2), dtype=a.get("dtype", "float32"), nan_rank=a.get("nan_rank"),
-        tie_rank=a.get("tie_rank"), scale=a.get("scale", "group"))
+    run(
+        a["model"],
+        a["clips"],
+        a["out"],
+        sharding=a["sharding"],
+        resume=a.get("resume", False),
+        steps=a.get("steps", 2),
+        dtype=a.get("dtype", "float32"),
+        nan_rank=a.get("nan_rank"),
+        tie_rank=a.get("tie_rank"),
+        scale=a.get("scale", "group"),
+    )

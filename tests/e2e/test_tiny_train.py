@@ -41,8 +41,9 @@ def test_sft_then_grpo_moves_reward_and_parameters(model_dir, clips, tmp_path):
     adapter = load_adapter(model_dir)
     modality = Modality.AV if Modality.AV in adapter.modalities else Modality.VIDEO
     builder = PromptBuilder(adapter, PromptSpec(), num_frames=4, frame_size=56, modality=modality)
-    sft_samples = [Sample(f"c{i}-{lab}", str(p), lab, "dfew", "train") for i, p in enumerate(clips)
-                   for lab in ("happy", "sad")]
+    sft_samples = [
+        Sample(f"c{i}-{lab}", str(p), lab, "dfew", "train") for i, p in enumerate(clips) for lab in ("happy", "sad")
+    ]
     before = {k: v.clone() for k, v in adapter.model.state_dict().items()}
     res = train_sft(cfg, adapter, builder, sft_samples, tmp_path / "sft", progress=False)
     assert res["last_loss"] < res["first_loss"] * 0.5
@@ -64,8 +65,19 @@ def test_sft_then_grpo_moves_reward_and_parameters(model_dir, clips, tmp_path):
     # logs: every reward component and the phases are there
     rows = [json.loads(line) for line in (tmp_path / "grpo" / "metrics.jsonl").read_text().splitlines()]
     assert len(rows) == cfg.grpo.steps
-    for key in ("reward/accuracy", "reward/format", "reward/overall", "kl", "clip_frac", "entropy",
-                "time/rollout", "time/update", "time/reference", "completion_len", "tokens_per_s"):
+    for key in (
+        "reward/accuracy",
+        "reward/format",
+        "reward/overall",
+        "kl",
+        "clip_frac",
+        "entropy",
+        "time/rollout",
+        "time/update",
+        "time/reference",
+        "completion_len",
+        "tokens_per_s",
+    ):
         assert key in rows[0], key
     assert (tmp_path / "grpo" / "model" / "config.json").is_file()
     reloaded = load_adapter(tmp_path / "grpo" / "model")
@@ -88,8 +100,9 @@ def test_frozen_towers_stay_frozen(tiny_model_dir, clips, tmp_path, monkeypatch)
     towers do not change."""
     from emorl.recipes import rewards
 
-    monkeypatch.setitem(rewards.RECIPES, "judge-test",
-                        rewards.RewardRecipe("tags", {"accuracy": 1.0, "format": 1.0, "judge": 1.0}))
+    monkeypatch.setitem(
+        rewards.RECIPES, "judge-test", rewards.RewardRecipe("tags", {"accuracy": 1.0, "format": 1.0, "judge": 1.0})
+    )
     cfg = _cfg(tmp_path)
     cfg.prompt.recipe = "judge-test"
     cfg.model.freeze_vision = cfg.model.freeze_audio = True

@@ -30,8 +30,9 @@ def judge_recipe(monkeypatch):
     function of the text), so advantages are non-zero even for a random-init policy."""
     from emorl.recipes import rewards
 
-    monkeypatch.setitem(rewards.RECIPES, "judge-test",
-                        rewards.RewardRecipe("tags", {"accuracy": 1.0, "format": 1.0, "judge": 1.0}))
+    monkeypatch.setitem(
+        rewards.RECIPES, "judge-test", rewards.RewardRecipe("tags", {"accuracy": 1.0, "format": 1.0, "judge": 1.0})
+    )
 
 
 def text_judge(groups):
@@ -56,8 +57,10 @@ def _run(tiny_model_dir, clips, out, cfg, **kw):
     adapter = load_adapter(tiny_model_dir, dtype=cfg.model.dtype)
     modality = Modality.AV if Modality.AV in adapter.modalities else Modality.VIDEO
     builder = PromptBuilder(adapter, PromptSpec(), num_frames=4, frame_size=56, modality=modality)
-    samples = [Sample(f"s{i}", str(p), lab, "dfew", "train") for i, (p, lab) in
-               enumerate(zip(clips, ["happy", "sad", "angry"]))]
+    samples = [
+        Sample(f"s{i}", str(p), lab, "dfew", "train")
+        for i, (p, lab) in enumerate(zip(clips, ["happy", "sad", "angry"]))
+    ]
     kw.setdefault("extra_rewards", text_judge)
     res = train_grpo(cfg, adapter, builder, samples, out, progress=False, **kw)
     return adapter, res
@@ -83,6 +86,7 @@ def test_bf16_master_weights_keep_small_updates_and_resume_exactly(tiny_model_di
     """bf16 weights at lr 1e-6 (R1-Omni's): updating them directly changes almost nothing; with
     float32 master weights (model.master_weights=auto, the default) the optimizer's masters move,
     and 2 steps + resume + 2 steps == 4 steps bit for bit (the masters are in the checkpoint)."""
+
     def cfg(**kw):
         c = _cfg(tmp_path, lr=1e-6, save_every=2, **kw)
         c.model.dtype = "bfloat16"
@@ -94,7 +98,8 @@ def test_bf16_master_weights_keep_small_updates_and_resume_exactly(tiny_model_di
 
     def changed(sd):  # fraction of trainable weight entries that differ from the start
         return sum(int((sd[k].float() != base[k].float()).sum()) for k in trainable) / sum(
-            base[k].numel() for k in trainable)
+            base[k].numel() for k in trainable
+        )
 
     none = cfg()
     none.model.master_weights = "none"
@@ -129,8 +134,14 @@ def test_micro_batch_invariance(tiny_model_dir, clips, tmp_path):
     adapter = load_adapter(tiny_model_dir)
     builder = PromptBuilder(adapter, PromptSpec(), num_frames=4, frame_size=56)
     samples = [Sample(f"s{i}", str(p), "sad", "dfew", "train") for i, p in enumerate(clips[:2])]
-    groups = rollout(adapter, samples, [builder.prompt(s) for s in samples], 4,
-                     SamplingParams(max_new_tokens=8), get_recipe("r1-omni"))
+    groups = rollout(
+        adapter,
+        samples,
+        [builder.prompt(s) for s in samples],
+        4,
+        SamplingParams(max_new_tokens=8),
+        get_recipe("r1-omni"),
+    )
     adv = group_advantages(torch.randn(2, 4), "group")  # random advantages: every row matters
     for grp, a in zip(groups, adv):
         grp.advantages = a
@@ -165,8 +176,9 @@ def test_non_finite_rewards_skip_then_stop(tiny_model_dir, clips, tmp_path, monk
     the run stops with a clear message after max_nonfinite_steps in a row."""
     from emorl.recipes import rewards
 
-    monkeypatch.setitem(rewards.RECIPES, "nan-test",
-                        rewards.RewardRecipe("tags", {"accuracy": 1.0, "format": 1.0, "judge": 1.0}))
+    monkeypatch.setitem(
+        rewards.RECIPES, "nan-test", rewards.RewardRecipe("tags", {"accuracy": 1.0, "format": 1.0, "judge": 1.0})
+    )
 
     def judge(groups):
         return [[{"judge": float("nan")} for _ in g.texts] for g in groups]
@@ -189,6 +201,7 @@ def nan_loss_on_first_call(real):
         if calls["n"] == 1:
             out.loss = out.loss * float("nan")
         return out
+
     return loss
 
 
@@ -269,19 +282,56 @@ def test_two_processes_stay_in_sync(tiny_model_dir, clips, tmp_path):
 
     m = tmp_path / "train.jsonl"
     labels = ["happy", "sad"] * 3
-    write_manifest(m, [Sample(f"s{i}", str(p), lab, "dfew", "train") for i, (p, lab) in
-                       enumerate(zip(clips * 2, labels))])
+    write_manifest(
+        m, [Sample(f"s{i}", str(p), lab, "dfew", "train") for i, (p, lab) in enumerate(zip(clips * 2, labels))]
+    )
     # a short label SFT first, so answers vary and GRPO has non-zero advantages to apply
     sft = tmp_path / "sft"
-    assert main(["sft", f"model.path={tiny_model_dir}", f"data.train={m}", f"out={sft}", "data.sampling=fixed",
-                 "data.frame_size=56", "data.num_frames=4", "sft.target=label", "sft.epochs=40", "sft.lr=3e-3", "sft.samples_per_step=3"]) == 0
+    assert (
+        main(
+            [
+                "sft",
+                f"model.path={tiny_model_dir}",
+                f"data.train={m}",
+                f"out={sft}",
+                "data.sampling=fixed",
+                "data.frame_size=56",
+                "data.num_frames=4",
+                "sft.target=label",
+                "sft.epochs=40",
+                "sft.lr=3e-3",
+                "sft.samples_per_step=3",
+            ]
+        )
+        == 0
+    )
     out = tmp_path / "ddp"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29531",
-           "-m", "emorl.cli", "train",
-           f"model.path={sft / 'model'}", f"data.train={m}", f"out={out}", "data.sampling=fixed", "data.frame_size=56",
-           "data.num_frames=4",
-           "grpo.steps=3", "grpo.prompts_per_step=2", "grpo.completions_per_prompt=8", "grpo.micro_batch_rows=4",
-           "grpo.lr=1e-3", "sampling.max_new_tokens=6", "grpo.save_every=2", "grpo.sample_every=0"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29531",
+        "-m",
+        "emorl.cli",
+        "train",
+        f"model.path={sft / 'model'}",
+        f"data.train={m}",
+        f"out={out}",
+        "data.sampling=fixed",
+        "data.frame_size=56",
+        "data.num_frames=4",
+        "grpo.steps=3",
+        "grpo.prompts_per_step=2",
+        "grpo.completions_per_prompt=8",
+        "grpo.micro_batch_rows=4",
+        "grpo.lr=1e-3",
+        "sampling.max_new_tokens=6",
+        "grpo.save_every=2",
+        "grpo.sample_every=0",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -302,16 +352,43 @@ def test_sft_two_processes_match_one(tiny_model_dir, clips, tmp_path):
     from emorl.cli import main
 
     m = tmp_path / "train.jsonl"
-    write_manifest(m, [Sample(f"s{i}", str(p), lab, "dfew", "train") for i, (p, lab) in
-                       enumerate(zip(clips * 2, ["happy", "sad", "angry", "fear"]))])
-    common = [f"model.path={tiny_model_dir}", f"data.train={m}", "data.sampling=fixed", "data.frame_size=56",
-              "data.num_frames=4",
-              "sft.target=label", "sft.epochs=2", "sft.lr=1e-3", "sft.samples_per_step=4", "sft.warmup_ratio=0"]
+    write_manifest(
+        m,
+        [
+            Sample(f"s{i}", str(p), lab, "dfew", "train")
+            for i, (p, lab) in enumerate(zip(clips * 2, ["happy", "sad", "angry", "fear"]))
+        ],
+    )
+    common = [
+        f"model.path={tiny_model_dir}",
+        f"data.train={m}",
+        "data.sampling=fixed",
+        "data.frame_size=56",
+        "data.num_frames=4",
+        "sft.target=label",
+        "sft.epochs=2",
+        "sft.lr=1e-3",
+        "sft.samples_per_step=4",
+        "sft.warmup_ratio=0",
+    ]
     assert main(["sft", *common, f"out={tmp_path / 'one'}"]) == 0
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
-           "-m", "emorl.cli", "sft", *common, f"out={tmp_path / 'two'}"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False,
-                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29533",
+        "-m",
+        "emorl.cli",
+        "sft",
+        *common,
+        f"out={tmp_path / 'two'}",
+    ]
+    proc = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=600, check=False, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     one = [json.loads(x) for x in (tmp_path / "one" / "metrics.jsonl").read_text().splitlines()]
     two = [json.loads(x) for x in (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()]

@@ -19,8 +19,10 @@ FAMILY_SPECIFIC = [
     re.compile(r"\bQwen[0-9_]*[A-Z]\w*"),
     re.compile(r"\.(visual|audio_tower|language_model)\b"),
     re.compile(r"""getattr\([^)]*["']visual["']"""),
-    re.compile(r"""["'](audio_tower|language_model|pixel_values_videos|video_grid_thw|input_features|"""
-               r"""feature_attention_mask|video_second_per_grid|second_per_grid_ts|mm_token_type_ids)["']"""),
+    re.compile(
+        r"""["'](audio_tower|language_model|pixel_values_videos|video_grid_thw|input_features|"""
+        r"""feature_attention_mask|video_second_per_grid|second_per_grid_ts|mm_token_type_ids)["']"""
+    ),
     re.compile(r"\bpixel_values_videos\b|\bget_rope_index\b|\buse_audio_in_video\b"),
     re.compile(r"emorl\.models\.(qwen_omni|qwen_vl|qwen|parts)\b"),
 ]
@@ -64,9 +66,14 @@ def test_only_family_packages_name_family_classes_and_attributes():
 
 def test_the_check_would_catch_an_offence():
     """The patterns match what they are for (a test that could not fail would prove nothing)."""
-    for line in ("from transformers import Qwen2_5OmniThinkerForConditionalGeneration",
-                 "tower = model.model.visual", "getattr(inner, 'audio_tower')", "mm['pixel_values_videos']",
-                 "from emorl.models.qwen_omni import QwenOmniAdapter", "lm = inner.language_model"):
+    for line in (
+        "from transformers import Qwen2_5OmniThinkerForConditionalGeneration",
+        "tower = model.model.visual",
+        "getattr(inner, 'audio_tower')",
+        "mm['pixel_values_videos']",
+        "from emorl.models.qwen_omni import QwenOmniAdapter",
+        "lm = inner.language_model",
+    ):
         assert any(p.search(line) for p in FAMILY_SPECIFIC), line
     for line in ("Qwen2.5-Omni and Qwen3-Omni thinkers", "the visual words", "adapter.towers()['vision']"):
         assert not any(p.search(line) for p in FAMILY_SPECIFIC), line
@@ -146,10 +153,23 @@ def test_the_cycle_check_finds_a_cycle():
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 
 
-@pytest.mark.parametrize("module", ["emorl.models.group", "emorl.models.decoder", "emorl.models.encoder_cache",
-                                    "emorl.rl.trainer", "emorl.train.sharding", "emorl.train.zero", "emorl.train.session",
-                                    "emorl.train.setup", "emorl.train.checkpoint", "emorl.train_utils", "emorl.sft.loop",
-                                    "emorl.perception"])
+@pytest.mark.parametrize(
+    "module",
+    [
+        "emorl.models.group",
+        "emorl.models.decoder",
+        "emorl.models.encoder_cache",
+        "emorl.rl.trainer",
+        "emorl.train.sharding",
+        "emorl.train.zero",
+        "emorl.train.session",
+        "emorl.train.setup",
+        "emorl.train.checkpoint",
+        "emorl.train_utils",
+        "emorl.sft.loop",
+        "emorl.perception",
+    ],
+)
 def test_generic_modules_import_no_family(module):
     edges = _imports()
     assert not {e for e in edges[module] if e.startswith(("emorl.models.qwen", "emorl.models.parts"))}

@@ -37,8 +37,15 @@ META = {s.id: s.meta() for s in SPECS}
 
 
 def _row(i, label, completion, pred=None, modality="video+audio"):
-    return {"id": i, "label": label, "pred": pred, "completion": completion, "modality": modality,
-            "correct": pred == label, "format_ok": True}
+    return {
+        "id": i,
+        "label": label,
+        "pred": pred,
+        "completion": completion,
+        "modality": modality,
+        "correct": pred == label,
+        "format_ok": True,
+    }
 
 
 def _think(text, answer="happy"):
@@ -49,21 +56,32 @@ def test_matching_longest_first_case_and_word_boundaries():
     lex = lexicon()
     ms = find_cues("I hear A Shaky Voice and see knitted   brows; the voiceover is eclipsed.", lex)
     assert [(m.phrase, m.modality, m.kind) for m in ms] == [
-        ("hear", "audio", "generic"), ("a shaky voice", "audio", "cue"), ("knitted brows", "video", "cue")]
+        ("hear", "audio", "generic"),
+        ("a shaky voice", "audio", "cue"),
+        ("knitted brows", "video", "cue"),
+    ]
     a = attribute("The face gives nothing away, but the voice is a harsh voice.", lex)
     assert a["cites"] == "audio" and a["mentions"] == "both"
     assert a["audio"]["cue"] == ["a harsh voice"] and a["video"]["generic"] == ["face"]
     assert attribute("A blank face. I hear a plain voice.", lex)["cites"] == "none"  # flat claims cite nothing
-    assert attribute("", lex) == {"cites": "none", "mentions": "none",
-                                  "video": {"cue": [], "flat": [], "generic": []},
-                                  "audio": {"cue": [], "flat": [], "generic": []}}
+    assert attribute("", lex) == {
+        "cites": "none",
+        "mentions": "none",
+        "video": {"cue": [], "flat": [], "generic": []},
+        "audio": {"cue": [], "flat": [], "generic": []},
+    }
     # English wording, not in the synthetic world's lexicon
     assert attribute("She is smiling and laughing.", lexicon("en"))["cites"] == "both"
 
 
 def test_extensible_lexicon_other_language():
-    de = CueLexicon("de-test", "de", {"video": ["lächeln", "hochgezogene Augenbrauen"], "audio": ["zitternde Stimme"]},
-                    generic={"video": ["Gesicht"], "audio": ["Stimme"]}, cue_emotion={"lächeln": {"happy": 1.0}})
+    de = CueLexicon(
+        "de-test",
+        "de",
+        {"video": ["lächeln", "hochgezogene Augenbrauen"], "audio": ["zitternde Stimme"]},
+        generic={"video": ["Gesicht"], "audio": ["Stimme"]},
+        cue_emotion={"lächeln": {"happy": 1.0}},
+    )
     register_lexicon(de, replace=True)
     lex = lexicon("de-test")
     a = attribute("Das Gesicht zeigt ein Lächeln, die zitternde Stimme auch.", lex)
@@ -101,12 +119,15 @@ def test_traces_of_the_generator_are_truthful_and_cite_the_informative_modality(
         if s.informative != "both":  # never cites the flat (uninformative) modality
             assert a["cites"] in (s.informative, "none"), (a, s.informative)
     summ = summarize_attribution(attr, CLASSES)
-    assert summ["overall"]["n"] == len(rows) and sum(summ["overall"][c] for c in ("video", "audio", "both", "none")) == 1
+    assert (
+        summ["overall"]["n"] == len(rows) and sum(summ["overall"][c] for c in ("video", "audio", "both", "none")) == 1
+    )
     cons = consistency(rows, CLASSES)
     assert cons["named"]["rate"] == 1.0 and cons["named"]["coverage"] == 1.0
     assert cons["cues"]["rate"] > 0.7  # cues overlap between classes: not 1
-    ref = reference_cue_consistency([Sample(s.id, "x.mp4", s.label, "synthetic", "test", meta=META[s.id]) for s in SPECS],
-                                    CLASSES)
+    ref = reference_cue_consistency(
+        [Sample(s.id, "x.mp4", s.label, "synthetic", "test", meta=META[s.id]) for s in SPECS], CLASSES
+    )
     assert 0.7 < ref["rate"] <= 1.0
 
 
@@ -127,13 +148,19 @@ def test_cue_hallucination_flags_false_phrases():
 def test_modality_hallucination_counts_claims_about_removed_input():
     rows = {
         "av": [_row("a", "happy", _think("a smile and a shaky voice"))],
-        "video": [_row("a", "happy", _think("I see a smile and hear a shaky voice"), modality="video"),
-                  _row("b", "sad", _think("I see a downturned mouth; the voice tells nothing"), modality="video"),
-                  _row("c", "sad", "no reasoning at all", modality="video")],
-        "audio": [_row("a", "happy", _think("a plain voice and a blank face"), modality="audio"),
-                  _row("b", "sad", _think("slow speech"), modality="audio")],
-        "text": [_row("a", "happy", _think("I cannot perceive anything"), modality="text"),
-                 _row("b", "sad", _think("tears in the eyes"), modality="text")],
+        "video": [
+            _row("a", "happy", _think("I see a smile and hear a shaky voice"), modality="video"),
+            _row("b", "sad", _think("I see a downturned mouth; the voice tells nothing"), modality="video"),
+            _row("c", "sad", "no reasoning at all", modality="video"),
+        ],
+        "audio": [
+            _row("a", "happy", _think("a plain voice and a blank face"), modality="audio"),
+            _row("b", "sad", _think("slow speech"), modality="audio"),
+        ],
+        "text": [
+            _row("a", "happy", _think("I cannot perceive anything"), modality="text"),
+            _row("b", "sad", _think("tears in the eyes"), modality="text"),
+        ],
     }
     mh = modality_hallucination(rows)
     assert "av" not in mh
@@ -144,10 +171,12 @@ def test_modality_hallucination_counts_claims_about_removed_input():
 
 
 def test_consistency_hand_counts():
-    rows = [_row("1", "happy", _think("a smile; this is joy", "happy"), "happy"),
-            _row("2", "sad", _think("a smile; this is happiness", "sad"), "sad"),  # named happy, answered sad
-            _row("3", "sad", _think("a drooping mouth and slow speech", "sad"), "sad"),  # cues only
-            _row("4", "sad", _think("whatever", "sad"), None)]  # unanswered: not counted
+    rows = [
+        _row("1", "happy", _think("a smile; this is joy", "happy"), "happy"),
+        _row("2", "sad", _think("a smile; this is happiness", "sad"), "sad"),  # named happy, answered sad
+        _row("3", "sad", _think("a drooping mouth and slow speech", "sad"), "sad"),  # cues only
+        _row("4", "sad", _think("whatever", "sad"), None),
+    ]  # unanswered: not counted
     c = consistency(rows, CLASSES, lex=lexicon())
     assert c["answered"] == 3 and c["n_rows"] == 4
     assert (c["named"]["k"], c["named"]["n"]) == (1, 2) and c["named"]["coverage"] == pytest.approx(2 / 3)
@@ -176,7 +205,10 @@ def test_adapter_judge_through_the_adapter_interface():
     assert "Which channel" in fake.asked[0] and '"a"' in fake.asked[0]
     fake2 = _FakeAdapter(["Sadness.", "maybe anger", "calm"])
     assert AdapterJudge(fake2).emotion(["x", "y", "z"], ("happy", "sad", "angry")) == ["sad", "angry", None]
-    rows = [_row("1", "happy", _think("a smile", "happy"), "happy"), _row("2", "sad", _think("slow speech", "sad"), "sad")]
+    rows = [
+        _row("1", "happy", _think("a smile", "happy"), "happy"),
+        _row("2", "sad", _think("slow speech", "sad"), "sad"),
+    ]
     attr = attribute_rows(rows, lexicon(), judge=AdapterJudge(_FakeAdapter(["video", "video"])))
     s = summarize_attribution(attr, ("happy", "sad"))
     assert s["overall"]["judge_agreement"] == 0.5
@@ -196,8 +228,10 @@ def test_infer_informative_truth_table():
 
 
 def test_informative_agreement_on_hand_made_rows():
-    samples = [Sample(f"c{i}", "x.mp4", "happy", "synthetic", "test", meta={"informative": inf})
-               for i, inf in enumerate(["video"] * 4 + ["audio"] * 4 + ["both"] * 2)]
+    samples = [
+        Sample(f"c{i}", "x.mp4", "happy", "synthetic", "test", meta={"informative": inf})
+        for i, inf in enumerate(["video"] * 4 + ["audio"] * 4 + ["both"] * 2)
+    ]
 
     def r(i, pred):
         return {"id": f"c{i}", "label": "happy", "pred": pred, "correct": pred == "happy"}
@@ -238,7 +272,9 @@ def test_analyze_reasoning_writes_files(tmp_path):
     assert f["cue_hallucination"]["all"]["k"] == 0
     # the traces always describe both channels, so with audio removed nearly all 'describe sounds'
     assert f["modality_hallucination"]["video"]["rate"] > 0.9
-    assert res["attribution"]["cites_vs_informative"]["single"]["n"] == sum(s.meta["informative"] != "both" for s in samples)
+    assert res["attribution"]["cites_vs_informative"]["single"]["n"] == sum(
+        s.meta["informative"] != "both" for s in samples
+    )
 
 
 def test_ideal_observer_recovers_the_informative_modality():

@@ -19,8 +19,11 @@ def test_audio_features_equal_the_processors_default(tiny_dir_of, family, n):
     audio = (0.3 * np.sin(np.arange(n) / 7) + 0.05 * rng.standard_normal(n)).astype(np.float32)
     p = adapter.encode(None, audio, "Which emotion?", Modality.AUDIO, key="a")
     proc = adapter.processor
-    text = proc.apply_chat_template([{"role": "user", "content": [{"type": "audio"}, {"type": "text", "text": "x"}]}],
-                                    tokenize=False, add_generation_prompt=True)
+    text = proc.apply_chat_template(
+        [{"role": "user", "content": [{"type": "audio"}, {"type": "text", "text": "x"}]}],
+        tokenize=False,
+        add_generation_prompt=True,
+    )
     ref = proc(text=[text], audio=[audio], return_tensors="pt")
     valid = int(ref["feature_attention_mask"][0].sum())
     feats = p.mm["input_features"]

@@ -22,9 +22,10 @@ def _write_demo(tmp_path, accuracy: dict[str, float], n: int = 90) -> dict:
         write_manifest(tmp_path / "data" / f"{split}.jsonl", samples)
         for name, acc in accuracy.items():
             k = round(acc * n)
-            rows = [{"id": s.id, "label": s.label,
-                     "pred": s.label if i < k else LABELS[(LABELS.index(s.label) + 1) % 3]}
-                    for i, s in enumerate(samples)]
+            rows = [
+                {"id": s.id, "label": s.label, "pred": s.label if i < k else LABELS[(LABELS.index(s.label) + 1) % 3]}
+                for i, s in enumerate(samples)
+            ]
             d = tmp_path / "eval" / name / split
             d.mkdir(parents=True)
             (d / "predictions.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))

@@ -60,28 +60,34 @@ def test_well_formed_tags_variant():
 
 def test_whitespace_around_tags_is_normalised():
     text = f"< step1 >{S1}</ step1 > <step2 >{S2}< /step2><step3>{S3}</step3> \\boxed{{ Sadness }}"
-    comps, parsed = r3(text)
+    comps, _parsed = r3(text)
     assert comps["format"] == comps["structure"] == comps["accuracy"] == 1.0
 
 
-@pytest.mark.parametrize("text", [
-    f"<step1>{S1}</step1><step3>{S3}</step3>\\boxed{{sad}}",  # missing stage
-    f"<step2>{S2}</step2><step1>{S1}</step1><step3>{S3}</step3>\\boxed{{sad}}",  # out of order
-    f"<step1>{S1}</step1><step3>{S3}</step3><step2>{S2}</step2>\\boxed{{sad}}",
-    f"preamble <step1>{S1}</step1><step2>{S2}</step2><step3>{S3}</step3>\\boxed{{sad}}",  # must start with step1
-    f"<step1>{S1} <step2>x</step2></step1><step2>{S2}</step2><step3>{S3}</step3>\\boxed{{sad}}",  # injected stage
-    f"<step1>{S1} \\boxed{{sad}}</step1><step2>{S2}</step2><step3>{S3}</step3>\\boxed{{sad}}",  # injected box
-    "\\boxed{sad}",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"<step1>{S1}</step1><step3>{S3}</step3>\\boxed{{sad}}",  # missing stage
+        f"<step2>{S2}</step2><step1>{S1}</step1><step3>{S3}</step3>\\boxed{{sad}}",  # out of order
+        f"<step1>{S1}</step1><step3>{S3}</step3><step2>{S2}</step2>\\boxed{{sad}}",
+        f"preamble <step1>{S1}</step1><step2>{S2}</step2><step3>{S3}</step3>\\boxed{{sad}}",  # must start with step1
+        f"<step1>{S1} <step2>x</step2></step1><step2>{S2}</step2><step3>{S3}</step3>\\boxed{{sad}}",  # injected stage
+        f"<step1>{S1} \\boxed{{sad}}</step1><step2>{S2}</step2><step3>{S3}</step3>\\boxed{{sad}}",  # injected box
+        "\\boxed{sad}",
+    ],
+)
 def test_structure_fails(text):
     comps, _ = r3(text)
     assert comps["structure"] == 0.0 and comps["format"] == 0.0
 
 
-@pytest.mark.parametrize("text", [
-    f"<step1></step1><step2>{S2}</step2><step3>{S3}</step3>\\boxed{{sad}}",  # empty stage
-    f"<step1>{S1} <answer>sad</answer></step1><step2>{S2}</step2><step3>{S3}</step3>\\boxed{{sad}}",  # injected answer
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"<step1></step1><step2>{S2}</step2><step3>{S3}</step3>\\boxed{{sad}}",  # empty stage
+        f"<step1>{S1} <answer>sad</answer></step1><step2>{S2}</step2><step3>{S3}</step3>\\boxed{{sad}}",  # injected answer
+    ],
+)
 def test_structure_is_stricter_than_emo_r3_format(text):
     """EMO-R3's format regex (``.*`` per stage) accepts an empty stage and foreign tags in a stage;
     ``structure`` does not."""
@@ -89,13 +95,16 @@ def test_structure_is_stricter_than_emo_r3_format(text):
     assert comps["structure"] == 0.0 and comps["format"] == 1.0
 
 
-@pytest.mark.parametrize("text,reason,fmt", [
-    (GOOD.replace("\\boxed{sad}", "\\boxed{sad} \\boxed{happy}"), "several_answers", 0.0),  # several boxes
-    (GOOD.replace("\\boxed{sad}", "\\boxed{sad, angry}"), "several_emotions", 1.0),  # one box, several emotions
-    (GOOD.replace("\\boxed{sad}", "\\boxed{not sure}"), "no_emotion", 1.0),
-    (GOOD.replace("\\boxed{sad}", ""), "no_answer", 0.0),
-    (GOOD.replace("\\boxed{sad}", "the answer is sad"), "no_answer", 0.0),  # no fallback to raw content
-])
+@pytest.mark.parametrize(
+    "text,reason,fmt",
+    [
+        (GOOD.replace("\\boxed{sad}", "\\boxed{sad} \\boxed{happy}"), "several_answers", 0.0),  # several boxes
+        (GOOD.replace("\\boxed{sad}", "\\boxed{sad, angry}"), "several_emotions", 1.0),  # one box, several emotions
+        (GOOD.replace("\\boxed{sad}", "\\boxed{not sure}"), "no_emotion", 1.0),
+        (GOOD.replace("\\boxed{sad}", ""), "no_answer", 0.0),
+        (GOOD.replace("\\boxed{sad}", "the answer is sad"), "no_answer", 0.0),  # no fallback to raw content
+    ],
+)
 def test_no_single_boxed_emotion_is_not_correct(text, reason, fmt):
     comps, parsed = r3(text)
     assert parsed.reason == reason and comps["accuracy"] == 0.0 and comps["format"] == fmt
@@ -112,13 +121,16 @@ def test_anything_may_follow_the_box_as_in_emo_r3():
     assert comps["format"] == 1.0
 
 
-@pytest.mark.parametrize("text", [
-    GOOD_TAGS + " trailing",
-    GOOD_TAGS.replace("<answer>sad</answer>", "<answer></answer>"),
-    GOOD_TAGS.replace("<answer>sad</answer>", "<answer>sad</answer><answer>sad</answer>"),
-    GOOD_TAGS.replace(f"{S2}", f"{S2} <answer>happy</answer>"),
-    GOOD_TAGS.replace("<answer>sad</answer>", "\\boxed{sad}"),
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        GOOD_TAGS + " trailing",
+        GOOD_TAGS.replace("<answer>sad</answer>", "<answer></answer>"),
+        GOOD_TAGS.replace("<answer>sad</answer>", "<answer>sad</answer><answer>sad</answer>"),
+        GOOD_TAGS.replace(f"{S2}", f"{S2} <answer>happy</answer>"),
+        GOOD_TAGS.replace("<answer>sad</answer>", "\\boxed{sad}"),
+    ],
+)
 def test_tags_variant_format_failures(text):
     assert not parse_steps(text).format_ok
 
@@ -134,16 +146,19 @@ def test_parse_completion_styles_and_unknown_style():
         parse_completion("x", "nope")
 
 
-@pytest.mark.parametrize("step3,label,expected", [
-    ("The emotion is negative, with low arousal.", "sad", 1.0),
-    ("Negative valence, high arousal.", "sad", 0.5),
-    ("Positive and low arousal.", "sad", 0.5),
-    ("Positive, high arousal.", "sad", 0.0),
-    ("It is positive or negative, high or low.", "sad", 0.0),  # echoing the instruction states nothing
-    ("Neutral, low arousal.", "neutral", 1.0),
-    ("Positive and high-arousal.", "happy", 1.0),
-    ("", "sad", 0.0),
-])
+@pytest.mark.parametrize(
+    "step3,label,expected",
+    [
+        ("The emotion is negative, with low arousal.", "sad", 1.0),
+        ("Negative valence, high arousal.", "sad", 0.5),
+        ("Positive and low arousal.", "sad", 0.5),
+        ("Positive, high arousal.", "sad", 0.0),
+        ("It is positive or negative, high or low.", "sad", 0.0),  # echoing the instruction states nothing
+        ("Neutral, low arousal.", "neutral", 1.0),
+        ("Positive and high-arousal.", "happy", 1.0),
+        ("", "sad", 0.0),
+    ],
+)
 def test_valence_arousal(step3, label, expected):
     text = f"<step1>{S1}</step1><step2>{S2}</step2><step3>{step3}</step3>\\boxed{{{label}}}"
     assert get_recipe("emo-r3-va").weights["valence_arousal"] == 0.1
@@ -179,8 +194,11 @@ def test_reflection_reasoning_removes_injected_answers():
 
 def test_tags_style_reasoning_is_the_think_text():
     text = "<think>The brows are lowered. The voice is loud.</think><answer>angry</answer>"
-    assert reflection_reasoning(text, "tags") == stage1_description(text, "tags") == \
-        "The brows are lowered. The voice is loud."
+    assert (
+        reflection_reasoning(text, "tags")
+        == stage1_description(text, "tags")
+        == "The brows are lowered. The voice is loud."
+    )
     assert reflection_reasoning("<answer>angry</answer>", "tags") is None
 
 
@@ -191,8 +209,10 @@ def test_stage1_description():
 
 def test_split_by_modality():
     parts = split_by_modality(f"<step1>{S1} Taken together it is clear.</step1>")
-    assert parts == {"video": "I see lowered brows and a drooping mouth.",
-                     "audio": "I hear a low pitch and slow speech."}
+    assert parts == {
+        "video": "I see lowered brows and a drooping mouth.",
+        "audio": "I hear a low pitch and slow speech.",
+    }
     both = split_by_modality("The face and the voice agree.")
     assert both["video"] == both["audio"] == "The face and the voice agree."
     assert split_by_modality("Nothing here.") == {"video": "", "audio": ""}
@@ -216,33 +236,58 @@ def test_split_by_modality_on_synthetic_traces():
 
 def test_prompts_follow_the_reference():
     p = coherence_prompt("<step1>a</step1><step2>b</step2>", ("happy", "sad"))
-    assert p == ("<step1>a</step1><step2>b</step2>\nWhich emotion best describes the text above?\n"
-                 "Answer the question using one emotional category (one word only): happy, sad.")
-    assert grounding_prompt("<step1>a</step1>", "joint") == \
-        "Can the following text describe the clip?Please answer with yes or no.<step1>a</step1>"
+    assert p == (
+        "<step1>a</step1><step2>b</step2>\nWhich emotion best describes the text above?\n"
+        "Answer the question using one emotional category (one word only): happy, sad."
+    )
+    assert (
+        grounding_prompt("<step1>a</step1>", "joint")
+        == "Can the following text describe the clip?Please answer with yes or no.<step1>a</step1>"
+    )
     assert "the audio?" in grounding_prompt("x", "audio") and "the video?" in grounding_prompt("x", "video")
 
 
 # ----------------------------------------------------------------------------- reflection scores
-@pytest.mark.parametrize("output,expected", [
-    ("sad", 1.0), ("Sad.", 1.0), (" sadness\n", 1.0), ("SAD", 1.0),  # the reference's exact match fails these
-    ("happy", 0.0), ("calm", 0.0),  # another emotion (in or out of the label set)
-    ("sad, angry", 0.0), ("happy or sad", 0.0),  # several emotions: not the label
-    ("None", 0.5), ("none", 0.5), ("", 0.5), ("I cannot tell", 0.5),  # no usable answer
-    (None, 0.5),  # nothing to reflect on (no stages 1-2)
-])
+@pytest.mark.parametrize(
+    "output,expected",
+    [
+        ("sad", 1.0),
+        ("Sad.", 1.0),
+        (" sadness\n", 1.0),
+        ("SAD", 1.0),  # the reference's exact match fails these
+        ("happy", 0.0),
+        ("calm", 0.0),  # another emotion (in or out of the label set)
+        ("sad, angry", 0.0),
+        ("happy or sad", 0.0),  # several emotions: not the label
+        ("None", 0.5),
+        ("none", 0.5),
+        ("", 0.5),
+        ("I cannot tell", 0.5),  # no usable answer
+        (None, 0.5),  # nothing to reflect on (no stages 1-2)
+    ],
+)
 def test_coherence_score(output, expected):
     assert coherence_score(output, "sad") == expected
 
 
-@pytest.mark.parametrize("output,expected", [
-    ("yes", 1.0), ("Yes.", 1.0), ("YES, it can", 1.0),
-    ("no", 0.0), ("No.", 0.0), ("no, it cannot", 0.0),
-    ("None", 0.5),  # the reference reads "None" as no (substring); emorl: neither
-    ("the eyes", 0.5),  # the reference reads "eyes" as yes
-    ("yes and no", 0.5), ("", 0.5), ("maybe", 0.5), ("not really", 0.5),
-    (None, 0.0),  # no stage-1 description: not grounded (the reference's effective outcome)
-])
+@pytest.mark.parametrize(
+    "output,expected",
+    [
+        ("yes", 1.0),
+        ("Yes.", 1.0),
+        ("YES, it can", 1.0),
+        ("no", 0.0),
+        ("No.", 0.0),
+        ("no, it cannot", 0.0),
+        ("None", 0.5),  # the reference reads "None" as no (substring); emorl: neither
+        ("the eyes", 0.5),  # the reference reads "eyes" as yes
+        ("yes and no", 0.5),
+        ("", 0.5),
+        ("maybe", 0.5),
+        ("not really", 0.5),
+        (None, 0.0),  # no stage-1 description: not grounded (the reference's effective outcome)
+    ],
+)
 def test_grounding_score(output, expected):
     assert grounding_score(output) == expected
 
@@ -277,8 +322,12 @@ def test_paper_hyperparameters():
     assert (r1.data.sampling, r1.data.num_frames, r1.data.frame_size) == ("native", 0, 0)
     fixed = load_config("r1-omni", ["data.sampling=fixed", "data.num_frames=8", "data.frame_size=224"])
     assert (fixed.data.sampling, fixed.data.num_frames, fixed.data.frame_size) == ("fixed", 8, 224)
-    assert (r3.grpo.lr, r3.grpo.weight_decay, r3.sampling.max_new_tokens, r3.grpo.advantage_eps) == \
-        (2e-6, 0.01, 2048, 1e-6)
+    assert (r3.grpo.lr, r3.grpo.weight_decay, r3.sampling.max_new_tokens, r3.grpo.advantage_eps) == (
+        2e-6,
+        0.01,
+        2048,
+        1e-6,
+    )
 
 
 def test_reflection_config_overrides():
@@ -295,8 +344,13 @@ def test_structured_traces_from_true_cues():
     for spec in split_specs(5, "coldstart", 28):
         text = structured_trace(spec.meta(), spec.label, rng)
         comps, parsed = r3(text, spec.label)
-        assert comps == {"accuracy": 1.0, "format": 1.0, "structure": 1.0, "valence_arousal": 1.0,
-                         "overall": pytest.approx(0.9)}, text
+        assert comps == {
+            "accuracy": 1.0,
+            "format": 1.0,
+            "structure": 1.0,
+            "valence_arousal": 1.0,
+            "overall": pytest.approx(0.9),
+        }, text
         s1, s2, s3 = parsed.steps
         assert emotions_in(s1) == [] and emotions_in(s2) == [], text  # the reasoning never names the label
         assert s2 in HUMAN_RESPONSE[spec.label]

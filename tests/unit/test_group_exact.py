@@ -224,8 +224,13 @@ def test_group_decoder_refuses_sliding_window(adapter, clips, monkeypatch):
     monkeypatch.setattr(adapter.text_model().config, "use_sliding_window", True, raising=False)
     group.release_decoder(adapter)
     with pytest.raises(NotImplementedError, match="the group decoder supports full attention only"):
-        group.sample_groups_shared(adapter, _prompts(adapter, clips, Modality.VIDEO), 2,
-                                   SamplingParams(max_new_tokens=3, greedy=True), decode="static")
+        group.sample_groups_shared(
+            adapter,
+            _prompts(adapter, clips, Modality.VIDEO),
+            2,
+            SamplingParams(max_new_tokens=3, greedy=True),
+            decode="static",
+        )
 
 
 def test_auto_decode_on_cpu(adapter, clips, monkeypatch):
@@ -316,7 +321,8 @@ def _check_grads(model_dir, clips, modality, frozen, checkpointing=False):
     adv = torch.linspace(-1.5, 2.0, len(rows))
     lp_d, m_d, e_d, g_d = _loss_and_grads(ad.model, ad.completion_logprobs_rows, rows, adv)
     lp_s, m_s, e_s, g_s = _loss_and_grads(
-        ad.model, lambda p, c, **kw: group.shared_prefix_logprobs(ad, p, c, groups=groups, **kw), rows, adv)
+        ad.model, lambda p, c, **kw: group.shared_prefix_logprobs(ad, p, c, groups=groups, **kw), rows, adv
+    )
     assert torch.equal(m_d, m_s)
     torch.testing.assert_close(lp_s * m_s, lp_d * m_d, rtol=0, atol=1e-5)
     torch.testing.assert_close(e_s * m_s, e_d * m_d, rtol=0, atol=1e-5)
@@ -491,8 +497,10 @@ def test_qwen3_deepstack_features_reach_the_text_model(adapter_of, clips, family
         real = ad.encode_kind
 
         def without_deepstack(kind, ps):
-            return [MediaEmbeds(x.embeds, {k: tuple(torch.zeros_like(t) for t in v) for k, v in x.extra.items()})
-                    for x in real(kind, ps)]
+            return [
+                MediaEmbeds(x.embeds, {k: tuple(torch.zeros_like(t) for t in v) for k, v in x.extra.items()})
+                for x in real(kind, ps)
+            ]
 
         monkeypatch.setattr(ad, "encode_kind", without_deepstack)
         lp_z, _, _ = group.shared_prefix_logprobs(ad, rows_p, comps, groups=groups)

@@ -24,12 +24,16 @@ def test_group_advantages_batch_and_none():
     r = torch.tensor([[1.0, 3.0], [0.0, 0.0]])
     torch.testing.assert_close(group_advantages(r, "none"), torch.tensor([[-1.0, 1.0], [0.0, 0.0]]), **T)
     batch_std = torch.tensor([1.0, 3.0, 0.0, 0.0]).std()  # unbiased over the batch: 1.41421
-    torch.testing.assert_close(group_advantages(r, "batch", eps=0.0),
-                               torch.tensor([[-1.0, 1.0], [0.0, 0.0]]) / batch_std, **T)
+    torch.testing.assert_close(
+        group_advantages(r, "batch", eps=0.0), torch.tensor([[-1.0, 1.0], [0.0, 0.0]]) / batch_std, **T
+    )
     # a batch split over two processes: each half scaled by the whole batch's std (the trainer's global_std)
     for half in (slice(0, 1), slice(1, 2)):
-        torch.testing.assert_close(group_advantages(r[half], "batch", eps=0.0, batch_std=float(batch_std)),
-                                   group_advantages(r, "batch", eps=0.0)[half], **T)
+        torch.testing.assert_close(
+            group_advantages(r[half], "batch", eps=0.0, batch_std=float(batch_std)),
+            group_advantages(r, "batch", eps=0.0)[half],
+            **T,
+        )
     with pytest.raises(ValueError, match="unknown advantage scale"):
         group_advantages(r, "bogus")
 
@@ -96,8 +100,9 @@ def test_on_policy_gradient_is_reinforce_with_kl():
     """With old = logp.detach() the ratio is 1 and d loss / d logp = -A/|o| (+ beta dKL)."""
     logp = torch.tensor([[-1.0, -2.0]], requires_grad=True)
     ref = torch.tensor([[-1.0, -1.0]])
-    out = policy_loss(logp, logp.detach(), torch.tensor([2.0]), torch.ones(1, 2), loss_type="grpo",
-                      ref_logp=ref, beta=0.5)
+    out = policy_loss(
+        logp, logp.detach(), torch.tensor([2.0]), torch.ones(1, 2), loss_type="grpo", ref_logp=ref, beta=0.5
+    )
     out.loss.backward()
     # d k3 / d logp = 1 - exp(ref - logp)
     dkl = 1 - torch.exp(ref - logp.detach())
@@ -109,8 +114,19 @@ def test_micro_batch_normalisation_sums_to_full_batch():
     logp, old, adv, mask = _toy()
     for lt in ("grpo", "dapo", "dr_grpo", "gspo"):
         full = policy_loss(logp, old, adv, mask, loss_type=lt, max_len=3).loss
-        parts = sum(policy_loss(logp[i:i + 1], old[i:i + 1], adv[i:i + 1], mask[i:i + 1], loss_type=lt, max_len=3,
-                                norm_rows=2, norm_tokens=5).loss for i in range(2))
+        parts = sum(
+            policy_loss(
+                logp[i : i + 1],
+                old[i : i + 1],
+                adv[i : i + 1],
+                mask[i : i + 1],
+                loss_type=lt,
+                max_len=3,
+                norm_rows=2,
+                norm_tokens=5,
+            ).loss
+            for i in range(2)
+        )
         assert float(parts) == pytest.approx(float(full), abs=1e-6), lt
 
 
@@ -126,7 +142,9 @@ def test_low_var_kl_is_clamped_k3():
     torch.testing.assert_close(logp.grad, torch.tensor([[-(math.exp(-0.5) - 1), -(math.exp(1) - 1), 0.0, 0.0]]), **T)
     # below the clamps it is exactly k3
     small = torch.tensor([[-0.3, -0.1]])
-    torch.testing.assert_close(kl_estimate(small, small - 0.7, "low_var_kl"), kl_estimate(small, small - 0.7, "k3"), **T)
+    torch.testing.assert_close(
+        kl_estimate(small, small - 0.7, "low_var_kl"), kl_estimate(small, small - 0.7, "k3"), **T
+    )
     with pytest.raises(ValueError, match="expected one of k1, k3, low_var_kl"):
         kl_estimate(logp, ref, "kl")
 
@@ -159,7 +177,18 @@ def test_dual_clip_hand_computed():
 def test_dual_clip_with_grpo_aggregation_and_kl():
     logp = torch.log(torch.tensor([[4.0, 1.0]]))
     ref = logp.clone()
-    out = policy_loss(logp, torch.zeros(1, 2), torch.tensor([-0.5]), torch.ones(1, 2), loss_type="grpo",
-                      eps_low=0.2, eps_high=0.2, dual_clip=3.0, ref_logp=ref, beta=0.1, kl_kind="low_var_kl")
+    out = policy_loss(
+        logp,
+        torch.zeros(1, 2),
+        torch.tensor([-0.5]),
+        torch.ones(1, 2),
+        loss_type="grpo",
+        eps_low=0.2,
+        eps_high=0.2,
+        dual_clip=3.0,
+        ref_logp=ref,
+        beta=0.1,
+        kl_kind="low_var_kl",
+    )
     # tokens: r=4 -> max(4*0.5, 1.2*0.5) = 2.0, capped at 0.5*3 = 1.5; r=1 -> 0.5; KL 0: mean = 1.0
     assert out.loss.item() == pytest.approx(1.0, abs=1e-6) and out.kl == 0.0

@@ -53,8 +53,13 @@ def test_image_samples_become_image_prompts():
 def test_prompt_builder_gives_the_family_an_image(tiny_dir_of, photos, family):
     ad = load_adapter(tiny_dir_of(family))
     assert Modality.IMAGE in ad.modalities
-    builder = PromptBuilder(ad, PromptSpec(), num_frames=8, frame_size=56,
-                            modality=Modality.AV if Modality.AV in ad.modalities else Modality.VIDEO)
+    builder = PromptBuilder(
+        ad,
+        PromptSpec(),
+        num_frames=8,
+        frame_size=56,
+        modality=Modality.AV if Modality.AV in ad.modalities else Modality.VIDEO,
+    )
     p = builder.prompt(Sample("p0", str(photos[1]), "happy", "ferv", "test"))
     assert p.modality == Modality.IMAGE and ad.media_kinds(p.modality) == ("image",)
     ids = ad.placeholder_ids()
@@ -86,8 +91,10 @@ def test_image_modality_ablation_is_image_vs_text(tiny_dir_of, photos, tmp_path)
     from emorl.eval.modality import analyze_modality
 
     ad = load_adapter(tiny_dir_of("qwen2.5-vl"))
-    samples = [Sample(f"p{i}", str(p), lab, "ferv", "test")
-               for i, (p, lab) in enumerate(zip(photos, ["happy", "sad", "happy"]))]
+    samples = [
+        Sample(f"p{i}", str(p), lab, "ferv", "test")
+        for i, (p, lab) in enumerate(zip(photos, ["happy", "sad", "happy"]))
+    ]
     builder = PromptBuilder(ad, PromptSpec(), num_frames=8, frame_size=56, modality=Modality.VIDEO)
     out = analyze_modality(ad, builder, samples, tmp_path / "abl", max_new_tokens=4, progress=False, n_boot=50)
     assert out["conditions"]["video"]["n"] == 3 and out["conditions"]["text"]["n"] == 3

@@ -84,10 +84,11 @@ def test_an_image_is_checked_as_an_image():
     video_only = Sample("v", "x.mp4", "sad", "dfew", "test", meta={"modality": "video"})
     assert sample_view(video_only, "audio") is None
     # EMO-R3's image question, verbatim (including its missing space)
-    assert grounding_prompt("<step1>a fire</step1>", "image") == \
-        "Can the following text describe the image?Please answer with yes or no.<step1>a fire</step1>"
-    assert label_names(img) == ("amusement", "anger", "awe", "contentment", "disgust", "excitement", "fear",
-                                "sadness")
+    assert (
+        grounding_prompt("<step1>a fire</step1>", "image")
+        == "Can the following text describe the image?Please answer with yes or no.<step1>a fire</step1>"
+    )
+    assert label_names(img) == ("amusement", "anger", "awe", "contentment", "disgust", "excitement", "fear", "sadness")
 
 
 def test_image_builder_uses_the_released_set_prompt():
@@ -136,8 +137,15 @@ def test_image_reflection_tasks():
 def test_perception_targets_for_images():
     from emorl.perception import attribute_targets
 
-    cues = {"valence": 0.5, "arousal": 0.25, "brightness": 1.0, "colorfulness": 0.0, "scene": "storm", "face": "tears",
-            "hue_jitter": 3.0}
+    cues = {
+        "valence": 0.5,
+        "arousal": 0.25,
+        "brightness": 1.0,
+        "colorfulness": 0.0,
+        "scene": "storm",
+        "face": "tears",
+        "hue_jitter": 3.0,
+    }
     values, cat, mask = attribute_targets([_image(cues=cues)], "image")
     from emorl.data.synthetic.scenes import EXPRESSIONS, SCENES
 
@@ -162,6 +170,7 @@ def test_run_stages_runs_in_order_and_resumes(tmp_path):
         def fn(c):
             c.calls.append(name)
             return {"value": value, "seen": sorted(c.results)}
+
         return Stage(name, f"s/{name}", fn)
 
     stages = [step("a", 1), step("b", 2)]
@@ -178,8 +187,9 @@ def test_image_comparison_is_a_stage_list(tmp_path):
     from emorl.compare.common import Ctx, model_dirs
     from emorl.compare.images import GRPO_ARMS, image_configs, image_stages
 
-    base, cfgs = image_configs(packaged_config("compare-images-quick"), quick=True,
-                               arms=("sft", "naive-grpo", "emo-r3", "emo-r3-frozen"))
+    base, cfgs = image_configs(
+        packaged_config("compare-images-quick"), quick=True, arms=("sft", "naive-grpo", "emo-r3", "emo-r3-frozen")
+    )
     assert cfgs["emo-r3"].prompt.recipe == "emo-r3" and cfgs["naive-grpo"].prompt.recipe == "naive-grpo"
     assert cfgs["emo-r3"].grading.strict_official and cfgs["emo-r3"].grpo.dual_clip_c == 3.0  # released settings kept
     assert (cfgs["emo-r3-frozen"].reflection.judge, cfgs["emo-r3-frozen"].reflection.scoring) == ("frozen", "logprob")
@@ -191,7 +201,8 @@ def test_image_comparison_is_a_stage_list(tmp_path):
     assert names[:6] == ["synthesize", "tiny_model", "pretrain_towers", "coldstart", "sft", "grpo naive-grpo"]
     assert "grpo emo-r3" in names and "grpo emo-r3-frozen" not in names and set(GRPO_ARMS) >= {"emo-r3"}
     assert [n for n in names if n.startswith("judge check")] == [
-        f"judge check {m}" for m in ("base", "coldstart", "sft", "naive-grpo", "emo-r3")]
+        f"judge check {m}" for m in ("base", "coldstart", "sft", "naive-grpo", "emo-r3")
+    ]
     assert names.index("eval emo-r3/ood") < names.index("judge reads coldstart") < names.index("judge check base")
     with pytest.raises(ValueError, match="unknown arm"):
         from emorl.compare.images import run_image_compare
@@ -210,9 +221,16 @@ def test_clip_comparison_is_a_stage_list(tmp_path):
     stages = clip_stages(ctx, ("plain", "r1-omni", "emo-r3"))
     names = [s.name for s in stages]
     # the order of the comparison before it became a list, then the judge as a classifier
-    assert names[:8] == ["synthesize", "tiny_model", "pretrain_towers", "shared cold start (think/answer traces)",
-                         "structured cold start (SET traces + reflection tasks)", "GRPO plain", "GRPO r1-omni",
-                         "GRPO emo-r3"]
+    assert names[:8] == [
+        "synthesize",
+        "tiny_model",
+        "pretrain_towers",
+        "shared cold start (think/answer traces)",
+        "structured cold start (SET traces + reflection tasks)",
+        "GRPO plain",
+        "GRPO r1-omni",
+        "GRPO emo-r3",
+    ]
     assert names[8:12] == ["judge check", "eval coldstart/test", "eval coldstart/ood", "judge coldstart"]
     assert names[-1] == "judge auc" and {s.dir for s in stages} >= {"coldstart_steps", "judge", "eval/emo-r3/ood"}
     without = [s.name for s in clip_stages(ctx, ("plain",))]

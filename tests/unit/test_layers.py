@@ -29,10 +29,29 @@ import pytest
 SRC = Path(__file__).resolve().parents[2] / "src" / "emorl"
 
 LAYERS: dict[str, int] = {
-    "utils": 0, "config": 1, "data": 2, "recipes": 3, "data.synthetic": 4, "models": 5,
-    "prompting": 6, "train_utils": 6, "train": 7, "eval": 7, "perception": 7, "rl": 8, "sft": 8, "runs": 9,
-    "stages": 10, "demo": 10, "compare": 10, "cv": 10, "traces": 10,
-    "serve": 11, "share": 11, "errors": 11, "cli": 11,
+    "utils": 0,
+    "config": 1,
+    "data": 2,
+    "recipes": 3,
+    "data.synthetic": 4,
+    "models": 5,
+    "prompting": 6,
+    "train_utils": 6,
+    "train": 7,
+    "eval": 7,
+    "perception": 7,
+    "rl": 8,
+    "sft": 8,
+    "runs": 9,
+    "stages": 10,
+    "demo": 10,
+    "compare": 10,
+    "cv": 10,
+    "traces": 10,
+    "serve": 11,
+    "share": 11,
+    "errors": 11,
+    "cli": 11,
 }
 
 
@@ -118,12 +137,15 @@ def _tree(tmp_path: Path, files: dict[str, str]) -> Path:
     return src
 
 
-@pytest.mark.parametrize("code", [
-    "from emorl.rl.grpo import grpo_loss\n",                        # top level
-    "def f():\n    from emorl.runs import load_run\n",             # lazy, inside a function
-    "import emorl.rl.trainer\n",                                     # plain import
-    "from .. import runs\n",                                         # relative import
-])
+@pytest.mark.parametrize(
+    "code",
+    [
+        "from emorl.rl.grpo import grpo_loss\n",  # top level
+        "def f():\n    from emorl.runs import load_run\n",  # lazy, inside a function
+        "import emorl.rl.trainer\n",  # plain import
+        "from .. import runs\n",  # relative import
+    ],
+)
 def test_the_check_catches_an_upward_import(tmp_path, code):
     """eval importing rl or runs (what issue 19 found) is reported, with its file and line."""
     src = _tree(tmp_path, {"eval/evaluate.py": code, "rl/grpo.py": "", "runs.py": ""})
@@ -132,16 +154,27 @@ def test_the_check_catches_an_upward_import(tmp_path, code):
 
 
 def test_the_check_passes_downward_and_sideways_imports(tmp_path):
-    src = _tree(tmp_path, {"eval/evaluate.py": "from emorl.models.adapter import Modality\nfrom emorl.eval import stats\n",
-                           "data/synthetic/world.py": "from emorl.recipes.prompts import PromptSpec\n",
-                           "models/adapter.py": "", "recipes/prompts.py": ""})
+    src = _tree(
+        tmp_path,
+        {
+            "eval/evaluate.py": "from emorl.models.adapter import Modality\nfrom emorl.eval import stats\n",
+            "data/synthetic/world.py": "from emorl.recipes.prompts import PromptSpec\n",
+            "models/adapter.py": "",
+            "recipes/prompts.py": "",
+        },
+    )
     assert violations(src)[0] == []
 
 
 def test_the_synthetic_world_is_above_data(tmp_path):
     """data.synthetic may read recipes; the rest of data may not (it is below recipes)."""
-    src = _tree(tmp_path, {"data/loader.py": "from emorl.recipes.prompts import PromptSpec\n",
-                           "data/synthetic/traces.py": "from emorl.recipes.prompts import PromptSpec\n"})
+    src = _tree(
+        tmp_path,
+        {
+            "data/loader.py": "from emorl.recipes.prompts import PromptSpec\n",
+            "data/synthetic/traces.py": "from emorl.recipes.prompts import PromptSpec\n",
+        },
+    )
     bad, _ = violations(src)
     assert len(bad) == 1 and bad[0].startswith("emorl/data/loader.py:1: data (layer 2)")
 

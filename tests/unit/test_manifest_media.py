@@ -19,24 +19,28 @@ GOOD = {"id": "a", "media": "clips/a.mp4", "label": "happy", "dataset": "dfew", 
 
 
 def test_roundtrip_and_relative_paths(tmp_path):
-    n = write_manifest(tmp_path / "m.jsonl", [Sample(**{**GOOD, "media": str(tmp_path / "clips/a.mp4")})],
-                       relative_to=tmp_path)
+    n = write_manifest(
+        tmp_path / "m.jsonl", [Sample(**{**GOOD, "media": str(tmp_path / "clips/a.mp4")})], relative_to=tmp_path
+    )
     assert n == 1
     assert json.loads((tmp_path / "m.jsonl").read_text())["media"] == "clips/a.mp4"
     s = read_manifest(tmp_path / "m.jsonl")[0]
     assert s.media == str(tmp_path / "clips/a.mp4") and s.labels[0] == "happy" and len(s.labels) == 7
 
 
-@pytest.mark.parametrize("row,msg", [
-    ({k: v for k, v in GOOD.items() if k != "label"}, r"m.jsonl:2: missing field\(s\) label"),
-    ({**GOOD, "label": "bored"}, r"m.jsonl:2: field 'label' is 'bored'"),
-    ({**GOOD, "fold": "one"}, r"m.jsonl:2: field 'fold' must be an integer"),
-    ({**GOOD, "colour": 1}, r"m.jsonl:2: unknown field\(s\) colour"),
-    ({**GOOD, "label_set": ["sad"]}, r"m.jsonl:2: label 'happy' is not in its label_set"),
-    ({**GOOD, "id": "first"}, r"m.jsonl:2: duplicate id 'first' \(first on line 1\)"),
-    ("{not json", r"m.jsonl:2: invalid JSON"),
-    ([1, 2], r"m.jsonl:2: expected a JSON object"),
-])
+@pytest.mark.parametrize(
+    "row,msg",
+    [
+        ({k: v for k, v in GOOD.items() if k != "label"}, r"m.jsonl:2: missing field\(s\) label"),
+        ({**GOOD, "label": "bored"}, r"m.jsonl:2: field 'label' is 'bored'"),
+        ({**GOOD, "fold": "one"}, r"m.jsonl:2: field 'fold' must be an integer"),
+        ({**GOOD, "colour": 1}, r"m.jsonl:2: unknown field\(s\) colour"),
+        ({**GOOD, "label_set": ["sad"]}, r"m.jsonl:2: label 'happy' is not in its label_set"),
+        ({**GOOD, "id": "first"}, r"m.jsonl:2: duplicate id 'first' \(first on line 1\)"),
+        ("{not json", r"m.jsonl:2: invalid JSON"),
+        ([1, 2], r"m.jsonl:2: expected a JSON object"),
+    ],
+)
 def test_errors_name_line_and_field(tmp_path, row, msg):
     p = _write(tmp_path / "m.jsonl", [{**GOOD, "id": "first"}, row])
     with pytest.raises(ManifestError, match=msg):
@@ -81,9 +85,14 @@ def test_no_audio_track_is_an_explicit_outcome(tmp_path):
     assert load_clip(p, want_audio=False).frames is not None
 
 
-@pytest.mark.parametrize("content,outcome", [(b"\x00garbage" * 100, "unreadable"),
-                                             (b"version https://git-lfs.github.com/spec/v1\noid sha256:ab\n", "lfs_pointer"),
-                                             (b"", "unreadable")])
+@pytest.mark.parametrize(
+    "content,outcome",
+    [
+        (b"\x00garbage" * 100, "unreadable"),
+        (b"version https://git-lfs.github.com/spec/v1\noid sha256:ab\n", "lfs_pointer"),
+        (b"", "unreadable"),
+    ],
+)
 def test_corrupt_files(tmp_path, content, outcome):
     p = tmp_path / "bad.mp4"
     p.write_bytes(content)
@@ -111,7 +120,7 @@ def test_frame_folder(tmp_path):
     for i in (1, 2, 10, 11):  # natural sort: 1, 2, 10, 11 (not 1, 10, 11, 2)
         Image.fromarray(np.full((32, 32, 3), i * 20, np.uint8)).save(d / f"{i}.jpg")
     c = load_clip(d, num_frames=4, want_audio=False)
-    assert [int(round(f.mean() / 20)) for f in c.frames] == [1, 2, 10, 11]
+    assert [round(f.mean() / 20) for f in c.frames] == [1, 2, 10, 11]
 
 
 def test_writer_is_deterministic_and_atomic(tmp_path):

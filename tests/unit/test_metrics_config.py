@@ -24,9 +24,11 @@ def test_against_sklearn():
     assert war(TRUE, PRED) == pytest.approx(accuracy_score(TRUE, pred), abs=1e-12)
     assert uar(TRUE, PRED, LABELS) == pytest.approx(balanced_accuracy_score(TRUE, pred), abs=1e-12)
     assert uar(TRUE, PRED, LABELS) == pytest.approx(
-        recall_score(TRUE, pred, labels=list(LABELS), average="macro", zero_division=0), abs=1e-12)
+        recall_score(TRUE, pred, labels=list(LABELS), average="macro", zero_division=0), abs=1e-12
+    )
     assert weighted_f1(TRUE, PRED, LABELS) == pytest.approx(
-        f1_score(TRUE, pred, labels=list(LABELS), average="weighted", zero_division=0), abs=1e-12)
+        f1_score(TRUE, pred, labels=list(LABELS), average="weighted", zero_division=0), abs=1e-12
+    )
 
 
 def test_uar_ignores_classes_without_support_and_rejects_unknown_truth():
@@ -50,11 +52,16 @@ def test_config_yaml_and_overrides(tmp_path):
     assert cfg.sampling.temperature == 0.7 and cfg.model.freeze_vision is True and cfg.data.eval == ["x", "y"]
 
 
-@pytest.mark.parametrize("ov,msg", [("grpo.stepz=3", "unknown config key 'grpo.stepz'"),
-                                    ("grpo.steps=abc", "expects int"),
-                                    ("grpo=3", "is a section"),
-                                    ("model.freeze_vision=maybe", "true/false"),
-                                    ("nokey", "expected key.sub=value")])
+@pytest.mark.parametrize(
+    "ov,msg",
+    [
+        ("grpo.stepz=3", "unknown config key 'grpo.stepz'"),
+        ("grpo.steps=abc", "expects int"),
+        ("grpo=3", "is a section"),
+        ("model.freeze_vision=maybe", "true/false"),
+        ("nokey", "expected key.sub=value"),
+    ],
+)
 def test_config_errors_name_the_key(ov, msg):
     with pytest.raises(ConfigError, match=msg):
         load_config(None, [ov])

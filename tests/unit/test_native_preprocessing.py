@@ -18,8 +18,14 @@ omni = pytest.importorskip("qwen_omni_utils.v2_5.vision_process", reason="qwen-o
 
 # (decoded frames, their rate, height, width): the issue's 3 s 320x240 clip, a short clip (the 4-frame
 # minimum), full HD (the per-frame cap), a tiny frame (upscaled to the minimum), a long clip (768 frames)
-CLIPS = [(24, 8.0, 240, 320), (30, 25.0, 360, 640), (300, 30.0, 1080, 1920), (150, 30.0, 80, 100),
-         (12000, 30.0, 720, 1280), (61, 29.97, 480, 270)]
+CLIPS = [
+    (24, 8.0, 240, 320),
+    (30, 25.0, 360, 640),
+    (300, 30.0, 1080, 1920),
+    (150, 30.0, 80, 100),
+    (12000, 30.0, 720, 1280),
+    (61, 29.97, 480, 270),
+]
 
 
 def official(pkg, total: int, fps: float, h: int, w: int, factor: int):
@@ -28,8 +34,9 @@ def official(pkg, total: int, fps: float, h: int, w: int, factor: int):
     idx = torch.linspace(0, total - 1, n).round().long().tolist()
     min_pixels = pkg.VIDEO_MIN_TOKEN_NUM * factor * factor
     total_pixels = pkg.MODEL_SEQ_LEN * factor * factor * 0.9
-    max_pixels = max(min(pkg.VIDEO_MAX_TOKEN_NUM * factor * factor, total_pixels / n * pkg.FRAME_FACTOR),
-                     int(min_pixels * 1.05))
+    max_pixels = max(
+        min(pkg.VIDEO_MAX_TOKEN_NUM * factor * factor, total_pixels / n * pkg.FRAME_FACTOR), int(min_pixels * 1.05)
+    )
     return idx, pkg.smart_resize(h, w, factor=factor, min_pixels=min_pixels, max_pixels=max_pixels), n / total * fps
 
 
@@ -62,8 +69,9 @@ def test_the_total_pixel_budget_and_frame_lists_equal_fetch_video(monkeypatch, f
         monkeypatch.setattr(q, "MODEL_SEQ_LEN", seq_len)
         for n, h, w in ((5, 240, 320), (8, 500, 700), (6, 90, 60)):
             frames = [Image.fromarray(np.full((h, w, 3), 10 * i, np.uint8)) for i in range(n)]
-            video, sample_fps = vl.fetch_video({"video": frames}, image_patch_size=factor // 2,
-                                               return_video_sample_fps=True)
+            video, sample_fps = vl.fetch_video(
+                {"video": frames}, image_patch_size=factor // 2, return_video_sample_fps=True
+            )
             idx, size, rate = q.native_video(n, None, h, w, factor)
             assert (len(idx), *size) == (video.shape[0], *video.shape[2:]), (seq_len, n, h, w)
             assert idx[-1] == n - 1 and rate == sample_fps == 2.0
@@ -83,8 +91,12 @@ def test_a_clip_gets_native_frames_through_the_loader(tiny_dir_of, tmp_path):
 
     rng = np.random.default_rng(0)
     clip = tmp_path / "wide.mp4"
-    write_mp4(clip, rng.integers(0, 255, (24, 240, 320, 3), dtype=np.uint8), 8,
-              (0.1 * rng.standard_normal(48000)).astype(np.float32))
+    write_mp4(
+        clip,
+        rng.integers(0, 255, (24, 240, 320, 3), dtype=np.uint8),
+        8,
+        (0.1 * rng.standard_normal(48000)).astype(np.float32),
+    )
     sample = Sample("w", str(clip), "happy", "dfew", "test")
     ad = load_adapter(tiny_dir_of("qwen2.5-omni"))
     ad.frame_pixels = None  # a real checkpoint: no exact budget of its own

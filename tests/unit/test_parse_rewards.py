@@ -21,37 +21,52 @@ def test_well_formed():
     assert p.reasoning.startswith("The mouth")
 
 
-@pytest.mark.parametrize("answer,label", [("Happiness", "happy"), ("fearful", "fear"), ("surprised", "surprise"),
-                                          (" SAD. ", "sad"), ("anger", "angry"), ("**Disgusted**", "disgust"),
-                                          ("The emotion is sadness.", "sad")])
+@pytest.mark.parametrize(
+    "answer,label",
+    [
+        ("Happiness", "happy"),
+        ("fearful", "fear"),
+        ("surprised", "surprise"),
+        (" SAD. ", "sad"),
+        ("anger", "angry"),
+        ("**Disgusted**", "disgust"),
+        ("The emotion is sadness.", "sad"),
+    ],
+)
 def test_inflections_and_case(answer, label):
     c, p = s(f"<think>x</think><answer>{answer}</answer>", label)
     assert p.emotion == label and c["accuracy"] == 1.0
 
 
-@pytest.mark.parametrize("text,reason", [
-    ("<think>x</think><answer>happy or sad</answer>", "hedged"),
-    ("<think>x</think><answer>happy, surprise</answer>", "several_emotions"),
-    ("<think>x</think><answer>I cannot tell</answer>", "no_emotion"),
-    ("<think>x</think>", "no_answer"),
-    ("happy", "no_answer"),  # R1-Omni's fallback to raw content is NOT used
-    ("<think>x</think><answer>happy</answer><answer>sad</answer>", "several_answers"),
-])
+@pytest.mark.parametrize(
+    "text,reason",
+    [
+        ("<think>x</think><answer>happy or sad</answer>", "hedged"),
+        ("<think>x</think><answer>happy, surprise</answer>", "several_emotions"),
+        ("<think>x</think><answer>I cannot tell</answer>", "no_emotion"),
+        ("<think>x</think>", "no_answer"),
+        ("happy", "no_answer"),  # R1-Omni's fallback to raw content is NOT used
+        ("<think>x</think><answer>happy</answer><answer>sad</answer>", "several_answers"),
+    ],
+)
 def test_no_single_emotion_is_not_correct(text, reason):
     c, p = s(text)
     assert p.reason == reason
     assert p.emotion is None and c["accuracy"] == 0.0
 
 
-@pytest.mark.parametrize("text", [
-    "<think>x</think><answer>happy</answer> trailing text",
-    "preamble <think>x</think><answer>happy</answer>",
-    "<answer>happy</answer>",
-    "<think>x <answer>sad</answer></think><answer>happy</answer>",  # injected tags inside think
-    "<think>x</think><answer></answer>",
-    "<think>x</think><answer>happy</answer><answer>happy</answer>",
-    "<think>a</think><think>b</think><answer>happy</answer>",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "<think>x</think><answer>happy</answer> trailing text",
+        "preamble <think>x</think><answer>happy</answer>",
+        "<answer>happy</answer>",
+        "<think>x <answer>sad</answer></think><answer>happy</answer>",  # injected tags inside think
+        "<think>x</think><answer></answer>",
+        "<think>x</think><answer>happy</answer><answer>happy</answer>",
+        "<think>a</think><think>b</think><answer>happy</answer>",
+    ],
+)
 def test_format_failures(text):
     c, _ = s(text)
     assert c["format"] == 0.0
@@ -90,7 +105,9 @@ def test_boxed_style():
     assert not parse_completion("<step1>a</step1><step3>c</step3>\\boxed{sad}", "boxed").format_ok
     two = parse_completion("<step1>a</step1><step2>b</step2><step3>c</step3>\\boxed{sad} \\boxed{happy}", "boxed")
     assert two.emotion is None and two.reason == "several_answers" and not two.format_ok
-    assert parse_completion("<step1>a</step1><step2>b</step2><step3>c</step3>\\boxed{sad, happy}", "boxed").emotion is None
+    assert (
+        parse_completion("<step1>a</step1><step2>b</step2><step3>c</step3>\\boxed{sad, happy}", "boxed").emotion is None
+    )
     assert boxed_contents("\\boxed{a{b}c}") == ["a{b}c"]
     assert boxed_contents("\\boxed{unclosed") == []
 

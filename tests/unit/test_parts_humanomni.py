@@ -33,8 +33,9 @@ class RefAllInOne(nn.Module):
         depth, pad = (2, (1, 0, 0)) if small else (4, (1, 1, 1))
 
         def stage(cin):
-            return RegStage(depth=depth, in_chs=cin, out_chs=h, stride=1, dilation=1, act_layer=nn.SiLU,
-                            norm_layer=LayerNorm2d)
+            return RegStage(
+                depth=depth, in_chs=cin, out_chs=h, stride=1, dilation=1, act_layer=nn.SiLU, norm_layer=LayerNorm2d
+            )
 
         def mlp(cin):
             return nn.Sequential(nn.Linear(cin, h), nn.GELU(), nn.Linear(h, h))
@@ -103,15 +104,26 @@ class RefHumanOmni:
         self.audio = WhisperForAudioClassification(wcfg).eval()  # HumanOmni's tower class; only .encoder is used
         self.audio.encoder.load_state_dict(encoder.state_dict())
         self.bert, self.bert_tok = load_fusion(parts["bert"])
-        self.llm = Qwen2ForCausalLM(Qwen2Config(vocab_size=512, hidden_size=32, intermediate_size=64,
-                                                num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                                                tie_word_embeddings=True)).eval()
+        self.llm = Qwen2ForCausalLM(
+            Qwen2Config(
+                vocab_size=512,
+                hidden_size=32,
+                intermediate_size=64,
+                num_hidden_layers=2,
+                num_attention_heads=4,
+                num_key_value_heads=2,
+                tie_word_embeddings=True,
+            )
+        ).eval()
         c, h = self.vision.config.hidden_size, 32
         self.projector = RefAllInOne(c, h, small)
         self.audio_projector = nn.Sequential(nn.Linear(wcfg.d_model, h), nn.GELU(), nn.Linear(h, h))
         self.bert_gate = nn.Sequential(nn.Linear(self.bert.config.hidden_size, 3584), nn.GELU(), nn.Linear(3584, 3))
-        self.compressor = nn.ModuleDict({"vlm_query_projector": nn.Linear(c, 256),
-                                         "vlm_key_projector": nn.Linear(c, 256)}) if compressor else None
+        self.compressor = (
+            nn.ModuleDict({"vlm_query_projector": nn.Linear(c, 256), "vlm_key_projector": nn.Linear(c, 256)})
+            if compressor
+            else None
+        )
         for m in (self.projector, self.audio_projector, self.bert_gate):
             for p in m.parameters():  # away from zero-init so every branch matters
                 nn.init.normal_(p, std=0.3)
@@ -121,10 +133,14 @@ class RefHumanOmni:
     def state_dict(self) -> dict[str, torch.Tensor]:
         """HumanOmni's key layout (transformers 4 SigLIP keys keep their vision_model. level)."""
         out = {k: v for k, v in self.llm.state_dict().items() if k != "lm_head.weight"}  # tied: not saved
-        parts = {"model.vision_tower.vision_tower.vision_model.": self.vision,
-                 "model.audio_tower.audio_tower.": self.audio, "model.mm_projector.": self.projector,
-                 "model.audio_projector.": self.audio_projector, "model.bert_model.": self.bert,
-                 "model.bert_gate.": self.bert_gate}
+        parts = {
+            "model.vision_tower.vision_tower.vision_model.": self.vision,
+            "model.audio_tower.audio_tower.": self.audio,
+            "model.mm_projector.": self.projector,
+            "model.audio_projector.": self.audio_projector,
+            "model.bert_model.": self.bert,
+            "model.bert_gate.": self.bert_gate,
+        }
         if self.compressor is not None:
             parts["model.feature_compressor."] = self.compressor
         for prefix, module in parts.items():
@@ -161,7 +177,7 @@ class RefHumanOmni:
                 break
             i = where[0]
             parts += [embed(cur[:i]), video_feat if cur[i] == VIDEO else audio_feat[0]]
-            cur = cur[i + 1:]
+            cur = cur[i + 1 :]
         parts.append(embed(cur))
         return self.llm(inputs_embeds=torch.cat(parts)[None]).logits[0]
 
@@ -214,8 +230,16 @@ def write_humanomni(tmp_path, small: bool, compressor: bool):
     shape = TinyPartsShape(image_size=32 if small else 40)
     parts = write_tiny_parts(tmp_path / "parts", shape, bert=True)
     if not small:  # write_tiny_parts' SigLIP saves at 32: rewrite at 40
-        v = SiglipVisionModel(SiglipVisionConfig(hidden_size=24, intermediate_size=48, num_hidden_layers=3,
-                                                 num_attention_heads=2, image_size=40, patch_size=8))
+        v = SiglipVisionModel(
+            SiglipVisionConfig(
+                hidden_size=24,
+                intermediate_size=48,
+                num_hidden_layers=3,
+                num_attention_heads=2,
+                image_size=40,
+                patch_size=8,
+            )
+        )
         v.save_pretrained(parts["vision"])
         SiglipImageProcessor(size={"height": 40, "width": 40}).save_pretrained(parts["vision"])
     ref = RefHumanOmni(parts, small, compressor)
@@ -226,13 +250,27 @@ def write_humanomni(tmp_path, small: bool, compressor: bool):
 
     AutoTokenizer.from_pretrained(parts["llm"]).save_pretrained(src)
     cfg = ref.llm.config.to_dict()
-    cfg.update(architectures=["HumanOmniQwen2ForCausalLM"], model_type="HumanOmni_qwen2",
-               mm_vision_tower=str(parts["vision"]), mm_audio_tower=str(parts["audio"]), mm_hidden_size=24,
-               mm_projector_type="all_in_one_small" if small else "all_in_one", mm_audio_projector_type="mlp2x_gelu",
-               audio_hidden_size=16, mm_vision_select_layer=-2, mm_vision_select_feature="patch",
-               mm_use_x_start_end=True, num_frames=8, image_aspect_ratio="pad", use_mm_proj=True,
-               tune_mm_mlp_adapter=False, mm_tunable_parts="mm_mlp_adapter,audio_projector,mm_language_model",
-               tokenizer_model_max_length=2048, tokenizer_padding_side="right", hyper_layers=[15, 22])
+    cfg.update(
+        architectures=["HumanOmniQwen2ForCausalLM"],
+        model_type="HumanOmni_qwen2",
+        mm_vision_tower=str(parts["vision"]),
+        mm_audio_tower=str(parts["audio"]),
+        mm_hidden_size=24,
+        mm_projector_type="all_in_one_small" if small else "all_in_one",
+        mm_audio_projector_type="mlp2x_gelu",
+        audio_hidden_size=16,
+        mm_vision_select_layer=-2,
+        mm_vision_select_feature="patch",
+        mm_use_x_start_end=True,
+        num_frames=8,
+        image_aspect_ratio="pad",
+        use_mm_proj=True,
+        tune_mm_mlp_adapter=False,
+        mm_tunable_parts="mm_mlp_adapter,audio_projector,mm_language_model",
+        tokenizer_model_max_length=2048,
+        tokenizer_padding_side="right",
+        hyper_layers=[15, 22],
+    )
     (src / "config.json").write_text(json.dumps(cfg, default=str))
     return parts, ref, src
 
@@ -253,8 +291,12 @@ def test_humanomni_checkpoint_matches_reference(tmp_path, small, compressor):
     rng = np.random.default_rng(0)
     clips = [rng.integers(0, 255, (8, 30, 44, 3), dtype=np.uint8) for _ in INSTRUCTIONS]
     waves = [rng.standard_normal(n).astype(np.float32) * 0.1 for n in (12000, 30000)]  # shorter / longer than 1 s
-    texts = [proc.apply_chat_template([{"role": "user", "content": [
-        {"type": "video"}, {"type": "audio"}, {"type": "text", "text": q}]}]) for q in INSTRUCTIONS]
+    texts = [
+        proc.apply_chat_template(
+            [{"role": "user", "content": [{"type": "video"}, {"type": "audio"}, {"type": "text", "text": q}]}]
+        )
+        for q in INSTRUCTIONS
+    ]
     enc = proc(texts, videos=clips, audio=waves, fusion_text=INSTRUCTIONS)
     with torch.no_grad():
         got = model(**enc).logits
@@ -265,17 +307,29 @@ def test_humanomni_checkpoint_matches_reference(tmp_path, small, compressor):
         prompt = ref.bert_tok([q], return_tensors="pt", padding=True, truncation=True, add_special_tokens=True)
         vfeat, afeat = ref.encode_video(pixels, prompt), ref.encode_audio(feats)
         with torch.no_grad():  # the media features themselves, before the LLM dilutes any difference
-            gate = model.model.get_fusion_weights(enc["fusion_input_ids"][i:i + 1], enc["fusion_attention_mask"][i:i + 1])
+            gate = model.model.get_fusion_weights(
+                enc["fusion_input_ids"][i : i + 1], enc["fusion_attention_mask"][i : i + 1]
+            )
             assert gate.min() > 0.05, "every branch must weigh in for the comparison to test it"
-            torch.testing.assert_close(model.model.get_video_features(pixels[None], gate)[0], vfeat,
-                                       atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(
+                model.model.get_video_features(pixels[None], gate)[0], vfeat, atol=1e-5, rtol=1e-5
+            )
             torch.testing.assert_close(model.model.get_audio_features(feats), afeat, atol=1e-5, rtol=1e-5)
         ids = ho_prompt(proc.tokenizer, q)
         want = ref.logits(ids, vfeat, afeat)
         # same text tokens around the media (placeholder runs in place of the negative ids)
         row = enc["input_ids"][i][enc["attention_mask"][i].bool()]
-        expanded = [t for x in ids for t in ([proc.token_id("video")] * len(vfeat) if x == VIDEO else
-                                             [proc.token_id("audio")] * afeat.shape[1] if x == AUDIO else [x])]
+        expanded = [
+            t
+            for x in ids
+            for t in (
+                [proc.token_id("video")] * len(vfeat)
+                if x == VIDEO
+                else [proc.token_id("audio")] * afeat.shape[1]
+                if x == AUDIO
+                else [x]
+            )
+        ]
         assert row.tolist() == expanded
         assert proc.video_tokens(8) == len(vfeat) and proc.audio_tokens() == afeat.shape[1]
         have = got[i][enc["attention_mask"][i].bool()][:, : want.shape[-1]]
@@ -337,7 +391,6 @@ def test_tower_configs_without_folders(tmp_path):
         _tower_config("vision", tmp_path / "missing", "x", state, "model.vision_tower.")
 
 
-
 def test_converted_checkpoint_runs_through_the_adapter_and_group_paths(tmp_path):
     """An R1-Omni-shaped checkpoint (AllInOneSmall + BERT gate) converted into the parts family loads
     through ``load_adapter`` and its group paths equal its duplicated rows: greedy generation,
@@ -382,8 +435,11 @@ def test_converted_checkpoint_runs_through_the_adapter_and_group_paths(tmp_path)
         ad.model.zero_grad(set_to_none=True)
         lp, mask, ent = fn(rows_p, comps, with_entropy=True)
         (lp * mask * adv[:, None]).sum().backward()
-        return lp.detach() * mask, ent * mask, {n: q.grad.clone() for n, q in ad.model.named_parameters()
-                                                if q.grad is not None}
+        return (
+            lp.detach() * mask,
+            ent * mask,
+            {n: q.grad.clone() for n, q in ad.model.named_parameters() if q.grad is not None},
+        )
 
     lp_d, e_d, g_d = loss_grads(ad.completion_logprobs_rows)
     lp_s, e_s, g_s = loss_grads(lambda p, c, **kw: group.shared_prefix_logprobs(ad, p, c, groups=groups, **kw))

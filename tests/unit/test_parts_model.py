@@ -63,7 +63,9 @@ def test_processor_expands_each_medium(loaded):
     # SigLIP 32/8 -> 4x4 patches, 2x pooled -> 2x2 per frame; Whisper 50 positions / 3 -> 16
     assert proc.video_tokens(8) == 8 * 4 and proc.audio_tokens() == 16 and proc.image_tokens() == 4
     ids = enc["input_ids"][0]
-    assert int((ids == model.config.video_token_id).sum()) == 32 and int((ids == model.config.audio_token_id).sum()) == 16
+    assert (
+        int((ids == model.config.video_token_id).sum()) == 32 and int((ids == model.config.audio_token_id).sum()) == 16
+    )
     assert tuple(enc["pixel_values_videos"].shape) == (1, 8, 3, 32, 32)
     assert tuple(enc["input_features"].shape) == (1, 16, 100)
     with pytest.raises(ValueError, match="1 video inputs but 0 video placeholders"):
@@ -90,7 +92,11 @@ def test_media_encoded_once_equals_forward(loaded):
     with torch.no_grad():
         direct = model(input_ids=enc["input_ids"], **media).logits
         feats = model.get_media_features(enc["input_ids"], **media)
-        assert set(feats) == {"video", "audio"} and feats["video"].shape == (1, 32, model.config.text_config.hidden_size)
+        assert set(feats) == {"video", "audio"} and feats["video"].shape == (
+            1,
+            32,
+            model.config.text_config.hidden_size,
+        )
         reused = model(input_ids=enc["input_ids"], media_features=feats).logits
         embeds = model.embed_inputs(enc["input_ids"], media_features=feats)
         via_embeds = model(inputs_embeds=embeds).logits
@@ -105,8 +111,15 @@ def test_media_encoded_once_equals_forward(loaded):
 def test_left_padded_batch_equals_single_samples(loaded):
     model, proc = loaded
     (f0, w0), (f1, w1) = _clip(2), _clip(3)
-    long_msg = [{"role": "user", "content": [*MSG[0]["content"][:2], {"type": "text", "text": "a much longer "
-                                                                        "question about the face and the voice?"}]}]
+    long_msg = [
+        {
+            "role": "user",
+            "content": [
+                *MSG[0]["content"][:2],
+                {"type": "text", "text": "a much longer question about the face and the voice?"},
+            ],
+        }
+    ]
     texts = [proc.apply_chat_template(MSG), proc.apply_chat_template(long_msg)]
     batch = proc(texts, videos=[f0, f1], audio=[w0, w1])
     with torch.no_grad():
@@ -139,8 +152,9 @@ def test_frozen_towers_build_no_graph_and_projectors_learn(loaded):
         model.zero_grad()
         out = model(**enc, labels=enc["input_ids"])
         out.loss.backward()
-        assert all(p.grad is None for t in ("vision_tower", "audio_tower")
-                   for p in model.media_modules()[t].parameters())
+        assert all(
+            p.grad is None for t in ("vision_tower", "audio_tower") for p in model.media_modules()[t].parameters()
+        )
         for name in ("vision_projector", "audio_projector"):
             assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.media_modules()[name].parameters())
         assert model.decoder_layers is model.model.language_model.layers
@@ -174,19 +188,28 @@ def test_gate_weights_follow_the_sample(tmp_path):
     from emorl.models.parts.build import BuildOptions, compose, load_audio, load_fusion, load_llm, load_vision
 
     dirs = write_tiny_parts(tmp_path / "parts", bert=True)
-    model, proc = compose(*load_llm(dirs["llm"]), *load_vision(dirs["vision"]), *load_audio(dirs["audio"]),
-                          BuildOptions(vision_projector="all_in_one_small", fusion_gate_hidden_size=8),
-                          *load_fusion(dirs["bert"]))
+    model, proc = compose(
+        *load_llm(dirs["llm"]),
+        *load_vision(dirs["vision"]),
+        *load_audio(dirs["audio"]),
+        BuildOptions(vision_projector="all_in_one_small", fusion_gate_hidden_size=8),
+        *load_fusion(dirs["bert"]),
+    )
     model.eval()
     weights = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
     model.model.get_fusion_weights = lambda ids, mask=None: weights  # row 0: scene branch, row 1: face branch
     frames, wave = _clip(7)
     text_only = proc.apply_chat_template([{"role": "user", "content": "just text"}])
-    enc = proc([text_only, proc.apply_chat_template(MSG)], videos=[frames], audio=[wave],
-               fusion_text=["just text", "which emotion?"])
+    enc = proc(
+        [text_only, proc.apply_chat_template(MSG)],
+        videos=[frames],
+        audio=[wave],
+        fusion_text=["just text", "which emotion?"],
+    )
     with torch.no_grad():
-        feats = model.get_media_features(enc["input_ids"], pixel_values_videos=enc["pixel_values_videos"],
-                                         fusion_input_ids=enc["fusion_input_ids"])
+        feats = model.get_media_features(
+            enc["input_ids"], pixel_values_videos=enc["pixel_values_videos"], fusion_input_ids=enc["fusion_input_ids"]
+        )
         face_only = model.model.get_video_features(enc["pixel_values_videos"], weights[1:])
         scene_only = model.model.get_video_features(enc["pixel_values_videos"], weights[:1])
     torch.testing.assert_close(feats["video"], face_only, atol=0, rtol=0)
@@ -201,16 +224,50 @@ def test_cli_model_build(tmp_path):
 
     dirs = write_tiny_parts(tmp_path / "parts")
     out = tmp_path / "built"
-    rc = main(["model", "build", "--llm", str(dirs["llm"]), "--vision", str(dirs["vision"]), "--audio",
-               str(dirs["audio"]), "--out", str(out), "--vision-projector", "linear", "--spatial-pool", "1",
-               "--audio-pool", "2", "--num-frames", "4"])
+    rc = main(
+        [
+            "model",
+            "build",
+            "--llm",
+            str(dirs["llm"]),
+            "--vision",
+            str(dirs["vision"]),
+            "--audio",
+            str(dirs["audio"]),
+            "--out",
+            str(out),
+            "--vision-projector",
+            "linear",
+            "--spatial-pool",
+            "1",
+            "--audio-pool",
+            "2",
+            "--num-frames",
+            "4",
+        ]
+    )
     assert rc == 0
     cfg = EmorlOmniConfig.from_pretrained(out)
     assert (cfg.vision_projector_type, cfg.vision_spatial_pool, cfg.audio_pool_stride) == ("linear", 1, 2)
     settings = json.loads((out / "emorl_processor.json").read_text())
     assert settings["num_frames"] == 4 and settings["geometry"]["grid"] == 4
-    assert main(["model", "build", "--llm", str(dirs["llm"]), "--vision", str(dirs["vision"]), "--audio",
-                 str(dirs["audio"]), "--out", str(out)]) == 2  # refuses to overwrite a checkpoint
+    assert (
+        main(
+            [
+                "model",
+                "build",
+                "--llm",
+                str(dirs["llm"]),
+                "--vision",
+                str(dirs["vision"]),
+                "--audio",
+                str(dirs["audio"]),
+                "--out",
+                str(out),
+            ]
+        )
+        == 2
+    )  # refuses to overwrite a checkpoint
 
 
 def test_gguf_file_detection(tmp_path):

@@ -17,8 +17,9 @@ def test_regstage_equals_timm(depth, cin, cout):
     from timm.layers import LayerNorm2d
 
     torch.manual_seed(0)
-    ref = timm_regnet.RegStage(depth=depth, in_chs=cin, out_chs=cout, stride=1, dilation=1, act_layer=nn.SiLU,
-                               norm_layer=LayerNorm2d)
+    ref = timm_regnet.RegStage(
+        depth=depth, in_chs=cin, out_chs=cout, stride=1, dilation=1, act_layer=nn.SiLU, norm_layer=LayerNorm2d
+    )
     for p in ref.parameters():
         nn.init.normal_(p, std=0.2)
     ours = RegStage(depth, cin, cout)
@@ -33,8 +34,9 @@ def test_regstage_equals_timm(depth, cin, cout):
 
 def test_token_counts_hand_computed():
     # R1-Omni: SigLIP-224/16 (14x14), AllInOneSmall -> 8 frames x 7 x 7; Whisper 1500 frames / 3
-    r1 = MediaGeometry(grid=14, projector="all_in_one_small", spatial_pool=1, compressor=None, audio_frames=1500,
-                       audio_pool=3)
+    r1 = MediaGeometry(
+        grid=14, projector="all_in_one_small", spatial_pool=1, compressor=None, audio_frames=1500, audio_pool=3
+    )
     assert (r1.video_tokens(8), r1.video_tokens(1), r1.audio_tokens()) == (392, 49, 500)
     # HumanOmni-7B: SigLIP-384/14 (27x27), AllInOne -> 14x14 per frame; slow-fast: 32 x 7 x 7 + 8 x 14 x 14
     ho7 = MediaGeometry(27, "all_in_one", 1, "slow_fast", 1500, 3)
@@ -72,8 +74,11 @@ def test_audio_projector_pools_by_three():
 
 
 def test_mlp_names_and_depth():
-    assert [k for k in build_mlp("mlp3x_gelu", 4, 5).state_dict() if k.endswith("weight")] == \
-        ["0.weight", "2.weight", "4.weight"]
+    assert [k for k in build_mlp("mlp3x_gelu", 4, 5).state_dict() if k.endswith("weight")] == [
+        "0.weight",
+        "2.weight",
+        "4.weight",
+    ]
     with pytest.raises(ValueError, match="not an MLP"):
         build_mlp("mlp0x_gelu", 4, 5)
 
@@ -85,8 +90,12 @@ def test_config_rejects_what_cannot_work():
 
     odd = SiglipVisionConfig(image_size=40, patch_size=8)  # 5x5 grid
     with pytest.raises(ValueError, match="all_in_one_small needs an even patch grid"):
-        EmorlOmniConfig(vision_config=odd, vision_projector_type="all_in_one_small", fusion_type="bert_gate",
-                        fusion_text_config={"model_type": "bert"})
+        EmorlOmniConfig(
+            vision_config=odd,
+            vision_projector_type="all_in_one_small",
+            fusion_type="bert_gate",
+            fusion_text_config={"model_type": "bert"},
+        )
     with pytest.raises(ValueError, match="fusion_type='bert_gate'"):
         EmorlOmniConfig(vision_projector_type="all_in_one_small")
     with pytest.raises(ValueError, match="vision_projector_type: unknown"):

@@ -26,12 +26,15 @@ WORDS = label_words("emoset")
 
 def test_released_set_prompt_is_verbatim():
     assert EMO_R3_FORMAT_IMAGE.splitlines() == [
-        "You First think the emotional meaning step by step, and then provide the final answer.", "",
+        "You First think the emotional meaning step by step, and then provide the final answer.",
+        "",
         "The reasoning process MUST follow the structure below:",
         "<step1>Identify what in the scene could trigger emotion (action, face, environment).</step1>",
         "<step2>Describe how a human would feel about it.</step2>",
-        "<step3>Conclude if the emotion is positive or negative, and if it's high or low arousal.</step3>", "",
-        "The final answer MUST BE put in \\boxed{}."]
+        "<step3>Conclude if the emotion is positive or negative, and if it's high or low arousal.</step3>",
+        "",
+        "The final answer MUST BE put in \\boxed{}.",
+    ]
     assert MATH_FORMAT.startswith("You FIRST think about the reasoning process as an internal monologue")
     assert recipe_prompt("emo-r3", image=True) == ("Which emotion best describes the image?", EMO_R3_FORMAT_IMAGE)
     assert recipe_prompt("naive-grpo", image=True)[1] == MATH_FORMAT
@@ -51,8 +54,12 @@ def test_vl_configs_hold_the_released_settings():
     assert cfg.grading.strict_official and cfg.data.modality == "image"
     r = recipe_for(cfg)
     assert r.official and r.style == "boxed"
-    assert {k: w for k, w in r.weights.items() if w} == {"accuracy": 0.8, "coherence": 0.1, "grounding": 0.1,
-                                                         "format": 0.1}
+    assert {k: w for k, w in r.weights.items() if w} == {
+        "accuracy": 0.8,
+        "coherence": 0.1,
+        "grounding": 0.1,
+        "format": 0.1,
+    }
     naive = load_config(packaged_config("naive-grpo-vl"))
     assert naive.prompt.format == MATH_FORMAT and not naive.reflection.enabled
     rn = recipe_for(naive)
@@ -64,20 +71,28 @@ def test_think_boxed_style():
     ok = parse_completion("<think>rain, a lone dog</think>\\boxed{sadness}", "think_boxed")
     assert ok.format_ok and ok.emotion == "sad" and ok.reasoning == "rain, a lone dog"
     assert parse_completion(" < think >x</ think > so \\boxed{Sadness.} done", "think_boxed").format_ok
-    for bad in ("\\boxed{sad}", "<think>x</think>", "<think>x</think>\\boxed{sad}\\boxed{sad}",
-                "<think>a \\boxed{x}</think>\\boxed{sad}", "<think>x</think>\\boxed{sad}<think>y</think>",
-                "answer: <think>x</think>\\boxed{sad}"):
+    for bad in (
+        "\\boxed{sad}",
+        "<think>x</think>",
+        "<think>x</think>\\boxed{sad}\\boxed{sad}",
+        "<think>a \\boxed{x}</think>\\boxed{sad}",
+        "<think>x</think>\\boxed{sad}<think>y</think>",
+        "answer: <think>x</think>\\boxed{sad}",
+    ):
         assert not parse_completion(bad, "think_boxed").format_ok, bad
     assert parse_completion("<think>x</think>\\boxed{happy} \\boxed{sad}", "think_boxed").reason == "several_answers"
 
 
-@pytest.mark.parametrize("completion,accuracy,fmt", [
-    ("<think>x</think>\\boxed{Sadness}", 1.0, 1.0),
-    ("<think>x</think> so: \\boxed{ sadness } tail", 1.0, 1.0),
-    ("<think>x</think>\\boxed{sad}", 0.0, 1.0),              # EmoSet's word is sadness
-    ("\\boxed{sadness}", 1.0, 0.0),                           # no think: format 0
-    ("<think>x</think>\\boxed{anger}\\boxed{sadness}", 1.0, 1.0),  # last box
-])
+@pytest.mark.parametrize(
+    "completion,accuracy,fmt",
+    [
+        ("<think>x</think>\\boxed{Sadness}", 1.0, 1.0),
+        ("<think>x</think> so: \\boxed{ sadness } tail", 1.0, 1.0),
+        ("<think>x</think>\\boxed{sad}", 0.0, 1.0),  # EmoSet's word is sadness
+        ("\\boxed{sadness}", 1.0, 0.0),  # no think: format 0
+        ("<think>x</think>\\boxed{anger}\\boxed{sadness}", 1.0, 1.0),  # last box
+    ],
+)
 def test_naive_grpo_official_reward_hand_computed(completion, accuracy, fmt):
     cfg = load_config(None, ["prompt.recipe=naive-grpo", "grading.strict_official=true"])
     comps, _ = score(recipe_for(cfg), completion, "sad", EMOSET, words=WORDS)
@@ -116,11 +131,14 @@ def test_reward_weights_round_trip_through_a_saved_run_config(tmp_path):
     assert back.reward.weights == {"accuracy*coherence": 0.9, "format": 0.1}
 
 
-@pytest.mark.parametrize("weights,msg", [
-    ({"acc": 1.0}, "unknown reward component 'acc'"),
-    ({"accuracy*cohernce": 1.0}, "unknown reward component 'cohernce' in 'accuracy\\*cohernce'"),
-    ({"format": float("nan")}, "weight of 'format' must be a finite number"),
-])
+@pytest.mark.parametrize(
+    "weights,msg",
+    [
+        ({"acc": 1.0}, "unknown reward component 'acc'"),
+        ({"accuracy*cohernce": 1.0}, "unknown reward component 'cohernce' in 'accuracy\\*cohernce'"),
+        ({"format": float("nan")}, "weight of 'format' must be a finite number"),
+    ],
+)
 def test_unknown_components_and_bad_weights_are_errors(weights, msg):
     with pytest.raises(ValueError, match=msg):
         check_weights(weights)

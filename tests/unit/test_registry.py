@@ -41,8 +41,11 @@ def test_tiny_checkpoint_is_the_family_and_loads_through_the_registry(tiny_dir_o
         assert ad.placeholder_ids()["audio"] == vocab[audio] and "audio" in ad.towers()
     else:
         assert "audio" not in ad.placeholder_ids() and set(ad.towers()) == {"vision"}
-    rendered = proc.apply_chat_template([{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": "hi"}]}],
-                                        tokenize=False, add_generation_prompt=True)
+    rendered = proc.apply_chat_template(
+        [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": "hi"}]}],
+        tokenize=False,
+        add_generation_prompt=True,
+    )
     assert video in rendered and rendered.endswith("<|im_start|>assistant\n")
     # anatomy: the LM head and decoder layers are the model's own
     assert ad.lm_head() is ad.model.get_output_embeddings()
@@ -51,7 +54,9 @@ def test_tiny_checkpoint_is_the_family_and_loads_through_the_registry(tiny_dir_o
 
 def test_unknown_model_type_lists_the_known_ones(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "llama"}))
-    with pytest.raises(ValueError, match="no emorl model family reads model_type 'llama'; known model types: .*qwen2_5_vl"):
+    with pytest.raises(
+        ValueError, match="no emorl model family reads model_type 'llama'; known model types: .*qwen2_5_vl"
+    ):
         registry.load_adapter(tmp_path)
     (tmp_path / "config.json").write_text(json.dumps({"architectures": ["X"]}))
     with pytest.raises(ValueError, match="no model_type field"):
@@ -96,8 +101,27 @@ def test_init_tiny_command_builds_a_parts_model(tmp_path, capsys):
     from emorl.cli import main
 
     out = tmp_path / "parts"
-    assert main(["model", "init-tiny", "--family", "parts", "--out", str(out), "--hidden", "32", "--layers", "1",
-                 "--vocab-size", "400", "--frame-size", "28"]) == 0
+    assert (
+        main(
+            [
+                "model",
+                "init-tiny",
+                "--family",
+                "parts",
+                "--out",
+                str(out),
+                "--hidden",
+                "32",
+                "--layers",
+                "1",
+                "--vocab-size",
+                "400",
+                "--frame-size",
+                "28",
+            ]
+        )
+        == 0
+    )
     assert "tiny parts model written" in capsys.readouterr().out
     ad = registry.load_adapter(out)
     assert ad.family == "parts" and ad.model.config.vision_config.image_size == 28

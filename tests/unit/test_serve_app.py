@@ -35,16 +35,37 @@ class FakeEngine:
         return {"model": "fake", "family": "Fake", "labels": list(self.labels), "device": "cpu", "recipe": "r1-omni"}
 
     def decode_spec(self, s: ServeSettings) -> DecodeSpec:
-        return DecodeSpec(num_frames=4, frame_size=None, want_video=True, want_audio=True, on_missing_audio="error",
-                          limits=MediaLimits(), max_seconds=s.max_seconds, max_pixels=s.max_pixels,
-                          max_decoded_bytes=int(s.max_decoded_mb * 2**20))
+        return DecodeSpec(
+            num_frames=4,
+            frame_size=None,
+            want_video=True,
+            want_audio=True,
+            on_missing_audio="error",
+            limits=MediaLimits(),
+            max_seconds=s.max_seconds,
+            max_pixels=s.max_pixels,
+            max_decoded_bytes=int(s.max_decoded_mb * 2**20),
+        )
 
     def run(self, jobs):
         self.batches.append(len(jobs))
         time.sleep(self.delay)
-        return [{"id": j.name, "emotion": "happy", "probabilities": {"happy": 0.75, "sad": 0.25}, "reasoning": "",
-                 "format_ok": True, "parse": "ok", "completion": "<answer>happy</answer>", "modality": "video+audio",
-                 "cues": [], "media_notes": j.media_notes, "ablation": None} for j in jobs]
+        return [
+            {
+                "id": j.name,
+                "emotion": "happy",
+                "probabilities": {"happy": 0.75, "sad": 0.25},
+                "reasoning": "",
+                "format_ok": True,
+                "parse": "ok",
+                "completion": "<answer>happy</answer>",
+                "modality": "video+audio",
+                "cues": [],
+                "media_notes": j.media_notes,
+                "ablation": None,
+            }
+            for j in jobs
+        ]
 
 
 @pytest.fixture(scope="module")
@@ -70,8 +91,10 @@ def test_predict_and_errors_are_json(media):
         body = r.json()
         assert body["emotion"] == "happy" and abs(sum(body["probabilities"].values()) - 1) < 1e-9
         assert set(body["timings"]) == {"decode_ms", "queue_ms", "inference_ms", "total_ms", "batch_size"}
-        for method, path, status, code in (("get", "/v1/predict", 405, "method_not_allowed"),
-                                           ("get", "/nope", 404, "not_found")):
+        for method, path, status, code in (
+            ("get", "/v1/predict", 405, "method_not_allowed"),
+            ("get", "/nope", 404, "not_found"),
+        ):
             r = getattr(c, method)(path)
             assert r.status_code == status and r.json()["error"]["code"] == code
         r = c.post("/v1/predict", content=b"x=1", headers={"content-type": "application/x-www-form-urlencoded"})
@@ -105,8 +128,10 @@ def test_bearer_token(media):
 
 def test_paths_only_under_the_media_root(media):
     with client(media_root=media) as c:
+
         def ask(rel):
             return c.post("/v1/predict", json={"path": rel})
+
         assert ask("sub/b.mp4").status_code == 200
         assert ask("sub/../a.mp4").json()["id"] == "sub/../a.mp4"
         for rel in ("../outside/secret.mp4", "/etc/passwd", "link.mp4", "sub/../../x.mp4"):
@@ -218,8 +243,9 @@ def test_batcher_forms_batches_from_the_queue(max_batch, sizes):
 
 def test_batcher_waits_for_more_clips_and_drops_expired_ones():
     seen = []
-    b = Batcher(lambda jobs: seen.append([j.name for j in jobs]) or [{} for _ in jobs], max_batch=8, wait_s=0.3,
-                capacity=100)
+    b = Batcher(
+        lambda jobs: seen.append([j.name for j in jobs]) or [{} for _ in jobs], max_batch=8, wait_s=0.3, capacity=100
+    )
     b.start()
     late = _jobs(1, deadline=time.monotonic() - 1)[0]  # its client gave up already
     late.name = "late"
@@ -292,8 +318,17 @@ def test_metrics_snapshot_counts_by_kind():
 
 
 def _spec(**kw) -> DecodeSpec:
-    base = {"num_frames": 4, "frame_size": None, "want_video": True, "want_audio": True, "on_missing_audio": "error",
-            "limits": MediaLimits(), "max_seconds": 60, "max_pixels": 10**7, "max_decoded_bytes": 2**30}
+    base = {
+        "num_frames": 4,
+        "frame_size": None,
+        "want_video": True,
+        "want_audio": True,
+        "on_missing_audio": "error",
+        "limits": MediaLimits(),
+        "max_seconds": 60,
+        "max_pixels": 10**7,
+        "max_decoded_bytes": 2**30,
+    }
     return DecodeSpec(**{**base, **kw})
 
 

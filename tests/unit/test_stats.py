@@ -26,8 +26,9 @@ LABELS = ("happy", "sad", "angry")
 def _fake(n: int, acc: float, seed: int) -> tuple[list[str], list[str | None]]:
     rng = np.random.default_rng(seed)
     true = [LABELS[i] for i in rng.integers(0, 3, n)]
-    pred = [t if rng.random() < acc else (None if rng.random() < 0.3 else LABELS[(LABELS.index(t) + 1) % 3])
-            for t in true]
+    pred = [
+        t if rng.random() < acc else (None if rng.random() < 0.3 else LABELS[(LABELS.index(t) + 1) % 3]) for t in true
+    ]
     return true, pred
 
 
@@ -67,7 +68,11 @@ def test_point_values_match_sklearn_and_metrics():
     ci = metric_cis(true, pred, LABELS, n_boot=200)
     none = ["<none>" if p is None else p for p in pred]
     assert ci["war"]["value"] == pytest.approx(accuracy_score(true, none)) == pytest.approx(war(true, pred))
-    assert ci["uar"]["value"] == pytest.approx(balanced_accuracy_score(true, none)) == pytest.approx(uar(true, pred, LABELS))
+    assert (
+        ci["uar"]["value"]
+        == pytest.approx(balanced_accuracy_score(true, none))
+        == pytest.approx(uar(true, pred, LABELS))
+    )
     assert ci["war"]["lo"] < ci["war"]["value"] < ci["war"]["hi"]
     assert ci["uar"]["lo"] < ci["uar"]["value"] < ci["uar"]["hi"]
     assert ci["n"] == 300 and ci["n_clusters"] == 300
@@ -77,8 +82,14 @@ def test_bootstrap_matches_scipy_percentile_for_accuracy():
     sp = pytest.importorskip("scipy.stats")
     true, pred = _fake(400, 0.55, 1)
     hits = np.array([t == p for t, p in zip(true, pred)], float)
-    ref = sp.bootstrap((hits,), np.mean, n_resamples=4000, method="percentile", confidence_level=0.95,
-                       random_state=np.random.default_rng(3)).confidence_interval
+    ref = sp.bootstrap(
+        (hits,),
+        np.mean,
+        n_resamples=4000,
+        method="percentile",
+        confidence_level=0.95,
+        random_state=np.random.default_rng(3),
+    ).confidence_interval
     ci = metric_cis(true, pred, LABELS, n_boot=4000, seed=5)["war"]
     # two independent Monte-Carlo estimates of the same interval (se of each end ~ 0.004)
     assert ci["lo"] == pytest.approx(ref.low, abs=0.012) and ci["hi"] == pytest.approx(ref.high, abs=0.012)
@@ -99,7 +110,9 @@ def test_cluster_bootstrap_of_duplicated_clusters_equals_plain_bootstrap_of_one_
     naive = metric_cis(true_d, pred_d, LABELS, n_boot=500, seed=9)
     for m in ("war", "uar"):
         assert clustered[m]["value"] == pytest.approx(plain[m]["value"])
-        assert clustered[m]["lo"] == pytest.approx(plain[m]["lo"]) and clustered[m]["hi"] == pytest.approx(plain[m]["hi"])
+        assert clustered[m]["lo"] == pytest.approx(plain[m]["lo"]) and clustered[m]["hi"] == pytest.approx(
+            plain[m]["hi"]
+        )
         # ignoring the clustering gives a falsely narrow interval (about 1/sqrt(k) as wide)
         assert (naive[m]["hi"] - naive[m]["lo"]) < 0.7 * (clustered[m]["hi"] - clustered[m]["lo"])
     assert clustered["n_clusters"] == 60

@@ -14,8 +14,15 @@ SAD = Sample("c1", "/data/c1.mp4", "sad", "dfew", "train")
 
 
 def judge(text, *, has_video=True, has_audio=True, seen=None):
-    return judge_trace(text, SAD, get_recipe("r1-omni"), has_video=has_video, has_audio=has_audio,
-                       lex=lexicon("en"), seen=set() if seen is None else seen)
+    return judge_trace(
+        text,
+        SAD,
+        get_recipe("r1-omni"),
+        has_video=has_video,
+        has_audio=has_audio,
+        lex=lexicon("en"),
+        seen=set() if seen is None else seen,
+    )
 
 
 def test_only_label_matching_traces_that_cite_a_present_cue_pass():
@@ -35,20 +42,33 @@ def test_only_label_matching_traces_that_cite_a_present_cue_pass():
 
 
 def _done(cid, label, kept, sampled=4):
-    return {"id": cid, "label": label, "sampled": sampled, "accepted": kept,
-            "rationalized": 0, "rationalized_accepted": 0, "rejected": {"wrong_answer": sampled - kept},
-            "kept": [{"text": f"<think>tears {i}</think><answer>{label}</answer>", "source": "teacher"}
-                     for i in range(kept)]}
+    return {
+        "id": cid,
+        "label": label,
+        "sampled": sampled,
+        "accepted": kept,
+        "rationalized": 0,
+        "rationalized_accepted": 0,
+        "rejected": {"wrong_answer": sampled - kept},
+        "kept": [
+            {"text": f"<think>tears {i}</think><answer>{label}</answer>", "source": "teacher"} for i in range(kept)
+        ],
+    }
 
 
 def test_class_caps_take_each_clips_first_trace_first(tmp_path):
     """traces.balance caps every class at the smallest class's count, round-robin over clips (each
     clip's first trace before any second one); human traces are kept and counted."""
-    samples = [Sample(f"h{i}", f"/d/h{i}.mp4", "happy", "dfew", "train") for i in range(3)] + \
-              [Sample("s0", "/d/s0.mp4", "sad", "dfew", "train"),
-               Sample("s1", "/d/s1.mp4", "sad", "dfew", "train", meta={"trace": "<think>a sigh</think><answer>sad</answer>"})]
-    done = {"h0": _done("h0", "happy", 2), "h1": _done("h1", "happy", 2), "h2": _done("h2", "happy", 0),
-            "s0": _done("s0", "sad", 2)}
+    samples = [Sample(f"h{i}", f"/d/h{i}.mp4", "happy", "dfew", "train") for i in range(3)] + [
+        Sample("s0", "/d/s0.mp4", "sad", "dfew", "train"),
+        Sample("s1", "/d/s1.mp4", "sad", "dfew", "train", meta={"trace": "<think>a sigh</think><answer>sad</answer>"}),
+    ]
+    done = {
+        "h0": _done("h0", "happy", 2),
+        "h1": _done("h1", "happy", 2),
+        "h2": _done("h2", "happy", 0),
+        "s0": _done("s0", "sad", 2),
+    }
     out = tmp_path / "t.jsonl"
     r = write_outputs(samples, done, out, tmp_path / "t.stats.json", max_per_class=0, balance=True, teacher="T")
     rows = read_manifest(out)

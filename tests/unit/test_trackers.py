@@ -10,8 +10,14 @@ from emorl.train_utils import JsonlLogger, open_trackers, scalar_metrics
 
 
 def test_scalar_metrics_keeps_numbers_only():
-    row = {"step": 3, "loss": 0.5, "max_len": 6, "skipped": "non-finite reward", "flag": True,
-           "media_substitutions": {"silence": 1}}
+    row = {
+        "step": 3,
+        "loss": 0.5,
+        "max_len": 6,
+        "skipped": "non-finite reward",
+        "flag": True,
+        "media_substitutions": {"silence": 1},
+    }
     assert scalar_metrics(row) == {"loss": 0.5, "max_len": 6.0}
 
 
@@ -95,8 +101,12 @@ def test_wandb_gets_every_row_with_its_step(tmp_path, monkeypatch):
     log.log({"step": 1, "loss": 0.25, "skipped": "x"})
     log.log({"step": 2, "loss": 0.5})
     log.close()
-    assert calls == [{"project": "proj", "name": "run1", "dir": str(tmp_path / "run1"), "config": {"seed": 1}},
-                     (1, {"loss": 0.25}), (2, {"loss": 0.5}), "finish"]
+    assert calls == [
+        {"project": "proj", "name": "run1", "dir": str(tmp_path / "run1"), "config": {"seed": 1}},
+        (1, {"loss": 0.25}),
+        (2, {"loss": 0.5}),
+        "finish",
+    ]
 
 
 def test_wandb_offline(tmp_path, monkeypatch):

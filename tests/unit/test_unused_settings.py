@@ -8,24 +8,48 @@ from emorl.config import ConfigError, load_config, report_unused, unused_setting
 
 
 def test_each_stage_reports_the_other_stages_settings():
-    cfg = load_config(None, ["grpo.lr=1e-3", "sft.lr=1e-3", "sft.samples_per_step=4", "traces.per_clip=2",
-                             "protocol.reference=r1-omni"])
+    cfg = load_config(
+        None,
+        ["grpo.lr=1e-3", "sft.lr=1e-3", "sft.samples_per_step=4", "traces.per_clip=2", "protocol.reference=r1-omni"],
+    )
     assert unused_settings(cfg, ["sft"]) == ["grpo.lr=0.001", "traces.per_clip=2", "protocol.reference=r1-omni"]
-    assert unused_settings(cfg, ["grpo"]) == ["sft.lr=0.001", "sft.samples_per_step=4", "traces.per_clip=2",
-                                              "protocol.reference=r1-omni"]
+    assert unused_settings(cfg, ["grpo"]) == [
+        "sft.lr=0.001",
+        "sft.samples_per_step=4",
+        "traces.per_clip=2",
+        "protocol.reference=r1-omni",
+    ]
     assert unused_settings(cfg, ["protocol", "sft", "grpo"]) == ["traces.per_clip=2"]
     assert unused_settings(load_config(), ["sft"]) == []  # defaults are never reported
 
 
 def test_settings_that_another_one_switches_off_are_reported():
-    cfg = load_config(None, ["model.lora_alpha=64", "model.ref_device=cpu", "grpo.beta=0", "sft.val_every=5",
-                             "reflection.top_p=0.5", "grpo.max_refill_rounds=2"])
-    assert unused_settings(cfg, ["grpo"]) == ["model.lora_alpha=64", "model.ref_device=cpu", "grpo.max_refill_rounds=2",
-                                              "sft.val_every=5", "reflection.top_p=0.5"]
+    cfg = load_config(
+        None,
+        [
+            "model.lora_alpha=64",
+            "model.ref_device=cpu",
+            "grpo.beta=0",
+            "sft.val_every=5",
+            "reflection.top_p=0.5",
+            "grpo.max_refill_rounds=2",
+        ],
+    )
+    assert unused_settings(cfg, ["grpo"]) == [
+        "model.lora_alpha=64",
+        "model.ref_device=cpu",
+        "grpo.max_refill_rounds=2",
+        "sft.val_every=5",
+        "reflection.top_p=0.5",
+    ]
     on = load_config(None, ["model.lora_rank=8", "model.lora_alpha=64", "sft.val=v.jsonl", "sft.val_every=5"])
     assert unused_settings(on, ["sft"]) == []
-    assert unused_settings(on, ["traces"]) == ["model.lora_rank=8", "model.lora_alpha=64", "sft.val=v.jsonl",
-                                               "sft.val_every=5"]
+    assert unused_settings(on, ["traces"]) == [
+        "model.lora_rank=8",
+        "model.lora_alpha=64",
+        "sft.val=v.jsonl",
+        "sft.val_every=5",
+    ]
 
 
 def test_the_shipped_recipes_for_their_commands(capsys):
@@ -51,5 +75,7 @@ def test_renamed_key_is_an_error_naming_the_new_one(tmp_path):
 
 def test_the_cli_prints_the_note(capsys, tmp_path):
     assert main(["sft", "grpo.lr=1e-3", f"data.train={tmp_path / 'none.jsonl'}"]) == 2  # fails later: no manifest
-    assert "emorl sft does not use these settings (changed from their defaults; ignored): grpo.lr=0.001" in \
-        capsys.readouterr().err
+    assert (
+        "emorl sft does not use these settings (changed from their defaults; ignored): grpo.lr=0.001"
+        in capsys.readouterr().err
+    )

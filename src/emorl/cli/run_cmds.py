@@ -73,8 +73,10 @@ def cmd_eval(args) -> int:
         cfg.eval.split = args.split
     out = args.out or str(Path(args.model) / "eval" / Path(args.manifest).stem)
     m = run_eval(cfg, args.model, args.manifest, out, modality=args.modality or cfg.data.modality)
-    print(f"n={m['n']}  WAR={m['war']:.4f}  UAR={m['uar']:.4f}  format={m['format_rate']:.3f}  "
-          f"parse failures={m['parse_failures']}  -> {out}")
+    print(
+        f"n={m['n']}  WAR={m['war']:.4f}  UAR={m['uar']:.4f}  format={m['format_rate']:.3f}  "
+        f"parse failures={m['parse_failures']}  -> {out}"
+    )
     if "by_fold" in m:
         for k, f in m["by_fold"]["folds"].items():
             print(f"  fold {k}: n={f['n']} WAR={f['war']:.4f} UAR={f['uar']:.4f}")
@@ -91,7 +93,9 @@ def cmd_predict(args) -> int:
     cfg = _model_cfg(args, args.model)
     if args.out:
         r = run_predict(cfg, args.model, args.inputs, args.out, modality=args.modality or cfg.data.modality)
-        print(f"{r['predicted']} predicted, {r['skipped_done']} already in {r['out']}, {r['media_errors']} media errors")
+        print(
+            f"{r['predicted']} predicted, {r['skipped_done']} already in {r['out']}, {r['media_errors']} media errors"
+        )
         return 0
     with tempfile.TemporaryDirectory() as d:
         out = Path(d) / "predictions.jsonl"
@@ -105,8 +109,10 @@ def cmd_predict(args) -> int:
             print(f"{r['id']}: {r['error']}")
             continue
         probs = ", ".join(f"{k} {v:.2f}" for k, v in sorted(r["probabilities"].items(), key=lambda kv: -kv[1]))
-        print(f"{r['id']}\n  emotion:   {r['emotion'] or '(none: ' + r['parse'] + ')'}\n"
-              f"  reasoning: {r['reasoning'] or '(none)'}\n  scores:    {probs}")
+        print(
+            f"{r['id']}\n  emotion:   {r['emotion'] or '(none: ' + r['parse'] + ')'}\n"
+            f"  reasoning: {r['reasoning'] or '(none)'}\n  scores:    {probs}"
+        )
     return 0
 
 
@@ -127,10 +133,18 @@ def cmd_protocol(args) -> int:
     cfg = _cfg(args)
     report_unused(cfg, ["protocol", "eval"] if args.eval_only else ["protocol", *cfg.cv.stages], "protocol")
     if not cfg.protocol.in_domain:
-        raise ConfigError("protocol.in_domain is empty: name the manifests of the corpora with official folds, e.g. "
-                          "protocol.in_domain=manifests/dfew.jsonl,manifests/mafw.jsonl (see configs/r1-omni.yaml)")
-    run_folds(cfg, cfg.protocol.in_domain, cfg.protocol.ood, args.out, eval_only=args.eval_only,
-              reference=cfg.protocol.reference)
+        raise ConfigError(
+            "protocol.in_domain is empty: name the manifests of the corpora with official folds, e.g. "
+            "protocol.in_domain=manifests/dfew.jsonl,manifests/mafw.jsonl (see configs/r1-omni.yaml)"
+        )
+    run_folds(
+        cfg,
+        cfg.protocol.in_domain,
+        cfg.protocol.ood,
+        args.out,
+        eval_only=args.eval_only,
+        reference=cfg.protocol.reference,
+    )
     return 0
 
 
@@ -141,8 +155,10 @@ def cmd_traces_generate(args) -> int:
     cfg = _cfg(args)
     report_unused(cfg, ["traces"], "traces generate")
     r = generate_traces(cfg, args.teacher, args.manifest, args.out)
-    print(f"{r['traces']} traces for {r['clips_with_trace']} of {r['clips']} clips -> {r['out']}; statistics: "
-          f"{r['stats']}")
+    print(
+        f"{r['traces']} traces for {r['clips_with_trace']} of {r['clips']} clips -> {r['out']}; statistics: "
+        f"{r['stats']}"
+    )
     return 0
 
 
@@ -170,8 +186,12 @@ def cmd_analyze_modality(args) -> int:
 def cmd_report(args) -> int:
     from emorl.eval.report import build_report
 
-    out = build_report([Path(p) for p in args.runs], Path(args.out), names=args.names.split(",") if args.names else None,
-                       manifest=args.manifest)
+    out = build_report(
+        [Path(p) for p in args.runs],
+        Path(args.out),
+        names=args.names.split(",") if args.names else None,
+        manifest=args.manifest,
+    )
     print(f"report: {out} (and {Path(out).with_suffix('.md')})")
     return 0
 
@@ -179,8 +199,9 @@ def cmd_report(args) -> int:
 def add_parsers(sub, with_config) -> None:
     from emorl.recipes.rewards import RECIPES
 
-    modality_help = ("media given to the model: video+audio, video, audio, image or text (default: the model's "
-                     "data.modality)")
+    modality_help = (
+        "media given to the model: video+audio, video, audio, image or text (default: the model's data.modality)"
+    )
     recipes = ", ".join(RECIPES)
 
     p = sub.add_parser("demo", help="the whole pipeline on the embedded synthetic world and a tiny model")
@@ -190,33 +211,52 @@ def add_parsers(sub, with_config) -> None:
     with_config(p)
     p.set_defaults(fn=cmd_demo)
 
-    p = sub.add_parser("compare", help="R1-Omni vs EMO-R3 vs plain GRPO from one cold start (synthetic clips); "
-                                       "--images: SFT vs naive GRPO vs EMO-R3 (synthetic images, tiny Qwen2.5-VL)")
+    p = sub.add_parser(
+        "compare",
+        help="R1-Omni vs EMO-R3 vs plain GRPO from one cold start (synthetic clips); "
+        "--images: SFT vs naive GRPO vs EMO-R3 (synthetic images, tiny Qwen2.5-VL)",
+    )
     p.add_argument("--out", default=None, help="default runs/compare (runs/compare-images with --images)")
-    p.add_argument("--images", action="store_true",
-                   help="the still-image comparison (configs/compare-images.yaml; --quick: compare-images-quick.yaml)")
+    p.add_argument(
+        "--images",
+        action="store_true",
+        help="the still-image comparison (configs/compare-images.yaml; --quick: compare-images-quick.yaml)",
+    )
     p.add_argument("--quick", action="store_true")
-    p.add_argument("--arms", default=None,
-                   help="comma-separated arms (clips: plain,r1-omni,emo-r3; images: sft,naive-grpo,emo-r3 and the "
-                        "optional emo-r3-frozen); an empty value runs the cold starts and the judge check only")
+    p.add_argument(
+        "--arms",
+        default=None,
+        help="comma-separated arms (clips: plain,r1-omni,emo-r3; images: sft,naive-grpo,emo-r3 and the "
+        "optional emo-r3-frozen); an empty value runs the cold starts and the judge check only",
+    )
     p.add_argument("--no-progress", action="store_true")
     with_config(p)
     p.set_defaults(fn=cmd_compare)
 
-    for name, fn, hlp in (("sft", cmd_sft, "supervised fine-tuning (cold start or label-only)"),
-                          ("train", cmd_train, "GRPO")):
-        p = sub.add_parser(name, help=hlp, description=f"{hlp}. Packaged recipes: {packaged()}; reward recipes "
-                                                       f"(prompt.recipe): {recipes}")
+    for name, fn, hlp in (
+        ("sft", cmd_sft, "supervised fine-tuning (cold start or label-only)"),
+        ("train", cmd_train, "GRPO"),
+    ):
+        p = sub.add_parser(
+            name,
+            help=hlp,
+            description=f"{hlp}. Packaged recipes: {packaged()}; reward recipes (prompt.recipe): {recipes}",
+        )
         with_config(p)
         p.set_defaults(fn=fn)
 
-    p = sub.add_parser("eval", help="predictions and metrics (WAR, UAR, ...) on a manifest",
-                       description="Uses the model's saved run config (recipe, labels, frames, lengths) unless "
-                                   "--config / overrides say otherwise.")
+    p = sub.add_parser(
+        "eval",
+        help="predictions and metrics (WAR, UAR, ...) on a manifest",
+        description="Uses the model's saved run config (recipe, labels, frames, lengths) unless "
+        "--config / overrides say otherwise.",
+    )
     p.add_argument("--model", required=True)
     p.add_argument("--manifest", required=True)
     p.add_argument("--out")
-    p.add_argument("--split", help="rows to evaluate: a split name or all (default: test rows; a one-split manifest whole)")
+    p.add_argument(
+        "--split", help="rows to evaluate: a split name or all (default: test rows; a one-split manifest whole)"
+    )
     p.add_argument("--modality", help=modality_help)
     with_config(p)
     p.set_defaults(fn=cmd_eval)
@@ -237,19 +277,25 @@ def add_parsers(sub, with_config) -> None:
     with_config(p)
     p.set_defaults(fn=cmd_cv)
 
-    p = sub.add_parser("protocol", help="a paper's evaluation table in one command (R1-Omni's Table 1: --config r1-omni)")
+    p = sub.add_parser(
+        "protocol", help="a paper's evaluation table in one command (R1-Omni's Table 1: --config r1-omni)"
+    )
     p.add_argument("--out", required=True)
     p.add_argument("--eval-only", metavar="MODEL", help="evaluate this checkpoint (zero-shot) instead of training")
     with_config(p)
     p.set_defaults(fn=cmd_protocol)
 
-    tr = sub.add_parser("traces", help="reasoning traces for cold-start SFT").add_subparsers(dest="traces_cmd",
-                                                                                               required=True)
-    p = tr.add_parser("generate", help="a teacher's reasoning traces for a corpus (rejection sampling by label)",
-                      description="k completions per clip (traces.per_clip); those whose answer is the clip's label "
-                                  "and that cite a cue of a modality the clip has are kept; label-conditioned "
-                                  "rationalizations (marked) for clips with none. Resumable. Writes OUT, "
-                                  "OUT.stats.json and OUT.progress.jsonl.")
+    tr = sub.add_parser("traces", help="reasoning traces for cold-start SFT").add_subparsers(
+        dest="traces_cmd", required=True
+    )
+    p = tr.add_parser(
+        "generate",
+        help="a teacher's reasoning traces for a corpus (rejection sampling by label)",
+        description="k completions per clip (traces.per_clip); those whose answer is the clip's label "
+        "and that cite a cue of a modality the clip has are kept; label-conditioned "
+        "rationalizations (marked) for clips with none. Resumable. Writes OUT, "
+        "OUT.stats.json and OUT.progress.jsonl.",
+    )
     p.add_argument("--teacher", required=True, help="model directory or hub id (any supported family)")
     p.add_argument("--manifest", required=True, help="the clips (data.split rows, default train)")
     p.add_argument("--out", required=True, help="traces manifest (.jsonl), input of emorl sft")

@@ -20,6 +20,19 @@ from emorl.data.synthetic.set_traces import (  # trace synthesis lives with the 
     valence_arousal_sentence,
 )
 
-__all__ = ["ARMS", "HUMAN_RESPONSE", "TaskPromptBuilder", "arm_configs", "cue_description", "format_table",
-           "judge_check", "reflection_tasks", "render_markdown", "rewards_table", "run_compare", "run_image_compare",
-           "structured_trace", "valence_arousal_sentence"]
+__all__ = [
+    "ARMS",
+    "HUMAN_RESPONSE",
+    "TaskPromptBuilder",
+    "arm_configs",
+    "cue_description",
+    "format_table",
+    "judge_check",
+    "reflection_tasks",
+    "render_markdown",
+    "rewards_table",
+    "run_compare",
+    "run_image_compare",
+    "structured_trace",
+    "valence_arousal_sentence",
+]

@@ -58,15 +58,22 @@ from emorl.utils import atomic_write_json, atomic_write_text, seed_everything
 
 ARMS = ("plain", "r1-omni", "emo-r3")
 # --quick: the arms' GRPO at CI size (the world, tiny model and cold start come from demo-quick.yaml)
-QUICK_ARM = ["grpo.steps=8", "grpo.prompts_per_step=4", "grpo.completions_per_prompt=4", "grpo.micro_batch_rows=16",
-             "grpo.sample_every=4", "sft.epochs=8"]
+QUICK_ARM = [
+    "grpo.steps=8",
+    "grpo.prompts_per_step=4",
+    "grpo.completions_per_prompt=4",
+    "grpo.micro_batch_rows=16",
+    "grpo.sample_every=4",
+    "sft.epochs=8",
+]
 QUICK_BASE = ["demo.coldstart=96", "demo.test=42", "demo.ood=42", "sft.epochs=16"]
 # which config evaluates each cold start: the arms that start from it
 COLD_START_RECIPE = {"coldstart": "r1-omni", "coldstart_steps": "emo-r3"}
 
 
-def arm_configs(base_config: str | Path, *, quick: bool, overrides: list[str] | None = None,
-                base_extra: list[str] | None = None) -> tuple[RunConfig, dict[str, RunConfig]]:
+def arm_configs(
+    base_config: str | Path, *, quick: bool, overrides: list[str] | None = None, base_extra: list[str] | None = None
+) -> tuple[RunConfig, dict[str, RunConfig]]:
     """The base config and each arm's.
 
     ``r1-omni`` and ``emo-r3`` are their recipe files (prompt, sampling, GRPO, SFT, reflection).
@@ -94,21 +101,29 @@ def clip_stages(ctx: Ctx, arms: tuple[str, ...]) -> list[Stage]:
     """The clip comparison as a list (module docstring)."""
     steps = "emo-r3" in arms
     models = ["coldstart", *(["coldstart_steps"] if steps else []), *arms]
-    stages = [Stage("synthesize", "data", synthesize),
-              Stage("tiny_model", str(ctx.paths["init"].relative_to(ctx.out)),
-                    lambda c: tiny_model(c, functools.partial(tokenizer_corpus, c)))]
+    stages = [
+        Stage("synthesize", "data", synthesize),
+        Stage(
+            "tiny_model",
+            str(ctx.paths["init"].relative_to(ctx.out)),
+            lambda c: tiny_model(c, functools.partial(tokenizer_corpus, c)),
+        ),
+    ]
     if ctx.base.demo.pretrain:
         stages.append(Stage("pretrain_towers", "models/base", pretrain_towers))
     stages.append(Stage("shared cold start (think/answer traces)", "coldstart", shared_coldstart))
     if steps:
-        stages.append(Stage("structured cold start (SET traces + reflection tasks)", "coldstart_steps",
-                            structured_coldstart))
+        stages.append(
+            Stage("structured cold start (SET traces + reflection tasks)", "coldstart_steps", structured_coldstart)
+        )
     stages += [Stage(f"GRPO {arm}", f"grpo-{arm}", functools.partial(grpo_arm, arm=arm)) for arm in arms]
     if steps:
         stages.append(Stage("judge check", "judge", judge_yes_rates))
     for m in models:
-        stages += [Stage(f"eval {m}/{split}", f"eval/{m}/{split}", functools.partial(evaluate, name=m, split=split))
-                   for split in SPLITS]
+        stages += [
+            Stage(f"eval {m}/{split}", f"eval/{m}/{split}", functools.partial(evaluate, name=m, split=split))
+            for split in SPLITS
+        ]
         if steps:
             stages.append(Stage(f"judge {m}", f"eval/{m}/judge", functools.partial(frozen_judge_reads, name=m)))
     if steps:
@@ -116,8 +131,15 @@ def clip_stages(ctx: Ctx, arms: tuple[str, ...]) -> list[Stage]:
     return stages
 
 
-def run_compare(out: str | Path, *, quick: bool = False, config: str | None = None, overrides: list[str] | None = None,
-                arms: tuple[str, ...] = ARMS, progress: bool = True) -> dict:
+def run_compare(
+    out: str | Path,
+    *,
+    quick: bool = False,
+    config: str | None = None,
+    overrides: list[str] | None = None,
+    arms: tuple[str, ...] = ARMS,
+    progress: bool = True,
+) -> dict:
     """Run the comparison into ``out``; returns the metrics written to ``out/compare.json``.
 
     ``config`` is the base (world sizes, tiny model, shared cold start, eval; default:
@@ -130,8 +152,12 @@ def run_compare(out: str | Path, *, quick: bool = False, config: str | None = No
     unknown = set(arms) - set(ARMS)
     if unknown:
         raise ValueError(f"unknown arm(s) {', '.join(sorted(unknown))}; known: {', '.join(ARMS)}")
-    base, cfgs = arm_configs(config or packaged_config("demo-quick" if quick else "demo"), quick=quick,
-                             overrides=overrides, base_extra=QUICK_BASE if quick and not config else [])
+    base, cfgs = arm_configs(
+        config or packaged_config("demo-quick" if quick else "demo"),
+        quick=quick,
+        overrides=overrides,
+        base_extra=QUICK_BASE if quick and not config else [],
+    )
     check_family(base)
     out = Path(out)
     base.out = str(out)
@@ -140,8 +166,13 @@ def run_compare(out: str | Path, *, quick: bool = False, config: str | None = No
     cfgs.update({m: cfgs[r] for m, r in COLD_START_RECIPE.items()})
     ctx = Ctx(out, base, cfgs, quick=quick, progress=progress)
     ctx.paths.update(model_dirs(out, base.demo.pretrain))
-    ctx.paths.update({"coldstart": out / "coldstart" / "model", "coldstart_steps": out / "coldstart_steps" / "model",
-                      **{a: out / f"grpo-{a}" / "model" for a in arms}})
+    ctx.paths.update(
+        {
+            "coldstart": out / "coldstart" / "model",
+            "coldstart_steps": out / "coldstart_steps" / "model",
+            **{a: out / f"grpo-{a}" / "model" for a in arms},
+        }
+    )
     ctx.manifests = {s: out / "data" / f"{s}.jsonl" for s in ("train", "coldstart", "test", "ood", "pretrain")}
     t_start = time.perf_counter()
     runner = Stages("compare")
@@ -152,15 +183,23 @@ def run_compare(out: str | Path, *, quick: bool = False, config: str | None = No
         row: dict = {"recipe": cfgs[name].prompt.recipe, **{split: res[f"eval {name}/{split}"] for split in SPLITS}}
         if steps:
             row["reflection"] = res[f"judge {name}"]
-        stage = {"coldstart": "shared cold start (think/answer traces)",
-                 "coldstart_steps": "structured cold start (SET traces + reflection tasks)"}.get(name, f"GRPO {name}")
+        stage = {
+            "coldstart": "shared cold start (think/answer traces)",
+            "coldstart_steps": "structured cold start (SET traces + reflection tasks)",
+        }.get(name, f"GRPO {name}")
         row["train_seconds"] = runner.seconds.get(stage, 0.0)
         if name in arms:
             row["rl"] = res[f"GRPO {name}"]
         rows[name] = row
     total = round(time.perf_counter() - t_start, 1)
-    metrics = {"models": rows, "judge": res.get("judge check"), "judge_auc": res.get("judge auc"), "quick": quick,
-               "total_seconds": total, "chance_uar": 1 / 7}
+    metrics = {
+        "models": rows,
+        "judge": res.get("judge check"),
+        "judge_auc": res.get("judge auc"),
+        "quick": quick,
+        "total_seconds": total,
+        "chance_uar": 1 / 7,
+    }
     atomic_write_json(out / "compare.json", metrics)
     table = format_table(rows)
     atomic_write_text(out / "compare.md", render_markdown(metrics, table))
@@ -175,8 +214,14 @@ def synthesize(ctx: Ctx) -> dict:
 
     d = ctx.base.demo
     sizes = {"train": d.train, "coldstart": d.coldstart, "test": d.test, "ood": d.ood, "pretrain": d.pretrain}
-    return {"paths": {k: str(v) for k, v in synth(ctx.out / "data", seed=ctx.base.seed, sizes=sizes, workers=d.workers,
-                                                  progress=ctx.progress).items()}}
+    return {
+        "paths": {
+            k: str(v)
+            for k, v in synth(
+                ctx.out / "data", seed=ctx.base.seed, sizes=sizes, workers=d.workers, progress=ctx.progress
+            ).items()
+        }
+    }
 
 
 def tokenizer_corpus(ctx: Ctx) -> list[str]:
@@ -192,8 +237,10 @@ def tokenizer_corpus(ctx: Ctx) -> list[str]:
     texts = [make_trace(s.meta, s.label, rng) for s in samples for _ in range(2)]
     texts += [structured_trace(s.meta, s.label, rng) for s in samples for _ in range(2)]
     cfgs = [ctx.base, *(ctx.cfgs[a] for a in ARMS)]
-    prompts = {build_prompt(PromptSpec(c.prompt.question, c.prompt.format, c.prompt.with_options), samples[0].labels)
-               for c in cfgs}
+    prompts = {
+        build_prompt(PromptSpec(c.prompt.question, c.prompt.format, c.prompt.with_options), samples[0].labels)
+        for c in cfgs
+    }
     return texts + [*prompts, COHERENCE_PROMPT, GROUNDING_PROMPT] * 10
 
 
@@ -205,8 +252,14 @@ def shared_coldstart(ctx: Ctx) -> dict:
     cfg = copy.deepcopy(ctx.base)
     cfg.sft.target = "trace"
     adapter = load_adapter(cfg, ctx.paths["base"])
-    return train_sft(cfg, adapter, make_builder(cfg, adapter), load_samples(ctx.manifests["coldstart"]),
-                     ctx.out / "coldstart", progress=ctx.progress)
+    return train_sft(
+        cfg,
+        adapter,
+        make_builder(cfg, adapter),
+        load_samples(ctx.manifests["coldstart"]),
+        ctx.out / "coldstart",
+        progress=ctx.progress,
+    )
 
 
 def structured_coldstart(ctx: Ctx) -> dict:
@@ -222,8 +275,9 @@ def structured_coldstart(ctx: Ctx) -> dict:
     traces = [replace(s, meta={**s.meta, "trace": structured_trace(s.meta, s.label, rng)}) for s in samples]
     tasks = reflection_tasks(samples, grounding_views(cfg.reflection.grounding), rng)
     adapter = load_adapter(cfg, ctx.paths["coldstart"])
-    info = train_sft(cfg, adapter, task_builder(cfg, adapter), traces + tasks, ctx.out / "coldstart_steps",
-                     progress=ctx.progress)
+    info = train_sft(
+        cfg, adapter, task_builder(cfg, adapter), traces + tasks, ctx.out / "coldstart_steps", progress=ctx.progress
+    )
     return {**info, "n_traces": len(traces), "n_reflection_tasks": len(tasks)}
 
 
@@ -245,8 +299,16 @@ def _judge(ctx: Ctx, style: str, params=JUDGE_PARAMS, scoring: str = "sample"):
         ctx.cache["judge"] = (adapter, make_builder(cfg, adapter))
     adapter, builder = ctx.cache["judge"]
     grounding = cfg.reflection.grounding if cfg.reflection.grounding != "none" else "joint"
-    return Reflection(adapter, builder, style=style, grounding=grounding, params=params,
-                      batch_size=cfg.reflection.batch_size, scoring=scoring, judge="coldstart_steps")
+    return Reflection(
+        adapter,
+        builder,
+        style=style,
+        grounding=grounding,
+        params=params,
+        batch_size=cfg.reflection.batch_size,
+        scoring=scoring,
+        judge="coldstart_steps",
+    )
 
 
 def judge_yes_rates(ctx: Ctx) -> dict:
@@ -257,8 +319,9 @@ def judge_yes_rates(ctx: Ctx) -> dict:
     cfg = ctx.cfgs["emo-r3"]
     rng = np.random.default_rng(cfg.seed + 2)
     samples = load_samples(ctx.manifests["test"], default="test")
-    written = [s.label if rng.random() < 0.5 else str(rng.choice([c for c in s.labels if c != s.label]))
-               for s in samples]
+    written = [
+        s.label if rng.random() < 0.5 else str(rng.choice([c for c in s.labels if c != s.label])) for s in samples
+    ]
     others = [str(rng.choice([o.id for o in samples if o.label != s.label])) for s in samples]
     by_id = {s.id: s for s in samples}
     own = [structured_trace(s.meta, w, rng) for s, w in zip(samples, written)]
@@ -290,8 +353,11 @@ def judge_auc(ctx: Ctx) -> dict:
     samples = load_samples(ctx.manifests["test"], default="test")
     texts = check_texts(samples, ctx.base.seed + 3, lambda s, label, rng: structured_trace(s.meta, label, rng))
     out = {}
-    for key, scoring, params in (("logprob", "logprob", JUDGE_PARAMS), ("greedy", "sample", JUDGE_PARAMS),
-                                 ("sampled", "sample", SamplingParams(r.max_new_tokens, r.temperature, r.top_p))):
+    for key, scoring, params in (
+        ("logprob", "logprob", JUDGE_PARAMS),
+        ("greedy", "sample", JUDGE_PARAMS),
+        ("sampled", "sample", SamplingParams(r.max_new_tokens, r.temperature, r.top_p)),
+    ):
         seed_everything(ctx.base.seed)
         out[key] = judge_check(_judge(ctx, "boxed", params, scoring), texts, seed=ctx.base.seed)
     return out
@@ -299,15 +365,19 @@ def judge_auc(ctx: Ctx) -> dict:
 
 # ----------------------------------------------------------------------------- report
 def format_table(rows: dict[str, dict]) -> str:
-    head = ("| model | recipe | test WAR | test UAR | OOD WAR | OOD UAR | format | coherence | grounding | "
-            "mean tokens | train s |")
+    head = (
+        "| model | recipe | test WAR | test UAR | OOD WAR | OOD UAR | format | coherence | grounding | "
+        "mean tokens | train s |"
+    )
     lines = [head, "|" + "---|" * 11]
     for name, r in rows.items():
         t, o, j = r["test"], r["ood"], r.get("reflection", {})
-        lines.append(f"| {name} | {r['recipe']} | {t['war']:.3f} | {t['uar']:.3f} | {o['war']:.3f} | "
-                     f"{o['uar']:.3f} | {t['format_rate']:.3f} | {j.get('coherence_rate', float('nan')):.3f} | "
-                     f"{j.get('grounding_rate', float('nan')):.3f} | {j.get('mean_tokens', float('nan')):.1f} | "
-                     f"{r.get('train_seconds', 0):.0f} |")
+        lines.append(
+            f"| {name} | {r['recipe']} | {t['war']:.3f} | {t['uar']:.3f} | {o['war']:.3f} | "
+            f"{o['uar']:.3f} | {t['format_rate']:.3f} | {j.get('coherence_rate', float('nan')):.3f} | "
+            f"{j.get('grounding_rate', float('nan')):.3f} | {j.get('mean_tokens', float('nan')):.1f} | "
+            f"{r.get('train_seconds', 0):.0f} |"
+        )
     return "\n".join(lines)
 
 
@@ -326,46 +396,75 @@ def auc_lines(check: dict | None) -> list[str]:
     probability mass on the candidate answers."""
     if not check:
         return ["(no judge: the emo-r3 arm was not run)"]
-    lines = ["| answering | question | AUC [95% CI] | mean score pos / neg | share scoring 1 pos / neg | mass |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "| answering | question | AUC [95% CI] | mean score pos / neg | share scoring 1 pos / neg | mass |",
+        "|---|---|---|---|---|---|",
+    ]
     for key, c in check.items():
         for q, v in c.items():
             if not isinstance(v, dict):
                 continue
             pos, neg = ("own", "other") if "yes_own" in v else ("right", "wrong")
-            ones = (v["yes_own"], v["yes_other"]) if "yes_own" in v else (v["names_label_right"], v["names_label_wrong"])
+            ones = (
+                (v["yes_own"], v["yes_other"]) if "yes_own" in v else (v["names_label_right"], v["names_label_wrong"])
+            )
             mass = f"{v['answer_mass']:.3f}" if "answer_mass" in v else "–"
-            lines.append(f"| {key} | {q} | {v['auc']:.3f} [{v['lo']:.2f}, {v['hi']:.2f}] | "
-                         f"{v[f'mean_{pos}']:.3f} / {v[f'mean_{neg}']:.3f} | {ones[0]:.3f} / {ones[1]:.3f} | {mass} |")
+            lines.append(
+                f"| {key} | {q} | {v['auc']:.3f} [{v['lo']:.2f}, {v['hi']:.2f}] | "
+                f"{v[f'mean_{pos}']:.3f} / {v[f'mean_{neg}']:.3f} | {ones[0]:.3f} / {ones[1]:.3f} | {mass} |"
+            )
     return lines
 
 
 def render_markdown(metrics: dict, table: str) -> str:
     judge = metrics.get("judge") or {}
     parts = [
-        "# emorl compare: plain GRPO vs R1-Omni vs EMO-R3", "",
-        (f"Synthetic omni-emotion world (7 classes, chance UAR {1 / 7:.3f}), tiny thinker (random-init LLM, "
-        "attribute-pretrained towers), "
-        f"{'quick (CI) sizes: a smoke test, not a result' if metrics['quick'] else 'default sizes'}. "
-        f"Total wall time {metrics['total_seconds']:.0f} s."), "", table, "",
-        ("- **coldstart**: shared SFT on `<think>/<answer>` traces; **plain** and **r1-omni** start from it. "
-        "**coldstart_steps**: coldstart + SFT on SET traces and the reflection tasks; **emo-r3** starts from it."),
-        ("- format / coherence / grounding / mean tokens: on the test predictions. coherence: the frozen judge "
-        "(coldstart_steps), reading the reasoning alone (stages 1-2, or the think text), names the label; "
-        "grounding: it says the clip fits the description (stage 1, or the think text)."),
-        "- train s: GRPO wall time (the cold starts: their SFT time).", "",
-        "## Training rewards (mean over the last quarter of GRPO steps)", "", rewards_table(metrics["models"]), "",
-        "## Judge check (test split)", "",
-        *(f"- {k}: {v}" for k, v in judge.items()), "",
-        ("SET traces written for the label or another emotion, and for the clip or another clip. A judge that "
-        "names the written emotion near chance (1/7), or says yes to another clip's description as often as to "
-        "the clip's own, cannot tell coherent or grounded reasoning from the rest at this model size: read the "
-        "coherence and grounding columns with that in mind."), "",
-        "## The judge as a classifier (test split, balanced)", "",
-        *auc_lines(metrics.get("judge_auc")), "",
-        ("Per test clip: its own description (positive) and another clip's of another class (negative); reasoning "
-        "written for its label (positive) and for another class (negative). AUC 0.5 is chance. log-prob: the "
-        "expected score from one scoring pass (0.5 + (P(yes) - P(no)) / 2; for coherence P(label) + half the "
-        "mass on no emotion word); greedy / sampled: one answer read as 1 / 0.5 / 0."),
+        "# emorl compare: plain GRPO vs R1-Omni vs EMO-R3",
+        "",
+        (
+            f"Synthetic omni-emotion world (7 classes, chance UAR {1 / 7:.3f}), tiny thinker (random-init LLM, "
+            "attribute-pretrained towers), "
+            f"{'quick (CI) sizes: a smoke test, not a result' if metrics['quick'] else 'default sizes'}. "
+            f"Total wall time {metrics['total_seconds']:.0f} s."
+        ),
+        "",
+        table,
+        "",
+        (
+            "- **coldstart**: shared SFT on `<think>/<answer>` traces; **plain** and **r1-omni** start from it. "
+            "**coldstart_steps**: coldstart + SFT on SET traces and the reflection tasks; **emo-r3** starts from it."
+        ),
+        (
+            "- format / coherence / grounding / mean tokens: on the test predictions. coherence: the frozen judge "
+            "(coldstart_steps), reading the reasoning alone (stages 1-2, or the think text), names the label; "
+            "grounding: it says the clip fits the description (stage 1, or the think text)."
+        ),
+        "- train s: GRPO wall time (the cold starts: their SFT time).",
+        "",
+        "## Training rewards (mean over the last quarter of GRPO steps)",
+        "",
+        rewards_table(metrics["models"]),
+        "",
+        "## Judge check (test split)",
+        "",
+        *(f"- {k}: {v}" for k, v in judge.items()),
+        "",
+        (
+            "SET traces written for the label or another emotion, and for the clip or another clip. A judge that "
+            "names the written emotion near chance (1/7), or says yes to another clip's description as often as to "
+            "the clip's own, cannot tell coherent or grounded reasoning from the rest at this model size: read the "
+            "coherence and grounding columns with that in mind."
+        ),
+        "",
+        "## The judge as a classifier (test split, balanced)",
+        "",
+        *auc_lines(metrics.get("judge_auc")),
+        "",
+        (
+            "Per test clip: its own description (positive) and another clip's of another class (negative); reasoning "
+            "written for its label (positive) and for another class (negative). AUC 0.5 is chance. log-prob: the "
+            "expected score from one scoring pass (0.5 + (P(yes) - P(no)) / 2; for coherence P(label) + half the "
+            "mass on no emotion word); greedy / sampled: one answer read as 1 / 0.5 / 0."
+        ),
     ]
     return "\n".join(parts) + "\n"

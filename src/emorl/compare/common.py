@@ -69,8 +69,16 @@ def task_builder(cfg: RunConfig, adapter) -> TaskPromptBuilder:
     from emorl.runs import make_builder
 
     b = make_builder(cfg, adapter)
-    return TaskPromptBuilder(adapter, b.spec, num_frames=b.num_frames, frame_size=b.frame_size, sampling=b.sampling,
-                             on_missing_audio=b.on_missing_audio, modality=b.modality, media_limits=b.media_limits)
+    return TaskPromptBuilder(
+        adapter,
+        b.spec,
+        num_frames=b.num_frames,
+        frame_size=b.frame_size,
+        sampling=b.sampling,
+        on_missing_audio=b.on_missing_audio,
+        modality=b.modality,
+        media_limits=b.media_limits,
+    )
 
 
 # ----------------------------------------------------------------------------- the tiny model
@@ -80,8 +88,14 @@ def tiny_model(ctx: Ctx, corpus: Callable[[], list[str]]) -> dict:
     from emorl.models.tiny import TinyShape, init_tiny
 
     d = ctx.base.demo
-    path = init_tiny(ctx.paths["init"], corpus=corpus(), seed=ctx.base.seed, frame_size=ctx.base.data.frame_size,
-                     shape=TinyShape(hidden=d.hidden, layers=d.layers, vocab_size=d.vocab_size), family=d.family)
+    path = init_tiny(
+        ctx.paths["init"],
+        corpus=corpus(),
+        seed=ctx.base.seed,
+        frame_size=ctx.base.data.frame_size,
+        shape=TinyShape(hidden=d.hidden, layers=d.layers, vocab_size=d.vocab_size),
+        family=d.family,
+    )
     return {"path": str(path)}
 
 
@@ -94,9 +108,17 @@ def pretrain_towers(ctx: Ctx) -> dict:
     cfg, d = ctx.base, ctx.base.demo
     seed_everything(cfg.seed)
     adapter = load_adapter(cfg, ctx.paths["init"])
-    return pretrain(adapter, make_builder(cfg, adapter), load_samples(ctx.manifests["pretrain"]),
-                    ctx.out / "pretrain_towers", epochs=d.pretrain_epochs, lr=d.pretrain_lr, seed=cfg.seed,
-                    progress=ctx.progress, model_dir=ctx.paths["base"])
+    return pretrain(
+        adapter,
+        make_builder(cfg, adapter),
+        load_samples(ctx.manifests["pretrain"]),
+        ctx.out / "pretrain_towers",
+        epochs=d.pretrain_epochs,
+        lr=d.pretrain_lr,
+        seed=cfg.seed,
+        progress=ctx.progress,
+        model_dir=ctx.paths["base"],
+    )
 
 
 def model_dirs(out: Path, pretrain: int) -> dict[str, Path]:
@@ -125,11 +147,18 @@ def train_arm(cfg: RunConfig, start: Path, train: list[Sample], out: Path, progr
     reflection = make_reflection(adapter, builder, cfg) if cfg.reflection.enabled else None
     save_run_config(cfg, out)
     res = train_grpo(cfg, adapter, builder, train, out, progress=progress, extra_rewards=reflection)
-    tail = res["history"][-max(1, len(res["history"]) // 4):]
-    means = {k: round(float(np.mean([h[k] for h in tail])), 4) for k in tail[0]
-             if k.startswith("reward/") and not k.endswith("_std")}
-    return {"first_reward": res["first_reward"], "last_reward": res["last_reward"], "final_quarter_rewards": means,
-            "reflection_seconds": round(reflection.total_seconds, 1) if reflection else 0.0}
+    tail = res["history"][-max(1, len(res["history"]) // 4) :]
+    means = {
+        k: round(float(np.mean([h[k] for h in tail])), 4)
+        for k in tail[0]
+        if k.startswith("reward/") and not k.endswith("_std")
+    }
+    return {
+        "first_reward": res["first_reward"],
+        "last_reward": res["last_reward"],
+        "final_quarter_rewards": means,
+        "reflection_seconds": round(reflection.total_seconds, 1) if reflection else 0.0,
+    }
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -143,15 +172,28 @@ def evaluate(ctx: Ctx, name: str, split: str) -> dict:
     key = f"adapter:{name}"
     ctx.cache[key] = ctx.cache.get(key) or load_adapter(cfg, ctx.paths[name])
     d = ctx.out / "eval" / name / split
-    m = run_eval(cfg, ctx.paths[name], ctx.manifests[split], d, progress=ctx.progress, title=f"{name} / {split}",
-                 adapter=ctx.cache[key])
+    m = run_eval(
+        cfg,
+        ctx.paths[name],
+        ctx.manifests[split],
+        d,
+        progress=ctx.progress,
+        title=f"{name} / {split}",
+        adapter=ctx.cache[key],
+    )
     rows = read_predictions(d)
     labels = load_samples(ctx.manifests[split], default="test")[0].labels
     cis = metric_cis([r["label"] for r in rows], [r["pred"] for r in rows], labels, seed=ctx.base.seed)
     fmt = rate_ci([r["format_ok"] for r in rows])
-    return {"war": m["war"], "uar": m["uar"], "format_rate": m["format_rate"], "n": m["n"],
-            "war_ci": [cis["war"]["lo"], cis["war"]["hi"]], "uar_ci": [cis["uar"]["lo"], cis["uar"]["hi"]],
-            "format_ci": [fmt["lo"], fmt["hi"]]}
+    return {
+        "war": m["war"],
+        "uar": m["uar"],
+        "format_rate": m["format_rate"],
+        "n": m["n"],
+        "war_ci": [cis["war"]["lo"], cis["war"]["hi"]],
+        "uar_ci": [cis["uar"]["lo"], cis["uar"]["hi"]],
+        "format_ci": [fmt["lo"], fmt["hi"]],
+    }
 
 
 def read_predictions(d: Path) -> list[dict]:
@@ -178,8 +220,10 @@ def judge_reads(ctx: Ctx, name: str, make_reflection: Callable[[str], Any], toke
     by_id = {s.id: s for s in load_samples(ctx.manifests["test"], default="test")}
     judge = make_reflection(get_recipe(ctx.cfgs[name].prompt.recipe).style)
     comps, _ = judge.score([by_id[p["id"]] for p in preds], [p["completion"] for p in preds])
-    res = {"coherence_rate": _rate(comps, "coherence", 1.0),
-           "mean_tokens": round(float(np.mean([len(tokenizer(p["completion"])["input_ids"]) for p in preds])), 1)}
+    res = {
+        "coherence_rate": _rate(comps, "coherence", 1.0),
+        "mean_tokens": round(float(np.mean([len(tokenizer(p["completion"])["input_ids"]) for p in preds])), 1),
+    }
     res["coherence_ci"] = _ci([c["coherence"] == 1.0 for c in comps])
     for k in ("grounding", "grounding_video", "grounding_audio"):
         if k in comps[0]:
@@ -225,18 +269,28 @@ def judge_check(reflection, texts: CheckTexts, *, seed: int = 0) -> dict:
     right, raw_r = reflection.coherence(s, [reflection_reasoning(t, style) for t in texts.right])
     wrong, raw_w = reflection.coherence(s, [reflection_reasoning(t, style) for t in texts.wrong])
     out: dict = {"n": len(s), "scoring": reflection.scoring, "judge": reflection.judge}
-    out["coherence"] = {**_round(auc_ci(right, wrong, seed=seed)), "names_label_right": _share(right, 1.0),
-                        "names_label_wrong": _share(wrong, 1.0), "mean_right": _mean(right),
-                        "mean_wrong": _mean(wrong), **_mass(raw_r + raw_w)}
+    out["coherence"] = {
+        **_round(auc_ci(right, wrong, seed=seed)),
+        "names_label_right": _share(right, 1.0),
+        "names_label_wrong": _share(wrong, 1.0),
+        "mean_right": _mean(right),
+        "mean_wrong": _mean(wrong),
+        **_mass(raw_r + raw_w),
+    }
     own_d = [stage1_description(t, style) for t in texts.own]
     other_d = [stage1_description(t, style) for t in texts.other]
     for view in reflection.views:
         k = "grounding" if view == "joint" else f"grounding_{view}"
         own, raw_o = reflection.grounding_pass(s, own_d, view)
         other, raw_x = reflection.grounding_pass(s, other_d, view)
-        out[k] = {**_round(auc_ci(own, other, seed=seed)), "yes_own": _share(own, 1.0),
-                  "yes_other": _share(other, 1.0), "mean_own": _mean(own), "mean_other": _mean(other),
-                  **_mass(raw_o + raw_x)}
+        out[k] = {
+            **_round(auc_ci(own, other, seed=seed)),
+            "yes_own": _share(own, 1.0),
+            "yes_other": _share(other, 1.0),
+            "mean_own": _mean(own),
+            "mean_other": _mean(other),
+            **_mass(raw_o + raw_x),
+        }
     return out
 
 
@@ -259,7 +313,9 @@ def _round(d: dict) -> dict:
     return {k: round(v, 4) if isinstance(v, float) else v for k, v in d.items()}
 
 
-def check_texts(samples: list[Sample], seed: int, own_trace: Callable[[Sample, str, np.random.Generator], str]) -> CheckTexts:
+def check_texts(
+    samples: list[Sample], seed: int, own_trace: Callable[[Sample, str, np.random.Generator], str]
+) -> CheckTexts:
     """Balanced check texts over ``samples``: ``own_trace(sample, label, rng)`` writes a complete
     structured completion for a sample's media and an emotion (the synthetic world's SET traces)."""
     rng = np.random.default_rng(seed)

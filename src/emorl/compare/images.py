@@ -67,19 +67,37 @@ GRPO_ARMS: dict[str, tuple[str, list[str]]] = {  # arm -> (packaged config, its 
     "emo-r3-frozen": ("emo-r3-vl", ["reflection.judge=frozen", "reflection.scoring=logprob"]),
 }
 # the released configs at tiny size (the rest of each config stays as released)
-TINY_ARM = ["sampling.max_new_tokens=128", "grpo.steps=60", "grpo.prompts_per_step=8", "grpo.micro_batch_rows=32",
-            "grpo.lr=2e-4", "grpo.gradient_checkpointing=false", "grpo.sample_every=20",
-            "reflection.max_new_tokens=4", "reflection.batch_size=64"]
-QUICK_ARM = ["sampling.max_new_tokens=96", "grpo.steps=2", "grpo.prompts_per_step=2", "grpo.completions_per_prompt=4",
-             "grpo.micro_batch_rows=8", "grpo.sample_every=0"]
+TINY_ARM = [
+    "sampling.max_new_tokens=128",
+    "grpo.steps=60",
+    "grpo.prompts_per_step=8",
+    "grpo.micro_batch_rows=32",
+    "grpo.lr=2e-4",
+    "grpo.gradient_checkpointing=false",
+    "grpo.sample_every=20",
+    "reflection.max_new_tokens=4",
+    "reflection.batch_size=64",
+]
+QUICK_ARM = [
+    "sampling.max_new_tokens=96",
+    "grpo.steps=2",
+    "grpo.prompts_per_step=2",
+    "grpo.completions_per_prompt=4",
+    "grpo.micro_batch_rows=8",
+    "grpo.sample_every=0",
+]
 # the judge check's three ways of answering: name -> (reflection.scoring, decoding; None: the emo-r3
 # config's reflection decoding, temperature 0.6 / top-p 0.95, as during training)
 CHECK_SCORINGS: dict[str, tuple[str, SamplingParams | None]] = {
-    "logprob": ("logprob", None), "greedy": ("sample", JUDGE_PARAMS), "sampled": ("sample", None)}
+    "logprob": ("logprob", None),
+    "greedy": ("sample", JUDGE_PARAMS),
+    "sampled": ("sample", None),
+}
 
 
-def image_configs(base_config: str | Path, *, quick: bool, overrides: list[str] | None = None,
-                  arms: tuple[str, ...] = ARMS) -> tuple[RunConfig, dict[str, RunConfig]]:
+def image_configs(
+    base_config: str | Path, *, quick: bool, overrides: list[str] | None = None, arms: tuple[str, ...] = ARMS
+) -> tuple[RunConfig, dict[str, RunConfig]]:
     """The base config and each model's: the GRPO arms load their released config with
     ``TINY_ARM`` (and ``QUICK_ARM``) then ``overrides``; every model takes the base's data, model,
     eval and demo sections and seed. ``coldstart``, ``base`` and ``sft`` use EMO-R3's prompt (the
@@ -109,27 +127,45 @@ def image_stages(ctx: Ctx, arms: tuple[str, ...]) -> list[Stage]:
     """The image comparison as a list (module docstring)."""
     d = ctx.base.demo
     models = ["coldstart", *arms]
-    stages = [Stage("synthesize", "data", synthesize),
-              Stage("tiny_model", str(ctx.paths["init"].relative_to(ctx.out)),
-                    lambda c: tiny_model(c, functools.partial(tokenizer_corpus, c)))]
+    stages = [
+        Stage("synthesize", "data", synthesize),
+        Stage(
+            "tiny_model",
+            str(ctx.paths["init"].relative_to(ctx.out)),
+            lambda c: tiny_model(c, functools.partial(tokenizer_corpus, c)),
+        ),
+    ]
     if d.pretrain:
         stages.append(Stage("pretrain_towers", "models/base", pretrain_towers))
     stages.append(Stage("coldstart", "coldstart", coldstart))
     if "sft" in arms:
         stages.append(Stage("sft", "sft", sft_arm))
-    stages += [Stage(f"grpo {arm}", f"grpo-{arm}", functools.partial(grpo_arm, arm=arm))
-               for arm in arms if arm in GRPO_ARMS]
-    stages += [Stage(f"eval {m}/{split}", f"eval/{m}/{split}", functools.partial(evaluate, name=m, split=split))
-               for m in models for split in SPLITS]
-    stages += [Stage(f"judge reads {m}", f"eval/{m}/judge", functools.partial(frozen_judge_reads, name=m))
-               for m in models]
-    stages += [Stage(f"judge check {m}", f"judge/{m}", functools.partial(own_judge_check, name=m))
-               for m in ["base", *models]]
+    stages += [
+        Stage(f"grpo {arm}", f"grpo-{arm}", functools.partial(grpo_arm, arm=arm)) for arm in arms if arm in GRPO_ARMS
+    ]
+    stages += [
+        Stage(f"eval {m}/{split}", f"eval/{m}/{split}", functools.partial(evaluate, name=m, split=split))
+        for m in models
+        for split in SPLITS
+    ]
+    stages += [
+        Stage(f"judge reads {m}", f"eval/{m}/judge", functools.partial(frozen_judge_reads, name=m)) for m in models
+    ]
+    stages += [
+        Stage(f"judge check {m}", f"judge/{m}", functools.partial(own_judge_check, name=m)) for m in ["base", *models]
+    ]
     return stages
 
 
-def run_image_compare(out: str | Path, *, quick: bool = False, config: str | None = None,
-                      overrides: list[str] | None = None, arms: tuple[str, ...] = ARMS, progress: bool = True) -> dict:
+def run_image_compare(
+    out: str | Path,
+    *,
+    quick: bool = False,
+    config: str | None = None,
+    overrides: list[str] | None = None,
+    arms: tuple[str, ...] = ARMS,
+    progress: bool = True,
+) -> dict:
     """Run the image comparison into ``out``; returns the metrics written to ``out/compare.json``.
     ``config``: the base (default configs/compare-images.yaml, or compare-images-quick.yaml with
     ``quick``); ``overrides`` (dotted ``key=value``) apply to the base and every arm; ``arms``: a
@@ -139,8 +175,12 @@ def run_image_compare(out: str | Path, *, quick: bool = False, config: str | Non
     unknown = set(arms) - set(ARMS) - set(OPTIONAL_ARMS)
     if unknown:
         raise ValueError(f"unknown arm(s) {', '.join(sorted(unknown))}; known: {', '.join(ARMS + OPTIONAL_ARMS)}")
-    base, cfgs = image_configs(config or packaged_config("compare-images-quick" if quick else "compare-images"),
-                               quick=quick, overrides=overrides, arms=arms)
+    base, cfgs = image_configs(
+        config or packaged_config("compare-images-quick" if quick else "compare-images"),
+        quick=quick,
+        overrides=overrides,
+        arms=arms,
+    )
     check_family(base)
     if base.data.modality != "image":
         raise ValueError(f"emorl compare --images needs data.modality=image, got {base.data.modality!r}")
@@ -150,8 +190,13 @@ def run_image_compare(out: str | Path, *, quick: bool = False, config: str | Non
     save_run_config(base, out)
     ctx = Ctx(out, base, cfgs, quick=quick, progress=progress)
     ctx.paths.update(model_dirs(out, base.demo.pretrain))
-    ctx.paths.update({"coldstart": out / "coldstart" / "model", "sft": out / "sft" / "model",
-                      **{a: out / f"grpo-{a}" / "model" for a in arms if a in GRPO_ARMS}})
+    ctx.paths.update(
+        {
+            "coldstart": out / "coldstart" / "model",
+            "sft": out / "sft" / "model",
+            **{a: out / f"grpo-{a}" / "model" for a in arms if a in GRPO_ARMS},
+        }
+    )
     ctx.manifests = {s: out / "data" / f"{s}.jsonl" for s in ("train", "coldstart", "test", "ood", "pretrain")}
     t0 = time.perf_counter()
     runner = Stages("compare-images")
@@ -171,8 +216,13 @@ def synthesize(ctx: Ctx) -> dict:
 
     d = ctx.base.demo
     sizes = {"train": d.train, "coldstart": d.coldstart, "test": d.test, "ood": d.ood, "pretrain": d.pretrain}
-    paths = synthesize_images(ctx.out / "data", seed=ctx.base.seed, sizes={k: v for k, v in sizes.items() if v},
-                              size=ctx.base.data.frame_size or 112, progress=ctx.progress)
+    paths = synthesize_images(
+        ctx.out / "data",
+        seed=ctx.base.seed,
+        sizes={k: v for k, v in sizes.items() if v},
+        size=ctx.base.data.frame_size or 112,
+        progress=ctx.progress,
+    )
     return {"paths": {k: str(v) for k, v in paths.items()}}
 
 
@@ -192,10 +242,20 @@ def coldstart_examples(ctx: Ctx, samples: list[Sample], rng: np.random.Generator
     out = []
     for s in samples:
         word = s.words.get(s.label, s.label)
-        out.append(task_sample(s, "set", _prompt_text(set_cfg, s), "image",
-                               image_trace(s.meta, s.label, rng, style="boxed", word=word)))
-        out.append(task_sample(s, "think", _prompt_text(think_cfg, s), "image",
-                               image_trace(s.meta, s.label, rng, style="think_boxed", word=word)))
+        out.append(
+            task_sample(
+                s, "set", _prompt_text(set_cfg, s), "image", image_trace(s.meta, s.label, rng, style="boxed", word=word)
+            )
+        )
+        out.append(
+            task_sample(
+                s,
+                "think",
+                _prompt_text(think_cfg, s),
+                "image",
+                image_trace(s.meta, s.label, rng, style="think_boxed", word=word),
+            )
+        )
     return out + image_reflection_tasks(samples, rng)
 
 
@@ -233,15 +293,26 @@ def sft_arm(ctx: Ctx) -> dict:
     cfg = ctx.cfgs["sft"]
     seed_everything(cfg.seed)
     adapter = load_adapter(cfg, ctx.paths["coldstart"])
-    return train_sft(cfg, adapter, make_builder(cfg, adapter), load_samples(ctx.manifests["train"]),
-                     ctx.out / "sft", progress=ctx.progress)
+    return train_sft(
+        cfg,
+        adapter,
+        make_builder(cfg, adapter),
+        load_samples(ctx.manifests["train"]),
+        ctx.out / "sft",
+        progress=ctx.progress,
+    )
 
 
 def grpo_arm(ctx: Ctx, arm: str) -> dict:
     from emorl.runs import load_samples
 
-    return train_arm(ctx.cfgs[arm], ctx.paths["coldstart"], load_samples(ctx.manifests["train"]),
-                     ctx.out / f"grpo-{arm}", ctx.progress)
+    return train_arm(
+        ctx.cfgs[arm],
+        ctx.paths["coldstart"],
+        load_samples(ctx.manifests["train"]),
+        ctx.out / f"grpo-{arm}",
+        ctx.progress,
+    )
 
 
 def _judge(ctx: Ctx):
@@ -258,15 +329,21 @@ def _reflection(ctx: Ctx, adapter, style: str, scoring: str, params: SamplingPar
     from emorl.runs import make_builder
 
     cfg = ctx.cfgs["emo-r3"]
-    return Reflection(adapter, make_builder(cfg, adapter), style=style, grounding=grounding, params=params,
-                      batch_size=cfg.reflection.batch_size, scoring=scoring)
+    return Reflection(
+        adapter,
+        make_builder(cfg, adapter),
+        style=style,
+        grounding=grounding,
+        params=params,
+        batch_size=cfg.reflection.batch_size,
+        scoring=scoring,
+    )
 
 
 def frozen_judge_reads(ctx: Ctx, name: str) -> dict:
     judge = _judge(ctx)
     seed_everything(ctx.base.seed)
-    return judge_reads(ctx, name, lambda style: _reflection(ctx, judge, style, "sample", JUDGE_PARAMS),
-                       judge.tokenizer)
+    return judge_reads(ctx, name, lambda style: _reflection(ctx, judge, style, "sample", JUDGE_PARAMS), judge.tokenizer)
 
 
 def own_judge_check(ctx: Ctx, name: str) -> dict:
@@ -278,8 +355,11 @@ def own_judge_check(ctx: Ctx, name: str) -> dict:
     release(ctx, name)
     adapter = load_adapter(ctx.cfgs[name], ctx.paths[name])
     samples = load_samples(ctx.manifests["test"], default="test")
-    texts: CheckTexts = check_texts(samples, ctx.base.seed + 3, lambda s, label, rng: image_trace(
-        s.meta, label, rng, style="boxed", word=s.words.get(label, label)))
+    texts: CheckTexts = check_texts(
+        samples,
+        ctx.base.seed + 3,
+        lambda s, label, rng: image_trace(s.meta, label, rng, style="boxed", word=s.words.get(label, label)),
+    )
     return check_all_scorings(ctx, adapter, texts, name)
 
 
@@ -289,8 +369,14 @@ def check_all_scorings(ctx: Ctx, adapter, texts: CheckTexts, name: str, groundin
     out = {}
     for key, (scoring, params) in CHECK_SCORINGS.items():
         seed_everything(ctx.base.seed)
-        refl = _reflection(ctx, adapter, "boxed", scoring, params or SamplingParams(r.max_new_tokens, r.temperature,
-                                                                                     r.top_p), grounding)
+        refl = _reflection(
+            ctx,
+            adapter,
+            "boxed",
+            scoring,
+            params or SamplingParams(r.max_new_tokens, r.temperature, r.top_p),
+            grounding,
+        )
         refl.judge = name
         out[key] = judge_check(refl, texts, seed=ctx.base.seed)
     return out
@@ -310,10 +396,15 @@ def collect(ctx: Ctx, arms: tuple[str, ...], runner: Stages) -> dict:
             if m in GRPO_ARMS:
                 row["rl"] = res[f"grpo {m}"]
         rows[m] = row
-    return {"models": rows, "quick": ctx.quick, "chance_accuracy": 1 / 8, "family": ctx.base.demo.family,
-            "shape": {"hidden": ctx.base.demo.hidden, "layers": ctx.base.demo.layers},
-            "tiny_arm_overrides": TINY_ARM + (QUICK_ARM if ctx.quick else []),
-            "stage_seconds": dict(runner.seconds)}
+    return {
+        "models": rows,
+        "quick": ctx.quick,
+        "chance_accuracy": 1 / 8,
+        "family": ctx.base.demo.family,
+        "shape": {"hidden": ctx.base.demo.hidden, "layers": ctx.base.demo.layers},
+        "tiny_arm_overrides": TINY_ARM + (QUICK_ARM if ctx.quick else []),
+        "stage_seconds": dict(runner.seconds),
+    }
 
 
 def _auc(row: dict, scoring: str, key: str = "grounding") -> str:
@@ -322,8 +413,10 @@ def _auc(row: dict, scoring: str, key: str = "grounding") -> str:
 
 
 def format_table(rows: dict[str, dict]) -> str:
-    head = ("| model | recipe | test accuracy | test UAR | OOD accuracy | format | coherence | consistency | "
-            "judge AUC (log-prob) | judge AUC (greedy) | train s |")
+    head = (
+        "| model | recipe | test accuracy | test UAR | OOD accuracy | format | coherence | consistency | "
+        "judge AUC (log-prob) | judge AUC (greedy) | train s |"
+    )
     lines = [head, "|" + "---|" * 11]
     for name, r in rows.items():
         if "test" not in r:
@@ -335,7 +428,8 @@ def format_table(rows: dict[str, dict]) -> str:
             f"{fmt_ci(o['war'], o.get('war_ci'))} | {fmt_ci(t['format_rate'], t.get('format_ci'))} | "
             f"{fmt_ci(j.get('coherence_rate'), j.get('coherence_ci'))} | "
             f"{fmt_ci(j.get('grounding_rate'), j.get('grounding_ci'))} | {_auc(r, 'logprob')} | {_auc(r, 'greedy')} | "
-            f"{r.get('train_seconds', 0):.0f} |")
+            f"{r.get('train_seconds', 0):.0f} |"
+        )
     return "\n".join(lines)
 
 
@@ -344,8 +438,13 @@ def judge_table(rows: dict[str, dict]) -> str:
     component's mean over each half; "yes" / "names" are the share of answers scoring 1 (sampled
     judges; a log-prob judge's scores are continuous); mass: how much probability a log-prob judge
     puts on the candidate answers at all."""
-    lines = [("| judge | answering | consistency AUC | mean score own / other | yes own / other | mass | "
-             "coherence AUC | mean score right / wrong | names label right / wrong | mass |"), "|" + "---|" * 10]
+    lines = [
+        (
+            "| judge | answering | consistency AUC | mean score own / other | yes own / other | mass | "
+            "coherence AUC | mean score right / wrong | names label right / wrong | mass |"
+        ),
+        "|" + "---|" * 10,
+    ]
     for name, r in rows.items():
         for scoring, c in r.get("judge_check", {}).items():
             g, h = c["grounding"], c["coherence"]
@@ -355,7 +454,8 @@ def judge_table(rows: dict[str, dict]) -> str:
                 f"{g['yes_own']:.3f} / {g['yes_other']:.3f} | {_opt(g.get('answer_mass'))} | "
                 f"{fmt_ci(h['auc'], [h['lo'], h['hi']], 3)} | "
                 f"{h.get('mean_right', float('nan')):.3f} / {h.get('mean_wrong', float('nan')):.3f} | "
-                f"{h['names_label_right']:.3f} / {h['names_label_wrong']:.3f} | {_opt(h.get('answer_mass'))} |")
+                f"{h['names_label_right']:.3f} / {h['names_label_wrong']:.3f} | {_opt(h.get('answer_mass'))} |"
+            )
     return "\n".join(lines)
 
 
@@ -377,24 +477,47 @@ def rewards_table(rows: dict[str, dict]) -> str:
 def render_markdown(metrics: dict) -> str:
     rows, shape = metrics["models"], metrics["shape"]
     size = "quick (CI) sizes: a smoke test, not a result" if metrics["quick"] else "default sizes"
-    return "\n".join([
-        "# emorl compare --images: SFT vs naive GRPO vs EMO-R3", "",
-        (f"Synthetic still-image world (Mikels-8, chance accuracy {1 / 8:.3f}), tiny {metrics['family']} "
-        f"(hidden {shape['hidden']}, {shape['layers']} layers; random-init LLM, vision tower pretrained on the "
-        f"drawings' cues), {size}. Total wall time {metrics['total_seconds']:.0f} s."), "",
-        format_table(rows), "",
-        "- Every model starts from **coldstart** (SFT on SET traces, `<think>` traces and the two reflection "
-        "questions). **sft**: `\\boxed{label}` SFT on the training images; **naive-grpo**, **emo-r3**: the released "
-        "configs at tiny size (`" + " ".join(metrics["tiny_arm_overrides"]) + "`).",
-        ("- accuracy = WAR (share correct), graded as the released code does (`strict_official`); format: the "
-        "recipe's released format check; 95 % intervals (bootstrap over images; Wilson for rates)."),
-        ("- coherence / consistency: the cold start as a frozen judge (greedy) reads each model's test predictions: "
-        "the reasoning alone (steps 1-2, or the think text) names the label; the image confirms step 1 (or the "
-        "think text)."),
-        ("- judge AUC: the model as its own judge (EMO-R3's setting) telling its own image's description from "
-        "another image's (of another class), balanced; log-prob: 0.5 + (P(yes) - P(no)) / 2 from one scoring pass; "
-        "greedy: the greedy answer read as yes 1 / no 0 / else 0.5 (the judge check below also has one answer "
-        "sampled at temperature 0.6, top-p 0.95, as during training). 0.5 is chance."), "",
-        "## Judge check (each model as its own judge; test images)", "", judge_table(rows), "",
-        "## Training rewards (mean over the last quarter of GRPO steps)", "", rewards_table(rows), "",
-    ]) + "\n"
+    return (
+        "\n".join(
+            [
+                "# emorl compare --images: SFT vs naive GRPO vs EMO-R3",
+                "",
+                (
+                    f"Synthetic still-image world (Mikels-8, chance accuracy {1 / 8:.3f}), tiny {metrics['family']} "
+                    f"(hidden {shape['hidden']}, {shape['layers']} layers; random-init LLM, vision tower pretrained on the "
+                    f"drawings' cues), {size}. Total wall time {metrics['total_seconds']:.0f} s."
+                ),
+                "",
+                format_table(rows),
+                "",
+                "- Every model starts from **coldstart** (SFT on SET traces, `<think>` traces and the two reflection "
+                "questions). **sft**: `\\boxed{label}` SFT on the training images; **naive-grpo**, **emo-r3**: the released "
+                "configs at tiny size (`" + " ".join(metrics["tiny_arm_overrides"]) + "`).",
+                (
+                    "- accuracy = WAR (share correct), graded as the released code does (`strict_official`); format: the "
+                    "recipe's released format check; 95 % intervals (bootstrap over images; Wilson for rates)."
+                ),
+                (
+                    "- coherence / consistency: the cold start as a frozen judge (greedy) reads each model's test predictions: "
+                    "the reasoning alone (steps 1-2, or the think text) names the label; the image confirms step 1 (or the "
+                    "think text)."
+                ),
+                (
+                    "- judge AUC: the model as its own judge (EMO-R3's setting) telling its own image's description from "
+                    "another image's (of another class), balanced; log-prob: 0.5 + (P(yes) - P(no)) / 2 from one scoring pass; "
+                    "greedy: the greedy answer read as yes 1 / no 0 / else 0.5 (the judge check below also has one answer "
+                    "sampled at temperature 0.6, top-p 0.95, as during training). 0.5 is chance."
+                ),
+                "",
+                "## Judge check (each model as its own judge; test images)",
+                "",
+                judge_table(rows),
+                "",
+                "## Training rewards (mean over the last quarter of GRPO steps)",
+                "",
+                rewards_table(rows),
+                "",
+            ]
+        )
+        + "\n"
+    )

@@ -45,15 +45,15 @@ class CheckReport:
     total: int
     usable: int
     rejected: int
-    outcomes: dict[str, int]                      # reject outcome -> count
-    classes: dict[str, dict[str, int]]            # dataset -> label -> usable count
-    rejected_classes: dict[str, dict[str, int]]   # dataset -> label -> rejected count
-    duration_s: dict[str, float]                  # min / median / mean / max over usable clips with a duration
-    source_frames: dict[str, float]               # same, decoded frame counts
+    outcomes: dict[str, int]  # reject outcome -> count
+    classes: dict[str, dict[str, int]]  # dataset -> label -> usable count
+    rejected_classes: dict[str, dict[str, int]]  # dataset -> label -> rejected count
+    duration_s: dict[str, float]  # min / median / mean / max over usable clips with a duration
+    source_frames: dict[str, float]  # same, decoded frame counts
     notes: dict[str, int] = field(default_factory=dict)
-    flags: dict[str, int] = field(default_factory=dict)          # degenerate-media flag -> count (usable rows)
-    leakage: dict[str, Any] = field(default_factory=dict)        # shared clips / subjects between splits or manifests
-    images: dict[str, Any] = field(default_factory=dict)         # usable images: formats, modes, shorter side
+    flags: dict[str, int] = field(default_factory=dict)  # degenerate-media flag -> count (usable rows)
+    leakage: dict[str, Any] = field(default_factory=dict)  # shared clips / subjects between splits or manifests
+    images: dict[str, Any] = field(default_factory=dict)  # usable images: formats, modes, shorter side
     clean_path: str = ""
     rejects_path: str = ""
     summary_path: str = ""
@@ -78,8 +78,9 @@ def sample_modality(sample: Sample) -> str:
     return "audio+video"
 
 
-def check_sample(sample: Sample, num_frames: int = 8, limits: MediaLimits | None = None,
-                 max_image_pixels: int = MAX_PIXELS) -> dict[str, Any]:
+def check_sample(
+    sample: Sample, num_frames: int = 8, limits: MediaLimits | None = None, max_image_pixels: int = MAX_PIXELS
+) -> dict[str, Any]:
     """Decode one sample; ``{"ok": True, duration, source_frames, ...}`` or ``{"ok": False, outcome, reason}``.
     Images use ``limits.min_side`` for the ``small`` flag and ``max_image_pixels`` (0: PIL's own
     bomb threshold only) for ``too_large``."""
@@ -92,16 +93,32 @@ def check_sample(sample: Sample, num_frames: int = 8, limits: MediaLimits | None
         return r
     want_video, want_audio = modality != "audio", modality != "video"
     if want_audio and sample.audio and is_lfs_pointer(sample.audio):
-        return {"ok": False, "outcome": "lfs_pointer",
-                "reason": f"{sample.audio}: Git-LFS pointer stub, not media: run `git lfs pull` in the dataset"}
+        return {
+            "ok": False,
+            "outcome": "lfs_pointer",
+            "reason": f"{sample.audio}: Git-LFS pointer stub, not media: run `git lfs pull` in the dataset",
+        }
     try:
-        clip = load_clip(sample.media, num_frames=num_frames, audio_path=sample.audio if want_audio else None,
-                         want_video=want_video, want_audio=want_audio, on_missing_audio="error", limits=limits)
+        clip = load_clip(
+            sample.media,
+            num_frames=num_frames,
+            audio_path=sample.audio if want_audio else None,
+            want_video=want_video,
+            want_audio=want_audio,
+            on_missing_audio="error",
+            limits=limits,
+        )
     except MediaError as e:
         return {"ok": False, "outcome": e.outcome, "reason": str(e)}
-    return {"ok": True, "duration": clip.duration, "source_frames": clip.source_frames,
-            "audio_s": (len(clip.audio) / clip.sample_rate) if clip.audio is not None else 0.0,
-            "notes": clip.notes, "flags": clip.flags, "modality": modality}
+    return {
+        "ok": True,
+        "duration": clip.duration,
+        "source_frames": clip.source_frames,
+        "audio_s": (len(clip.audio) / clip.sample_rate) if clip.audio is not None else 0.0,
+        "notes": clip.notes,
+        "flags": clip.flags,
+        "modality": modality,
+    }
 
 
 def _check_task(task: tuple[Sample, int, MediaLimits | None, int]) -> dict[str, Any]:
@@ -111,12 +128,23 @@ def _check_task(task: tuple[Sample, int, MediaLimits | None, int]) -> dict[str, 
 def _stats(values: list[float]) -> dict[str, float]:
     if not values:
         return {}
-    return {"n": len(values), "min": min(values), "median": statistics.median(values),
-            "mean": statistics.fmean(values), "max": max(values)}
+    return {
+        "n": len(values),
+        "min": min(values),
+        "median": statistics.median(values),
+        "mean": statistics.fmean(values),
+        "max": max(values),
+    }
 
 
-def _run(samples: list[Sample], workers: int, num_frames: int, limits: MediaLimits | None,
-         progress: bool, max_image_pixels: int = MAX_PIXELS) -> list[dict[str, Any]]:
+def _run(
+    samples: list[Sample],
+    workers: int,
+    num_frames: int,
+    limits: MediaLimits | None,
+    progress: bool,
+    max_image_pixels: int = MAX_PIXELS,
+) -> list[dict[str, Any]]:
     from tqdm import tqdm
 
     tasks = [(s, num_frames, limits, max_image_pixels) for s in samples]
@@ -140,9 +168,17 @@ def _run(samples: list[Sample], workers: int, num_frames: int, limits: MediaLimi
         bar.close()
 
 
-def check_manifest(manifest_path: str | os.PathLike, out_dir: str | os.PathLike, *, workers: int = 2,
-                   num_frames: int = 8, limits: MediaLimits | None = None, against: list[str] = (),
-                   progress: bool = True, max_image_pixels: int = MAX_PIXELS) -> CheckReport:
+def check_manifest(
+    manifest_path: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    workers: int = 2,
+    num_frames: int = 8,
+    limits: MediaLimits | None = None,
+    against: list[str] = (),
+    progress: bool = True,
+    max_image_pixels: int = MAX_PIXELS,
+) -> CheckReport:
     """Decode every sample of ``manifest_path``; write clean.jsonl, rejects.jsonl and check.json to
     ``out_dir``. Leakage is checked between the manifest's training rows and its other splits, and
     against each manifest of ``against`` (their evaluation rows). ``max_image_pixels``: images with
@@ -174,23 +210,42 @@ def check_manifest(manifest_path: str | os.PathLike, out_dir: str | os.PathLike,
                 sides.append(min(r["width"], r["height"]))
         else:
             rejected_classes.setdefault(s.dataset, Counter())[s.label] += 1
-            reject_rows.append({"id": s.id, "media": s.media, "audio": s.audio, "dataset": s.dataset,
-                                "label": s.label, "split": s.split, "fold": s.fold,
-                                "outcome": r["outcome"], "reason": r["reason"]})
+            reject_rows.append(
+                {
+                    "id": s.id,
+                    "media": s.media,
+                    "audio": s.audio,
+                    "dataset": s.dataset,
+                    "label": s.label,
+                    "split": s.split,
+                    "fold": s.fold,
+                    "outcome": r["outcome"],
+                    "reason": r["reason"],
+                }
+            )
 
     clean_path, rejects_path, summary_path = out / "clean.jsonl", out / "rejects.jsonl", out / "check.json"
     write_manifest(clean_path, clean, relative_to=out)
     atomic_write_text(rejects_path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in reject_rows))
     report = CheckReport(
-        manifest=str(manifest_path), total=len(samples), usable=len(clean), rejected=len(reject_rows),
+        manifest=str(manifest_path),
+        total=len(samples),
+        usable=len(clean),
+        rejected=len(reject_rows),
         outcomes=dict(Counter(r["outcome"] for r in reject_rows)),
         classes={d: dict(sorted(c.items())) for d, c in sorted(classes.items())},
         rejected_classes={d: dict(sorted(c.items())) for d, c in sorted(rejected_classes.items())},
-        duration_s=_stats(durations), source_frames=_stats(frames), notes=dict(notes), flags=dict(flags),
+        duration_s=_stats(durations),
+        source_frames=_stats(frames),
+        notes=dict(notes),
+        flags=dict(flags),
         leakage=leakage_summary(samples, against),
-        images={"formats": dict(formats.most_common()), "modes": dict(modes.most_common()),
-                "min_side": _stats(sides)} if sides else {},
-        clean_path=str(clean_path), rejects_path=str(rejects_path), summary_path=str(summary_path),
+        images={"formats": dict(formats.most_common()), "modes": dict(modes.most_common()), "min_side": _stats(sides)}
+        if sides
+        else {},
+        clean_path=str(clean_path),
+        rejects_path=str(rejects_path),
+        summary_path=str(summary_path),
     )
     atomic_write_json(summary_path, report.to_json())
     return report

@@ -59,9 +59,13 @@ from emorl.data.mediafile import MediaError, is_lfs_pointer
 IMAGE_EXTS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 # PIL format name -> the extensions that name it
 FORMAT_EXTS: dict[str, frozenset[str]] = {
-    "JPEG": frozenset({".jpg", ".jpeg", ".jpe", ".jfif"}), "PNG": frozenset({".png"}),
-    "BMP": frozenset({".bmp", ".dib"}), "GIF": frozenset({".gif"}), "WEBP": frozenset({".webp"}),
-    "TIFF": frozenset({".tif", ".tiff"}), "MPO": frozenset({".jpg", ".jpeg", ".mpo"}),
+    "JPEG": frozenset({".jpg", ".jpeg", ".jpe", ".jfif"}),
+    "PNG": frozenset({".png"}),
+    "BMP": frozenset({".bmp", ".dib"}),
+    "GIF": frozenset({".gif"}),
+    "WEBP": frozenset({".webp"}),
+    "TIFF": frozenset({".tif", ".tiff"}),
+    "MPO": frozenset({".jpg", ".jpeg", ".mpo"}),
 }
 MAX_PIXELS = 89_478_485  # PIL's Image.MAX_IMAGE_PIXELS default (about 9459 x 9459)
 OUTCOMES = ("missing", "lfs_pointer", "empty", "unreadable", "truncated", "too_large")
@@ -121,8 +125,11 @@ def _open(path: Path, limits: ImageLimits):
         raise ImageError(path, "unreadable", f"header gives an empty size {w}x{h}")
     if limits.max_pixels and w * h > limits.max_pixels:
         im.close()
-        raise ImageError(path, "too_large", f"{w}x{h} = {w * h} pixels, above the limit of {limits.max_pixels} "
-                                            "(ImageLimits.max_pixels)")
+        raise ImageError(
+            path,
+            "too_large",
+            f"{w}x{h} = {w * h} pixels, above the limit of {limits.max_pixels} (ImageLimits.max_pixels)",
+        )
     return im
 
 
@@ -211,8 +218,15 @@ def check_image(path: str | os.PathLike, limits: ImageLimits | None = None) -> d
         got = load_image(path, limits)
     except ImageError as e:
         return {"ok": False, "outcome": e.outcome, "reason": str(e)}
-    return {"ok": True, "width": got.width, "height": got.height, "format": got.format, "mode": got.mode,
-            "notes": got.notes, "flags": got.flags}
+    return {
+        "ok": True,
+        "width": got.width,
+        "height": got.height,
+        "format": got.format,
+        "mode": got.mode,
+        "notes": got.notes,
+        "flags": got.flags,
+    }
 
 
 def sniff_format(data: bytes) -> str | None:

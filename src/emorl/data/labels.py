@@ -51,17 +51,37 @@ CANONICAL: tuple[str, ...] = tuple(FORMS)
 
 # annotation side only: corpus abbreviations, codes and corpus words for a canonical class
 ANNOTATION_ALIASES: dict[str, str] = {
-    "hap": "happy", "ang": "angry", "neu": "neutral", "dis": "disgust", "fea": "fear", "sur": "surprise",
+    "hap": "happy",
+    "ang": "angry",
+    "neu": "neutral",
+    "dis": "disgust",
+    "fea": "fear",
+    "sur": "surprise",
     "joy": "happy",  # MELD, Emotion6
     "worried": "anxiety",  # MER2023 / MER2024
 }
 
 # free-text mentions (reasoning analysis), never answers
 MENTIONS: dict[str, str] = {
-    "joy": "happy", "joyful": "happy", "glad": "happy", "cheerful": "happy", "delighted": "happy",
-    "unhappy": "sad", "sorrow": "sad", "sorrowful": "sad", "mad": "angry", "furious": "angry",
-    "astonished": "surprise", "amazed": "surprise", "afraid": "fear", "scared": "fear", "frightened": "fear",
-    "worried": "anxiety", "worry": "anxiety", "nervous": "anxiety", "relaxed": "calm",
+    "joy": "happy",
+    "joyful": "happy",
+    "glad": "happy",
+    "cheerful": "happy",
+    "delighted": "happy",
+    "unhappy": "sad",
+    "sorrow": "sad",
+    "sorrowful": "sad",
+    "mad": "angry",
+    "furious": "angry",
+    "astonished": "surprise",
+    "amazed": "surprise",
+    "afraid": "fear",
+    "scared": "fear",
+    "frightened": "fear",
+    "worried": "anxiety",
+    "worry": "anxiety",
+    "nervous": "anxiety",
+    "relaxed": "calm",
 }
 
 
@@ -88,26 +108,57 @@ _MIKELS = ("amusement", "angry", "awe", "contentment", "disgust", "excitement", 
 _SETS = (
     _set("dfew", _DFEW),
     _set("synthetic", _DFEW),
-    _set("mafw", ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise",
-                  "contempt", "anxiety", "helplessness", "disappointment"),
-         angry="anger", happy="happiness", sad="sadness"),
-    _set("ravdess", ("neutral", "calm", "happy", "sad", "angry", "fear", "disgust", "surprise"),
-         fear="fearful", surprise="surprised"),
+    _set(
+        "mafw",
+        (
+            "angry",
+            "disgust",
+            "fear",
+            "happy",
+            "neutral",
+            "sad",
+            "surprise",
+            "contempt",
+            "anxiety",
+            "helplessness",
+            "disappointment",
+        ),
+        angry="anger",
+        happy="happiness",
+        sad="sadness",
+    ),
+    _set(
+        "ravdess",
+        ("neutral", "calm", "happy", "sad", "angry", "fear", "disgust", "surprise"),
+        fear="fearful",
+        surprise="surprised",
+    ),
     _set("crema-d", ("angry", "disgust", "fear", "happy", "neutral", "sad")),
     _set("mer2023", ("neutral", "angry", "happy", "sad", "anxiety", "surprise"), anxiety="worried"),
     _set("mer2024", ("neutral", "angry", "happy", "sad", "anxiety", "surprise"), anxiety="worried"),
-    _set("meld", ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"),
-         angry="anger", happy="joy", sad="sadness"),
+    _set(
+        "meld",
+        ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"),
+        angry="anger",
+        happy="joy",
+        sad="sadness",
+    ),
     _set("ferv39k", ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")),
     _set("emer", CANONICAL[:12]),
     # image corpora (EMO-R3): Mikels-8 in EmoSet / FI / EmotionROI wording, Emotion6
     _set("mikels8", _MIKELS, angry="anger", sad="sadness"),
     _set("emoset", _MIKELS, angry="anger", sad="sadness"),
     _set("fi", _MIKELS, angry="anger", sad="sadness"),
-    _set("emotion6", ("angry", "disgust", "fear", "happy", "sad", "surprise"),
-         angry="anger", happy="joy", sad="sadness"),
-    _set("emotionroi", ("angry", "disgust", "fear", "happy", "sad", "surprise"),
-         angry="anger", happy="joy", sad="sadness"),
+    _set(
+        "emotion6", ("angry", "disgust", "fear", "happy", "sad", "surprise"), angry="anger", happy="joy", sad="sadness"
+    ),
+    _set(
+        "emotionroi",
+        ("angry", "disgust", "fear", "happy", "sad", "surprise"),
+        angry="anger",
+        happy="joy",
+        sad="sadness",
+    ),
     _set("synthetic-images", _MIKELS, angry="anger", sad="sadness"),  # emorl.data.synthetic.image_world
 )
 LABEL_SETS_INFO: dict[str, LabelSet] = {s.name: s for s in _SETS}
@@ -156,9 +207,11 @@ def to_canonical(label: str, *, where: str = "label") -> str:
     c = canonical(label)
     if c is None:
         known = ", ".join(CANONICAL)
-        raise UnknownLabelError(f"{where}: unknown emotion label {label!r}; expected one of {known}, "
-                                f"one of their forms (e.g. happiness, fearful) or a corpus alias "
-                                f"({', '.join(sorted(ANNOTATION_ALIASES))})")
+        raise UnknownLabelError(
+            f"{where}: unknown emotion label {label!r}; expected one of {known}, "
+            f"one of their forms (e.g. happiness, fearful) or a corpus alias "
+            f"({', '.join(sorted(ANNOTATION_ALIASES))})"
+        )
     return c
 
 
@@ -209,8 +262,9 @@ WORD_FORMS: dict[str, tuple[str, ...]] = {"joy": ("joy", "joyful", "joyous"), "w
 
 
 @lru_cache(maxsize=256)
-def _terms(labels: tuple[str, ...], words: tuple[tuple[str, str], ...],
-           synonyms: tuple[tuple[str, str], ...]) -> dict[tuple[str, ...], str]:
+def _terms(
+    labels: tuple[str, ...], words: tuple[tuple[str, str], ...], synonyms: tuple[tuple[str, str], ...]
+) -> dict[tuple[str, ...], str]:
     terms: dict[tuple[str, ...], str] = {(f,): lab for f, lab in _FORM_OF.items()}
     for lab in labels:
         if lab not in FORMS:  # a label a manifest declares: its own words are its only form
@@ -224,8 +278,9 @@ def _terms(labels: tuple[str, ...], words: tuple[tuple[str, str], ...],
     return terms
 
 
-def answer_terms(labels: tuple[str, ...] = (), words: dict[str, str] | None = None,
-                 synonyms: dict[str, str] | None = None) -> dict[tuple[str, ...], str]:
+def answer_terms(
+    labels: tuple[str, ...] = (), words: dict[str, str] | None = None, synonyms: dict[str, str] | None = None
+) -> dict[tuple[str, ...], str]:
     """Word sequences that name a label in a model's *answer* -> the label.
 
     Every canonical label's forms (so an out-of-set emotion is still recognised as an emotion,
@@ -234,8 +289,11 @@ def answer_terms(labels: tuple[str, ...] = (), words: dict[str, str] | None = No
     is itself a canonical form); ``synonyms``, extra word -> label pairs a config lists
     (``grading.answer_synonyms``).
     """
-    return _terms(tuple(labels), tuple(sorted((words or {}).items())),
-                  tuple(sorted((lab, w) for w, lab in (synonyms or {}).items())))
+    return _terms(
+        tuple(labels),
+        tuple(sorted((words or {}).items())),
+        tuple(sorted((lab, w) for w, lab in (synonyms or {}).items())),
+    )
 
 
 def parse_synonyms(pairs: list[str], *, where: str = "grading.answer_synonyms") -> dict[str, str]:

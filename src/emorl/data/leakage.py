@@ -103,10 +103,13 @@ def guard(train: list[Sample], evals: dict[str, list[Sample]], *, train_name: st
     if found.clips:
         show = "\n  ".join(f"{o.train_id} ~ {o.eval_id} in {o.eval_manifest} (same {o.how})" for o in found.clips[:10])
         more = f"\n  ... and {len(found.clips) - 10} more" if len(found.clips) > 10 else ""
-        raise LeakageError(f"{train_name}: {len(found.clips)} training clip(s) are also evaluation clips:\n  {show}{more}\n"
-                           "train and evaluate on disjoint splits (emorl data prepare NAME --fold K --split train|test)")
+        raise LeakageError(
+            f"{train_name}: {len(found.clips)} training clip(s) are also evaluation clips:\n  {show}{more}\n"
+            "train and evaluate on disjoint splits (emorl data prepare NAME --fold K --split train|test)"
+        )
     for name, subs in found.subjects.items():
-        print(f"[data] note: {train_name} and {name} share {len(subs)} subject(s) "
-              f"({', '.join(subs[:6])}{' ...' if len(subs) > 6 else ''}): not a speaker-independent split")
+        print(
+            f"[data] note: {train_name} and {name} share {len(subs)} subject(s) "
+            f"({', '.join(subs[:6])}{' ...' if len(subs) > 6 else ''}): not a speaker-independent split"
+        )
     return found
-

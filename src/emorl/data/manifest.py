@@ -83,17 +83,24 @@ def _check_row(obj: Any, where: str, labeled: bool = True) -> Sample:
             raise ManifestError(f"{where}: field '{k}' must be a non-empty string, got {obj.get(k)!r}")
     ls = obj.get("label_set")
     if ls is not None:
-        bad = [x for x in ls if not isinstance(x, str) or not (x in CANONICAL or is_custom_label(x))] \
-            if isinstance(ls, list) else ls
+        bad = (
+            [x for x in ls if not isinstance(x, str) or not (x in CANONICAL or is_custom_label(x))]
+            if isinstance(ls, list)
+            else ls
+        )
         if not isinstance(ls, list) or not ls or bad or len(set(ls)) != len(ls):
-            raise ManifestError(f"{where}: field 'label_set' must be a non-empty list of distinct labels (canonical "
-                                f"emotions or lower-case words of your own), got {ls!r}")
+            raise ManifestError(
+                f"{where}: field 'label_set' must be a non-empty list of distinct labels (canonical "
+                f"emotions or lower-case words of your own), got {ls!r}"
+            )
     if "label" in obj:
         if ls is not None and obj["label"] not in ls:
             raise ManifestError(f"{where}: label {obj['label']!r} is not in its label_set {ls}")
         if ls is None and obj["label"] not in CANONICAL:
-            raise ManifestError(f"{where}: field 'label' is {obj['label']!r}, not a canonical emotion "
-                                f"({', '.join(CANONICAL)}); a label of your own needs the row's label_set")
+            raise ManifestError(
+                f"{where}: field 'label' is {obj['label']!r}, not a canonical emotion "
+                f"({', '.join(CANONICAL)}); a label of your own needs the row's label_set"
+            )
     fold = obj.get("fold")
     if fold is not None and (not isinstance(fold, int) or isinstance(fold, bool)):
         raise ManifestError(f"{where}: field 'fold' must be an integer or null, got {fold!r}")
@@ -143,7 +150,9 @@ def _resolve(base: Path, p: str) -> Path:
     return q if q.is_absolute() else (base.resolve() / q)
 
 
-def write_manifest(path: str | os.PathLike, samples: Iterable[Sample], *, relative_to: str | os.PathLike | None = None) -> int:
+def write_manifest(
+    path: str | os.PathLike, samples: Iterable[Sample], *, relative_to: str | os.PathLike | None = None
+) -> int:
     """Write samples atomically as JSONL; with ``relative_to`` media paths are stored relative to it."""
     lines = []
     for s in samples:
@@ -226,8 +235,10 @@ def select_split(samples: list[Sample], split: str, *, default: str, source: str
     if len(counts) == 1:
         only = next(iter(counts))
         if default == "train" and only in EVAL_SPLITS:
-            raise ManifestError(f"{source}: holds only {only!r} rows ({desc}); training on them needs "
-                                f"{key}={only} set explicitly")
+            raise ManifestError(
+                f"{source}: holds only {only!r} rows ({desc}); training on them needs {key}={only} set explicitly"
+            )
         return list(samples)
-    raise ManifestError(f"{source}: mixes splits ({desc}) and has no {default!r} rows; choose one with "
-                        f"{key}=<split> (or {key}=all)")
+    raise ManifestError(
+        f"{source}: mixes splits ({desc}) and has no {default!r} rows; choose one with {key}=<split> (or {key}=all)"
+    )

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from emorl.data.images import IMAGE_EXTS, ImageLimits, load_image
-from emorl.data.mediafile import MediaError, is_lfs_pointer  # noqa: F401  (MediaError: raised here, imported from here)
+from emorl.data.mediafile import MediaError, is_lfs_pointer
 
 VIDEO_EXTS = {".mp4", ".avi", ".flv", ".mkv", ".mov", ".webm"}
 AUDIO_EXTS = {".wav", ".mp3", ".flac", ".m4a", ".ogg"}
@@ -259,7 +259,7 @@ def decode_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.
         dur = stream.duration * stream.time_base if stream.duration else None
     audio = np.concatenate(chunks).astype(np.float32) if chunks else np.zeros(0, np.float32)
     if dur:  # AAC pads the last frame: trim to the stream's declared duration
-        audio = audio[: int(round(float(dur) * sample_rate))]
+        audio = audio[: round(float(dur) * sample_rate)]
     return audio
 
 
@@ -332,7 +332,9 @@ def load_clip(
                 audio = None
             if audio is None:
                 if on_missing_audio == "error":
-                    raise MediaError(src, "no_audio", "no audio track (set media.on_missing_audio to 'silence' or 'skip' to allow)")
+                    raise MediaError(
+                        src, "no_audio", "no audio track (set media.on_missing_audio to 'silence' or 'skip' to allow)"
+                    )
                 if on_missing_audio == "silence":
                     audio = np.zeros(int(min_audio_seconds * sample_rate), np.float32)
                 notes.append(f"no_audio:{on_missing_audio}")
@@ -343,14 +345,23 @@ def load_clip(
     except Exception as e:  # PyAV / PIL decoding failures
         raise MediaError(path, "unreadable", f"{type(e).__name__}: {e}") from e
     side = min(frames.shape[1:3]) if frames is not None else None
-    flags = (limits or MediaLimits()).flags(source_frames=n_src, duration=duration, side=side,
-                                            still=frames is not None and is_image(path))
+    flags = (limits or MediaLimits()).flags(
+        source_frames=n_src, duration=duration, side=side, still=frames is not None and is_image(path)
+    )
     if frames is not None:
         frames = _resize(frames, target, resample)
         if rate is None:
             rate = len(frames) / duration if duration else 0.0
-    return Clip(frames=frames, audio=audio, sample_rate=sample_rate, duration=duration, source_frames=n_src,
-                notes=notes, flags=flags, fps=float(rate or 0.0))
+    return Clip(
+        frames=frames,
+        audio=audio,
+        sample_rate=sample_rate,
+        duration=duration,
+        source_frames=n_src,
+        notes=notes,
+        flags=flags,
+        fps=float(rate or 0.0),
+    )
 
 
 def write_mp4(
@@ -401,7 +412,9 @@ def write_mp4(
                 a = np.clip(np.asarray(audio, np.float32), -1, 1).reshape(1, -1)
                 step = 1024
                 for start in range(0, a.shape[1], step):
-                    af = av.AudioFrame.from_ndarray(np.ascontiguousarray(a[:, start : start + step]), format="flt", layout="mono")
+                    af = av.AudioFrame.from_ndarray(
+                        np.ascontiguousarray(a[:, start : start + step]), format="flt", layout="mono"
+                    )
                     af.sample_rate = sample_rate
                     af.pts = start
                     af.time_base = Fraction(1, sample_rate)

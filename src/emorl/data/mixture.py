@@ -63,8 +63,13 @@ def _check_spec(i: int, spec: Mapping[str, Any]) -> tuple[str, float]:
     return os.fspath(spec["manifest"]), float(w)
 
 
-def load_mixture(specs: Sequence[Mapping[str, Any]], seed: int, *, size: int | None = None,
-                 read: Callable[[str], list[Sample]] = read_manifest) -> list[Sample]:
+def load_mixture(
+    specs: Sequence[Mapping[str, Any]],
+    seed: int,
+    *,
+    size: int | None = None,
+    read: Callable[[str], list[Sample]] = read_manifest,
+) -> list[Sample]:
     """A shuffled training list drawing from each manifest at its relative ``weight``.
 
     ``size``: number of samples (default: the sources' total); ``read``: how a manifest's rows are

@@ -17,8 +17,16 @@ from emorl.data.manifest import split_counts, write_manifest
 from emorl.utils import atomic_write_text
 
 
-def prepare_manifest(name: str, root: str, out: str | Path, *, fold: int | None = None, subset: str | None = None,
-                     split: str = "all", **options: Any) -> dict:
+def prepare_manifest(
+    name: str,
+    root: str,
+    out: str | Path,
+    *,
+    fold: int | None = None,
+    subset: str | None = None,
+    split: str = "all",
+    **options: Any,
+) -> dict:
     """Prepare corpus ``name`` and write ``out`` and ``<stem>.rejects.jsonl``; returns a summary
     (rows, classes, splits, folds, reject reasons, paths)."""
     from emorl.data.corpora import SPECS, prepare
@@ -36,7 +44,13 @@ def prepare_manifest(name: str, root: str, out: str | Path, *, fold: int | None 
     n = write_manifest(out, samples, relative_to=out.parent.resolve())
     rej_path = out.with_name(out.stem + ".rejects.jsonl")
     atomic_write_text(rej_path, "".join(json.dumps(r.to_json(), ensure_ascii=False) + "\n" for r in rejects))
-    return {"rows": n, "out": str(out), "rejects_path": str(rej_path), "rejects": len(rejects),
-            "reject_reasons": dict(Counter(r.reason for r in rejects)),
-            "classes": dict(Counter(s.label for s in samples).most_common()), "splits": split_counts(samples),
-            "folds": sorted({s.fold for s in samples if s.fold is not None})}
+    return {
+        "rows": n,
+        "out": str(out),
+        "rejects_path": str(rej_path),
+        "rejects": len(rejects),
+        "reject_reasons": dict(Counter(r.reason for r in rejects)),
+        "classes": dict(Counter(s.label for s in samples).most_common()),
+        "splits": split_counts(samples),
+        "folds": sorted({s.fold for s in samples if s.fold is not None}),
+    }

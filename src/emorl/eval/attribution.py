@@ -75,8 +75,14 @@ class CueLexicon:
         ce = {k: dict(v) for k, v in self.cue_emotion.items()}
         for k, v in other.cue_emotion.items():
             ce.setdefault(k, {}).update(v)
-        return CueLexicon(f"{self.name}+{other.name}", self.lang if self.lang == other.lang else "mixed",
-                          cat(self.cues, other.cues), cat(self.flat, other.flat), cat(self.generic, other.generic), ce)
+        return CueLexicon(
+            f"{self.name}+{other.name}",
+            self.lang if self.lang == other.lang else "mixed",
+            cat(self.cues, other.cues),
+            cat(self.flat, other.flat),
+            cat(self.generic, other.generic),
+            ce,
+        )
 
     def regex(self) -> re.Pattern:
         if self._rx is None:
@@ -96,6 +102,7 @@ class CueMatch:
     def claim(self) -> bool:
         """A statement about the channel's content (cue or flat), not just its name."""
         return self.kind != "generic"
+
     start: int
     end: int
 
@@ -171,45 +178,240 @@ def cue_emotion(text: str, lex: CueLexicon, labels: Sequence[str] | None = None)
 # ----------------------------------------------------------------------------- lexicons
 
 _EN_VIDEO = [
-    "smile", "smiles", "smiling", "grin", "grinning", "frown", "frowns", "frowning", "scowl", "scowling",
-    "grimace", "grimacing", "pout", "pouting", "raised eyebrows", "raised brows", "furrowed brows",
-    "furrowed brow", "knitted brows", "lowered brows", "wide eyes", "wide-open eyes", "narrowed eyes",
-    "squinting", "glare", "glaring", "tears", "teary eyes", "watery eyes", "downcast eyes", "looks down",
-    "averted gaze", "blank stare", "staring", "eye contact", "open mouth", "dropped jaw", "clenched jaw",
-    "tight lips", "pursed lips", "trembling lips", "wrinkled nose", "flushed", "pale face", "blushing",
-    "nodding", "head shake", "shaking head", "covers face", "clenched fists", "slumped", "hunched",
-    "tense posture", "relaxed posture", "gesturing",
+    "smile",
+    "smiles",
+    "smiling",
+    "grin",
+    "grinning",
+    "frown",
+    "frowns",
+    "frowning",
+    "scowl",
+    "scowling",
+    "grimace",
+    "grimacing",
+    "pout",
+    "pouting",
+    "raised eyebrows",
+    "raised brows",
+    "furrowed brows",
+    "furrowed brow",
+    "knitted brows",
+    "lowered brows",
+    "wide eyes",
+    "wide-open eyes",
+    "narrowed eyes",
+    "squinting",
+    "glare",
+    "glaring",
+    "tears",
+    "teary eyes",
+    "watery eyes",
+    "downcast eyes",
+    "looks down",
+    "averted gaze",
+    "blank stare",
+    "staring",
+    "eye contact",
+    "open mouth",
+    "dropped jaw",
+    "clenched jaw",
+    "tight lips",
+    "pursed lips",
+    "trembling lips",
+    "wrinkled nose",
+    "flushed",
+    "pale face",
+    "blushing",
+    "nodding",
+    "head shake",
+    "shaking head",
+    "covers face",
+    "clenched fists",
+    "slumped",
+    "hunched",
+    "tense posture",
+    "relaxed posture",
+    "gesturing",
 ]
 _EN_AUDIO = [
-    "loud voice", "raised voice", "shouting", "shouts", "yelling", "yells", "screaming", "screams", "scream",
-    "whisper", "whispering", "soft voice", "quiet voice", "trembling voice", "shaky voice", "cracking voice",
-    "breaking voice", "choked voice", "high pitch", "high-pitched", "low pitch", "low-pitched", "deep voice",
-    "rising intonation", "falling intonation", "flat tone", "monotone", "harsh tone", "sharp tone",
-    "warm tone", "cheerful tone", "laughter", "laughing", "laughs", "giggling", "chuckling", "sigh",
-    "sighs", "sighing", "sobbing", "sobs", "gasp", "gasps", "gasping", "groan", "groaning", "fast speech",
-    "speaks quickly", "slow speech", "speaks slowly", "stuttering", "hesitant speech", "pauses", "emphatic",
+    "loud voice",
+    "raised voice",
+    "shouting",
+    "shouts",
+    "yelling",
+    "yells",
+    "screaming",
+    "screams",
+    "scream",
+    "whisper",
+    "whispering",
+    "soft voice",
+    "quiet voice",
+    "trembling voice",
+    "shaky voice",
+    "cracking voice",
+    "breaking voice",
+    "choked voice",
+    "high pitch",
+    "high-pitched",
+    "low pitch",
+    "low-pitched",
+    "deep voice",
+    "rising intonation",
+    "falling intonation",
+    "flat tone",
+    "monotone",
+    "harsh tone",
+    "sharp tone",
+    "warm tone",
+    "cheerful tone",
+    "laughter",
+    "laughing",
+    "laughs",
+    "giggling",
+    "chuckling",
+    "sigh",
+    "sighs",
+    "sighing",
+    "sobbing",
+    "sobs",
+    "gasp",
+    "gasps",
+    "gasping",
+    "groan",
+    "groaning",
+    "fast speech",
+    "speaks quickly",
+    "slow speech",
+    "speaks slowly",
+    "stuttering",
+    "hesitant speech",
+    "pauses",
+    "emphatic",
     "tone of voice",
 ]
 _EN_GENERIC = {
-    "video": ["face", "facial", "eyes", "eyebrows", "brows", "mouth", "lips", "gaze", "posture", "body language",
-              "gesture", "visual", "visually", "video", "frames", "expression", "facial expression"],
-    "audio": ["voice", "vocal", "tone", "pitch", "intonation", "speech", "speaking", "sound", "audio", "heard",
-              "hear", "hears", "listening", "volume", "prosody", "acoustic"],
+    "video": [
+        "face",
+        "facial",
+        "eyes",
+        "eyebrows",
+        "brows",
+        "mouth",
+        "lips",
+        "gaze",
+        "posture",
+        "body language",
+        "gesture",
+        "visual",
+        "visually",
+        "video",
+        "frames",
+        "expression",
+        "facial expression",
+    ],
+    "audio": [
+        "voice",
+        "vocal",
+        "tone",
+        "pitch",
+        "intonation",
+        "speech",
+        "speaking",
+        "sound",
+        "audio",
+        "heard",
+        "hear",
+        "hears",
+        "listening",
+        "volume",
+        "prosody",
+        "acoustic",
+    ],
 }
 _EN_CUE_EMOTION: dict[str, dict[str, float]] = {
-    **{p: {"happy": 1.0} for p in ("smile", "smiles", "smiling", "grin", "grinning", "laughter", "laughing",
-                                   "laughs", "giggling", "chuckling", "cheerful tone", "warm tone")},
-    **{p: {"sad": 1.0} for p in ("tears", "teary eyes", "watery eyes", "downcast eyes", "sobbing", "sobs",
-                                 "sigh", "sighs", "sighing", "slumped", "choked voice", "cracking voice",
-                                 "breaking voice", "pout", "pouting", "looks down")},
-    **{p: {"angry": 1.0} for p in ("frown", "frowns", "frowning", "scowl", "scowling", "glare", "glaring",
-                                   "furrowed brows", "furrowed brow", "knitted brows", "lowered brows",
-                                   "clenched jaw", "clenched fists", "shouting", "shouts", "yelling", "yells",
-                                   "raised voice", "loud voice", "harsh tone", "sharp tone")},
-    **{p: {"surprise": 1.0} for p in ("raised eyebrows", "raised brows", "open mouth", "dropped jaw", "gasp",
-                                      "gasps", "gasping")},
-    **{p: {"fear": 1.0} for p in ("screaming", "screams", "scream", "trembling voice", "shaky voice",
-                                  "trembling lips", "pale face", "wide-open eyes")},
+    **{
+        p: {"happy": 1.0}
+        for p in (
+            "smile",
+            "smiles",
+            "smiling",
+            "grin",
+            "grinning",
+            "laughter",
+            "laughing",
+            "laughs",
+            "giggling",
+            "chuckling",
+            "cheerful tone",
+            "warm tone",
+        )
+    },
+    **{
+        p: {"sad": 1.0}
+        for p in (
+            "tears",
+            "teary eyes",
+            "watery eyes",
+            "downcast eyes",
+            "sobbing",
+            "sobs",
+            "sigh",
+            "sighs",
+            "sighing",
+            "slumped",
+            "choked voice",
+            "cracking voice",
+            "breaking voice",
+            "pout",
+            "pouting",
+            "looks down",
+        )
+    },
+    **{
+        p: {"angry": 1.0}
+        for p in (
+            "frown",
+            "frowns",
+            "frowning",
+            "scowl",
+            "scowling",
+            "glare",
+            "glaring",
+            "furrowed brows",
+            "furrowed brow",
+            "knitted brows",
+            "lowered brows",
+            "clenched jaw",
+            "clenched fists",
+            "shouting",
+            "shouts",
+            "yelling",
+            "yells",
+            "raised voice",
+            "loud voice",
+            "harsh tone",
+            "sharp tone",
+        )
+    },
+    **{
+        p: {"surprise": 1.0}
+        for p in ("raised eyebrows", "raised brows", "open mouth", "dropped jaw", "gasp", "gasps", "gasping")
+    },
+    **{
+        p: {"fear": 1.0}
+        for p in (
+            "screaming",
+            "screams",
+            "scream",
+            "trembling voice",
+            "shaky voice",
+            "trembling lips",
+            "pale face",
+            "wide-open eyes",
+        )
+    },
     "wide eyes": {"surprise": 0.5, "fear": 0.5},
     **{p: {"disgust": 1.0} for p in ("wrinkled nose", "grimace", "grimacing")},
     **{p: {"neutral": 1.0} for p in ("monotone", "flat tone", "blank stare", "relaxed posture")},
@@ -264,15 +466,19 @@ def synthetic_cue_emotion(intensity: float = 0.65) -> dict[str, dict[str, float]
 
 def _builtin() -> None:
     if "en" not in _LEXICONS:
-        _LEXICONS["en"] = CueLexicon("en", "en", {"video": _EN_VIDEO, "audio": _EN_AUDIO}, {}, _EN_GENERIC,
-                                     _EN_CUE_EMOTION)
+        _LEXICONS["en"] = CueLexicon(
+            "en", "en", {"video": _EN_VIDEO, "audio": _EN_AUDIO}, {}, _EN_GENERIC, _EN_CUE_EMOTION
+        )
     if "synthetic" not in _LEXICONS:
         from emorl.data.synthetic.traces import DESCRIPTORS, MODALITY_WORDS
 
         cues = {m: [p for d in DESCRIPTORS if d.modality == m and d.expressive for p in d.phrases] for m in MODALITIES}
-        flat = {m: [p for d in DESCRIPTORS if d.modality == m and not d.expressive for p in d.phrases] for m in MODALITIES}
-        _LEXICONS["synthetic"] = CueLexicon("synthetic", "en", cues, flat, {m: list(MODALITY_WORDS[m]) for m in MODALITIES},
-                                            synthetic_cue_emotion())
+        flat = {
+            m: [p for d in DESCRIPTORS if d.modality == m and not d.expressive for p in d.phrases] for m in MODALITIES
+        }
+        _LEXICONS["synthetic"] = CueLexicon(
+            "synthetic", "en", cues, flat, {m: list(MODALITY_WORDS[m]) for m in MODALITIES}, synthetic_cue_emotion()
+        )
 
 
 def lexicon(*names: str) -> CueLexicon:
@@ -292,10 +498,14 @@ def lexicon(*names: str) -> CueLexicon:
 # ----------------------------------------------------------------------------- judge
 
 
-_JUDGE_MOD = ("Here is a reasoning about a video clip:\n\"{text}\"\nWhich channel does it describe: the face "
-              "(video), the voice (audio), both, or none? Answer with one word: video, audio, both or none.")
-_JUDGE_EMO = ("Here is a reasoning about a video clip:\n\"{text}\"\nWhich emotion does this reasoning support? "
-              "Answer with one word from: {labels}.")
+_JUDGE_MOD = (
+    'Here is a reasoning about a video clip:\n"{text}"\nWhich channel does it describe: the face '
+    "(video), the voice (audio), both, or none? Answer with one word: video, audio, both or none."
+)
+_JUDGE_EMO = (
+    'Here is a reasoning about a video clip:\n"{text}"\nWhich emotion does this reasoning support? '
+    "Answer with one word from: {labels}."
+)
 
 
 class AdapterJudge:
@@ -317,7 +527,7 @@ class AdapterJudge:
         params = SamplingParams(max_new_tokens=self.max_new_tokens, greedy=True)
         out: list[str] = []
         for i in range(0, len(questions), self.batch_size):
-            prompts = [self.adapter.encode_text(q, key=f"judge|{hash(q)}") for q in questions[i:i + self.batch_size]]
+            prompts = [self.adapter.encode_text(q, key=f"judge|{hash(q)}") for q in questions[i : i + self.batch_size]]
             comp = self.adapter.sample_groups(prompts, 1, params)
             out += [t[0] for t in comp.texts]
         return out
@@ -343,7 +553,9 @@ class AdapterJudge:
 # ----------------------------------------------------------------------------- aggregation
 
 
-def attribute_rows(rows: list[dict], lex: CueLexicon, *, style: str = "tags", judge: AdapterJudge | None = None) -> list[dict]:
+def attribute_rows(
+    rows: list[dict], lex: CueLexicon, *, style: str = "tags", judge: AdapterJudge | None = None
+) -> list[dict]:
     """Per prediction row: {id, label, pred, modality, reasoning, cites, mentions, video, audio
     [, judge_cites]}, from
     the row's reasoning (parsed with the one parser)."""
@@ -353,8 +565,16 @@ def attribute_rows(rows: list[dict], lex: CueLexicon, *, style: str = "tags", ju
     out = []
     for r, t in zip(rows, texts):
         a = attribute(t, lex)
-        out.append({"id": r["id"], "label": r["label"], "pred": r.get("pred"), "modality": r.get("modality"),
-                    "reasoning": t, **a})
+        out.append(
+            {
+                "id": r["id"],
+                "label": r["label"],
+                "pred": r.get("pred"),
+                "modality": r.get("modality"),
+                "reasoning": t,
+                **a,
+            }
+        )
     if judge is not None:
         for o, j in zip(out, judge.cites(texts)):
             o["judge_cites"] = j
@@ -365,11 +585,15 @@ def summarize_attribution(attr: list[dict], labels: Sequence[str]) -> dict:
     """Shares of reasonings citing video / audio / both / none, overall and per true class, and
     the mean number of cue phrases per modality. Rows without reasoning count as 'none' (their share
     is also given as ``no_reasoning``)."""
+
     def block(items: list[dict]) -> dict:
         n = len(items)
         cnt = Counter(a["cites"] for a in items)
-        res = {"n": n, **{c: (cnt[c] / n if n else None) for c in CITES},
-               "no_reasoning": (sum(1 for a in items if not a.get("reasoning", "x").strip()) / n) if n else None}
+        res = {
+            "n": n,
+            **{c: (cnt[c] / n if n else None) for c in CITES},
+            "no_reasoning": (sum(1 for a in items if not a.get("reasoning", "x").strip()) / n) if n else None,
+        }
         for m in MODALITIES:
             res[f"{m}_any"] = (sum(1 for a in items if a["cites"] in (m, "both")) / n) if n else None
             res[f"{m}_cues_per_reasoning"] = (sum(len(a[m]["cue"]) for a in items) / n) if n else None
@@ -377,8 +601,9 @@ def summarize_attribution(attr: list[dict], labels: Sequence[str]) -> dict:
             jc = Counter(a.get("judge_cites") for a in items)
             res["judge"] = {c: jc[c] / n for c in (*CITES, None) if jc[c]}
             agree = [a for a in items if a.get("judge_cites") is not None]
-            res["judge_agreement"] = (sum(a["judge_cites"] == a["cites"] for a in agree) / len(agree)) if agree else None
+            res["judge_agreement"] = (
+                (sum(a["judge_cites"] == a["cites"] for a in agree) / len(agree)) if agree else None
+            )
         return res
 
-    return {"overall": block(attr),
-            "per_class": {c: block([a for a in attr if a["label"] == c]) for c in labels}}
+    return {"overall": block(attr), "per_class": {c: block([a for a in attr if a["label"] == c]) for c in labels}}

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from emorl.data.manifest import Sample, label_space  # noqa: F401  (label_space re-exported)
+from emorl.data.manifest import Sample, label_space
 from emorl.data.media import MediaError
 from emorl.eval.metrics import fold_summary, summarize
 from emorl.models.adapter import Modality, OmniAdapter, SamplingParams, sample_by_modality
@@ -21,9 +21,19 @@ from emorl.recipes.rewards import RewardRecipe
 from emorl.utils import atomic_write_json, atomic_write_text, chunks
 
 
-def predict(adapter: OmniAdapter, builder: PromptBuilder, samples: list[Sample], *, style: str = "tags",
-            recipe: RewardRecipe | None = None, batch_size: int = 32, max_new_tokens: int = 64,
-            modality: Modality = Modality.AV, progress: bool = True, desc: str = "eval") -> list[dict]:
+def predict(
+    adapter: OmniAdapter,
+    builder: PromptBuilder,
+    samples: list[Sample],
+    *,
+    style: str = "tags",
+    recipe: RewardRecipe | None = None,
+    batch_size: int = 32,
+    max_new_tokens: int = 64,
+    modality: Modality = Modality.AV,
+    progress: bool = True,
+    desc: str = "eval",
+) -> list[dict]:
     """One greedy completion per sample, graded by ``recipe`` (default: the plain grader of answer
     ``style``). A sample whose media cannot be decoded gets a row with ``error`` set (and no
     prediction) rather than stopping the evaluation."""
@@ -42,19 +52,35 @@ def predict(adapter: OmniAdapter, builder: PromptBuilder, samples: list[Sample],
         if prompts:
             comp = sample_by_modality(adapter, prompts, 1, params)
             for s, p, texts in zip(ok, prompts, comp.texts):
-                rows.append(_row(s, p.modality, texts[0], recipe.parse(texts[0], s.labels, s.words),
-                                 notes=builder.notes.get(s.id)))
+                rows.append(
+                    _row(
+                        s,
+                        p.modality,
+                        texts[0],
+                        recipe.parse(texts[0], s.labels, s.words),
+                        notes=builder.notes.get(s.id),
+                    )
+                )
         bar.update(len(batch))
     bar.close()
     return rows
 
 
 def _row(s: Sample, modality: Modality, completion: str, parsed, *, error: str | None = None, notes=None) -> dict:
-    row = {"id": s.id, "dataset": s.dataset, "split": s.split, "fold": s.fold, "label": s.label,
-           "modality": modality.value, "completion": completion,
-           "answer": parsed.answer if parsed else "", "pred": parsed.emotion if parsed else None,
-           "format_ok": bool(parsed.format_ok) if parsed else False,
-           "parse": parsed.reason if parsed else "media_error", "correct": bool(parsed and parsed.emotion == s.label)}
+    row = {
+        "id": s.id,
+        "dataset": s.dataset,
+        "split": s.split,
+        "fold": s.fold,
+        "label": s.label,
+        "modality": modality.value,
+        "completion": completion,
+        "answer": parsed.answer if parsed else "",
+        "pred": parsed.emotion if parsed else None,
+        "format_ok": bool(parsed.format_ok) if parsed else False,
+        "parse": parsed.reason if parsed else "media_error",
+        "correct": bool(parsed and parsed.emotion == s.label),
+    }
     if error:
         row["error"] = error
     if notes:
@@ -63,16 +89,23 @@ def _row(s: Sample, modality: Modality, completion: str, parsed, *, error: str |
 
 
 def metrics_of(rows: list[dict], labels: tuple[str, ...]) -> dict:
-    m = summarize([r["label"] for r in rows], [r["pred"] for r in rows], labels,
-                  [r["format_ok"] for r in rows], [r["parse"] for r in rows])
+    m = summarize(
+        [r["label"] for r in rows],
+        [r["pred"] for r in rows],
+        labels,
+        [r["format_ok"] for r in rows],
+        [r["parse"] for r in rows],
+    )
     m["media_errors"] = sum(1 for r in rows if "error" in r)
     folds = {r["fold"] for r in rows}
     if len(folds) > 1 and None not in folds:
         by: dict = defaultdict(list)
         for r in rows:
             by[r["fold"]].append(r)
-        per = {str(k): summarize([r["label"] for r in v], [r["pred"] for r in v], labels,
-                                 [r["format_ok"] for r in v]) for k, v in sorted(by.items())}
+        per = {
+            str(k): summarize([r["label"] for r in v], [r["pred"] for r in v], labels, [r["format_ok"] for r in v])
+            for k, v in sorted(by.items())
+        }
         m["by_fold"] = fold_summary(per)
     return m
 
@@ -95,8 +128,15 @@ def confusion_figure(metrics: dict, title: str = "", *, cell: float = 0.55, font
     for i in range(m.shape[0]):
         for j in range(m.shape[1]):
             if m[i, j]:
-                ax.text(j, i, int(m[i, j]), ha="center", va="center", fontsize=fontsize,
-                        color="white" if norm[i, j] > 0.5 else "#222")
+                ax.text(
+                    j,
+                    i,
+                    int(m[i, j]),
+                    ha="center",
+                    va="center",
+                    fontsize=fontsize,
+                    color="white" if norm[i, j] > 0.5 else "#222",
+                )
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title or f"WAR {metrics['war']:.3f}  UAR {metrics['uar']:.3f}", fontsize=9)
@@ -113,21 +153,50 @@ def plot_confusion(metrics: dict, path: Path, title: str = "") -> None:
     plt.close(fig)
 
 
-def evaluate(adapter: OmniAdapter, builder: PromptBuilder, samples: list[Sample], out_dir: Path, *,
-             style: str = "tags", recipe: RewardRecipe | None = None, batch_size: int = 32, max_new_tokens: int = 64,
-             modality: Modality = Modality.AV, progress: bool = True, title: str = "") -> dict:
+def evaluate(
+    adapter: OmniAdapter,
+    builder: PromptBuilder,
+    samples: list[Sample],
+    out_dir: Path,
+    *,
+    style: str = "tags",
+    recipe: RewardRecipe | None = None,
+    batch_size: int = 32,
+    max_new_tokens: int = 64,
+    modality: Modality = Modality.AV,
+    progress: bool = True,
+    title: str = "",
+) -> dict:
     """Predict, score and write ``predictions.jsonl``, ``metrics.json``, ``confusion.png`` into ``out_dir``."""
     import json
 
-    rows = predict(adapter, builder, samples, style=style, recipe=recipe, batch_size=batch_size,
-                   max_new_tokens=max_new_tokens,
-                   modality=modality, progress=progress, desc=title or "eval")
+    rows = predict(
+        adapter,
+        builder,
+        samples,
+        style=style,
+        recipe=recipe,
+        batch_size=batch_size,
+        max_new_tokens=max_new_tokens,
+        modality=modality,
+        progress=progress,
+        desc=title or "eval",
+    )
     m = metrics_of(rows, label_space(samples))
     r = recipe or RewardRecipe(style=style)
-    m["grading"] = {"recipe": r.name, "style": r.style, "strict_official": r.official,
-                    "answer_synonyms": dict(r.synonyms)}
-    m["settings"] = {"sampling": builder.sampling, "num_frames": builder.num_frames, "frame_size": builder.frame_size,
-                     "max_new_tokens": max_new_tokens, "modality": modality.value}
+    m["grading"] = {
+        "recipe": r.name,
+        "style": r.style,
+        "strict_official": r.official,
+        "answer_synonyms": dict(r.synonyms),
+    }
+    m["settings"] = {
+        "sampling": builder.sampling,
+        "num_frames": builder.num_frames,
+        "frame_size": builder.frame_size,
+        "max_new_tokens": max_new_tokens,
+        "modality": modality.value,
+    }
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_dir / "predictions.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     atomic_write_json(out_dir / "metrics.json", m)

@@ -59,8 +59,15 @@ def _clusters(rows: list[dict], meta: dict[str, dict]) -> list[str]:
     return [cluster_of(r["id"], meta.get(r["id"])) for r in rows]
 
 
-def consistency(rows: list[dict], labels: Sequence[str], *, lex: CueLexicon | None = None, style: str = "tags",
-                meta: dict[str, dict] | None = None, judge: AdapterJudge | None = None) -> dict:
+def consistency(
+    rows: list[dict],
+    labels: Sequence[str],
+    *,
+    lex: CueLexicon | None = None,
+    style: str = "tags",
+    meta: dict[str, dict] | None = None,
+    judge: AdapterJudge | None = None,
+) -> dict:
     """(a) on answered rows (``pred`` set): named, cue-based [and judge] consistency rates."""
     lex = lex or lexicon()
     meta = meta or {}
@@ -82,8 +89,9 @@ def consistency(rows: list[dict], labels: Sequence[str], *, lex: CueLexicon | No
     return out
 
 
-def reference_cue_consistency(samples: list[Sample], labels: Sequence[str], *, lex: CueLexicon | None = None,
-                              seed: int = 0) -> dict | None:
+def reference_cue_consistency(
+    samples: list[Sample], labels: Sequence[str], *, lex: CueLexicon | None = None, seed: int = 0
+) -> dict | None:
     """The cue-based consistency of the generator's own traces (true cues, true label) on the
     synthetic ``samples``; None when no sample carries ``meta.cues``."""
     import numpy as np
@@ -103,8 +111,13 @@ def reference_cue_consistency(samples: list[Sample], labels: Sequence[str], *, l
     return rate_ci(flags)
 
 
-def modality_hallucination(rows_by_condition: dict[str, list[dict]], *, lex: CueLexicon | None = None,
-                           style: str = "tags", meta: dict[str, dict] | None = None) -> dict:
+def modality_hallucination(
+    rows_by_condition: dict[str, list[dict]],
+    *,
+    lex: CueLexicon | None = None,
+    style: str = "tags",
+    meta: dict[str, dict] | None = None,
+) -> dict:
     """(b) per ablation condition that removes something: share of non-empty reasonings that state
     a claim about a removed modality, with the phrases most often claimed."""
     lex = lex or lexicon()
@@ -125,8 +138,11 @@ def modality_hallucination(rows_by_condition: dict[str, list[dict]], *, lex: Cue
             flags.append(bool(bad))
             used.append(r)
             top.update(set(bad))
-        out[cond] = {"removed": list(removed), **rate_ci(flags, _clusters(used, meta)),
-                     "top_phrases": top.most_common(5)}
+        out[cond] = {
+            "removed": list(removed),
+            **rate_ci(flags, _clusters(used, meta)),
+            "top_phrases": top.most_common(5),
+        }
     return out
 
 
@@ -161,12 +177,17 @@ def cue_hallucination(rows: list[dict], meta: dict[str, dict], *, style: str = "
         clip_cl.append(cluster_of(r["id"], mt))
     if not n_rows:
         return None
-    out: dict = {"rows": n_rows, "rows_with_claims": len(clip_flags),
-                 "reasonings_with_hallucination": rate_ci(clip_flags, clip_cl)}
+    out: dict = {
+        "rows": n_rows,
+        "rows_with_claims": len(clip_flags),
+        "reasonings_with_hallucination": rate_ci(clip_flags, clip_cl),
+    }
     for m in MODALITIES:
         out[m] = {**rate_ci(per_mod[m]["flags"], per_mod[m]["clusters"]), "top_phrases": top[m].most_common(5)}
-    out["all"] = rate_ci(per_mod["video"]["flags"] + per_mod["audio"]["flags"],
-                         per_mod["video"]["clusters"] + per_mod["audio"]["clusters"])
+    out["all"] = rate_ci(
+        per_mod["video"]["flags"] + per_mod["audio"]["flags"],
+        per_mod["video"]["clusters"] + per_mod["audio"]["clusters"],
+    )
     return out
 
 
@@ -198,9 +219,16 @@ def load_condition_rows(run_dir: Path) -> dict[str, list[dict]]:
     return out
 
 
-def analyze_reasoning(rows_by_condition: dict[str, list[dict]], samples: list[Sample], labels: Sequence[str], *,
-                      style: str = "tags", lex: CueLexicon | None = None, judge: AdapterJudge | None = None,
-                      out_dir: Path | None = None) -> dict:
+def analyze_reasoning(
+    rows_by_condition: dict[str, list[dict]],
+    samples: list[Sample],
+    labels: Sequence[str],
+    *,
+    style: str = "tags",
+    lex: CueLexicon | None = None,
+    judge: AdapterJudge | None = None,
+    out_dir: Path | None = None,
+) -> dict:
     """Attribution (on the full-input condition) and faithfulness (a, b, c) of one model's
     predictions; writes ``attribution.json`` and ``faithfulness.json`` into ``out_dir`` if given.
     ``rows_by_condition`` maps condition names (av, video, audio, text) to prediction rows."""
@@ -208,18 +236,24 @@ def analyze_reasoning(rows_by_condition: dict[str, list[dict]], samples: list[Sa
     meta = {s.id: s.meta for s in samples}
     main = rows_by_condition.get("av") or next(iter(rows_by_condition.values()))
     attr_rows = attribute_rows(main, lex, style=style, judge=judge)
-    attribution = {"lexicon": lex.name, "condition": "av" if "av" in rows_by_condition else next(iter(rows_by_condition)),
-                   **summarize_attribution(attr_rows, labels),
-                   "per_condition": {c: summarize_attribution(attribute_rows(r, lex, style=style), labels)["overall"]
-                                     for c, r in rows_by_condition.items()},
-                   "cites_vs_informative": cites_vs_informative(attr_rows, meta),
-                   "rows": [{k: a[k] for k in ("id", "label", "pred", "cites", "mentions", "video", "audio")}
-                            for a in attr_rows]}
-    faith = {"lexicon": lex.name,
-             "consistency": consistency(main, labels, lex=lex, style=style, meta=meta, judge=judge),
-             "reference_cues": reference_cue_consistency(samples, labels, lex=lex),
-             "modality_hallucination": modality_hallucination(rows_by_condition, lex=lex, style=style, meta=meta),
-             "cue_hallucination": cue_hallucination(main, meta, style=style)}
+    attribution = {
+        "lexicon": lex.name,
+        "condition": "av" if "av" in rows_by_condition else next(iter(rows_by_condition)),
+        **summarize_attribution(attr_rows, labels),
+        "per_condition": {
+            c: summarize_attribution(attribute_rows(r, lex, style=style), labels)["overall"]
+            for c, r in rows_by_condition.items()
+        },
+        "cites_vs_informative": cites_vs_informative(attr_rows, meta),
+        "rows": [{k: a[k] for k in ("id", "label", "pred", "cites", "mentions", "video", "audio")} for a in attr_rows],
+    }
+    faith = {
+        "lexicon": lex.name,
+        "consistency": consistency(main, labels, lex=lex, style=style, meta=meta, judge=judge),
+        "reference_cues": reference_cue_consistency(samples, labels, lex=lex),
+        "modality_hallucination": modality_hallucination(rows_by_condition, lex=lex, style=style, meta=meta),
+        "cue_hallucination": cue_hallucination(main, meta, style=style),
+    }
     if out_dir is not None:
         out_dir = Path(out_dir)
         atomic_write_json(out_dir / "attribution.json", attribution)

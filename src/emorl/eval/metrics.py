@@ -61,8 +61,13 @@ def weighted_f1(true: Sequence[str], pred: Sequence[str | None], labels: Sequenc
     return total
 
 
-def summarize(true: Sequence[str], pred: Sequence[str | None], labels: Sequence[str],
-              format_ok: Sequence[bool] | None = None, reasons: Sequence[str] | None = None) -> dict:
+def summarize(
+    true: Sequence[str],
+    pred: Sequence[str | None],
+    labels: Sequence[str],
+    format_ok: Sequence[bool] | None = None,
+    reasons: Sequence[str] | None = None,
+) -> dict:
     """All metrics of one evaluation, as a JSON-ready dict."""
     out = {
         "n": len(true),
@@ -90,6 +95,11 @@ def fold_summary(per_fold: dict[str, dict]) -> dict:
     if not per_fold:
         raise ValueError("no folds")
     keys = ("war", "uar", "weighted_f1", "format_rate")
-    mean = {k: sum(f[k] for f in per_fold.values()) / len(per_fold) for k in keys if all(k in f for f in per_fold.values())}
-    return {"folds": {k: {m: v[m] for m in keys if m in v} | {"n": v["n"]} for k, v in per_fold.items()},
-            "mean": mean, "n_folds": len(per_fold)}
+    mean = {
+        k: sum(f[k] for f in per_fold.values()) / len(per_fold) for k in keys if all(k in f for f in per_fold.values())
+    }
+    return {
+        "folds": {k: {m: v[m] for m in keys if m in v} | {"n": v["n"]} for k, v in per_fold.items()},
+        "mean": mean,
+        "n_folds": len(per_fold),
+    }

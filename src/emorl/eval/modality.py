@@ -38,8 +38,12 @@ from emorl.models.adapter import Modality
 from emorl.prompting import PromptBuilder, carried
 from emorl.utils import atomic_write_json, atomic_write_text
 
-CONDITION_MODALITY: dict[str, Modality] = {"av": Modality.AV, "video": Modality.VIDEO, "audio": Modality.AUDIO,
-                                           "text": Modality.TEXT}
+CONDITION_MODALITY: dict[str, Modality] = {
+    "av": Modality.AV,
+    "video": Modality.VIDEO,
+    "audio": Modality.AUDIO,
+    "text": Modality.TEXT,
+}
 CONDITION_TITLE = {"av": "video+audio", "video": "video only", "audio": "audio only", "text": "neither (text)"}
 WITHOUT = {"video": "audio", "audio": "video"}  # modality removed -> condition that remains
 
@@ -66,8 +70,9 @@ def _by_id(rows: list[dict]) -> dict[str, dict]:
     return {r["id"]: r for r in rows}
 
 
-def infer_informative(correct_v: bool, correct_a: bool, pred_av: str | None, pred_v: str | None,
-                      pred_a: str | None) -> dict:
+def infer_informative(
+    correct_v: bool, correct_a: bool, pred_av: str | None, pred_v: str | None, pred_a: str | None
+) -> dict:
     """Per-clip inferred informative modality, three ways.
 
     - ``evidence``: which single modality suffices for a correct answer — video if correct with
@@ -109,8 +114,12 @@ def _agreement(syn: list[Sample], pred: dict[str, dict[str, str | None]], n_perm
         block["chance"] = permutation_agreement([p["truth"] for p in single], [p[d] for p in single], n_perm=n_perm)
         out[d] = block
     out["accuracy_by_truth"] = {
-        t: {c: rate_ci([pred[c][s.id] == s.label for s in syn if s.meta["informative"] == t])
-            for c in ("av", "video", "audio")} for t in ("both", "video", "audio")}
+        t: {
+            c: rate_ci([pred[c][s.id] == s.label for s in syn if s.meta["informative"] == t])
+            for c in ("av", "video", "audio")
+        }
+        for t in ("both", "video", "audio")
+    }
     out["per_clip"] = per_clip
     return out
 
@@ -136,16 +145,23 @@ def ideal_observer(meta: dict, labels: Sequence[str] | None = None, *, n_intensi
         cues = meta["cues"][mod]
         names = w.VIDEO_CUES if mod == "video" else w.AUDIO_CUES
         sds = w.VIDEO_SD if mod == "video" else w.AUDIO_SD
-        cat, table, flat_cat = (("head_move", w.HEAD_MOVE_P, w.FLAT_HEAD_MOVE) if mod == "video"
-                                else ("pitch_contour", w.CONTOUR_P, w.FLAT_CONTOUR))
+        cat, table, flat_cat = (
+            ("head_move", w.HEAD_MOVE_P, w.FLAT_HEAD_MOVE)
+            if mod == "video"
+            else ("pitch_contour", w.CONTOUR_P, w.FLAT_CONTOUR)
+        )
         if c is None:  # flat
             flat = w.FLAT_VIDEO if mod == "video" else w.FLAT_AUDIO
             ll = sum(-0.5 * ((float(cues[k]) - flat[k][0]) / flat[k][1]) ** 2 - np.log(flat[k][1]) for k in names)
             return float(ll + (0.0 if cues[cat] == flat_cat else -20.0))
         per_i = []
         for i in grid:
-            per_i.append(sum(-0.5 * ((float(cues[k]) - w.cue_mean(mod, c, k, float(i))) / sds[k]) ** 2 - np.log(sds[k])
-                             for k in names))
+            per_i.append(
+                sum(
+                    -0.5 * ((float(cues[k]) - w.cue_mean(mod, c, k, float(i))) / sds[k]) ** 2 - np.log(sds[k])
+                    for k in names
+                )
+            )
         per_i = np.array(per_i)
         m = per_i.max()
         return float(m + np.log(np.mean(np.exp(per_i - m))) + np.log(max(table[c].get(cues[cat], 0.0), 1e-9)))
@@ -165,8 +181,9 @@ def ideal_observer(meta: dict, labels: Sequence[str] | None = None, *, n_intensi
     return {cond: max(sc, key=sc.get) for cond, sc in score.items()}
 
 
-def informative_agreement(samples: list[Sample], rows: dict[str, dict[str, dict]], *, n_perm: int = 5000,
-                          reference: bool = True) -> dict | None:
+def informative_agreement(
+    samples: list[Sample], rows: dict[str, dict[str, dict]], *, n_perm: int = 5000, reference: bool = True
+) -> dict | None:
     """Compare the inferred informative modality with the generator's ``meta.informative``.
 
     ``rows[cond][id]``: prediction rows of the av / video / audio conditions. For each definition
@@ -178,13 +195,18 @@ def informative_agreement(samples: list[Sample], rows: dict[str, dict[str, dict]
     ``reference``. None when no sample carries ``meta.informative`` or a condition is missing."""
     if not all(c in rows for c in ("av", "video", "audio")):
         return None
-    syn = [s for s in samples if s.meta.get("informative") in ("both", "video", "audio")
-           and all(s.id in rows[c] for c in ("av", "video", "audio"))]
+    syn = [
+        s
+        for s in samples
+        if s.meta.get("informative") in ("both", "video", "audio")
+        and all(s.id in rows[c] for c in ("av", "video", "audio"))
+    ]
     if not syn:
         return None
     out: dict = {"n_clips": len(syn), "n_single": sum(s.meta["informative"] != "both" for s in syn)}
-    out.update(_agreement(syn, {c: {s.id: rows[c][s.id]["pred"] for s in syn} for c in ("av", "video", "audio")},
-                          n_perm))
+    out.update(
+        _agreement(syn, {c: {s.id: rows[c][s.id]["pred"] for s in syn} for c in ("av", "video", "audio")}, n_perm)
+    )
     from emorl.data.synthetic.world import CLASSES
 
     labels = label_space(syn)
@@ -205,10 +227,22 @@ def _class_recall_ci(rows: list[dict], labels: Sequence[str], meta: dict) -> dic
     return out
 
 
-def analyze_modality(adapter, builder: PromptBuilder, samples: list[Sample], out_dir: Path, *, style: str = "tags",
-                     recipe=None, batch_size: int = 32, max_new_tokens: int = 64, conditions: Sequence[str] = CONDITIONS,
-                     progress: bool = True, reuse: dict[str, list[dict]] | None = None, n_boot: int = 2000,
-                     seed: int = 0) -> dict:
+def analyze_modality(
+    adapter,
+    builder: PromptBuilder,
+    samples: list[Sample],
+    out_dir: Path,
+    *,
+    style: str = "tags",
+    recipe=None,
+    batch_size: int = 32,
+    max_new_tokens: int = 64,
+    conditions: Sequence[str] = CONDITIONS,
+    progress: bool = True,
+    reuse: dict[str, list[dict]] | None = None,
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> dict:
     """Evaluate ``samples`` under each condition; write ``CONDITION/{predictions.jsonl,
     metrics.json, confusion.png}`` and ``modality.json`` into ``out_dir``; return the summary.
 
@@ -222,8 +256,11 @@ def analyze_modality(adapter, builder: PromptBuilder, samples: list[Sample], out
     summary: dict = {"labels": list(labels), "n": len(samples), "conditions": {}, "seconds": {}}
     # a condition the model family cannot take (audio for a vision-language model) is recorded, not run
     takes = getattr(adapter, "modalities", tuple(Modality))
-    summary["not_taken"] = {c: f"{getattr(adapter, 'family', 'the model')} does not take {CONDITION_TITLE[c]} prompts"
-                            for c in conditions if CONDITION_MODALITY[c] not in takes}
+    summary["not_taken"] = {
+        c: f"{getattr(adapter, 'family', 'the model')} does not take {CONDITION_TITLE[c]} prompts"
+        for c in conditions
+        if CONDITION_MODALITY[c] not in takes
+    }
     for cond in [c for c in conditions if c not in summary["not_taken"]]:
         mod = CONDITION_MODALITY[cond]
         elig = [s for s in samples if supports(s, cond)]
@@ -233,9 +270,22 @@ def analyze_modality(adapter, builder: PromptBuilder, samples: list[Sample], out
             rr = [prev[s.id] for s in elig]
             source = "reused"
         else:
-            rr = predict(adapter, builder, elig, style=style, recipe=recipe, batch_size=batch_size,
-                         max_new_tokens=max_new_tokens,
-                         modality=mod, progress=progress, desc=f"modality {cond}") if elig else []
+            rr = (
+                predict(
+                    adapter,
+                    builder,
+                    elig,
+                    style=style,
+                    recipe=recipe,
+                    batch_size=batch_size,
+                    max_new_tokens=max_new_tokens,
+                    modality=mod,
+                    progress=progress,
+                    desc=f"modality {cond}",
+                )
+                if elig
+                else []
+            )
             source = "predicted"
         summary["seconds"][cond] = round(time.perf_counter() - t0, 2)
         d = out_dir / cond
@@ -254,9 +304,16 @@ def analyze_modality(adapter, builder: PromptBuilder, samples: list[Sample], out
         plot_confusion(m, d / "confusion.png", f"{CONDITION_TITLE[cond]}: WAR {m['war']:.3f}  UAR {m['uar']:.3f}")
         rows[cond] = _by_id(rr)
         summary["conditions"][cond] = {
-            "n": m["n"], "skipped": m["skipped"], "source": source, "war": m["ci"]["war"], "uar": m["ci"]["uar"],
-            "format_rate": m.get("format_rate"), "per_class_recall": m["per_class_recall"],
-            "per_class_recall_ci": _class_recall_ci(rr, labels, meta), "n_clusters": m["ci"]["n_clusters"]}
+            "n": m["n"],
+            "skipped": m["skipped"],
+            "source": source,
+            "war": m["ci"]["war"],
+            "uar": m["ci"]["uar"],
+            "format_rate": m.get("format_rate"),
+            "per_class_recall": m["per_class_recall"],
+            "per_class_recall_ci": _class_recall_ci(rr, labels, meta),
+            "n_clusters": m["ci"]["n_clusters"],
+        }
 
     # drops and reliance: paired on the samples present in both conditions
     summary["drops"], summary["reliance"] = {}, {}
@@ -268,8 +325,15 @@ def analyze_modality(adapter, builder: PromptBuilder, samples: list[Sample], out
             if not ids:
                 continue
             true = [rows["av"][i]["label"] for i in ids]
-            cmp = compare_paired(true, [rows[remaining][i]["pred"] for i in ids], [rows["av"][i]["pred"] for i in ids],
-                                 labels, [cluster_of(i, meta.get(i)) for i in ids], n_boot=n_boot, seed=seed)
+            cmp = compare_paired(
+                true,
+                [rows[remaining][i]["pred"] for i in ids],
+                [rows["av"][i]["pred"] for i in ids],
+                labels,
+                [cluster_of(i, meta.get(i)) for i in ids],
+                n_boot=n_boot,
+                seed=seed,
+            )
             summary["drops"][removed] = {"condition": remaining, **cmp}
             rel = {}
             for c in [*labels, "all"]:
@@ -280,9 +344,15 @@ def analyze_modality(adapter, builder: PromptBuilder, samples: list[Sample], out
                 lost = [not rows[remaining][i]["correct"] for i in ok]
                 r_av = len(ok) / len(cid)
                 r_wo = sum(rows[remaining][i]["correct"] for i in cid) / len(cid)
-                rel[c] = {"reliance": (sum(lost) / len(ok)) if ok else None, "n_correct_av": len(ok), "n": len(cid),
-                          "recall_av": r_av, "recall_without": r_wo, "recall_drop": r_av - r_wo,
-                          "ci": rate_ci(lost) if ok else None}
+                rel[c] = {
+                    "reliance": (sum(lost) / len(ok)) if ok else None,
+                    "n_correct_av": len(ok),
+                    "n": len(cid),
+                    "recall_av": r_av,
+                    "recall_without": r_wo,
+                    "recall_drop": r_av - r_wo,
+                    "ci": rate_ci(lost) if ok else None,
+                }
             summary["reliance"][removed] = rel
     summary["informative"] = informative_agreement(samples, rows)
     if summary["informative"] is not None:
@@ -291,11 +361,25 @@ def analyze_modality(adapter, builder: PromptBuilder, samples: list[Sample], out
     return summary
 
 
-def run_analysis(adapter, builder: PromptBuilder, samples: list[Sample], out_dir: Path, *, style: str = "tags",
-                 recipe=None, batch_size: int = 32, max_new_tokens: int = 64, conditions: Sequence[str] = CONDITIONS,
-                 lexicons: Sequence[str] = ("en", "synthetic"), judge=None, progress: bool = True,
-                 reuse: dict[str, list[dict]] | None = None, name: str | None = None, model: str | None = None,
-                 manifest: str | None = None) -> dict:
+def run_analysis(
+    adapter,
+    builder: PromptBuilder,
+    samples: list[Sample],
+    out_dir: Path,
+    *,
+    style: str = "tags",
+    recipe=None,
+    batch_size: int = 32,
+    max_new_tokens: int = 64,
+    conditions: Sequence[str] = CONDITIONS,
+    lexicons: Sequence[str] = ("en", "synthetic"),
+    judge=None,
+    progress: bool = True,
+    reuse: dict[str, list[dict]] | None = None,
+    name: str | None = None,
+    model: str | None = None,
+    manifest: str | None = None,
+) -> dict:
     """Modality ablations + reasoning attribution + faithfulness for one model; writes a complete
     analysis run dir (see the module docstring) and returns {modality, attribution, faithfulness}."""
     from emorl.eval.attribution import lexicon
@@ -303,17 +387,44 @@ def run_analysis(adapter, builder: PromptBuilder, samples: list[Sample], out_dir
 
     out_dir = Path(out_dir)
     t0 = time.perf_counter()
-    mod = analyze_modality(adapter, builder, samples, out_dir, style=style, recipe=recipe, batch_size=batch_size,
-                           max_new_tokens=max_new_tokens, conditions=conditions, progress=progress, reuse=reuse)
+    mod = analyze_modality(
+        adapter,
+        builder,
+        samples,
+        out_dir,
+        style=style,
+        recipe=recipe,
+        batch_size=batch_size,
+        max_new_tokens=max_new_tokens,
+        conditions=conditions,
+        progress=progress,
+        reuse=reuse,
+    )
     t1 = time.perf_counter()
-    res = analyze_reasoning(load_condition_rows(out_dir), samples, label_space(samples), style=style,
-                            lex=lexicon(*lexicons), judge=judge, out_dir=out_dir)
+    res = analyze_reasoning(
+        load_condition_rows(out_dir),
+        samples,
+        label_space(samples),
+        style=style,
+        lex=lexicon(*lexicons),
+        judge=judge,
+        out_dir=out_dir,
+    )
     t2 = time.perf_counter()
-    atomic_write_json(out_dir / "run.json", {
-        "name": name or out_dir.name, "model": str(model) if model else None,
-        "manifest": str(manifest) if manifest else None, "style": style, "labels": list(label_space(samples)),
-        "n": len(samples), "conditions": list(conditions), "lexicons": list(lexicons),
-        "seconds": {"modality": round(t1 - t0, 2), "reasoning": round(t2 - t1, 2), **mod["seconds"]}})
+    atomic_write_json(
+        out_dir / "run.json",
+        {
+            "name": name or out_dir.name,
+            "model": str(model) if model else None,
+            "manifest": str(manifest) if manifest else None,
+            "style": style,
+            "labels": list(label_space(samples)),
+            "n": len(samples),
+            "conditions": list(conditions),
+            "lexicons": list(lexicons),
+            "seconds": {"modality": round(t1 - t0, 2), "reasoning": round(t2 - t1, 2), **mod["seconds"]},
+        },
+    )
     return {"modality": mod, **res}
 
 
@@ -325,19 +436,25 @@ def format_summary(mod: dict) -> str:
             lines.append(f"{CONDITION_TITLE[c]:<14} {0:>5}  (no sample carries this modality)")
             continue
         w, u = v["war"], v["uar"]
-        lines.append(f"{CONDITION_TITLE[c]:<14} {v['n']:>5}  {w['value']:.3f} [{w['lo']:.2f}, {w['hi']:.2f}]"
-                     f"{'':<6} {u['value']:.3f} [{u['lo']:.2f}, {u['hi']:.2f}]")
+        lines.append(
+            f"{CONDITION_TITLE[c]:<14} {v['n']:>5}  {w['value']:.3f} [{w['lo']:.2f}, {w['hi']:.2f}]"
+            f"{'':<6} {u['value']:.3f} [{u['lo']:.2f}, {u['hi']:.2f}]"
+        )
     for m, d in mod.get("drops", {}).items():
         u = d["uar"]
-        lines.append(f"drop from removing {m:<5}: UAR {u['diff']:+.3f} [{u['lo']:+.2f}, {u['hi']:+.2f}]"
-                     f" ({'significant' if u['significant'] else 'not significant'}; McNemar p on WAR "
-                     f"{d['mcnemar']['p_value']:.3g})")
+        lines.append(
+            f"drop from removing {m:<5}: UAR {u['diff']:+.3f} [{u['lo']:+.2f}, {u['hi']:+.2f}]"
+            f" ({'significant' if u['significant'] else 'not significant'}; McNemar p on WAR "
+            f"{d['mcnemar']['p_value']:.3g})"
+        )
     inf = mod.get("informative")
     if inf:
         s, ch = inf["combined"]["single"], inf["combined"]["chance"]
         if s["n"]:
-            line = (f"informative modality recovered on {s['rate']:.0%} [{s['lo']:.0%}, {s['hi']:.0%}] of {s['n']} "
-                    f"single-modality clips (chance {ch['chance']:.0%}, p = {ch['p_value']:.3g})")
+            line = (
+                f"informative modality recovered on {s['rate']:.0%} [{s['lo']:.0%}, {s['hi']:.0%}] of {s['n']} "
+                f"single-modality clips (chance {ch['chance']:.0%}, p = {ch['p_value']:.3g})"
+            )
             ref = (inf.get("reference") or {}).get("combined", {}).get("single")
             if ref and ref.get("rate") is not None:
                 line += f"; ideal observer {ref['rate']:.0%}"

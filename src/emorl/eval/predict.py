@@ -29,17 +29,23 @@ from emorl.recipes.rewards import RewardRecipe
 from emorl.utils import atomic_write_text
 
 MEDIA_EXTS = VIDEO_EXTS | AUDIO_EXTS | IMAGE_EXTS
-_OPEN_CLOSE = {"tags": ("<answer>", "</answer>"), "steps": ("<answer>", "</answer>"),
-               "boxed": ("\\boxed{", "}"), "think_boxed": ("\\boxed{", "}")}
+_OPEN_CLOSE = {
+    "tags": ("<answer>", "</answer>"),
+    "steps": ("<answer>", "</answer>"),
+    "boxed": ("\\boxed{", "}"),
+    "think_boxed": ("\\boxed{", "}"),
+}
 
 
 def model_labels(spec: list[str]) -> tuple[tuple[str, ...], str]:
     """(labels, dataset) of ``prompt.labels``: one corpus name (``[mafw]``: its label set and words)
     or a list of labels (canonical, or declared labels of one's own)."""
     if not spec:
-        raise ValueError("the model's label set is unknown (no saved run config records prompt.labels): "
-                         f"set prompt.labels=<corpus> (one of {', '.join(sorted(LABEL_SETS))}) or a list, "
-                         "e.g. prompt.labels=happy,sad,neutral")
+        raise ValueError(
+            "the model's label set is unknown (no saved run config records prompt.labels): "
+            f"set prompt.labels=<corpus> (one of {', '.join(sorted(LABEL_SETS))}) or a list, "
+            "e.g. prompt.labels=happy,sad,neutral"
+        )
     if len(spec) == 1 and spec[0] in LABEL_SETS:
         return LABEL_SETS[spec[0]], spec[0]
     out = []
@@ -58,12 +64,20 @@ def collect_inputs(spec: str) -> list[Sample]:
     if p.is_file() and p.suffix == ".jsonl":
         return read_manifest(p, labeled=False)
     if p.is_dir():
-        files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in MEDIA_EXTS
-                       and not any(part.startswith(".") for part in f.relative_to(p).parts))
+        files = sorted(
+            f
+            for f in p.rglob("*")
+            if f.is_file()
+            and f.suffix.lower() in MEDIA_EXTS
+            and not any(part.startswith(".") for part in f.relative_to(p).parts)
+        )
         base = p
     elif any(c in spec for c in "*?["):
-        files = sorted(Path(f) for f in glob.glob(os.path.expanduser(spec), recursive=True)
-                       if Path(f).is_file() and Path(f).suffix.lower() in MEDIA_EXTS)
+        files = sorted(
+            Path(f)
+            for f in glob.glob(os.path.expanduser(spec), recursive=True)
+            if Path(f).is_file() and Path(f).suffix.lower() in MEDIA_EXTS
+        )
         base = Path(os.path.commonpath([str(f.parent) for f in files])) if files else None
     elif p.is_file():
         files, base = [p], p.parent
@@ -71,8 +85,10 @@ def collect_inputs(spec: str) -> list[Sample]:
         raise FileNotFoundError(f"{spec}: no such clip, folder, glob match or manifest")
     if not files:
         raise FileNotFoundError(f"{spec}: no media files ({', '.join(sorted(MEDIA_EXTS))})")
-    return [Sample(id=str(f.relative_to(base)), media=str(f.resolve()), label="", dataset="unlabeled", split="predict")
-            for f in files]
+    return [
+        Sample(id=str(f.relative_to(base)), media=str(f.resolve()), label="", dataset="unlabeled", split="predict")
+        for f in files
+    ]
 
 
 def answer_prefix(completion: str, style: str) -> str:
@@ -86,8 +102,14 @@ def answer_prefix(completion: str, style: str) -> str:
 
 
 @torch.no_grad()
-def option_probabilities(adapter, prompts: list, completions: list[str], labels: tuple[str, ...], style: str,
-                         words: dict[str, str] | None = None) -> list[dict[str, float]]:
+def option_probabilities(
+    adapter,
+    prompts: list,
+    completions: list[str],
+    labels: tuple[str, ...],
+    style: str,
+    words: dict[str, str] | None = None,
+) -> list[dict[str, float]]:
     """P(label | prompt, reasoning) for every label, per prompt (each dict sums to 1).
 
     prompts[i] (a PromptInputs) with completions[i] (its generated text): the K continuations
@@ -136,13 +158,16 @@ class ResumableWriter:
                 try:
                     self.done.add(json.loads(line)["id"])
                 except (json.JSONDecodeError, KeyError, TypeError):
-                    raise ManifestError(f"{self.path}:{i}: not a prediction row; move the file away or choose "
-                                        "another --out") from None
+                    raise ManifestError(
+                        f"{self.path}:{i}: not a prediction row; move the file away or choose another --out"
+                    ) from None
             return lines
         rows = list(csv.reader(io.StringIO("".join(lines))))
         if rows and rows[0] != self.columns:
-            raise ManifestError(f"{self.path}: its columns {rows[0]} differ from this run's {self.columns} "
-                                "(another label set?); choose another --out")
+            raise ManifestError(
+                f"{self.path}: its columns {rows[0]} differ from this run's {self.columns} "
+                "(another label set?); choose another --out"
+            )
         self.done.update(r[0] for r in rows[1:] if r)
         return lines
 
@@ -151,7 +176,9 @@ class ResumableWriter:
             for r in rows:
                 if self.csv:
                     w = csv.writer(f)
-                    w.writerow([r.get(c, r.get("probabilities", {}).get(c.removeprefix("p_"), "")) for c in self.columns])
+                    w.writerow(
+                        [r.get(c, r.get("probabilities", {}).get(c.removeprefix("p_"), "")) for c in self.columns]
+                    )
                 else:
                     f.write(json.dumps(r, ensure_ascii=False) + "\n")
                 self.done.add(r["id"])
@@ -159,9 +186,20 @@ class ResumableWriter:
             os.fsync(f.fileno())
 
 
-def predict_files(adapter, builder, samples: list[Sample], out: str | Path, *, recipe: RewardRecipe,
-                  labels: tuple[str, ...], words: dict[str, str] | None = None, batch_size: int = 8,
-                  max_new_tokens: int = 512, modality: Modality = Modality.AV, progress: bool = True) -> dict:
+def predict_files(
+    adapter,
+    builder,
+    samples: list[Sample],
+    out: str | Path,
+    *,
+    recipe: RewardRecipe,
+    labels: tuple[str, ...],
+    words: dict[str, str] | None = None,
+    batch_size: int = 8,
+    max_new_tokens: int = 512,
+    modality: Modality = Modality.AV,
+    progress: bool = True,
+) -> dict:
     """Predict every sample not yet in ``out`` and append its row; returns counts."""
     from tqdm.auto import tqdm
 
@@ -188,14 +226,29 @@ def predict_files(adapter, builder, samples: list[Sample], out: str | Path, *, r
             probs = option_probabilities(adapter, prompts, texts, labels, recipe.style, words)
             for s, text, pr in zip(ok, texts, probs, strict=True):
                 parsed = recipe.parse(text, labels, words)
-                rows.append({"id": s.id, "media": s.media, "emotion": parsed.emotion, "format_ok": parsed.format_ok,
-                             "parse": parsed.reason, "reasoning": parsed.reasoning, "probabilities": pr,
-                             "completion": text, **({"media_notes": builder.notes[s.id]} if s.id in builder.notes else {})})
+                rows.append(
+                    {
+                        "id": s.id,
+                        "media": s.media,
+                        "emotion": parsed.emotion,
+                        "format_ok": parsed.format_ok,
+                        "parse": parsed.reason,
+                        "reasoning": parsed.reasoning,
+                        "probabilities": pr,
+                        "completion": text,
+                        **({"media_notes": builder.notes[s.id]} if s.id in builder.notes else {}),
+                    }
+                )
         writer.write(rows)
         bar.update(len(batch))
     bar.close()
-    return {"inputs": len(samples), "predicted": len(todo) - errors, "skipped_done": len(samples) - len(todo),
-            "media_errors": errors, "out": str(out)}
+    return {
+        "inputs": len(samples),
+        "predicted": len(todo) - errors,
+        "skipped_done": len(samples) - len(todo),
+        "media_errors": errors,
+        "out": str(out),
+    }
 
 
 def prepare_inputs(samples: list[Sample], labels: tuple[str, ...], dataset: str) -> list[Sample]:

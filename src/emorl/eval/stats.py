@@ -43,24 +43,45 @@ def _normal_ppf(q: float) -> float:
     """Inverse standard normal CDF (Acklam's rational approximation, |error| < 1.2e-9)."""
     if not 0 < q < 1:
         raise ValueError("q must be in (0, 1)")
-    a = (-3.969683028665376e01, 2.209460984245205e02, -2.759285104469687e02, 1.383577518672690e02,
-         -3.066479806614716e01, 2.506628277459239e00)
-    b = (-5.447609879822406e01, 1.615858368580409e02, -1.556989798598866e02, 6.680131188771972e01,
-         -1.328068155288572e01)
-    c = (-7.784894002430293e-03, -3.223964580411365e-01, -2.400758277161838e00, -2.549732539343734e00,
-         4.374664141464968e00, 2.938163982698783e00)
+    a = (
+        -3.969683028665376e01,
+        2.209460984245205e02,
+        -2.759285104469687e02,
+        1.383577518672690e02,
+        -3.066479806614716e01,
+        2.506628277459239e00,
+    )
+    b = (
+        -5.447609879822406e01,
+        1.615858368580409e02,
+        -1.556989798598866e02,
+        6.680131188771972e01,
+        -1.328068155288572e01,
+    )
+    c = (
+        -7.784894002430293e-03,
+        -3.223964580411365e-01,
+        -2.400758277161838e00,
+        -2.549732539343734e00,
+        4.374664141464968e00,
+        2.938163982698783e00,
+    )
     d = (7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e00, 3.754408661907416e00)
     lo = 0.02425
     if q < lo:
         t = math.sqrt(-2 * math.log(q))
-        return (((((c[0] * t + c[1]) * t + c[2]) * t + c[3]) * t + c[4]) * t + c[5]) / \
-            ((((d[0] * t + d[1]) * t + d[2]) * t + d[3]) * t + 1)
+        return (((((c[0] * t + c[1]) * t + c[2]) * t + c[3]) * t + c[4]) * t + c[5]) / (
+            (((d[0] * t + d[1]) * t + d[2]) * t + d[3]) * t + 1
+        )
     if q > 1 - lo:
         return -_normal_ppf(1 - q)
     t = q - 0.5
     r = t * t
-    return (((((a[0] * r + a[1]) * r + a[2]) * r + a[3]) * r + a[4]) * r + a[5]) * t / \
-        (((((b[0] * r + b[1]) * r + b[2]) * r + b[3]) * r + b[4]) * r + 1)
+    return (
+        (((((a[0] * r + a[1]) * r + a[2]) * r + a[3]) * r + a[4]) * r + a[5])
+        * t
+        / (((((b[0] * r + b[1]) * r + b[2]) * r + b[3]) * r + b[4]) * r + 1)
+    )
 
 
 def wilson_ci(k: int, n: int, alpha: float = 0.05) -> tuple[float, float]:
@@ -105,8 +126,14 @@ def _percentile(x: np.ndarray, alpha: float) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
-def rate_ci(flags: Sequence[bool], clusters: Sequence[str] | None = None, *, alpha: float = 0.05,
-            n_boot: int = DEFAULT_BOOT, seed: int = 0) -> dict:
+def rate_ci(
+    flags: Sequence[bool],
+    clusters: Sequence[str] | None = None,
+    *,
+    alpha: float = 0.05,
+    n_boot: int = DEFAULT_BOOT,
+    seed: int = 0,
+) -> dict:
     """A rate (share of True) with its interval: {k, n, rate, lo, hi, method}.
 
     Wilson when no clusters are given or every cluster holds one item; otherwise a cluster
@@ -129,8 +156,9 @@ def rate_ci(flags: Sequence[bool], clusters: Sequence[str] | None = None, *, alp
     return {"k": k, "n": n, "rate": k / n, "lo": lo, "hi": hi, "method": f"cluster-bootstrap({nc} clusters)"}
 
 
-def _class_tables(true: Sequence[str], pred: Sequence[str | None], labels: Sequence[str], idx: np.ndarray,
-                  nc: int) -> tuple[np.ndarray, np.ndarray]:
+def _class_tables(
+    true: Sequence[str], pred: Sequence[str | None], labels: Sequence[str], idx: np.ndarray, nc: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-cluster support and hits per class: two (n_clusters, K) arrays."""
     pos = {c: i for i, c in enumerate(labels)}
     k = len(labels)
@@ -154,9 +182,16 @@ def _war_uar(support: np.ndarray, hits: np.ndarray) -> tuple[np.ndarray, np.ndar
     return war, uar
 
 
-def metric_cis(true: Sequence[str], pred: Sequence[str | None], labels: Sequence[str],
-               clusters: Sequence[str] | None = None, *, alpha: float = 0.05, n_boot: int = DEFAULT_BOOT,
-               seed: int = 0) -> dict:
+def metric_cis(
+    true: Sequence[str],
+    pred: Sequence[str | None],
+    labels: Sequence[str],
+    clusters: Sequence[str] | None = None,
+    *,
+    alpha: float = 0.05,
+    n_boot: int = DEFAULT_BOOT,
+    seed: int = 0,
+) -> dict:
     """Point values and percentile cluster-bootstrap intervals of WAR and UAR:
     ``{"war": {"value", "lo", "hi"}, "uar": {...}, "n", "n_clusters", "n_boot", "alpha"}``."""
     idx, nc = _cluster_index(clusters, len(true))
@@ -189,14 +224,22 @@ def mcnemar(correct_a: Sequence[bool], correct_b: Sequence[bool]) -> dict:
         p = 1.0
     else:
         k = min(b, c)
-        tail = sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n
+        tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
         p = min(1.0, 2 * tail)
     return {"a_only": b, "b_only": c, "discordant": n, "p_value": p}
 
 
-def compare_paired(true: Sequence[str], pred_a: Sequence[str | None], pred_b: Sequence[str | None],
-                   labels: Sequence[str], clusters: Sequence[str] | None = None, *, alpha: float = 0.05,
-                   n_boot: int = DEFAULT_BOOT, seed: int = 0) -> dict:
+def compare_paired(
+    true: Sequence[str],
+    pred_a: Sequence[str | None],
+    pred_b: Sequence[str | None],
+    labels: Sequence[str],
+    clusters: Sequence[str] | None = None,
+    *,
+    alpha: float = 0.05,
+    n_boot: int = DEFAULT_BOOT,
+    seed: int = 0,
+) -> dict:
     """B minus A on the same samples (same order): for WAR and UAR the difference, its paired
     cluster-bootstrap interval, a bootstrap two-sided p (twice the smaller tail share of draws
     on either side of 0) and ``significant`` (interval excludes 0); plus McNemar for WAR."""
@@ -234,8 +277,12 @@ def permutation_agreement(truth: Sequence[str], inferred: Sequence[str], *, n_pe
     obs = float((t == f).mean())
     rng = np.random.default_rng(seed)
     perm = np.array([(rng.permutation(t) == f).mean() for _ in range(n_perm)])
-    return {"n": int(t.size), "agreement": obs, "chance": float(perm.mean()),
-            "p_value": float((1 + (perm >= obs - 1e-12).sum()) / (n_perm + 1))}
+    return {
+        "n": int(t.size),
+        "agreement": obs,
+        "chance": float(perm.mean()),
+        "p_value": float((1 + (perm >= obs - 1e-12).sum()) / (n_perm + 1)),
+    }
 
 
 def auc(pos: Sequence[float], neg: Sequence[float]) -> float:
@@ -262,8 +309,9 @@ def _auc_matrix(p: np.ndarray, n: np.ndarray) -> np.ndarray:
     return (below + 0.5 * (upto - below)).sum(1) / (p.shape[1] * n.shape[1])
 
 
-def auc_ci(pos: Sequence[float], neg: Sequence[float], *, alpha: float = 0.05, n_boot: int = DEFAULT_BOOT,
-           seed: int = 0) -> dict:
+def auc_ci(
+    pos: Sequence[float], neg: Sequence[float], *, alpha: float = 0.05, n_boot: int = DEFAULT_BOOT, seed: int = 0
+) -> dict:
     """AUC with a percentile bootstrap interval, positives and negatives resampled separately
     (stratified): {auc, lo, hi, n_pos, n_neg}."""
     p = np.asarray(list(pos), dtype=np.float64)

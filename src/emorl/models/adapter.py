@@ -56,10 +56,22 @@ class Modality(str, Enum):
 
     @classmethod
     def parse(cls, s: str) -> Modality:
-        aliases = {"av": cls.AV, "both": cls.AV, "video+audio": cls.AV, "audio+video": cls.AV,
-                   "video": cls.VIDEO, "v": cls.VIDEO, "audio": cls.AUDIO, "a": cls.AUDIO,
-                   "image": cls.IMAGE, "img": cls.IMAGE, "i": cls.IMAGE,
-                   "text": cls.TEXT, "none": cls.TEXT, "t": cls.TEXT}
+        aliases = {
+            "av": cls.AV,
+            "both": cls.AV,
+            "video+audio": cls.AV,
+            "audio+video": cls.AV,
+            "video": cls.VIDEO,
+            "v": cls.VIDEO,
+            "audio": cls.AUDIO,
+            "a": cls.AUDIO,
+            "image": cls.IMAGE,
+            "img": cls.IMAGE,
+            "i": cls.IMAGE,
+            "text": cls.TEXT,
+            "none": cls.TEXT,
+            "t": cls.TEXT,
+        }
         try:
             return aliases[s.lower()]
         except KeyError:
@@ -149,8 +161,10 @@ class MediaEmbeds:
 
     def map(self, fn) -> MediaEmbeds:
         """``fn`` applied to every tensor held."""
-        return MediaEmbeds({k: fn(v) for k, v in self.embeds.items()},
-                           {k: tuple(map(fn, v)) if isinstance(v, tuple) else fn(v) for k, v in self.extra.items()})
+        return MediaEmbeds(
+            {k: fn(v) for k, v in self.embeds.items()},
+            {k: tuple(map(fn, v)) if isinstance(v, tuple) else fn(v) for k, v in self.extra.items()},
+        )
 
     def to(self, device) -> MediaEmbeds:
         return self.map(lambda t: t.to(device))
@@ -212,7 +226,9 @@ class OmniAdapter(Protocol):
     one_modality_per_batch: bool
     audio_sample_rate: int
 
-    def encode(self, frames, audio, text: str, modality: Modality, *, fps: float | None = None, key: str = "") -> PromptInputs: ...
+    def encode(
+        self, frames, audio, text: str, modality: Modality, *, fps: float | None = None, key: str = ""
+    ) -> PromptInputs: ...
 
     def encode_text(self, text: str, *, key: str = "") -> PromptInputs: ...
 
@@ -223,8 +239,13 @@ class OmniAdapter(Protocol):
     def sample_groups(self, prompts: list[PromptInputs], group_size: int, params: SamplingParams) -> Completions: ...
 
     def completion_logprobs(
-        self, prompts: list[PromptInputs], completions: list[torch.Tensor], *, temperature: float = 1.0,
-        with_entropy: bool = False, groups: list[int] | None = None,
+        self,
+        prompts: list[PromptInputs],
+        completions: list[torch.Tensor],
+        *,
+        temperature: float = 1.0,
+        with_entropy: bool = False,
+        groups: list[int] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]: ...
 
     def decode(self, ids: torch.Tensor) -> str: ...
@@ -256,8 +277,9 @@ class OmniAdapter(Protocol):
     def prompt_positions(self, prompt: PromptInputs) -> torch.Tensor: ...
 
 
-def sample_by_modality(adapter: OmniAdapter, prompts: list[PromptInputs], group_size: int,
-                       params: SamplingParams) -> Completions:
+def sample_by_modality(
+    adapter: OmniAdapter, prompts: list[PromptInputs], group_size: int, params: SamplingParams
+) -> Completions:
     """``adapter.sample_groups`` over prompts of mixed modality: one call per modality bucket when
     the family needs one modality per batch (``one_modality_per_batch``), else one call; results
     back in the input order."""

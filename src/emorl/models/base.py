@@ -29,8 +29,19 @@ class FamilyAdapter:
     one_modality_per_batch: bool = False
     audio_sample_rate: int = 16_000  # mono waveforms at this rate (every family's audio encoder reads 16 kHz)
 
-    def __init__(self, model, tokenizer, *, device: str | torch.device = "cpu", eos_id: int, pad_id: int,
-                 suppress: list[int] = (), group_aware: bool = True, encoder_cache=None, decode_mode: str = "auto"):
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        *,
+        device: str | torch.device = "cpu",
+        eos_id: int,
+        pad_id: int,
+        suppress: list[int] = (),
+        group_aware: bool = True,
+        encoder_cache=None,
+        decode_mode: str = "auto",
+    ):
         self.model = model
         self.tokenizer = tokenizer
         self.device = torch.device(device)
@@ -47,12 +58,20 @@ class FamilyAdapter:
         """``group_size`` completions for each prompt: each prompt is encoded and prefilled once and
         its KV cache shared by the G continuations (group-aware path), or rows are duplicated."""
         if self.group_aware and group.supports(self):
-            return group.sample_groups_shared(self, prompts, group_size, params, cache=self.encoder_cache,
-                                              decode=self.decode_mode)
+            return group.sample_groups_shared(
+                self, prompts, group_size, params, cache=self.encoder_cache, decode=self.decode_mode
+            )
         return self.sample_groups_rows(prompts, group_size, params)
 
-    def completion_logprobs(self, prompts: list[PromptInputs], completions: list[torch.Tensor], *,
-                            temperature: float = 1.0, with_entropy: bool = False, groups: list[int] | None = None):
+    def completion_logprobs(
+        self,
+        prompts: list[PromptInputs],
+        completions: list[torch.Tensor],
+        *,
+        temperature: float = 1.0,
+        with_entropy: bool = False,
+        groups: list[int] | None = None,
+    ):
         """Per-token log-probs of ``completions[i]`` given ``prompts[i]`` with its full media:
         (logps (B, Lc), mask (B, Lc) float, entropy (B, Lc) or None).
 
@@ -62,8 +81,15 @@ class FamilyAdapter:
         otherwise (and with ``groups=None``) every row is scored on its own."""
         shared = groups is not None and len(set(groups)) < len(groups)
         if self.group_aware and group.supports(self) and shared:
-            return group.shared_prefix_logprobs(self, prompts, completions, temperature=temperature,
-                                                with_entropy=with_entropy, cache=self.encoder_cache, groups=groups)
+            return group.shared_prefix_logprobs(
+                self,
+                prompts,
+                completions,
+                temperature=temperature,
+                with_entropy=with_entropy,
+                cache=self.encoder_cache,
+                groups=groups,
+            )
         return self.completion_logprobs_rows(prompts, completions, temperature=temperature, with_entropy=with_entropy)
 
     # ------------------------------------------------------------------ rows paths
@@ -100,19 +126,31 @@ class FamilyAdapter:
         self.model.eval()
         try:
             gen = self.model.generate(
-                input_ids=ids, attention_mask=att.to(self.device), **mm, **self.generate_kwargs(ids),
-                max_new_tokens=params.max_new_tokens, do_sample=not params.greedy,
+                input_ids=ids,
+                attention_mask=att.to(self.device),
+                **mm,
+                **self.generate_kwargs(ids),
+                max_new_tokens=params.max_new_tokens,
+                do_sample=not params.greedy,
                 temperature=params.temperature if not params.greedy else None,
                 top_p=params.top_p if not params.greedy else None,
                 top_k=params.top_k if not params.greedy else None,
-                suppress_tokens=self.suppress, eos_token_id=self.eos_id, pad_token_id=self.pad_id,
+                suppress_tokens=self.suppress,
+                eos_token_id=self.eos_id,
+                pad_token_id=self.pad_id,
             )
         finally:
             self.model.train(was_training)
         return group.split_completions(self, gen[:, p_len:].cpu(), len(prompts), group_size)
 
-    def completion_logprobs_rows(self, prompts: list[PromptInputs], completions: list[torch.Tensor], *,
-                                 temperature: float = 1.0, with_entropy: bool = False):
+    def completion_logprobs_rows(
+        self,
+        prompts: list[PromptInputs],
+        completions: list[torch.Tensor],
+        *,
+        temperature: float = 1.0,
+        with_entropy: bool = False,
+    ):
         """The duplicated-rows path of ``completion_logprobs``: the model's own forward (towers and
         media scatter inside) over rows [prompt | completion | right padding], with explicit
         positions, so each prompt keeps the positions it had in generation. Only completion
@@ -141,8 +179,9 @@ class FamilyAdapter:
         mm = {k: v for k, v in self.collate(prompts).items() if k in self.forward_media_args}
         # the model body (towers, media scatter, text model) without its LM head, which only the
         # completion positions go through
-        hidden = self.model.base_model(input_ids=ids.to(dev), attention_mask=att.to(dev), position_ids=pos,
-                                       use_cache=False, **mm).last_hidden_state
+        hidden = self.model.base_model(
+            input_ids=ids.to(dev), attention_mask=att.to(dev), position_ids=pos, use_cache=False, **mm
+        ).last_hidden_state
         h = hidden.gather(1, src.to(dev).unsqueeze(-1).expand(-1, -1, hidden.shape[-1]))
         logits = self.lm_head()(h).float() / temperature
         logp_all = F.log_softmax(logits, dim=-1)

@@ -31,8 +31,10 @@ def group_decode_attention(module, query, key, value, attention_mask, scaling=No
     rows, hq, q_len, d = query.shape
     n, hkv = key.shape[:2]
     if q_len != 1 or rows % n or hq % hkv:
-        raise ValueError(f"group decode attention takes one token per row and whole groups: query "
-                         f"{tuple(query.shape)}, key {tuple(key.shape)}")
+        raise ValueError(
+            f"group decode attention takes one token per row and whole groups: query "
+            f"{tuple(query.shape)}, key {tuple(key.shape)}"
+        )
     g, rep = rows // n, hq // hkv
     q = query.reshape(n, g, hkv, rep, d).transpose(1, 2).reshape(n, hkv, g * rep, d)
     out = F.scaled_dot_product_attention(q, key, value, attn_mask=attention_mask, scale=scaling)
@@ -71,8 +73,9 @@ def _routed_experts(lm) -> bool:
     return getattr(lm.config, "num_experts", 0) > 0
 
 
-def _decoder_key(model, n: int, g: int, p_slots: int, steps: int, graph: bool, pos_dtype: torch.dtype,
-                 pos_axes: int) -> tuple:
+def _decoder_key(
+    model, n: int, g: int, p_slots: int, steps: int, graph: bool, pos_dtype: torch.dtype, pos_axes: int
+) -> tuple:
     """What a cached ``GroupDecoder`` must match to be reused (weight addresses only for a graph)."""
     return n, g, p_slots, steps, graph, pos_dtype, pos_axes, _weights_key(model) if graph else None
 
@@ -96,21 +99,36 @@ class GroupDecoder:
     ``start`` loads a rollout's prefill; ``step(next_ids)`` feeds (N*g,) tokens and returns
     (N*g, V) float32 logits. Eager and graph steps run the same code."""
 
-    def __init__(self, adapter, n: int, g: int, p_slots: int, steps: int, *, graph: bool = False,
-                 pos_dtype: torch.dtype = torch.long, pos_axes: int = 3):
+    def __init__(
+        self,
+        adapter,
+        n: int,
+        g: int,
+        p_slots: int,
+        steps: int,
+        *,
+        graph: bool = False,
+        pos_dtype: torch.dtype = torch.long,
+        pos_axes: int = 3,
+    ):
         lm = adapter.text_model()
         # the decoder is cached per model and must not keep it alive: weak references to its parts
         self._parts = tuple(weakref.ref(m) for m in (lm, adapter.input_embeddings(), adapter.lm_head()))
         cfg = lm.config
-        if any(t != "full_attention" for t in getattr(cfg, "layer_types", None) or ()) or \
-                getattr(cfg, "use_sliding_window", False):
-            raise NotImplementedError("the group decoder supports full attention only (sliding-window layers found "
-                                      f"in {type(lm).__name__}'s config)")
+        if any(t != "full_attention" for t in getattr(cfg, "layer_types", None) or ()) or getattr(
+            cfg, "use_sliding_window", False
+        ):
+            raise NotImplementedError(
+                "the group decoder supports full attention only (sliding-window layers found "
+                f"in {type(lm).__name__}'s config)"
+            )
         dev, dtype = adapter.device, adapter.input_embeddings().weight.dtype
         if graph and _routed_experts(lm):
-            raise NotImplementedError("CUDA graph decoding is not supported for text models with routed experts "
-                                      f"({type(lm).__name__}): which tokens reach which expert changes every step, "
-                                      "and no capture of it has been verified; use sampling.decode=static")
+            raise NotImplementedError(
+                "CUDA graph decoding is not supported for text models with routed experts "
+                f"({type(lm).__name__}): which tokens reach which expert changes every step, "
+                "and no capture of it has been verified; use sampling.decode=static"
+            )
         if graph and dev.type != "cuda":
             raise ValueError("CUDA graph decoding needs a CUDA device")
         hkv = cfg.num_key_value_heads
@@ -139,11 +157,15 @@ class GroupDecoder:
         if p > self.p_slots:
             raise ValueError(f"prompt of {p} tokens does not fit this decoder's {self.p_slots} slots")
         if step_pos.dtype != self.pos.dtype or step_pos.shape != self.pos.shape:
-            raise ValueError(f"positions {tuple(step_pos.shape)} of dtype {step_pos.dtype}, this decoder holds "
-                             f"{tuple(self.pos.shape)} of {self.pos.dtype}")
-        for buf, src in zip((*self.kv.keys, *self.kv.values),
-                            (*(lay.keys for lay in prefill.layers), *(lay.values for lay in prefill.layers)),
-                            strict=True):
+            raise ValueError(
+                f"positions {tuple(step_pos.shape)} of dtype {step_pos.dtype}, this decoder holds "
+                f"{tuple(self.pos.shape)} of {self.pos.dtype}"
+            )
+        for buf, src in zip(
+            (*self.kv.keys, *self.kv.values),
+            (*(lay.keys for lay in prefill.layers), *(lay.values for lay in prefill.layers)),
+            strict=True,
+        ):
             buf[:, :, :p].copy_(src)
         self.mask.fill_(self.blocked)
         self.mask[..., :p] = torch.where(att.bool(), 0.0, self.blocked)[:, None, None, None, :]
@@ -153,9 +175,13 @@ class GroupDecoder:
     def _forward(self, lm, embed, head) -> torch.Tensor:
         n, _, g, rep, width = self.mask.shape
         # a 4-D mask is used as given by transformers' text models (no causal mask built)
-        hidden = lm(inputs_embeds=embed(self.ids), attention_mask=self.mask.view(n, 1, g * rep, width),
-                    position_ids=self.pos[0] if self.pos.shape[0] == 1 else self.pos,
-                    past_key_values=self.kv, use_cache=True).last_hidden_state[:, -1]
+        hidden = lm(
+            inputs_embeds=embed(self.ids),
+            attention_mask=self.mask.view(n, 1, g * rep, width),
+            position_ids=self.pos[0] if self.pos.shape[0] == 1 else self.pos,
+            past_key_values=self.kv,
+            use_cache=True,
+        ).last_hidden_state[:, -1]
         return head(hidden).float()
 
     def step(self, next_ids: torch.Tensor) -> torch.Tensor:
@@ -202,8 +228,17 @@ class _attention:
 _DECODERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> its last GroupDecoder
 
 
-def decoder_for(adapter, n: int, g: int, prompt_len: int, steps: int, *, graph: bool,
-                pos_dtype: torch.dtype = torch.long, pos_axes: int = 3) -> GroupDecoder:
+def decoder_for(
+    adapter,
+    n: int,
+    g: int,
+    prompt_len: int,
+    steps: int,
+    *,
+    graph: bool,
+    pos_dtype: torch.dtype = torch.long,
+    pos_axes: int = 3,
+) -> GroupDecoder:
     """The model's ``GroupDecoder`` for this shape, reused while the key (N, g, prompt slots,
     steps, graph, position dtype and axes, weight addresses) holds; otherwise the old one is
     dropped (its buffers and graph freed) and a new one built. Prompt slots are ``prompt_len``

@@ -19,8 +19,10 @@ def encoder_fingerprint(adapter) -> str:
     """Identifies the weights that turn media into embeddings (the adapter's towers and
     projectors): their configs, dtypes, shapes and per-tensor sums."""
     h = hashlib.blake2b(digest_size=16)
-    parts = {**{f"tower.{k}": v for k, v in adapter.towers().items()},
-             **{f"projector.{k}": v for k, v in adapter.projectors().items()}}
+    parts = {
+        **{f"tower.{k}": v for k, v in adapter.towers().items()},
+        **{f"projector.{k}": v for k, v in adapter.projectors().items()},
+    }
     for name in sorted(parts):
         tower = parts[name]
         config = getattr(tower, "config", None)
@@ -49,8 +51,14 @@ class EncoderCache:
     other weights into the same frozen towers in place.
     """
 
-    def __init__(self, directory: str | Path | None = None, *, settings=None, max_items: int = 256,
-                 memory_device: str | torch.device | None = None):
+    def __init__(
+        self,
+        directory: str | Path | None = None,
+        *,
+        settings=None,
+        max_items: int = 256,
+        memory_device: str | torch.device | None = None,
+    ):
         self.directory = Path(directory) if directory is not None else None
         if self.directory is not None:
             self.directory.mkdir(parents=True, exist_ok=True)
@@ -117,8 +125,10 @@ class EncoderCache:
             path = self.directory / f"{key}.pt"
             tmp = path.with_suffix(".tmp")
             d = media.to("cpu")
-            torch.save({"embeds": d.embeds,
-                        "extra": {k: list(v) if isinstance(v, tuple) else v for k, v in d.extra.items()}}, tmp)
+            torch.save(
+                {"embeds": d.embeds, "extra": {k: list(v) if isinstance(v, tuple) else v for k, v in d.extra.items()}},
+                tmp,
+            )
             tmp.replace(path)
 
     def _remember(self, key: str, media: MediaEmbeds) -> None:

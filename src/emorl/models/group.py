@@ -94,11 +94,14 @@ def check_modalities(adapter, prompts: list[PromptInputs]) -> None:
     mods = {p.modality for p in prompts}
     bad = sorted(m.value for m in mods if m not in adapter.modalities)
     if bad:
-        raise ValueError(f"{adapter.family} takes {', '.join(m.value for m in adapter.modalities)} prompts, got "
-                         f"{', '.join(bad)}")
+        raise ValueError(
+            f"{adapter.family} takes {', '.join(m.value for m in adapter.modalities)} prompts, got {', '.join(bad)}"
+        )
     if adapter.one_modality_per_batch and len(mods) > 1:
-        raise ValueError(f"a batch must share one modality ({adapter.family} needs homogeneous batches), got "
-                         f"{sorted(m.value for m in mods)}")
+        raise ValueError(
+            f"a batch must share one modality ({adapter.family} needs homogeneous batches), got "
+            f"{sorted(m.value for m in mods)}"
+        )
 
 
 # ---------------------------------------------------------------------------------------- encoders
@@ -137,8 +140,9 @@ def encode_media(adapter, prompts: list[PromptInputs], *, cache: EncoderCache | 
     return [media.get(id(p), MediaEmbeds()) for p in prompts]
 
 
-def embed_inputs(adapter, ids: torch.Tensor, row_media: list[MediaEmbeds],
-                 media_region: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+def embed_inputs(
+    adapter, ids: torch.Tensor, row_media: list[MediaEmbeds], media_region: torch.Tensor | None = None
+) -> tuple[torch.Tensor, dict]:
     """Token embeddings of ``ids`` (B, S) with each row's media scattered into its placeholder
     tokens (per kind, ``masked_scatter`` in row-major order, as transformers' multimodal models do),
     and the text model's extra keyword arguments (``adapter.decoder_extras``).
@@ -193,15 +197,24 @@ def group_rows(prompts: list[PromptInputs], groups: list[int] | None) -> list[tu
             continue
         first = out[gid][0]
         if p is not first and (p.modality != first.modality or not torch.equal(p.input_ids, first.input_ids)):
-            raise ValueError(f"rows {out[gid][1][0]} and {i} are in group {gid} but hold different prompts "
-                             f"({first.key or 'unnamed'} vs {p.key or 'unnamed'})")
+            raise ValueError(
+                f"rows {out[gid][1][0]} and {i} are in group {gid} but hold different prompts "
+                f"({first.key or 'unnamed'} vs {p.key or 'unnamed'})"
+            )
         out[gid][1].append(i)
     return list(out.values())
 
 
-def shared_prefix_logprobs(adapter, prompts: list[PromptInputs], completions: list[torch.Tensor], *,
-                           temperature: float = 1.0, with_entropy: bool = False, cache: EncoderCache | None = None,
-                           groups: list[int] | None = None):
+def shared_prefix_logprobs(
+    adapter,
+    prompts: list[PromptInputs],
+    completions: list[torch.Tensor],
+    *,
+    temperature: float = 1.0,
+    with_entropy: bool = False,
+    cache: EncoderCache | None = None,
+    groups: list[int] | None = None,
+):
     """Drop-in for an adapter's ``completion_logprobs`` that runs each group's prompt once.
 
     The rows of a group (``groups``, see ``group_rows``) are packed as one sequence
@@ -215,8 +228,9 @@ def shared_prefix_logprobs(adapter, prompts: list[PromptInputs], completions: li
         raise ValueError(f"{len(prompts)} prompts but {len(completions)} completions")
     lm = adapter.text_model()
     if lm.config._attn_implementation not in ATTENTION_IMPLEMENTATIONS:
-        raise NotImplementedError("shared-prefix packing needs a 4-D mask (eager or sdpa attention), "
-                                  f"not {lm.config._attn_implementation}")
+        raise NotImplementedError(
+            f"shared-prefix packing needs a 4-D mask (eager or sdpa attention), not {lm.config._attn_implementation}"
+        )
     check_modalities(adapter, prompts)
     dev = adapter.device
     runs = group_rows(prompts, groups)
@@ -258,8 +272,9 @@ def shared_prefix_logprobs(adapter, prompts: list[PromptInputs], completions: li
     allowed &= (seg[:, None, :] == 0) | (seg[:, None, :] == seg[:, :, None])
     allowed |= torch.eye(s_max, dtype=torch.bool, device=dev)  # pad queries see themselves: no empty rows
     mask4 = torch.zeros(allowed.shape, dtype=emb.dtype, device=dev).masked_fill_(~allowed, torch.finfo(emb.dtype).min)
-    hidden = lm(inputs_embeds=emb, attention_mask=mask4.unsqueeze(1), position_ids=text_positions(pos),
-                use_cache=False, **extra).last_hidden_state
+    hidden = lm(
+        inputs_embeds=emb, attention_mask=mask4.unsqueeze(1), position_ids=text_positions(pos), use_cache=False, **extra
+    ).last_hidden_state
     h = hidden.reshape(-1, hidden.shape[-1])[src.to(dev).reshape(-1)].reshape(b, lc_max, -1)
     logits = adapter.lm_head()(h).float() / temperature
     logp_all = F.log_softmax(logits, dim=-1)
@@ -272,14 +287,20 @@ def shared_prefix_logprobs(adapter, prompts: list[PromptInputs], completions: li
 def logits_processors(adapter, params: SamplingParams, prompt_len: int, att: torch.Tensor):
     """The processors ``generate`` builds for the adapter's sampling arguments (suppressed ids,
     temperature, top-k, top-p, plus anything in the model's generation_config), and that config."""
-    kw = dict(max_new_tokens=params.max_new_tokens, do_sample=not params.greedy,
-              suppress_tokens=adapter.suppress, eos_token_id=adapter.eos_id, pad_token_id=adapter.pad_id)
+    kw = dict(
+        max_new_tokens=params.max_new_tokens,
+        do_sample=not params.greedy,
+        suppress_tokens=adapter.suppress,
+        eos_token_id=adapter.eos_id,
+        pad_token_id=adapter.pad_id,
+    )
     if not params.greedy:
         kw.update(temperature=params.temperature, top_p=params.top_p, top_k=params.top_k)
     model = adapter.model
     cfg, _ = model._prepare_generation_config(None, **kw)
-    return model._get_logits_processor(generation_config=cfg, input_ids_seq_length=prompt_len, device=att.device,
-                                       model_kwargs={"attention_mask": att}), cfg
+    return model._get_logits_processor(
+        generation_config=cfg, input_ids_seq_length=prompt_len, device=att.device, model_kwargs={"attention_mask": att}
+    ), cfg
 
 
 def resolve_decode(adapter, group_size: int, decode: str = "auto") -> str:
@@ -306,14 +327,23 @@ def split_completions(adapter, new: torch.Tensor, n_prompts: int, g: int) -> Com
         out_ids.append(row[:end].clone())
         trunc.append(not len(hit))
         texts.append(adapter.decode(row[:end]))
-    return Completions(ids=[out_ids[i * g : (i + 1) * g] for i in range(n_prompts)],
-                       texts=[texts[i * g : (i + 1) * g] for i in range(n_prompts)],
-                       truncated=[trunc[i * g : (i + 1) * g] for i in range(n_prompts)])
+    return Completions(
+        ids=[out_ids[i * g : (i + 1) * g] for i in range(n_prompts)],
+        texts=[texts[i * g : (i + 1) * g] for i in range(n_prompts)],
+        truncated=[trunc[i * g : (i + 1) * g] for i in range(n_prompts)],
+    )
 
 
 @torch.no_grad()
-def sample_groups_shared(adapter, prompts: list[PromptInputs], group_size: int, params: SamplingParams, *,
-                         cache: EncoderCache | None = None, decode: str = "dynamic") -> Completions:
+def sample_groups_shared(
+    adapter,
+    prompts: list[PromptInputs],
+    group_size: int,
+    params: SamplingParams,
+    *,
+    cache: EncoderCache | None = None,
+    decode: str = "dynamic",
+) -> Completions:
     """``adapter.sample_groups`` with one encode and one prefill per prompt.
 
     The N prompts are left-padded and prefilled once (the LM head only at the last position);
@@ -347,8 +377,14 @@ def sample_groups_shared(adapter, prompts: list[PromptInputs], group_size: int, 
     try:
         emb, extra = embed_inputs(adapter, ids, encode_media(adapter, prompts, cache=cache))
         kv = DynamicCache(config=lm.config)
-        hidden = lm(inputs_embeds=emb, attention_mask=att, position_ids=text_positions(pos), past_key_values=kv,
-                    use_cache=True, **extra).last_hidden_state[:, -1]
+        hidden = lm(
+            inputs_embeds=emb,
+            attention_mask=att,
+            position_ids=text_positions(pos),
+            past_key_values=kv,
+            use_cache=True,
+            **extra,
+        ).last_hidden_state[:, -1]
         logits = head(hidden).float().repeat_interleave(g, 0)
         seq = ids.repeat_interleave(g, 0)
         # each row's decode positions continue from its prompt's maximum position, on every axis
@@ -357,8 +393,16 @@ def sample_groups_shared(adapter, prompts: list[PromptInputs], group_size: int, 
         step_pos = top[None, :, None].expand(pos.shape[0], -1, 1).repeat_interleave(g, 1).contiguous()
         decoder = None
         if decode != "dynamic" and params.max_new_tokens > 1:
-            decoder = decoder_for(adapter, len(prompts), g, p_len, params.max_new_tokens - 1, graph=decode == "graph",
-                                  pos_dtype=step_pos.dtype, pos_axes=step_pos.shape[0])
+            decoder = decoder_for(
+                adapter,
+                len(prompts),
+                g,
+                p_len,
+                params.max_new_tokens - 1,
+                graph=decode == "graph",
+                pos_dtype=step_pos.dtype,
+                pos_axes=step_pos.shape[0],
+            )
             decoder.start(kv, att, step_pos)
             del kv  # copied into the decoder's buffers, once per prompt
         else:
@@ -383,8 +427,13 @@ def sample_groups_shared(adapter, prompts: list[PromptInputs], group_size: int, 
                 continue
             att = torch.cat([att, att.new_ones(att.shape[0], 1)], dim=-1)
             step_pos = step_pos + 1
-            hidden = lm(inputs_embeds=embed(nxt[:, None]), attention_mask=att, position_ids=text_positions(step_pos),
-                        past_key_values=kv, use_cache=True).last_hidden_state[:, -1]
+            hidden = lm(
+                inputs_embeds=embed(nxt[:, None]),
+                attention_mask=att,
+                position_ids=text_positions(step_pos),
+                past_key_values=kv,
+                use_cache=True,
+            ).last_hidden_state[:, -1]
             logits = head(hidden).float()
     finally:
         model.train(was_training)

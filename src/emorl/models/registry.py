@@ -28,21 +28,58 @@ class Family:
 
 
 FAMILIES: dict[str, Family] = {
-    "qwen2.5-omni": Family("qwen2.5-omni", ("qwen2_5_omni_thinker", "qwen2_5_omni"),
-                           "emorl.models.qwen_omni.adapter:QwenOmniAdapter", "emorl.models.qwen_omni.tiny:init_tiny",
-                           "emorl.models.qwen_omni", ("video+audio", "video", "audio", "image", "text"), 28, 84),
-    "qwen3-omni": Family("qwen3-omni", ("qwen3_omni_moe_thinker", "qwen3_omni_moe"),
-                         "emorl.models.qwen_omni.adapter:QwenOmniAdapter", "emorl.models.qwen_omni.tiny:init_tiny",
-                         "emorl.models.qwen_omni", ("video+audio", "video", "audio", "image", "text"), 32, 96),
-    "qwen2.5-vl": Family("qwen2.5-vl", ("qwen2_5_vl",), "emorl.models.qwen_vl.adapter:QwenVLAdapter",
-                         "emorl.models.qwen_vl.tiny:init_tiny", "emorl.models.qwen_vl", ("video", "image", "text"), 28, 84),
-    "qwen3-vl": Family("qwen3-vl", ("qwen3_vl",), "emorl.models.qwen_vl.adapter:QwenVLAdapter",
-                       "emorl.models.qwen_vl.tiny:init_tiny", "emorl.models.qwen_vl", ("video", "image", "text"), 32, 96),
+    "qwen2.5-omni": Family(
+        "qwen2.5-omni",
+        ("qwen2_5_omni_thinker", "qwen2_5_omni"),
+        "emorl.models.qwen_omni.adapter:QwenOmniAdapter",
+        "emorl.models.qwen_omni.tiny:init_tiny",
+        "emorl.models.qwen_omni",
+        ("video+audio", "video", "audio", "image", "text"),
+        28,
+        84,
+    ),
+    "qwen3-omni": Family(
+        "qwen3-omni",
+        ("qwen3_omni_moe_thinker", "qwen3_omni_moe"),
+        "emorl.models.qwen_omni.adapter:QwenOmniAdapter",
+        "emorl.models.qwen_omni.tiny:init_tiny",
+        "emorl.models.qwen_omni",
+        ("video+audio", "video", "audio", "image", "text"),
+        32,
+        96,
+    ),
+    "qwen2.5-vl": Family(
+        "qwen2.5-vl",
+        ("qwen2_5_vl",),
+        "emorl.models.qwen_vl.adapter:QwenVLAdapter",
+        "emorl.models.qwen_vl.tiny:init_tiny",
+        "emorl.models.qwen_vl",
+        ("video", "image", "text"),
+        28,
+        84,
+    ),
+    "qwen3-vl": Family(
+        "qwen3-vl",
+        ("qwen3_vl",),
+        "emorl.models.qwen_vl.adapter:QwenVLAdapter",
+        "emorl.models.qwen_vl.tiny:init_tiny",
+        "emorl.models.qwen_vl",
+        ("video", "image", "text"),
+        32,
+        96,
+    ),
     # any causal LM + vision encoder + audio encoder + projectors (HumanOmni / R1-Omni converted in);
     # frame sides: the tiny builder's SigLIP patch (14) x the projector's 2x2 pooling
-    "parts": Family("parts", ("emorl_omni",), "emorl.models.parts.adapter:PartsAdapter",
-                    "emorl.models.parts.tiny:init_tiny", "emorl.models.parts",
-                    ("video+audio", "video", "audio", "image", "text"), 28, 84),
+    "parts": Family(
+        "parts",
+        ("emorl_omni",),
+        "emorl.models.parts.adapter:PartsAdapter",
+        "emorl.models.parts.tiny:init_tiny",
+        "emorl.models.parts",
+        ("video+audio", "video", "audio", "image", "text"),
+        28,
+        84,
+    ),
 }
 # "module:function" adding a family's own subcommands to `emorl model` (called with its subparsers)
 FAMILY_COMMANDS = ("emorl.models.parts.cli:add_parsers",)

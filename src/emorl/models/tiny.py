@@ -23,8 +23,19 @@ from emorl.models.registry import resolve
 
 FAMILIES = tuple(_REGISTRY)
 # Ordinary (decoded) tokens that the recipes' formats use: one token each helps a tiny model.
-FORMAT_TOKENS = ("<think>", "</think>", "<answer>", "</answer>", "<step1>", "</step1>", "<step2>", "</step2>",
-                 "<step3>", "</step3>", "\\boxed{")
+FORMAT_TOKENS = (
+    "<think>",
+    "</think>",
+    "<answer>",
+    "</answer>",
+    "<step1>",
+    "</step1>",
+    "<step2>",
+    "</step2>",
+    "<step3>",
+    "</step3>",
+    "\\boxed{",
+)
 
 BASE_CORPUS = """
 As an emotional recognition expert; throughout the video, which emotion conveyed by the characters is the most obvious to you?
@@ -46,10 +57,48 @@ yes no positive negative high low arousal valence the face the voice the video t
 # Emotion words the tiny tokenizer learns as single tokens. Frozen (it was the label vocabulary's
 # word list when the demo's results were recorded): a new label must not change the demo's tokenizer.
 TOKENIZER_WORDS = (
-    "happy", "sad", "neutral", "angry", "surprise", "disgust", "fear", "contempt", "anxiety", "helplessness",
-    "disappointment", "calm", "happiness", "joy", "joyful", "glad", "hap", "sadness", "sorrow", "unhappy", "anger",
-    "mad", "ang", "furious", "surprised", "astonished", "amazed", "disgusted", "dis", "fearful", "afraid", "scared",
-    "fea", "frightened", "contemptuous", "anxious", "worried", "worry", "nervous", "helpless", "disappointed", "neu",
+    "happy",
+    "sad",
+    "neutral",
+    "angry",
+    "surprise",
+    "disgust",
+    "fear",
+    "contempt",
+    "anxiety",
+    "helplessness",
+    "disappointment",
+    "calm",
+    "happiness",
+    "joy",
+    "joyful",
+    "glad",
+    "hap",
+    "sadness",
+    "sorrow",
+    "unhappy",
+    "anger",
+    "mad",
+    "ang",
+    "furious",
+    "surprised",
+    "astonished",
+    "amazed",
+    "disgusted",
+    "dis",
+    "fearful",
+    "afraid",
+    "scared",
+    "fea",
+    "frightened",
+    "contemptuous",
+    "anxious",
+    "worried",
+    "worry",
+    "nervous",
+    "helpless",
+    "disappointed",
+    "neu",
     "relaxed",
 )
 
@@ -106,12 +155,20 @@ def patch_factor(family: str) -> int:
 def check_frame_size(family: str, frame_size: int) -> None:
     factor = patch_factor(family)
     if frame_size <= 0 or frame_size % factor:
-        raise ValueError(f"frame_size must be a multiple of {factor} for {family} (patch {factor // 2} x merge 2), "
-                         f"got {frame_size}")
+        raise ValueError(
+            f"frame_size must be a multiple of {factor} for {family} (patch {factor // 2} x merge 2), got {frame_size}"
+        )
 
 
-def init_tiny(out: str | Path, *, corpus: Iterable[str] = (), shape: TinyShape | None = None, seed: int = 0,
-              frame_size: int | None = None, family: str = "qwen2.5-omni") -> Path:
+def init_tiny(
+    out: str | Path,
+    *,
+    corpus: Iterable[str] = (),
+    shape: TinyShape | None = None,
+    seed: int = 0,
+    frame_size: int | None = None,
+    family: str = "qwen2.5-omni",
+) -> Path:
     """Build and save a tiny random-init model of ``family`` (``FAMILIES``), its tokenizer and
     processor into ``out``. ``frame_size``: the frame side the processor resizes to (default:
     3 merged patches, the family's ``default_frame_size``). Returns ``out``."""
@@ -119,5 +176,6 @@ def init_tiny(out: str | Path, *, corpus: Iterable[str] = (), shape: TinyShape |
     frame_size = fam.default_frame_size if frame_size is None else frame_size
     check_frame_size(family, frame_size)
     build = resolve(fam.tiny)
-    return build(Path(out), corpus=list(corpus), shape=shape or TinyShape(), seed=seed, frame_size=frame_size,
-                 family=family)
+    return build(
+        Path(out), corpus=list(corpus), shape=shape or TinyShape(), seed=seed, frame_size=frame_size, family=family
+    )

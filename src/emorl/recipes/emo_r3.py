@@ -71,8 +71,10 @@ def valence_arousal_reward(parsed: Parsed, label: str, labels: tuple[str, ...]) 
 # What EMO-R3's reflective reward (emorl.rl.reflection) reads of a completion and asks its judge.
 # They live here, with the recipe, so the synthetic worlds can write the reflection tasks a tiny
 # judge is taught (emorl.data.synthetic) without importing the RL loop.
-COHERENCE_PROMPT = ("{reasoning}\nWhich emotion best describes the text above?\n"
-                    "Answer the question using one emotional category (one word only): {labels}.")
+COHERENCE_PROMPT = (
+    "{reasoning}\nWhich emotion best describes the text above?\n"
+    "Answer the question using one emotional category (one word only): {labels}."
+)
 GROUNDING_PROMPT = "Can the following text describe the {what}?Please answer with yes or no.{description}"
 # grounding view -> what the question names ("image" is EMO-R3's own wording, for still images)
 GROUNDING_WHAT: dict[str, str] = {"joint": "clip", "video": "video", "audio": "audio", "image": "image"}
@@ -86,17 +88,109 @@ _TAG = re.compile(r"</?(?:step[123]|think|answer)>")
 _SENTENCE = re.compile(r"(?<=[.!?;])\s+")
 
 # Words that mark a sentence as citing what is seen / heard (general, not synthetic-world specific).
-VISUAL_WORDS = frozenset((
-    "face", "facial", "expression", "expressions", "brow", "brows", "eyebrow", "eyebrows", "eye", "eyes", "gaze",
-    "mouth", "lips", "lip", "jaw", "nose", "cheeks", "forehead", "head", "smile", "smiles", "smiling", "frown",
-    "frowning", "grin", "tears", "stare", "staring", "glance", "gesture", "gestures", "posture", "body", "hands",
-    "shoulders", "scene", "background", "see", "sees", "seen", "saw", "look", "looks", "looking", "visually",
-    "visual", "video", "screen", "shows", "appears", "nodding", "nods"))
-AUDIO_WORDS = frozenset((
-    "voice", "voices", "vocal", "hear", "hears", "heard", "listening", "listen", "tone", "tones", "intonation",
-    "pitch", "pitched", "speech", "speaks", "speaking", "spoken", "speaker", "says", "said", "say", "words",
-    "utterance", "sound", "sounds", "audio", "loud", "loudness", "quiet", "volume", "melody", "syllables", "pace",
-    "tempo", "shouts", "shouting", "whisper", "whispers", "sigh", "sighs", "laughter", "murmur", "prosody"))
+VISUAL_WORDS = frozenset(
+    (
+        "face",
+        "facial",
+        "expression",
+        "expressions",
+        "brow",
+        "brows",
+        "eyebrow",
+        "eyebrows",
+        "eye",
+        "eyes",
+        "gaze",
+        "mouth",
+        "lips",
+        "lip",
+        "jaw",
+        "nose",
+        "cheeks",
+        "forehead",
+        "head",
+        "smile",
+        "smiles",
+        "smiling",
+        "frown",
+        "frowning",
+        "grin",
+        "tears",
+        "stare",
+        "staring",
+        "glance",
+        "gesture",
+        "gestures",
+        "posture",
+        "body",
+        "hands",
+        "shoulders",
+        "scene",
+        "background",
+        "see",
+        "sees",
+        "seen",
+        "saw",
+        "look",
+        "looks",
+        "looking",
+        "visually",
+        "visual",
+        "video",
+        "screen",
+        "shows",
+        "appears",
+        "nodding",
+        "nods",
+    )
+)
+AUDIO_WORDS = frozenset(
+    (
+        "voice",
+        "voices",
+        "vocal",
+        "hear",
+        "hears",
+        "heard",
+        "listening",
+        "listen",
+        "tone",
+        "tones",
+        "intonation",
+        "pitch",
+        "pitched",
+        "speech",
+        "speaks",
+        "speaking",
+        "spoken",
+        "speaker",
+        "says",
+        "said",
+        "say",
+        "words",
+        "utterance",
+        "sound",
+        "sounds",
+        "audio",
+        "loud",
+        "loudness",
+        "quiet",
+        "volume",
+        "melody",
+        "syllables",
+        "pace",
+        "tempo",
+        "shouts",
+        "shouting",
+        "whisper",
+        "whispers",
+        "sigh",
+        "sighs",
+        "laughter",
+        "murmur",
+        "prosody",
+    )
+)
 
 
 def reflection_reasoning(completion: str, style: str) -> str | None:

@@ -23,8 +23,12 @@ import re
 from emorl.recipes.parse import normalize_tags
 
 # R1-Omni's option words where they differ from emorl's canonical labels (its MAFW list)
-R1_OMNI_WORDS = {"contempt": "contemptuous", "disappointment": "disappointed", "helplessness": "helpless",
-                 "anxiety": "anxious"}
+R1_OMNI_WORDS = {
+    "contempt": "contemptuous",
+    "disappointment": "disappointed",
+    "helplessness": "helpless",
+    "anxiety": "anxious",
+}
 
 _R1_ANSWER = re.compile(r"<answer>(.*?)</answer>")
 _R1_FORMAT = re.compile(r"<think>.*?</think>\s*<answer>.*?</answer>", re.DOTALL)
@@ -73,8 +77,10 @@ def official_answer(style: str, completion: str) -> str:
         return r1_omni_extract(completion)
     if style in ("boxed", "think_boxed"):
         return extract_boxed(normalize_tags(completion))
-    raise ValueError(f"no released grader for answer style {style!r}; strict_official covers tags (R1-Omni), "
-                     "boxed (EMO-R3) and think_boxed (EMO-R3's naive GRPO)")
+    raise ValueError(
+        f"no released grader for answer style {style!r}; strict_official covers tags (R1-Omni), "
+        "boxed (EMO-R3) and think_boxed (EMO-R3's naive GRPO)"
+    )
 
 
 def official_accuracy(style: str, completion: str, label: str, words: dict[str, str] | None = None) -> float:
@@ -95,7 +101,8 @@ def official_format(style: str, completion: str) -> float:
     return float(pattern.fullmatch(normalize_tags(completion)) is not None)
 
 
-def official_emotion(style: str, completion: str, labels: tuple[str, ...], words: dict[str, str] | None = None
-                     ) -> str | None:
+def official_emotion(
+    style: str, completion: str, labels: tuple[str, ...], words: dict[str, str] | None = None
+) -> str | None:
     """The label the released grader would count ``completion`` correct for, if any."""
     return next((lab for lab in labels if official_accuracy(style, completion, lab, words)), None)

@@ -31,7 +31,8 @@ _THINK_ANSWER = re.compile(r"\A\s*<think>(?P<think>.*?)</think>\s*<answer>(?P<an
 _ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
 _STEP_TAGS = tuple(f"<{c}step{i}>" for i in (1, 2, 3) for c in ("", "/"))
 _STEPS = re.compile(
-    r"\A\s*<step1>(?P<s1>.*?)</step1>\s*<step2>(?P<s2>.*?)</step2>\s*<step3>(?P<s3>.*?)</step3>(?P<rest>.*)\Z", re.DOTALL
+    r"\A\s*<step1>(?P<s1>.*?)</step1>\s*<step2>(?P<s2>.*?)</step2>\s*<step3>(?P<s3>.*?)</step3>(?P<rest>.*)\Z",
+    re.DOTALL,
 )
 
 
@@ -77,9 +78,130 @@ def boxed_contents(text: str) -> list[str]:
 
 
 NEGATIONS = frozenset(
-    ["not", "no", "never", "none", "neither", "nor", "without", "lack", "lacks", "lacking", "absent", "absence", "hardly", "barely", "non", "cannot", "nothing"])
-HEDGES = frozenset(["maybe", "perhaps", "possibly", "possible", "probably", "probable", "likely", "unlikely", "might", "may", "could", "would", "seems", "seem", "seemingly", "appears", "appear", "apparently", "somewhat", "slightly", "little", "bit", "kind", "sort", "either", "or", "unsure", "uncertain", "unclear", "mixed", "mostly", "partly", "partially", "guess", "suspect"])
-FILLERS = frozenset(["the", "a", "an", "and", "is", "are", "was", "were", "be", "it", "this", "that", "its", "emotion", "emotions", "emotional", "feeling", "feelings", "final", "answer", "label", "class", "category", "state", "predominant", "dominant", "main", "primary", "overall", "most", "clearly", "obvious", "expressed", "conveyed", "displayed", "shown", "person", "character", "characters", "speaker", "subject", "man", "woman", "people", "they", "he", "she", "i", "feels", "feel", "shows", "displays", "expresses", "conveys", "looks", "look", "of", "in", "video", "clip", "image"])
+    [
+        "not",
+        "no",
+        "never",
+        "none",
+        "neither",
+        "nor",
+        "without",
+        "lack",
+        "lacks",
+        "lacking",
+        "absent",
+        "absence",
+        "hardly",
+        "barely",
+        "non",
+        "cannot",
+        "nothing",
+    ]
+)
+HEDGES = frozenset(
+    [
+        "maybe",
+        "perhaps",
+        "possibly",
+        "possible",
+        "probably",
+        "probable",
+        "likely",
+        "unlikely",
+        "might",
+        "may",
+        "could",
+        "would",
+        "seems",
+        "seem",
+        "seemingly",
+        "appears",
+        "appear",
+        "apparently",
+        "somewhat",
+        "slightly",
+        "little",
+        "bit",
+        "kind",
+        "sort",
+        "either",
+        "or",
+        "unsure",
+        "uncertain",
+        "unclear",
+        "mixed",
+        "mostly",
+        "partly",
+        "partially",
+        "guess",
+        "suspect",
+    ]
+)
+FILLERS = frozenset(
+    [
+        "the",
+        "a",
+        "an",
+        "and",
+        "is",
+        "are",
+        "was",
+        "were",
+        "be",
+        "it",
+        "this",
+        "that",
+        "its",
+        "emotion",
+        "emotions",
+        "emotional",
+        "feeling",
+        "feelings",
+        "final",
+        "answer",
+        "label",
+        "class",
+        "category",
+        "state",
+        "predominant",
+        "dominant",
+        "main",
+        "primary",
+        "overall",
+        "most",
+        "clearly",
+        "obvious",
+        "expressed",
+        "conveyed",
+        "displayed",
+        "shown",
+        "person",
+        "character",
+        "characters",
+        "speaker",
+        "subject",
+        "man",
+        "woman",
+        "people",
+        "they",
+        "he",
+        "she",
+        "i",
+        "feels",
+        "feel",
+        "shows",
+        "displays",
+        "expresses",
+        "conveys",
+        "looks",
+        "look",
+        "of",
+        "in",
+        "video",
+        "clip",
+        "image",
+    ]
+)
 _MARKUP = re.compile(r"\\(?:text|textbf|textit|mathrm|mathbf|emph)\s*\{|<[^<>]{0,40}>")
 _LETTERS = re.compile(r"[^\W\d_]+")
 
@@ -148,8 +270,11 @@ def _emotion_of(answers: list[str], terms: dict | None) -> tuple[str, str | None
 
 def parse_tags(text: str, terms: dict | None = None) -> Parsed:
     m = _THINK_ANSWER.match(text)
-    format_ok = bool(m) and not any(t in m.group("think") + m.group("answer") for t in _TAGS) and bool(
-        m.group("answer").strip())
+    format_ok = (
+        bool(m)
+        and not any(t in m.group("think") + m.group("answer") for t in _TAGS)
+        and bool(m.group("answer").strip())
+    )
     answer, emotion, reason = _emotion_of(_ANSWER.findall(text), terms)
     think = m.group("think").strip() if m else ""
     if not m and "<think>" in text and "</think>" in text:
@@ -195,8 +320,9 @@ def parse_steps(text: str, terms: dict | None = None) -> Parsed:
         inner = "".join(steps)
         tail = _ANSWER_TAIL.match(m.group("rest"))
         clean = not any(t in inner for t in (*_STEP_TAGS, "<answer>", "</answer>", "\\boxed{"))
-        format_ok = clean and tail is not None and bool(tail.group("answer").strip()) and \
-            "<answer>" not in tail.group("answer")
+        format_ok = (
+            clean and tail is not None and bool(tail.group("answer").strip()) and "<answer>" not in tail.group("answer")
+        )
     answer, emotion, reason = _emotion_of(_ANSWER.findall(text), terms)
     return Parsed(format_ok, answer, emotion, reason, " ".join(steps), steps)
 
@@ -214,8 +340,11 @@ def parse_think_boxed(text: str, terms: dict | None = None) -> Parsed:
     format_ok, think = False, ""
     if m:
         think, rest = m.group("think").strip(), m.group("rest")
-        format_ok = not any(t in think for t in (*_THINK_TAGS, "\\boxed{")) and \
-            not any(t in rest for t in _THINK_TAGS) and len(boxed_contents(rest)) == 1
+        format_ok = (
+            not any(t in think for t in (*_THINK_TAGS, "\\boxed{"))
+            and not any(t in rest for t in _THINK_TAGS)
+            and len(boxed_contents(rest)) == 1
+        )
     answer, emotion, reason = _emotion_of(boxed_contents(text), terms)
     return Parsed(format_ok, answer, emotion, reason, think)
 
@@ -223,8 +352,14 @@ def parse_think_boxed(text: str, terms: dict | None = None) -> Parsed:
 STYLES = {"tags": parse_tags, "boxed": parse_boxed, "steps": parse_steps, "think_boxed": parse_think_boxed}
 
 
-def parse_completion(text: str, style: str = "tags", *, labels: tuple[str, ...] = (),
-                     words: dict[str, str] | None = None, synonyms: dict[str, str] | None = None) -> Parsed:
+def parse_completion(
+    text: str,
+    style: str = "tags",
+    *,
+    labels: tuple[str, ...] = (),
+    words: dict[str, str] | None = None,
+    synonyms: dict[str, str] | None = None,
+) -> Parsed:
     """Parse a completion in answer ``style`` ('tags', 'boxed', 'steps' or 'think_boxed').
 
     ``labels`` / ``words`` / ``synonyms``: what may name a label in the answer besides the canonical

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-R1_OMNI_QUESTION = ("As an emotional recognition expert; throughout the video, which emotion conveyed by the "
-                    "characters is the most obvious to you?")
-R1_OMNI_EVAL_QUESTION = ("As an emotional recognition expert, in the video, when the characters display their "
-                         "emotions, which predominant feeling is most clearly expressed?")
+R1_OMNI_QUESTION = (
+    "As an emotional recognition expert; throughout the video, which emotion conveyed by the "
+    "characters is the most obvious to you?"
+)
+R1_OMNI_EVAL_QUESTION = (
+    "As an emotional recognition expert, in the video, when the characters display their "
+    "emotions, which predominant feeling is most clearly expressed?"
+)
 R1_OMNI_FORMAT = "Output the thinking process in <think> </think> and final emotion in <answer> </answer> tags."
 
 EMO_R3_FORMAT = (
@@ -20,8 +24,9 @@ EMO_R3_FORMAT = (
     "<step3>Conclude if the emotion is positive or negative, and if it's high or low arousal.</step3>\n\n"
     "The final answer MUST BE put in \\boxed{}."
 )
-EMO_R3_FORMAT_TAGS = EMO_R3_FORMAT.replace("The final answer MUST BE put in \\boxed{}.",
-                                           "The final answer MUST BE put in <answer> </answer> tags.")
+EMO_R3_FORMAT_TAGS = EMO_R3_FORMAT.replace(
+    "The final answer MUST BE put in \\boxed{}.", "The final answer MUST BE put in <answer> </answer> tags."
+)
 # The released SET prompt for still images (SeerRay-Lab/emo-r3 examples/format_prompt/emor3.jinja,
 # after "{{ content | trim }}\n\n"), verbatim
 EMO_R3_FORMAT_IMAGE = (
@@ -33,9 +38,11 @@ EMO_R3_FORMAT_IMAGE = (
     "The final answer MUST BE put in \\boxed{}."
 )
 # EasyR1's math.jinja (after "{{ content | trim }} "), EMO-R3's naive-GRPO baseline prompt, verbatim
-MATH_FORMAT = ("You FIRST think about the reasoning process as an internal monologue and then provide the final "
-               "answer. The reasoning process MUST BE enclosed within <think> </think> tags. The final answer MUST "
-               "BE put in \\boxed{}.")
+MATH_FORMAT = (
+    "You FIRST think about the reasoning process as an internal monologue and then provide the final "
+    "answer. The reasoning process MUST BE enclosed within <think> </think> tags. The final answer MUST "
+    "BE put in \\boxed{}."
+)
 # EMO-R3's `problem` text is not released; its other prompts ask this, then list the categories
 IMAGE_QUESTION = "Which emotion best describes the image?"
 
@@ -54,14 +61,21 @@ RECIPE_PROMPTS: dict[str, tuple[str, str]] = {
 # the same recipes on still images (EMO-R3's own ground): the released prompts
 IMAGE_RECIPE_PROMPTS: dict[str, tuple[str, str]] = {
     **{r: (IMAGE_QUESTION, EMO_R3_FORMAT_IMAGE) for r in ("emo-r3", "emo-r3-va", "emo-r3-text", "emo-r3-mult")},
-    "emo-r3-tags": (IMAGE_QUESTION, EMO_R3_FORMAT_IMAGE.replace("The final answer MUST BE put in \\boxed{}.",
-                                                                "The final answer MUST BE put in <answer> </answer> "
-                                                                "tags.")),
+    "emo-r3-tags": (
+        IMAGE_QUESTION,
+        EMO_R3_FORMAT_IMAGE.replace(
+            "The final answer MUST BE put in \\boxed{}.", "The final answer MUST BE put in <answer> </answer> tags."
+        ),
+    ),
     "naive-grpo": (IMAGE_QUESTION, MATH_FORMAT),
-    "r1-omni": ("As an emotional recognition expert, which emotion conveyed in the image is the most obvious to you?",
-                R1_OMNI_FORMAT),
-    "plain": ("As an emotional recognition expert, which emotion conveyed in the image is the most obvious to you?",
-              R1_OMNI_FORMAT),
+    "r1-omni": (
+        "As an emotional recognition expert, which emotion conveyed in the image is the most obvious to you?",
+        R1_OMNI_FORMAT,
+    ),
+    "plain": (
+        "As an emotional recognition expert, which emotion conveyed in the image is the most obvious to you?",
+        R1_OMNI_FORMAT,
+    ),
 }
 
 

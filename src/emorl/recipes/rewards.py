@@ -61,8 +61,12 @@ class RewardRecipe:
         if not self.official:
             return parsed
         emotion = official_emotion(self.style, completion, labels, words)
-        return dataclasses.replace(parsed, format_ok=bool(official_format(self.style, completion)), emotion=emotion,
-                                   reason="ok" if emotion else "official_mismatch")
+        return dataclasses.replace(
+            parsed,
+            format_ok=bool(official_format(self.style, completion)),
+            emotion=emotion,
+            reason="ok" if emotion else "official_mismatch",
+        )
 
 
 # components a model supplies (emorl.rl.reflection), through score(..., extra=)
@@ -76,11 +80,13 @@ RECIPES: dict[str, RewardRecipe] = {
     # so coherence and grounding are only present when the trainer supplies them.
     # Weight-0 components are computed and logged but do not move the reward: structure and
     # valence_arousal (rules), grounding_video / grounding_audio (reflection.grounding=per_modality).
-    "emo-r3": RewardRecipe("boxed", {"accuracy": 0.8, "coherence": 0.1, "grounding": 0.1, "format": 0.1,
-                                     **_EMO_R3_LOGGED}),
+    "emo-r3": RewardRecipe(
+        "boxed", {"accuracy": 0.8, "coherence": 0.1, "grounding": 0.1, "format": 0.1, **_EMO_R3_LOGGED}
+    ),
     # The same with the answer in <answer> tags after the stages (answer style "steps").
-    "emo-r3-tags": RewardRecipe("steps", {"accuracy": 0.8, "coherence": 0.1, "grounding": 0.1, "format": 0.1,
-                                          **_EMO_R3_LOGGED}),
+    "emo-r3-tags": RewardRecipe(
+        "steps", {"accuracy": 0.8, "coherence": 0.1, "grounding": 0.1, "format": 0.1, **_EMO_R3_LOGGED}
+    ),
     # EMO-R3's emothink_think_reward ablation: 0.9 acc + 0.1 format + 0.1 valence/arousal, no reflection.
     "emo-r3-va": RewardRecipe("boxed", {"accuracy": 0.9, "format": 0.1, "valence_arousal": 0.1, "structure": 0.0}),
     # EMO-R3's emothink_rethink variant: text-only reflection, multiplicative: 0.9 acc * coherence + 0.1 format
@@ -117,8 +123,10 @@ def check_weights(weights: dict[str, float], where: str = "reward.weights") -> d
         parts = factors(key)
         bad = [f for f in parts if f not in known]
         if bad or not key.strip():
-            raise ValueError(f"{where}: unknown reward component {bad[0] if bad else key!r} in {key!r}; known: "
-                             f"{', '.join(known)} (or a product of them, e.g. accuracy*coherence)")
+            raise ValueError(
+                f"{where}: unknown reward component {bad[0] if bad else key!r} in {key!r}; known: "
+                f"{', '.join(known)} (or a product of them, e.g. accuracy*coherence)"
+            )
         if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w):
             raise ValueError(f"{where}: weight of {key!r} must be a finite number, got {w!r}")
         out["*".join(parts)] = float(w)
@@ -132,9 +140,15 @@ def get_recipe(name: str) -> RewardRecipe:
         raise KeyError(f"unknown reward recipe {name!r}; known: {', '.join(RECIPES)}") from None
 
 
-def score(recipe: RewardRecipe, completion: str, label: str, labels: tuple[str, ...],
-          extra: dict[str, float] | None = None, *, words: dict[str, str] | None = None
-          ) -> tuple[dict[str, float], Parsed]:
+def score(
+    recipe: RewardRecipe,
+    completion: str,
+    label: str,
+    labels: tuple[str, ...],
+    extra: dict[str, float] | None = None,
+    *,
+    words: dict[str, str] | None = None,
+) -> tuple[dict[str, float], Parsed]:
     """Score one completion. Returns ({component: value, ..., 'overall': weighted sum}, parsed).
 
     ``labels`` / ``words``: the sample's label set and its own words (``Sample.labels`` /
@@ -170,8 +184,9 @@ def recipe_for(cfg) -> RewardRecipe:
     synonyms = parse_synonyms(cfg.grading.answer_synonyms)
     recipe = get_recipe(cfg.prompt.recipe)
     weights = {**recipe.weights, **check_weights(dict(cfg.reward.weights))}
-    return dataclasses.replace(recipe, weights=weights, synonyms=tuple(sorted(synonyms.items())),
-                               official=cfg.grading.strict_official)
+    return dataclasses.replace(
+        recipe, weights=weights, synonyms=tuple(sorted(synonyms.items())), official=cfg.grading.strict_official
+    )
 
 
 def model_components(recipe: RewardRecipe) -> list[str]:
@@ -209,5 +224,12 @@ def score_file(path, recipe: RewardRecipe):
             labels = LABEL_SETS.get(dataset, CANONICAL)
             labels = labels if label in labels else CANONICAL
         comps, parsed = score(recipe, row["completion"], label, labels, words=words)
-        yield {"line": lineno, **({"id": row["id"]} if "id" in row else {}), "label": label, "answer": parsed.answer,
-               "emotion": parsed.emotion, "parse": parsed.reason, **comps}
+        yield {
+            "line": lineno,
+            **({"id": row["id"]} if "id" in row else {}),
+            "label": label,
+            "answer": parsed.answer,
+            "emotion": parsed.emotion,
+            "parse": parsed.reason,
+            **comps,
+        }

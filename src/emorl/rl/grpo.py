@@ -27,8 +27,9 @@ KL_KINDS = ("k1", "k3", "low_var_kl")
 LOW_VAR_KL_MAX = 10.0  # verl / EasyR1 clamp of low_var_kl
 
 
-def group_advantages(rewards: torch.Tensor, scale: str = "group", eps: float = 1e-4,
-                     batch_std: float | None = None) -> torch.Tensor:
+def group_advantages(
+    rewards: torch.Tensor, scale: str = "group", eps: float = 1e-4, batch_std: float | None = None
+) -> torch.Tensor:
     """Group-relative advantages.
 
     rewards: (N, G). Returns (N, G): r - mean_group(r), divided by the unbiased group std

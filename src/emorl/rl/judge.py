@@ -49,8 +49,9 @@ def check_judge(judge: str, scoring: str) -> None:
     if not judge:
         raise ValueError("reflection.judge must be policy, frozen or a checkpoint directory, got ''")
     if judge not in JUDGES and not (Path(judge) / "config.json").is_file():
-        raise ValueError(f"reflection.judge={judge!r}: expected policy, frozen or a checkpoint directory "
-                         f"holding config.json")
+        raise ValueError(
+            f"reflection.judge={judge!r}: expected policy, frozen or a checkpoint directory holding config.json"
+        )
 
 
 def freeze(adapter: OmniAdapter) -> OmniAdapter:
@@ -73,8 +74,9 @@ def load_judge(cfg, policy: OmniAdapter) -> OmniAdapter:
     path = cfg.model.path if judge == "frozen" else judge
     if not path:
         raise ValueError("reflection.judge=frozen needs model.path (the starting checkpoint)")
-    return freeze(load_adapter(path, dtype=cfg.model.dtype, device=policy.device,
-                               frame_pixels=cfg.model.frame_pixels or None))
+    return freeze(
+        load_adapter(path, dtype=cfg.model.dtype, device=policy.device, frame_pixels=cfg.model.frame_pixels or None)
+    )
 
 
 @contextlib.contextmanager
@@ -100,8 +102,9 @@ def candidate_ids(adapter: OmniAdapter, forms: tuple[str, ...]) -> list[torch.Te
     return out
 
 
-def answer_probs(adapter: OmniAdapter, prompts: list[PromptInputs], candidates: list[list[torch.Tensor]],
-                 batch_size: int) -> list[np.ndarray]:
+def answer_probs(
+    adapter: OmniAdapter, prompts: list[PromptInputs], candidates: list[list[torch.Tensor]], batch_size: int
+) -> list[np.ndarray]:
     """Per prompt, the probability that the answer starts with each of its candidates: one
     group-aware scoring pass (a prompt and its candidates are one group), ``batch_size`` prompts
     per call, one modality per call when the family needs it. Returns arrays (n_candidates,)."""
@@ -122,7 +125,7 @@ def answer_probs(adapter: OmniAdapter, prompts: list[PromptInputs], candidates: 
                 seq = (logps.float() * mask.float()).sum(-1).exp().cpu().numpy()
                 k = 0
                 for i in part:
-                    out[i] = seq[k: k + len(candidates[i])]
+                    out[i] = seq[k : k + len(candidates[i])]
                     k += len(candidates[i])
     return out
 

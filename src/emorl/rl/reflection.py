@@ -69,8 +69,12 @@ from emorl.rl.rollout import Group
 from emorl.utils import chunks
 
 # grounding view -> the media it shows
-VIEWS: dict[str, Modality] = {"joint": Modality.AV, "video": Modality.VIDEO, "audio": Modality.AUDIO,
-                              "image": Modality.IMAGE}
+VIEWS: dict[str, Modality] = {
+    "joint": Modality.AV,
+    "video": Modality.VIDEO,
+    "audio": Modality.AUDIO,
+    "image": Modality.IMAGE,
+}
 GROUNDING_MODES = ("none", "joint", "per_modality")
 NO_REASONING_COHERENCE = 0.5  # reference: "Answer 'None'" -> "None" -> 0.5
 NO_DESCRIPTION_GROUNDING = 0.0  # reference: "Answer 'None'" -> "None" contains "no" -> 0.0
@@ -129,8 +133,9 @@ def label_names(s: Sample) -> tuple[str, ...]:
 
 
 # ----------------------------------------------------------------------------- passes
-def encode_clip_prompt(adapter: OmniAdapter, builder: PromptBuilder, s: Sample, text: str,
-                       modality: Modality) -> PromptInputs | None:
+def encode_clip_prompt(
+    adapter: OmniAdapter, builder: PromptBuilder, s: Sample, text: str, modality: Modality
+) -> PromptInputs | None:
     """``text`` with the sample's media under ``modality`` (restricted to what the sample carries:
     a still image is an image prompt); None when the sample lacks that modality altogether. Media
     come from ``builder``'s decode cache; the prompt is encoded by ``adapter`` (the judge)."""
@@ -145,12 +150,19 @@ def encode_clip_prompt(adapter: OmniAdapter, builder: PromptBuilder, s: Sample, 
             return None
         modality = Modality.VIDEO
     fps = clip.fps or 2.0
-    return adapter.encode(clip.frames if modality.has_visual else None, audio, text, modality, fps=fps,
-                          key=f"{s.id}|reflect|{modality.value}")
+    return adapter.encode(
+        clip.frames if modality.has_visual else None,
+        audio,
+        text,
+        modality,
+        fps=fps,
+        key=f"{s.id}|reflect|{modality.value}",
+    )
 
 
-def generate(adapter: OmniAdapter, prompts: list[PromptInputs | None], params: SamplingParams,
-             batch_size: int) -> list[str | None]:
+def generate(
+    adapter: OmniAdapter, prompts: list[PromptInputs | None], params: SamplingParams, batch_size: int
+) -> list[str | None]:
     """One completion per prompt (None stays None), ``batch_size`` prompts per call, no gradients
     (the adapter's group-aware sampling path)."""
     live = [i for i, p in enumerate(prompts) if p is not None]
@@ -228,35 +240,47 @@ class Reflection:
 
     def coherence(self, samples: list[Sample], reasonings: list[str | None]) -> tuple[list[float], list]:
         """Coherence per (sample, reasoning): the score and the judge's raw answer (None: not asked)."""
-        prompts = [self.adapter.encode_text(coherence_prompt(r, label_names(s)), key=f"{s.id}|coherence")
-                   if r is not None else None for s, r in zip(samples, reasonings)]
+        prompts = [
+            self.adapter.encode_text(coherence_prompt(r, label_names(s)), key=f"{s.id}|coherence")
+            if r is not None
+            else None
+            for s, r in zip(samples, reasonings)
+        ]
         if self.scoring == "sample":
             answers = generate(self.adapter, prompts, self.params, self.batch_size)
             return [coherence_score(a, s.label) for s, a in zip(samples, answers)], answers
         live = [i for i, p in enumerate(prompts) if p is not None]
         forms = {s.id: _forms(label_names(s)) for s in samples}
-        cands = {names: judges.candidate_ids(self.adapter, tuple(f for fs in names for f in fs))
-                 for names in set(forms.values())}
-        probs = judges.answer_probs(self.adapter, [prompts[i] for i in live],
-                                    [cands[forms[samples[i].id]] for i in live], self.batch_size)
+        cands = {
+            names: judges.candidate_ids(self.adapter, tuple(f for fs in names for f in fs))
+            for names in set(forms.values())
+        }
+        probs = judges.answer_probs(
+            self.adapter, [prompts[i] for i in live], [cands[forms[samples[i].id]] for i in live], self.batch_size
+        )
         scores = [NO_REASONING_COHERENCE] * len(samples)
         answers: list = [None] * len(samples)
         for i, p in zip(live, probs):
             s = samples[i]
-            per = {n: float(sum(p[2 * k: 2 * k + 2])) for k, n in enumerate(label_names(s))}
+            per = {n: float(sum(p[2 * k : 2 * k + 2])) for k, n in enumerate(label_names(s))}
             mine = per[s.words.get(s.label, s.label)]
             scores[i] = judges.expected_coherence(mine, sum(per.values()))
             answers[i] = {n: round(v, 4) for n, v in per.items()}
         return scores, answers
 
-    def grounding_pass(self, samples: list[Sample], descriptions: list[str | None],
-                       view: str) -> tuple[list[float], list]:
+    def grounding_pass(
+        self, samples: list[Sample], descriptions: list[str | None], view: str
+    ) -> tuple[list[float], list]:
         """One grounding view per (sample, description): the score and the judge's raw answer.
         A sample without this view's media has nothing to check against: neutral 0.5."""
         views = [sample_view(s, view) for s in samples]
         texts = [d if view == "joint" or d is None else (split_by_modality(d)[view] or None) for d in descriptions]
-        prompts = [encode_clip_prompt(self.adapter, self.builder, s, grounding_prompt(x, v), VIEWS[v])
-                   if x is not None and v is not None else None for s, x, v in zip(samples, texts, views)]
+        prompts = [
+            encode_clip_prompt(self.adapter, self.builder, s, grounding_prompt(x, v), VIEWS[v])
+            if x is not None and v is not None
+            else None
+            for s, x, v in zip(samples, texts, views)
+        ]
         if self.scoring == "sample":
             answers = generate(self.adapter, prompts, self.params, self.batch_size)
             scores = [grounding_score(a) for a in answers]
@@ -300,6 +324,13 @@ def make_reflection(adapter: OmniAdapter, builder: PromptBuilder, cfg) -> Reflec
     from emorl.recipes.rewards import get_recipe
 
     r = cfg.reflection
-    return Reflection(judges.load_judge(cfg, adapter), builder, style=get_recipe(cfg.prompt.recipe).style,
-                      grounding=r.grounding, params=SamplingParams(r.max_new_tokens, r.temperature, r.top_p),
-                      batch_size=r.batch_size, scoring=r.scoring, judge=r.judge)
+    return Reflection(
+        judges.load_judge(cfg, adapter),
+        builder,
+        style=get_recipe(cfg.prompt.recipe).style,
+        grounding=r.grounding,
+        params=SamplingParams(r.max_new_tokens, r.temperature, r.top_p),
+        batch_size=r.batch_size,
+        scoring=r.scoring,
+        judge=r.judge,
+    )

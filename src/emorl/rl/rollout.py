@@ -39,8 +39,15 @@ ExtraRewards = Callable[[list["Group"]], list[list[dict[str, float]]]]
 {component: value}. Called once per step with every group, so it can batch its own passes."""
 
 
-def rollout(adapter: OmniAdapter, samples: list[Sample], prompts: list[PromptInputs], group_size: int,
-            params: SamplingParams, recipe: RewardRecipe, extra: ExtraRewards | None = None) -> list[Group]:
+def rollout(
+    adapter: OmniAdapter,
+    samples: list[Sample],
+    prompts: list[PromptInputs],
+    group_size: int,
+    params: SamplingParams,
+    recipe: RewardRecipe,
+    extra: ExtraRewards | None = None,
+) -> list[Group]:
     """Sample ``group_size`` completions per prompt and score each with the recipe's components
     (rule-based ones here, model-based ones from ``extra``); ``rewards['overall']`` is their
     weighted sum."""
@@ -49,11 +56,14 @@ def rollout(adapter: OmniAdapter, samples: list[Sample], prompts: list[PromptInp
     return groups
 
 
-def sample_groups(adapter: OmniAdapter, samples: list[Sample], prompts: list[PromptInputs], group_size: int,
-                  params: SamplingParams) -> list[Group]:
+def sample_groups(
+    adapter: OmniAdapter, samples: list[Sample], prompts: list[PromptInputs], group_size: int, params: SamplingParams
+) -> list[Group]:
     comp = sample_by_modality(adapter, prompts, group_size, params)
-    return [Group(s, p, ids, texts, trunc)
-            for s, p, ids, texts, trunc in zip(samples, prompts, comp.ids, comp.texts, comp.truncated)]
+    return [
+        Group(s, p, ids, texts, trunc)
+        for s, p, ids, texts, trunc in zip(samples, prompts, comp.ids, comp.texts, comp.truncated)
+    ]
 
 
 def score_groups(groups: list[Group], recipe: RewardRecipe, extra: ExtraRewards | None = None) -> None:

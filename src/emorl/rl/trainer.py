@@ -68,11 +68,14 @@ class BatchPlan:
         if self.rows_per_step % self.micro_batch_rows:
             raise ValueError(
                 f"rows per step ({self.prompts_per_step} prompts x {self.completions_per_prompt} completions = "
-                f"{self.rows_per_step}) must be divisible by grpo.micro_batch_rows ({self.micro_batch_rows})")
+                f"{self.rows_per_step}) must be divisible by grpo.micro_batch_rows ({self.micro_batch_rows})"
+            )
 
     def describe(self) -> str:
-        return (f"{self.prompts_per_step} prompts x {self.completions_per_prompt} completions = {self.rows_per_step} "
-                f"rows/step; micro-batch {self.micro_batch_rows} rows -> {self.accumulation_steps} accumulation steps")
+        return (
+            f"{self.prompts_per_step} prompts x {self.completions_per_prompt} completions = {self.rows_per_step} "
+            f"rows/step; micro-batch {self.micro_batch_rows} rows -> {self.accumulation_steps} accumulation steps"
+        )
 
 
 @dataclass
@@ -117,8 +120,9 @@ def _group_ids(mb: list[Row]) -> list[int]:
 def fill_logps(adapter: OmniAdapter, rows: list[Row], size: int, temperature: float, attr: str) -> None:
     """Store per-row log-probs (no grad) in ``row.<attr>`` ('old' or 'ref')."""
     for mb in micro_batches(rows, size, adapter.one_modality_per_batch):
-        lp, _, _ = adapter.completion_logprobs([r.prompt for r in mb], [r.completion for r in mb],
-                                               temperature=temperature, groups=_group_ids(mb))
+        lp, _, _ = adapter.completion_logprobs(
+            [r.prompt for r in mb], [r.completion for r in mb], temperature=temperature, groups=_group_ids(mb)
+        )
         for i, r in enumerate(mb):
             setattr(r, attr, lp[i, : len(r.completion)].detach())
 
@@ -130,8 +134,16 @@ def _pad(seqs: list[torch.Tensor], length: int, device) -> torch.Tensor:
     return out
 
 
-def policy_update(adapter: OmniAdapter, rows: list[Row], cfg: RunConfig, backward, *, temperature: float,
-                  norm_rows: int | None = None, norm_tokens: int | None = None) -> dict:
+def policy_update(
+    adapter: OmniAdapter,
+    rows: list[Row],
+    cfg: RunConfig,
+    backward,
+    *,
+    temperature: float,
+    norm_rows: int | None = None,
+    norm_tokens: int | None = None,
+) -> dict:
     """Accumulate the loss's gradients over micro-batches (no optimizer step). The micro-batch
     losses are normalised by the whole batch's rows/tokens (``norm_*``: across all processes),
     so they sum to the full-batch loss whatever ``micro_batch_rows`` is. Returns mean statistics
@@ -142,15 +154,32 @@ def policy_update(adapter: OmniAdapter, rows: list[Row], cfg: RunConfig, backwar
     n_tokens = norm_tokens or sum(len(r.completion) for r in rows)
     stats = {"loss": 0.0, "kl": 0.0, "clip_frac": 0.0, "entropy": 0.0, "ratio": 0.0}
     for mb in micro_batches(rows, g.micro_batch_rows, adapter.one_modality_per_batch):
-        lp, mask, ent = adapter.completion_logprobs([r.prompt for r in mb], [r.completion for r in mb],
-                                                    temperature=temperature, with_entropy=True,
-                                                    groups=_group_ids(mb))
+        lp, mask, ent = adapter.completion_logprobs(
+            [r.prompt for r in mb],
+            [r.completion for r in mb],
+            temperature=temperature,
+            with_entropy=True,
+            groups=_group_ids(mb),
+        )
         old = lp.detach() if mb[0].old is None else _pad([r.old for r in mb], lp.shape[1], lp.device)
         ref = None if g.beta == 0 else _pad([r.ref for r in mb], lp.shape[1], lp.device)
         adv = torch.stack([r.advantage for r in mb]).to(lp.device)
-        out = policy_loss(lp, old, adv, mask, loss_type=g.loss_type, eps_low=g.epsilon_low, eps_high=g.epsilon_high,
-                          ref_logp=ref, beta=g.beta, kl_kind=g.kl_estimator, max_len=cfg.sampling.max_new_tokens,
-                          norm_rows=n_rows, norm_tokens=n_tokens, dual_clip=g.dual_clip_c)
+        out = policy_loss(
+            lp,
+            old,
+            adv,
+            mask,
+            loss_type=g.loss_type,
+            eps_low=g.epsilon_low,
+            eps_high=g.epsilon_high,
+            ref_logp=ref,
+            beta=g.beta,
+            kl_kind=g.kl_estimator,
+            max_len=cfg.sampling.max_new_tokens,
+            norm_rows=n_rows,
+            norm_tokens=n_tokens,
+            dual_clip=g.dual_clip_c,
+        )
         loss = out.loss
         if not torch.isfinite(loss):
             # no early exit: the other processes are already in (or about to enter) this step's
@@ -183,9 +212,17 @@ def _reference(cfg: RunConfig, adapter, peft_model):
 
 
 # ---------------------------------------------------------------------------- the loop
-def train_grpo(cfg: RunConfig, adapter: OmniAdapter, builder: PromptBuilder, samples: list[Sample], out: Path,
-               *, progress: bool = True, extra_rewards: ExtraRewards | None = None,
-               stop_after: int | None = None) -> dict:
+def train_grpo(
+    cfg: RunConfig,
+    adapter: OmniAdapter,
+    builder: PromptBuilder,
+    samples: list[Sample],
+    out: Path,
+    *,
+    progress: bool = True,
+    extra_rewards: ExtraRewards | None = None,
+    stop_after: int | None = None,
+) -> dict:
     """Run GRPO until ``cfg.grpo.steps`` (or ``stop_after`` more steps); writes ``out/metrics.jsonl``,
     ``out/samples.jsonl``, checkpoints and the final model to ``out/model``. Returns a summary."""
     g = cfg.grpo
@@ -194,43 +231,64 @@ def train_grpo(cfg: RunConfig, adapter: OmniAdapter, builder: PromptBuilder, sam
     if g.epochs_per_rollout < 1:
         raise ValueError(f"grpo.epochs_per_rollout must be >= 1, got {g.epochs_per_rollout}")
     recipe = recipe_for(cfg)
-    s = Session(cfg, Knobs.of("grpo", g, command="train", steps=g.steps, warmup_steps=g.warmup_steps,
-                              schedule="linear"), adapter, out, progress=progress)
+    s = Session(
+        cfg,
+        Knobs.of("grpo", g, command="train", steps=g.steps, warmup_steps=g.warmup_steps, schedule="linear"),
+        adapter,
+        out,
+        progress=progress,
+    )
     if plan.prompts_per_step % s.world:
-        raise ValueError(f"grpo.prompts_per_step ({plan.prompts_per_step}) must be divisible by the number of "
-                         f"processes ({s.world})")
+        raise ValueError(
+            f"grpo.prompts_per_step ({plan.prompts_per_step}) must be divisible by the number of processes ({s.world})"
+        )
     if g.sharding != "none" and g.dynamic_sampling:
-        raise ValueError(f"grpo.sharding={g.sharding} does not support grpo.dynamic_sampling=true (the processes "
-                         "would end a step with different batches); use grpo.sharding=none")
+        raise ValueError(
+            f"grpo.sharding={g.sharding} does not support grpo.dynamic_sampling=true (the processes "
+            "would end a step with different batches); use grpo.sharding=none"
+        )
     _set_decode(cfg, adapter)
     # frozen towers: each clip's encoder outputs are computed once and reused by the generation,
     # reference and policy passes (and across steps while the clip is cached)
     peft_model = s.setup_model(encoder_cache_items=4 * g.prompts_per_step)
     ref = _reference(cfg, adapter, peft_model)
     s.setup_optimizer(ref)
-    params = SamplingParams(cfg.sampling.max_new_tokens, cfg.sampling.temperature, cfg.sampling.top_p,
-                            cfg.sampling.top_k)
+    params = SamplingParams(
+        cfg.sampling.max_new_tokens, cfg.sampling.temperature, cfg.sampling.top_p, cfg.sampling.top_k
+    )
     s.open(logs=("metrics.jsonl", "samples.jsonl"))
     sample_log = JsonlLogger(out / "samples.jsonl" if s.main else out / f".samples_rank{s.rank}.jsonl")
     if s.main:
-        print(f"[grpo] {plan.describe()}; {s.world} process(es), sharding {g.sharding}; {g.steps} steps; "
-              f"loss {g.loss_type}, beta {g.beta}, lr {g.lr}; {s.trainable_params() / 1e6:.2f}M trainable parameters"
-              + (f" (LoRA r={cfg.model.lora_rank})" if peft_model else ""))
+        print(
+            f"[grpo] {plan.describe()}; {s.world} process(es), sharding {g.sharding}; {g.steps} steps; "
+            f"loss {g.loss_type}, beta {g.beta}, lr {g.lr}; {s.trainable_params() / 1e6:.2f}M trainable parameters"
+            + (f" (LoRA r={cfg.model.lora_rank})" if peft_model else "")
+        )
 
     def log_sample(row: dict) -> None:
         sample = row.pop("_sample", None)
         if g.sample_every and sample and (s.state.step % g.sample_every == 1 or s.state.step == g.steps):
             sample_log.log({"step": s.state.step, **sample})
 
-    history = s.run(lambda: _step(s, plan, builder, samples, recipe, params, extra_rewards, ref),
-                    after_step=log_sample, stop_after=stop_after,
-                    postfix=lambda row: {"reward": f"{row.get('reward/overall', float('nan')):.2f}",
-                                         "acc": f"{row.get('reward/accuracy', 0):.2f}", "kl": f"{row.get('kl', 0):.3f}"})
+    history = s.run(
+        lambda: _step(s, plan, builder, samples, recipe, params, extra_rewards, ref),
+        after_step=log_sample,
+        stop_after=stop_after,
+        postfix=lambda row: {
+            "reward": f"{row.get('reward/overall', float('nan')):.2f}",
+            "acc": f"{row.get('reward/accuracy', 0):.2f}",
+            "kl": f"{row.get('kl', 0):.3f}",
+        },
+    )
     sample_log.close()
     interrupted = s.finish(_model_config(cfg, samples))
-    return {"steps": s.state.step, "interrupted": interrupted,
-            "first_reward": history[0].get("reward/overall") if history else None,
-            "last_reward": history[-1].get("reward/overall") if history else None, "history": history}
+    return {
+        "steps": s.state.step,
+        "interrupted": interrupted,
+        "first_reward": history[0].get("reward/overall") if history else None,
+        "last_reward": history[-1].get("reward/overall") if history else None,
+        "history": history,
+    }
 
 
 def _set_decode(cfg: RunConfig, adapter) -> None:
@@ -239,8 +297,9 @@ def _set_decode(cfg: RunConfig, adapter) -> None:
         from emorl.models.group import DECODE_MODES
 
         if cfg.sampling.decode not in ("auto", *DECODE_MODES):
-            raise ValueError(f"sampling.decode must be one of auto, {', '.join(DECODE_MODES)}, "
-                             f"got {cfg.sampling.decode!r}")
+            raise ValueError(
+                f"sampling.decode must be one of auto, {', '.join(DECODE_MODES)}, got {cfg.sampling.decode!r}"
+            )
         adapter.decode_mode = cfg.sampling.decode
 
 
@@ -283,8 +342,9 @@ def _step(s: Session, plan: BatchPlan, builder, samples, recipe, params, extra_r
     t0 = time.perf_counter()
     # FSDP2 / ZeRO-3: all-gathered once for the whole rollout, not per decoding step
     with strategy.gathered():
-        groups, dropped = _rollout(cfg, plan, adapter, builder, samples, recipe, params, extra_rewards, state, s.rng,
-                                   timer)
+        groups, dropped = _rollout(
+            cfg, plan, adapter, builder, samples, recipe, params, extra_rewards, state, s.rng, timer
+        )
     row: dict = {"dynamic_sampling_dropped": dropped, "groups": len(groups)} if g.dynamic_sampling else {}
     if g.dynamic_sampling and global_sum(len(groups)) == 0:  # decided globally, as every skip
         state.nonfinite_streak = 0
@@ -292,8 +352,11 @@ def _step(s: Session, plan: BatchPlan, builder, samples, recipe, params, extra_r
         return row
     with timer("advantage"):
         # (N, G); a process whose groups all tied has N = 0 and still joins every reduction below
-        rewards = torch.stack([grp.rewards["overall"] for grp in groups]) if groups else \
-            torch.zeros(0, plan.completions_per_prompt)
+        rewards = (
+            torch.stack([grp.rewards["overall"] for grp in groups])
+            if groups
+            else torch.zeros(0, plan.completions_per_prompt)
+        )
         batch_std = global_std(rewards) if g.advantage_scale == "batch" and world_info()[0] > 1 else None
         adv = group_advantages(rewards, g.advantage_scale, g.advantage_eps, batch_std)
         for grp, a in zip(groups, adv):
@@ -313,19 +376,34 @@ def _step(s: Session, plan: BatchPlan, builder, samples, recipe, params, extra_r
         finally:
             adapter.model.eval()
     s.account(reason, row)
-    row.update({"lr": s.sched.get_last_lr()[0], "step_s": time.perf_counter() - t0,
-                **{f"time/{k}": v for k, v in timer.seconds.items()}})
+    row.update(
+        {
+            "lr": s.sched.get_last_lr()[0],
+            "step_s": time.perf_counter() - t0,
+            **{f"time/{k}": v for k, v in timer.seconds.items()},
+        }
+    )
     if builder.substitutions:
         row["media_substitutions"] = dict(builder.substitutions)
     if not rows:
         return row
-    row.update({"completion_len": n_tokens / len(rows), "max_len": max(len(r.completion) for r in rows),
-                "truncated_frac": sum(sum(grp.truncated) for grp in groups) / len(rows),
-                "tokens_per_s": n_tokens / max(timer.seconds.get("rollout", 1e-9), 1e-9)})
+    row.update(
+        {
+            "completion_len": n_tokens / len(rows),
+            "max_len": max(len(r.completion) for r in rows),
+            "truncated_frac": sum(sum(grp.truncated) for grp in groups) / len(rows),
+            "tokens_per_s": n_tokens / max(timer.seconds.get("rollout", 1e-9), 1e-9),
+        }
+    )
     grp = groups[0]
-    row["_sample"] = {"id": grp.sample.id, "label": grp.sample.label,
-                      "completions": [{"text": t, **{k: float(v[j]) for k, v in grp.rewards.items()},
-                                       "advantage": float(grp.advantages[j])} for j, t in enumerate(grp.texts)]}
+    row["_sample"] = {
+        "id": grp.sample.id,
+        "label": grp.sample.label,
+        "completions": [
+            {"text": t, **{k: float(v[j]) for k, v in grp.rewards.items()}, "advantage": float(grp.advantages[j])}
+            for j, t in enumerate(grp.texts)
+        ],
+    }
     return row
 
 
@@ -337,8 +415,9 @@ def _update(s: Session, rows: list[Row], ref, temperature: float, n_tokens: int,
     g = cfg.grpo
     by_mod = adapter.one_modality_per_batch
     if g.sharding != "none":
-        check_same_micro_batches([mb[0].prompt.modality.value for mb in micro_batches(rows, g.micro_batch_rows, by_mod)],
-                                 "grpo.sharding")
+        check_same_micro_batches(
+            [mb[0].prompt.modality.value for mb in micro_batches(rows, g.micro_batch_rows, by_mod)], "grpo.sharding"
+        )
     if ref is not None:
         with timer("reference"):
             if isinstance(ref, torch.nn.Module):  # peft model: base weights = initial policy
@@ -354,8 +433,15 @@ def _update(s: Session, rows: list[Row], ref, temperature: float, n_tokens: int,
     for _epoch in range(g.epochs_per_rollout):
         with timer("update"):
             n_micro = sum(1 for _ in micro_batches(rows, g.micro_batch_rows, by_mod))
-            stats = policy_update(adapter, rows, cfg, s.strategy.backward_fn(n_micro), temperature=temperature,
-                                  norm_rows=norm_rows, norm_tokens=norm_tokens)
+            stats = policy_update(
+                adapter,
+                rows,
+                cfg,
+                s.strategy.backward_fn(n_micro),
+                temperature=temperature,
+                norm_rows=norm_rows,
+                norm_tokens=norm_tokens,
+            )
             grad_norm = s.step_optimizer(stats)  # reduce (unless sharded), clip, step
     s.sched.step()
     return {**{k: round(v, 6) for k, v in stats.items()}, "grad_norm": grad_norm}
@@ -369,8 +455,10 @@ def _model_config(cfg: RunConfig, samples: list[Sample]) -> str:
 
 
 def _reward_stats(groups: list[Group], rewards: torch.Tensor) -> dict:
-    row = {"reward_std_in_group": float(rewards.std(dim=1).mean()) if rewards.shape[1] > 1 else 0.0,
-           "zero_adv_groups": int((rewards.std(dim=1) == 0).sum())}
+    row = {
+        "reward_std_in_group": float(rewards.std(dim=1).mean()) if rewards.shape[1] > 1 else 0.0,
+        "zero_adv_groups": int((rewards.std(dim=1) == 0).sum()),
+    }
     for name in groups[0].rewards:
         vals = torch.cat([grp.rewards[name] for grp in groups])
         row[f"reward/{name}"] = float(vals.mean())

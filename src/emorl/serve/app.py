@@ -75,8 +75,11 @@ class BodyLimit:
         length = dict(scope.get("headers") or []).get(b"content-length")
         try:
             if length is not None and (not length.isdigit() or int(length) > limit):
-                raise ServeError(400, "bad_request", "invalid Content-Length header") if not length.isdigit() else \
-                    too_large(int(length), limit)
+                raise (
+                    ServeError(400, "bad_request", "invalid Content-Length header")
+                    if not length.isdigit()
+                    else too_large(int(length), limit)
+                )
         except ServeError as e:
             state["error"] = e.code
             await error_response(e)(scope, receive, send_wrapped)
@@ -94,16 +97,25 @@ class BodyLimit:
 
             await self.app(scope, limited, send_wrapped)
         finally:
-            self.metrics.request(scope["path"] if scope["path"] in ROUTES else "other", status["code"],
-                                 time.monotonic() - t0, state.get("error"), state.get("clips", 0))
+            self.metrics.request(
+                scope["path"] if scope["path"] in ROUTES else "other",
+                status["code"],
+                time.monotonic() - t0,
+                state.get("error"),
+                state.get("clips", 0),
+            )
 
 
 ROUTES = ("/", "/health", "/metrics", "/v1/predict", "/v1/predict/batch", "/openapi.json")
 
 
 def too_large(n: int, limit: int) -> ServeError:
-    return ServeError(413, "too_large", f"the request body is {'at least ' if n > limit else ''}{n / 2**20:.2f} MB; "
-                                        f"this server accepts at most {limit / 2**20:.2f} MB here")
+    return ServeError(
+        413,
+        "too_large",
+        f"the request body is {'at least ' if n > limit else ''}{n / 2**20:.2f} MB; "
+        f"this server accepts at most {limit / 2**20:.2f} MB here",
+    )
 
 
 def error_response(e: ServeError) -> JSONResponse:
@@ -122,10 +134,16 @@ class Server:
         self.engine = engine
         self.s = settings
         self.metrics = Metrics()
-        self.decoder = decoder or Decoder(engine.decode_spec(settings), timeout=settings.decode_timeout,
-                                          memory_mb=settings.decode_memory_mb)
-        self.batcher = Batcher(engine.run, max_batch=settings.max_batch, wait_s=settings.batch_wait_ms / 1000,
-                               capacity=settings.queue_size, on_batch=self.metrics.batch)
+        self.decoder = decoder or Decoder(
+            engine.decode_spec(settings), timeout=settings.decode_timeout, memory_mb=settings.decode_memory_mb
+        )
+        self.batcher = Batcher(
+            engine.run,
+            max_batch=settings.max_batch,
+            wait_s=settings.batch_wait_ms / 1000,
+            capacity=settings.queue_size,
+            on_batch=self.metrics.batch,
+        )
         self.tmp = Path(tempfile.mkdtemp(prefix="emorl-serve-"))
         self.limiter = None  # anyio.CapacityLimiter, made in the event loop
         self.started = time.time()
@@ -144,28 +162,46 @@ class Server:
         got = request.headers.get("authorization", "")
         scheme, _, value = got.partition(" ")
         if scheme.lower() != "bearer" or not secrets.compare_digest(value.strip().encode(), self.s.token.encode()):
-            raise ServeError(401, "unauthorized", "this server needs `Authorization: Bearer <token>`"
-                             + (" (the token given is wrong)" if got else ""), {"WWW-Authenticate": "Bearer"})
+            raise ServeError(
+                401,
+                "unauthorized",
+                "this server needs `Authorization: Bearer <token>`" + (" (the token given is wrong)" if got else ""),
+                {"WWW-Authenticate": "Bearer"},
+            )
 
     def admit(self, n: int) -> None:
         if not self.batcher.admit(n):
-            raise ServeError(503, "queue_full", f"the server is at its limit of {self.s.queue_size} requests in "
-                                                "progress; retry after the time in Retry-After",
-                             {"Retry-After": str(self.batcher.retry_after())})
+            raise ServeError(
+                503,
+                "queue_full",
+                f"the server is at its limit of {self.s.queue_size} requests in "
+                "progress; retry after the time in Retry-After",
+                {"Retry-After": str(self.batcher.retry_after())},
+            )
 
     def resolve(self, rel) -> Item:
         """A client's path under the media root (symlinks resolved: the target must be inside)."""
         name = str(rel)[:200]
         root = self.s.media_root
         if root is None:
-            return Item(name, error=ServeError(403, "paths_disabled", "this server was started without --media-root: "
-                                                                      "upload the file instead of naming a path"))
+            return Item(
+                name,
+                error=ServeError(
+                    403,
+                    "paths_disabled",
+                    "this server was started without --media-root: upload the file instead of naming a path",
+                ),
+            )
         if not isinstance(rel, str) or not rel.strip() or "\x00" in rel:
             return Item(name, error=ServeError(400, "bad_request", "path must be a non-empty string"))
         p = (root / rel).resolve()
         if not p.is_relative_to(root):
-            return Item(name, error=ServeError(403, "forbidden_path", f"{name}: outside this server's media root; give "
-                                                                      "a path relative to it"))
+            return Item(
+                name,
+                error=ServeError(
+                    403, "forbidden_path", f"{name}: outside this server's media root; give a path relative to it"
+                ),
+            )
         if not p.is_file():
             return Item(name, error=ServeError(404, "not_found", f"{name}: no such file under the media root"))
         try:
@@ -189,8 +225,12 @@ class Server:
             elif kind == "application/json":
                 yield await self._paths(request, batch)
             else:
-                raise ServeError(415, "unsupported_body", "send multipart/form-data with a `file` field (`files` for "
-                                                          "batch), or application/json naming a path")
+                raise ServeError(
+                    415,
+                    "unsupported_body",
+                    "send multipart/form-data with a `file` field (`files` for "
+                    "batch), or application/json naming a path",
+                )
         finally:
             shutil.rmtree(folder, ignore_errors=True)
 
@@ -239,7 +279,9 @@ class Server:
             raise ServeError(422, "missing_path", f"the JSON body must be an object with {key!r}")
         unknown = set(body) - {key, "ablation"}
         if unknown:
-            raise ServeError(422, "unknown_field", f"unknown field(s) {', '.join(sorted(unknown))}; known: {key}, ablation")
+            raise ServeError(
+                422, "unknown_field", f"unknown field(s) {', '.join(sorted(unknown))}; known: {key}, ablation"
+            )
         ablation = body.get("ablation", False)
         if not isinstance(ablation, bool):
             raise ServeError(422, "invalid_parameter", "ablation must be true or false")
@@ -273,11 +315,13 @@ class Server:
         t_dec = time.monotonic()
         try:
             with anyio.fail_after(max(0.0, deadline - t_dec)):
-                dec = await anyio.to_thread.run_sync(self.decoder.decode, item.path, item.name, limiter=self.limiter,
-                                                     abandon_on_cancel=True)
+                dec = await anyio.to_thread.run_sync(
+                    self.decoder.decode, item.path, item.name, limiter=self.limiter, abandon_on_cancel=True
+                )
         except TimeoutError:
-            raise ServeError(504, "timeout", f"{item.name}: no answer within {self.s.timeout:g} s (waiting to be "
-                                             "decoded)") from None
+            raise ServeError(
+                504, "timeout", f"{item.name}: no answer within {self.s.timeout:g} s (waiting to be decoded)"
+            ) from None
         notes = [*dec.clip.notes, *(f"flag:{f}" for f in dec.clip.flags)]
         job = Job(item.name, dec.clip, dec.kind, ablation, deadline, media_notes=notes)
         t_q = time.monotonic()
@@ -286,13 +330,16 @@ class Server:
             res = await asyncio.wait_for(asyncio.wrap_future(job.future), max(0.0, deadline - time.monotonic()))
         except TimeoutError:
             job.cancelled = True
-            raise ServeError(504, "timeout", f"{item.name}: no answer within {self.s.timeout:g} s (the per-request "
-                                             "timeout)") from None
+            raise ServeError(
+                504, "timeout", f"{item.name}: no answer within {self.s.timeout:g} s (the per-request timeout)"
+            ) from None
         done = time.monotonic()
         inf = res["timings"]["inference_ms"]
-        res["timings"].update(decode_ms=round((t_q - t_dec) * 1000, 1),
-                              queue_ms=round(max(0.0, (done - t_q) * 1000 - inf), 1),
-                              total_ms=round((done - t0) * 1000, 1))
+        res["timings"].update(
+            decode_ms=round((t_q - t_dec) * 1000, 1),
+            queue_ms=round(max(0.0, (done - t_q) * 1000 - inf), 1),
+            total_ms=round((done - t0) * 1000, 1),
+        )
         return res
 
 
@@ -313,8 +360,15 @@ def create_app(engine, settings: ServeSettings, *, decoder: Decoder | None = Non
             srv.batcher.stop()
             shutil.rmtree(srv.tmp, ignore_errors=True)
 
-    app = FastAPI(title="emorl", summary="Emotion, reasoning and class probabilities for video clips",
-                  description="See docs/serving.md.", version="1", docs_url=None, redoc_url=None, lifespan=lifespan)
+    app = FastAPI(
+        title="emorl",
+        summary="Emotion, reasoning and class probabilities for video clips",
+        description="See docs/serving.md.",
+        version="1",
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
+    )
     app.state.server = srv
     app.add_middleware(BodyLimit, limit_for=srv.limit_for, metrics=srv.metrics)
 
@@ -322,33 +376,60 @@ def create_app(engine, settings: ServeSettings, *, decoder: Decoder | None = Non
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page():
-        return HTMLResponse(page_html(), headers={
-            "Content-Security-Policy": "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
-                                       "img-src 'self' blob: data:; media-src 'self' blob:",
-            "X-Content-Type-Options": "nosniff"})
+        return HTMLResponse(
+            page_html(),
+            headers={
+                "Content-Security-Policy": "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+                "img-src 'self' blob: data:; media-src 'self' blob:",
+                "X-Content-Type-Options": "nosniff",
+            },
+        )
 
     @app.get("/health", summary="liveness and the model's description")
     async def health():
-        return {"status": "ok", **engine.describe(), "auth": settings.token is not None,
-                "paths": settings.media_root is not None,
-                "batching": {"max_batch": settings.max_batch, "batch_wait_ms": settings.batch_wait_ms,
-                             "queue_size": settings.queue_size, "timeout_s": settings.timeout},
-                "limits": {"max_upload_mb": settings.max_upload_mb, "max_seconds": settings.max_seconds,
-                           "max_pixels": settings.max_pixels, "max_batch_items": settings.max_batch_items},
-                "uptime_s": round(time.time() - srv.started, 1)}
+        return {
+            "status": "ok",
+            **engine.describe(),
+            "auth": settings.token is not None,
+            "paths": settings.media_root is not None,
+            "batching": {
+                "max_batch": settings.max_batch,
+                "batch_wait_ms": settings.batch_wait_ms,
+                "queue_size": settings.queue_size,
+                "timeout_s": settings.timeout,
+            },
+            "limits": {
+                "max_upload_mb": settings.max_upload_mb,
+                "max_seconds": settings.max_seconds,
+                "max_pixels": settings.max_pixels,
+                "max_batch_items": settings.max_batch_items,
+            },
+            "uptime_s": round(time.time() - srv.started, 1),
+        }
 
     @app.get("/metrics", summary="requests, errors by kind, latency percentiles, queue depth")
     async def metrics(request: Request, format: str = Query("json", pattern="^(json|prometheus)$")):
         srv.authorize(request)
-        snap = srv.metrics.snapshot(depth=srv.batcher.depth, in_progress=srv.batcher.admitted,
-                                    capacity=settings.queue_size, running=srv.batcher.running)
+        snap = srv.metrics.snapshot(
+            depth=srv.batcher.depth,
+            in_progress=srv.batcher.admitted,
+            capacity=settings.queue_size,
+            running=srv.batcher.running,
+        )
         snap["batches"]["phase_seconds"] = {k: round(v, 3) for k, v in getattr(engine, "phase_seconds", {}).items()}
         return PlainTextResponse(prometheus(snap)) if format == "prometheus" else snap
 
-    @app.post("/v1/predict", response_model=Prediction, responses=ERRORS, openapi_extra=upload_body(False),
-              summary="emotion, reasoning and class probabilities of one clip")
-    async def predict(request: Request, ablation: bool = Query(False, description="also run video only and audio "
-                                                                                  "only: modality contributions")):
+    @app.post(
+        "/v1/predict",
+        response_model=Prediction,
+        responses=ERRORS,
+        openapi_extra=upload_body(False),
+        summary="emotion, reasoning and class probabilities of one clip",
+    )
+    async def predict(
+        request: Request,
+        ablation: bool = Query(False, description="also run video only and audio only: modality contributions"),
+    ):
         t0 = time.monotonic()
         srv.authorize(request)
         srv.admit(1)
@@ -360,8 +441,13 @@ def create_app(engine, settings: ServeSettings, *, decoder: Decoder | None = Non
         finally:
             srv.batcher.release(1)
 
-    @app.post("/v1/predict/batch", response_model=BatchResponse, responses=ERRORS, openapi_extra=upload_body(True),
-              summary="several clips; each gets its answer or its own error")
+    @app.post(
+        "/v1/predict/batch",
+        response_model=BatchResponse,
+        responses=ERRORS,
+        openapi_extra=upload_body(True),
+        summary="several clips; each gets its answer or its own error",
+    )
     async def predict_batch(request: Request, ablation: bool = Query(False)):
         t0 = time.monotonic()
         srv.authorize(request)
@@ -371,8 +457,9 @@ def create_app(engine, settings: ServeSettings, *, decoder: Decoder | None = Non
             async with srv.received(request, batch=True) as (items, json_ablation):
                 srv.admit(len(items) - 1)  # every clip counts against the queue's bound
                 held = len(items)
-                outs = await asyncio.gather(*(srv.answer(it, ablation or json_ablation, t0) for it in items),
-                                            return_exceptions=True)
+                outs = await asyncio.gather(
+                    *(srv.answer(it, ablation or json_ablation, t0) for it in items), return_exceptions=True
+                )
         finally:
             srv.batcher.release(held)
         results = srv.batch_results(items, outs)

@@ -54,8 +54,15 @@ def settle(job: Job, result) -> None:
 class Batcher:
     """``run_batch(jobs) -> [result | ServeError]`` runs on one thread; results go to job futures."""
 
-    def __init__(self, run_batch: Callable[[list[Job]], list], *, max_batch: int, wait_s: float, capacity: int,
-                 on_batch: Callable[[int, float], None] | None = None):
+    def __init__(
+        self,
+        run_batch: Callable[[list[Job]], list],
+        *,
+        max_batch: int,
+        wait_s: float,
+        capacity: int,
+        on_batch: Callable[[int, float], None] | None = None,
+    ):
         self.run_batch = run_batch
         self.max_batch = max_batch
         self.wait_s = wait_s
@@ -136,8 +143,10 @@ class Batcher:
             try:
                 results = self.run_batch(live)
             except Exception as e:  # noqa: BLE001 - one failing batch must not stop the server
-                results = [ServeError(500, "inference_failed", f"the model failed on this batch: {type(e).__name__}: {e}")
-                           for _ in live]
+                results = [
+                    ServeError(500, "inference_failed", f"the model failed on this batch: {type(e).__name__}: {e}")
+                    for _ in live
+                ]
             dt = time.perf_counter() - t0
             self.running = 0
             self._batch_seconds = dt if not self._batch_seconds else 0.8 * self._batch_seconds + 0.2 * dt

@@ -22,8 +22,12 @@ def multipart(files: list[tuple[str, str, bytes]]) -> tuple[bytes, str]:
     parts = []
     for field, name, data in files:
         ctype = mimetypes.guess_type(name)[0] or "application/octet-stream"
-        parts.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{name}"\r\n'
-                     f"Content-Type: {ctype}\r\n\r\n".encode() + data + b"\r\n")
+        parts.append(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{name}"\r\n'
+            f"Content-Type: {ctype}\r\n\r\n".encode()
+            + data
+            + b"\r\n"
+        )
     return b"".join(parts) + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
 
 
@@ -33,8 +37,9 @@ class Client:
         self.token = token
         self.timeout = timeout
 
-    def request(self, method: str, path: str, body: bytes | None = None, ctype: str | None = None,
-                headers: dict | None = None) -> tuple[int, dict | str, dict]:
+    def request(
+        self, method: str, path: str, body: bytes | None = None, ctype: str | None = None, headers: dict | None = None
+    ) -> tuple[int, dict | str, dict]:
         """(status, JSON body or text, headers); HTTP errors are returned, not raised."""
         h = dict(headers or {})
         if ctype:
@@ -67,8 +72,9 @@ class Client:
 
     def predict_path(self, rel: str, *, ablation: bool = False):
         """A file under the server's --media-root, by its relative path."""
-        return self.request("POST", "/v1/predict", json.dumps({"path": rel, "ablation": ablation}).encode(),
-                            "application/json")
+        return self.request(
+            "POST", "/v1/predict", json.dumps({"path": rel, "ablation": ablation}).encode(), "application/json"
+        )
 
     def predict_batch(self, paths: list[str | Path], *, ablation: bool = False):
         body, ctype = multipart([("files", Path(p).name, Path(p).read_bytes()) for p in paths])

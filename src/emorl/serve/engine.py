@@ -56,21 +56,35 @@ class Engine:
 
     def describe(self) -> dict:
         """What /health reports about the model."""
-        return {"model": self.model, "family": type(self.adapter.model).__name__, "labels": list(self.labels),
-                "label_set": self.dataset, "recipe": self.recipe.name or self.cfg.prompt.recipe,
-                "answer_style": self.recipe.style, "modality": self.modality.value,
-                "num_frames": self.builder.num_frames, "frame_size": self.builder.frame_size,
-                "max_new_tokens": self.params.max_new_tokens, "device": str(self.adapter.device),
-                "dtype": str(next(self.adapter.model.parameters()).dtype).removeprefix("torch.")}
+        return {
+            "model": self.model,
+            "family": type(self.adapter.model).__name__,
+            "labels": list(self.labels),
+            "label_set": self.dataset,
+            "recipe": self.recipe.name or self.cfg.prompt.recipe,
+            "answer_style": self.recipe.style,
+            "modality": self.modality.value,
+            "num_frames": self.builder.num_frames,
+            "frame_size": self.builder.frame_size,
+            "max_new_tokens": self.params.max_new_tokens,
+            "device": str(self.adapter.device),
+            "dtype": str(next(self.adapter.model.parameters()).dtype).removeprefix("torch."),
+        }
 
     def decode_spec(self, s: ServeSettings) -> DecodeSpec:
         from emorl.runs import media_limits
 
-        return DecodeSpec(num_frames=self.builder.num_frames, frame_size=self.builder.frame_size,
-                          want_video=self.modality.has_video, want_audio=self.modality.has_audio,
-                          on_missing_audio=self.cfg.data.on_missing_audio, limits=media_limits(self.cfg),
-                          max_seconds=s.max_seconds, max_pixels=s.max_pixels,
-                          max_decoded_bytes=int(s.max_decoded_mb * 2**20))
+        return DecodeSpec(
+            num_frames=self.builder.num_frames,
+            frame_size=self.builder.frame_size,
+            want_video=self.modality.has_video,
+            want_audio=self.modality.has_audio,
+            on_missing_audio=self.cfg.data.on_missing_audio,
+            limits=media_limits(self.cfg),
+            max_seconds=s.max_seconds,
+            max_pixels=s.max_pixels,
+            max_decoded_bytes=int(s.max_decoded_mb * 2**20),
+        )
 
     # ---------------------------------------------------------------- prompts
     def conditions(self, job: Job) -> list[Modality]:
@@ -84,22 +98,32 @@ class Engine:
         elif want_v or want_a:
             main = Modality.VIDEO if want_v else Modality.AUDIO
         else:
-            raise ServeError(422, "modality_unavailable", f"{job.name}: the model takes {self.modality.value} and the "
-                                                          f"file carries {'audio' if has_a else 'video' if has_v else 'neither'}")
+            raise ServeError(
+                422,
+                "modality_unavailable",
+                f"{job.name}: the model takes {self.modality.value} and the "
+                f"file carries {'audio' if has_a else 'video' if has_v else 'neither'}",
+            )
         return [main, Modality.VIDEO, Modality.AUDIO] if job.ablation and main == Modality.AV else [main]
 
     def sample_of(self, job: Job) -> Sample:
-        return Sample(id=job.id, media=job.name, label="", dataset=self.dataset, split="serve",
-                      label_set=list(self.labels))
+        return Sample(
+            id=job.id, media=job.name, label="", dataset=self.dataset, split="serve", label_set=list(self.labels)
+        )
 
     def prompt(self, job: Job, modality: Modality) -> PromptInputs:
         """The prompt ``PromptBuilder.prompt`` builds for this clip (same text, frames, audio and
         fps), without its per-sample caches (a server sees every clip once)."""
         c = job.clip
         fps = (self.builder.num_frames / c.duration) if c.duration else 2.0
-        return self.adapter.encode(c.frames if modality.has_video else None, c.audio if modality.has_audio else None,
-                                   self.builder.text(self.sample_of(job)), modality, fps=fps,
-                                   key=f"{job.id}|{modality.value}")
+        return self.adapter.encode(
+            c.frames if modality.has_video else None,
+            c.audio if modality.has_audio else None,
+            self.builder.text(self.sample_of(job)),
+            modality,
+            fps=fps,
+            key=f"{job.id}|{modality.value}",
+        )
 
     # ---------------------------------------------------------------- inference
     def run(self, jobs: list[Job]) -> list[dict | ServeError]:
@@ -144,12 +168,23 @@ class Engine:
         main = next(iter(conds))
         text, probs = conds[main]
         parsed = self.recipe.parse(text, self.labels, self.words)
-        cues = [{"start": m.start, "end": m.end, "phrase": m.phrase, "modality": m.modality, "kind": m.kind}
-                for m in find_cues(parsed.reasoning, self.lexicon)]
-        return {"id": job.name, "emotion": parsed.emotion, "probabilities": probs, "reasoning": parsed.reasoning,
-                "format_ok": bool(parsed.format_ok), "parse": parsed.reason, "completion": text,
-                "modality": main.value, "cues": cues, "media_notes": job.media_notes,
-                "ablation": contributions(conds, self.recipe, self.labels, self.words) if len(conds) > 1 else None}
+        cues = [
+            {"start": m.start, "end": m.end, "phrase": m.phrase, "modality": m.modality, "kind": m.kind}
+            for m in find_cues(parsed.reasoning, self.lexicon)
+        ]
+        return {
+            "id": job.name,
+            "emotion": parsed.emotion,
+            "probabilities": probs,
+            "reasoning": parsed.reasoning,
+            "format_ok": bool(parsed.format_ok),
+            "parse": parsed.reason,
+            "completion": text,
+            "modality": main.value,
+            "cues": cues,
+            "media_notes": job.media_notes,
+            "ablation": contributions(conds, self.recipe, self.labels, self.words) if len(conds) > 1 else None,
+        }
 
 
 def contributions(conds: dict[Modality, tuple[str, dict]], recipe, labels, words) -> dict:
@@ -160,6 +195,8 @@ def contributions(conds: dict[Modality, tuple[str, dict]], recipe, labels, words
     out = {"reference_class": top, "conditions": {}}
     for m, (text, p) in conds.items():
         out["conditions"][m.value] = {"emotion": recipe.parse(text, labels, words).emotion, "probabilities": p}
-    out["contributions"] = {"video": p_av[top] - conds[Modality.AUDIO][1][top],
-                            "audio": p_av[top] - conds[Modality.VIDEO][1][top]}
+    out["contributions"] = {
+        "video": p_av[top] - conds[Modality.AUDIO][1][top],
+        "audio": p_av[top] - conds[Modality.VIDEO][1][top],
+    }
     return out

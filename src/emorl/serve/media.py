@@ -70,11 +70,18 @@ def check_name(name: str) -> str:
     """The lower-case extension of a client's file name, if it is an accepted container."""
     ext = Path(name).suffix.lower()
     if ext in IMAGE_EXTS:
-        raise ServeError(415, "image_input", f"{name}: still images are not a model input of this server's model "
-                                             "family yet; send a video clip or an audio file")
+        raise ServeError(
+            415,
+            "image_input",
+            f"{name}: still images are not a model input of this server's model "
+            "family yet; send a video clip or an audio file",
+        )
     if ext not in CONTAINERS:
-        raise ServeError(415, "unsupported_type", f"{name}: unsupported file type {ext or '(no extension)'!r}; "
-                                                  f"accepted: {', '.join(sorted(CONTAINERS))}")
+        raise ServeError(
+            415,
+            "unsupported_type",
+            f"{name}: unsupported file type {ext or '(no extension)'!r}; accepted: {', '.join(sorted(CONTAINERS))}",
+        )
     return ext
 
 
@@ -102,12 +109,18 @@ def probe(path: str, name: str, spec: DecodeSpec) -> tuple[str, str, int | None,
     try:
         container = av.open(str(path), metadata_errors="ignore")
     except Exception as e:  # noqa: BLE001 - every libav failure means "not media we can read"
-        raise ServeError(422, "unreadable", f"{name}: not a readable media file ({_clean(str(e), path, name)})") from None
+        raise ServeError(
+            422, "unreadable", f"{name}: not a readable media file ({_clean(str(e), path, name)})"
+        ) from None
     with container:
         fmt = container.format.name
         if fmt not in CONTAINERS[ext]:
-            raise ServeError(415, "wrong_container", f"{name}: the file holds {fmt!r} data, not the {ext} container its "
-                                                     f"name says; send it with its own extension")
+            raise ServeError(
+                415,
+                "wrong_container",
+                f"{name}: the file holds {fmt!r} data, not the {ext} container its "
+                f"name says; send it with its own extension",
+            )
         video = container.streams.video[0] if container.streams.video else None
         audio = container.streams.audio[0] if container.streams.audio else None
         kind = "audio" if ext in AUDIO_ONLY_EXTS else "video"
@@ -118,30 +131,43 @@ def probe(path: str, name: str, spec: DecodeSpec) -> tuple[str, str, int | None,
         seconds = _duration(container, [s for s in (video, audio) if s is not None])
         if seconds is None or seconds > spec.max_seconds:
             said = "of unknown length" if seconds is None else f"{seconds:.1f} s long"
-            raise ServeError(422, "too_long", f"{name}: the clip is {said}; this server accepts clips of up to "
-                                              f"{spec.max_seconds:g} s")
+            raise ServeError(
+                422,
+                "too_long",
+                f"{name}: the clip is {said}; this server accepts clips of up to {spec.max_seconds:g} s",
+            )
         w = h = None
         if kind == "video":
             w, h = video.codec_context.width, video.codec_context.height
             if w * h > spec.max_pixels:
-                raise ServeError(422, "frame_too_large", f"{name}: frames of {w}x{h} pixels; this server accepts up to "
-                                                         f"{spec.max_pixels} pixels a frame")
+                raise ServeError(
+                    422,
+                    "frame_too_large",
+                    f"{name}: frames of {w}x{h} pixels; this server accepts up to {spec.max_pixels} pixels a frame",
+                )
             rate = float(video.average_rate or video.guessed_rate or 30)
             frames = max(video.frames, int(seconds * rate) + 1)
             need = frames * w * h * 3
             if need > spec.max_decoded_bytes:
-                raise ServeError(422, "too_large_decoded",
-                                 f"{name}: decoding needs about {need / 2**20:.0f} MB ({frames} frames of {w}x{h}); this "
-                                 f"server decodes at most {spec.max_decoded_bytes / 2**20:.0f} MB a clip: send a shorter "
-                                 f"or smaller clip")
+                raise ServeError(
+                    422,
+                    "too_large_decoded",
+                    f"{name}: decoding needs about {need / 2**20:.0f} MB ({frames} frames of {w}x{h}); this "
+                    f"server decodes at most {spec.max_decoded_bytes / 2**20:.0f} MB a clip: send a shorter "
+                    f"or smaller clip",
+                )
     return kind, fmt, w, h
 
 
-_OUTCOMES = {"no_audio": "the clip has no audio track and the model takes audio (start the server with "
-                         "data.on_missing_audio=skip to answer from the video alone, or =silence)",
-             "empty": "the video stream decodes to zero frames", "no_video": "the file has no video stream",
-             "unreadable": "the media could not be decoded", "missing": "the file is gone",
-             "lfs_pointer": "the file is a Git-LFS pointer stub, not media"}
+_OUTCOMES = {
+    "no_audio": "the clip has no audio track and the model takes audio (start the server with "
+    "data.on_missing_audio=skip to answer from the video alone, or =silence)",
+    "empty": "the video stream decodes to zero frames",
+    "no_video": "the file has no video stream",
+    "unreadable": "the media could not be decoded",
+    "missing": "the file is gone",
+    "lfs_pointer": "the file is a Git-LFS pointer stub, not media",
+}
 
 
 def decode_checked(path: str, name: str, spec: DecodeSpec) -> Decoded:
@@ -150,13 +176,22 @@ def decode_checked(path: str, name: str, spec: DecodeSpec) -> Decoded:
 
     kind, fmt, w, h = probe(path, name, spec)
     try:
-        clip = load_clip(path, num_frames=spec.num_frames, size=spec.frame_size,
-                         want_video=spec.want_video and kind == "video", want_audio=spec.want_audio or kind == "audio",
-                         on_missing_audio=spec.on_missing_audio, limits=spec.limits)
+        clip = load_clip(
+            path,
+            num_frames=spec.num_frames,
+            size=spec.frame_size,
+            want_video=spec.want_video and kind == "video",
+            want_audio=spec.want_audio or kind == "audio",
+            on_missing_audio=spec.on_missing_audio,
+            limits=spec.limits,
+        )
     except MediaError as e:
         if isinstance(e.__cause__, MemoryError):  # the worker's address-space limit
-            raise ServeError(422, "too_large_decoded", f"{name}: decoding needs more memory than this server allows "
-                                                       "a clip; send a shorter or smaller clip") from None
+            raise ServeError(
+                422,
+                "too_large_decoded",
+                f"{name}: decoding needs more memory than this server allows a clip; send a shorter or smaller clip",
+            ) from None
         detail = str(e).split(f": {e.outcome}: ", 1)[-1]
         msg = _OUTCOMES.get(e.outcome, e.outcome)
         if e.outcome == "unreadable":
@@ -195,8 +230,16 @@ def _worker(conn, path: str, name: str, spec: DecodeSpec, memory_bytes: int, cpu
     except MemoryError:
         conn.send(("error", (422, "too_large_decoded", f"{name}: decoding needs more memory than this server allows")))
     except BaseException as e:  # noqa: BLE001 - the answer must say what happened, never crash silently
-        conn.send(("error", (422, "decode_failed", f"{name}: decoding failed ({type(e).__name__}: "
-                                                   f"{_clean(str(e), path, name)[:300]})")))
+        conn.send(
+            (
+                "error",
+                (
+                    422,
+                    "decode_failed",
+                    (f"{name}: decoding failed ({type(e).__name__}: {_clean(str(e), path, name)[:300]})"),
+                ),
+            )
+        )
     finally:
         conn.close()
 
@@ -220,21 +263,29 @@ class Decoder:
 
     def decode(self, path: str | os.PathLike, name: str) -> Decoded:
         parent, child = self.ctx.Pipe(duplex=False)
-        p = self.ctx.Process(target=_worker, daemon=True,
-                             args=(child, str(path), name, self.spec, self.memory_bytes, int(self.timeout) + 2))
+        p = self.ctx.Process(
+            target=_worker,
+            daemon=True,
+            args=(child, str(path), name, self.spec, self.memory_bytes, int(self.timeout) + 2),
+        )
         p.start()
         child.close()
         try:
             if not parent.poll(self.timeout):
                 self.killed += 1
-                raise ServeError(422, "decode_timeout", f"{name}: decoding took longer than {self.timeout:g} s and was "
-                                                        "stopped")
+                raise ServeError(
+                    422, "decode_timeout", f"{name}: decoding took longer than {self.timeout:g} s and was stopped"
+                )
             try:
                 status, value = parent.recv()
             except (EOFError, OSError):
                 p.join(2)
-                raise ServeError(422, "decode_failed", f"{name}: the decoder stopped (exit code {p.exitcode}): the file is "
-                                                       "malformed or needs more memory than this server allows") from None
+                raise ServeError(
+                    422,
+                    "decode_failed",
+                    f"{name}: the decoder stopped (exit code {p.exitcode}): the file is "
+                    "malformed or needs more memory than this server allows",
+                ) from None
         finally:
             if p.is_alive():
                 p.kill()

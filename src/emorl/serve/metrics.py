@@ -67,17 +67,28 @@ class Metrics:
             n_batches = sum(self.batch_sizes.values())
             return {
                 "uptime_s": round(time.time() - self.started, 1),
-                "requests": {"total": sum(self.requests.values()), "by_endpoint": dict(self.requests),
-                             "by_status": {str(k): v for k, v in sorted(self.statuses.items())}},
+                "requests": {
+                    "total": sum(self.requests.values()),
+                    "by_endpoint": dict(self.requests),
+                    "by_status": {str(k): v for k, v in sorted(self.statuses.items())},
+                },
                 "clips": self.clips,
                 "errors": dict(self.errors),
-                "latency_ms": {"n": len(lat), "window": self.latency.maxlen,
-                               **{f"p{q}": (round(v * 1000, 1) if (v := percentile(lat, q)) is not None else None)
-                                  for q in (50, 90, 95, 99)},
-                               "mean": round(sum(lat) / len(lat) * 1000, 1) if lat else None},
-                "batches": {"count": n_batches, "mean_size": (sum(k * v for k, v in self.batch_sizes.items()) / n_batches)
-                            if n_batches else None, "sizes": {str(k): v for k, v in sorted(self.batch_sizes.items())},
-                            "model_seconds": round(self.batch_seconds, 3)},
+                "latency_ms": {
+                    "n": len(lat),
+                    "window": self.latency.maxlen,
+                    **{
+                        f"p{q}": (round(v * 1000, 1) if (v := percentile(lat, q)) is not None else None)
+                        for q in (50, 90, 95, 99)
+                    },
+                    "mean": round(sum(lat) / len(lat) * 1000, 1) if lat else None,
+                },
+                "batches": {
+                    "count": n_batches,
+                    "mean_size": (sum(k * v for k, v in self.batch_sizes.items()) / n_batches) if n_batches else None,
+                    "sizes": {str(k): v for k, v in sorted(self.batch_sizes.items())},
+                    "model_seconds": round(self.batch_seconds, 3),
+                },
                 "queue": gauges,
             }
 

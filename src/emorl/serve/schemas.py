@@ -40,7 +40,8 @@ class Ablation(BaseModel):
     reference_class: str = Field(description="the top class given video and audio")
     conditions: dict[str, Condition] = Field(description="video+audio, video (only), audio (only)")
     contributions: dict[str, float] = Field(
-        description="per modality: P(reference class | both) - P(reference class | without it), in [-1, 1]")
+        description="per modality: P(reference class | both) - P(reference class | without it), in [-1, 1]"
+    )
 
 
 class Prediction(BaseModel):
@@ -81,20 +82,35 @@ class BatchPathRequest(BaseModel):
     ablation: bool = False
 
 
-ERRORS = {code: {"model": ErrorResponse, "description": text} for code, text in (
-    (400, "malformed request"), (401, "missing or wrong bearer token"), (403, "a path outside the media root, or "
-    "paths disabled"), (404, "no such file under the media root"), (413, "upload larger than the limit"),
-    (415, "unsupported file type or wrong container"), (422, "unusable media (unreadable, no audio, zero frames, "
-    "too long, ...) or an invalid parameter"), (503, "queue full (Retry-After says when to retry)"),
-    (504, "no answer within the per-request timeout"))}
+ERRORS = {
+    code: {"model": ErrorResponse, "description": text}
+    for code, text in (
+        (400, "malformed request"),
+        (401, "missing or wrong bearer token"),
+        (403, ("a path outside the media root, or paths disabled")),
+        (404, "no such file under the media root"),
+        (413, "upload larger than the limit"),
+        (415, "unsupported file type or wrong container"),
+        (422, ("unusable media (unreadable, no audio, zero frames, too long, ...) or an invalid parameter")),
+        (503, "queue full (Retry-After says when to retry)"),
+        (504, "no answer within the per-request timeout"),
+    )
+}
 
 
 def upload_body(batch: bool) -> dict:
     """``openapi_extra`` for the predict routes: multipart upload or JSON paths."""
     field = "files" if batch else "file"
     item = {"type": "string", "format": "binary"}
-    schema = {"type": "object", "required": [field], "properties": {
-        field: {"type": "array", "items": item} if batch else item}}
+    schema = {
+        "type": "object",
+        "required": [field],
+        "properties": {field: {"type": "array", "items": item} if batch else item},
+    }
     js = (BatchPathRequest if batch else PathRequest).model_json_schema()
-    return {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": schema},
-                                                          "application/json": {"schema": js}}}}
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"multipart/form-data": {"schema": schema}, "application/json": {"schema": js}},
+        }
+    }

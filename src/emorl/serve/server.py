@@ -52,8 +52,15 @@ def display_name(model: str | Path) -> str:
     return f"{p.parent.name}/{p.name}" if p.name in ("model", "adapter") else p.name
 
 
-def serve(model: str | Path, settings: ServeSettings, *, config: str | None = None, overrides: list[str] = (),
-          device: str = "auto", log_level: str = "info") -> None:
+def serve(
+    model: str | Path,
+    settings: ServeSettings,
+    *,
+    config: str | None = None,
+    overrides: list[str] = (),
+    device: str = "auto",
+    log_level: str = "info",
+) -> None:
     """Run the server until interrupted."""
     import uvicorn
 
@@ -62,13 +69,28 @@ def serve(model: str | Path, settings: ServeSettings, *, config: str | None = No
     engine = build_engine(model, config, list(overrides), device)
     app = create_app(engine, settings)
     d = engine.describe()
-    print(f"[emorl serve] {d['family']} on {d['device']} ({d['dtype']}), labels: {', '.join(d['labels'])}; "
-          f"batching: {'up to ' + str(settings.max_batch) if settings.batching else 'off'}; "
-          f"auth: {'bearer token' if settings.token else 'none'}; "
-          f"media root: {settings.media_root or 'none (uploads only)'}", file=sys.stderr, flush=True)
+    print(
+        f"[emorl serve] {d['family']} on {d['device']} ({d['dtype']}), labels: {', '.join(d['labels'])}; "
+        f"batching: {'up to ' + str(settings.max_batch) if settings.batching else 'off'}; "
+        f"auth: {'bearer token' if settings.token else 'none'}; "
+        f"media root: {settings.media_root or 'none (uploads only)'}",
+        file=sys.stderr,
+        flush=True,
+    )
     if settings.host not in ("127.0.0.1", "localhost", "::1") and settings.token is None:
-        print(f"[emorl serve] warning: listening on {settings.host} without a token: anyone who reaches this port "
-              "can use the model (set EMORL_SERVE_TOKEN or --token-file)", file=sys.stderr, flush=True)
+        print(
+            f"[emorl serve] warning: listening on {settings.host} without a token: anyone who reaches this port "
+            "can use the model (set EMORL_SERVE_TOKEN or --token-file)",
+            file=sys.stderr,
+            flush=True,
+        )
     # uvicorn's own connection cap is a backstop above the app's queue (which answers 503 in JSON)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=log_level, timeout_keep_alive=5,
-                limit_concurrency=settings.queue_size * 2 + 32, server_header=False)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=log_level,
+        timeout_keep_alive=5,
+        limit_concurrency=settings.queue_size * 2 + 32,
+        server_header=False,
+    )

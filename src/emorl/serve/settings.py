@@ -9,9 +9,18 @@ from pathlib import Path
 # accepted uploads: file extension -> the libav demuxers whose data it may hold ("wrong container"
 # otherwise: e.g. WAV bytes named .mp4)
 CONTAINERS: dict[str, tuple[str, ...]] = {
-    ".mp4": ("mov,mp4,m4a,3gp,3g2,mj2",), ".mov": ("mov,mp4,m4a,3gp,3g2,mj2",), ".m4v": ("mov,mp4,m4a,3gp,3g2,mj2",),
-    ".mkv": ("matroska,webm",), ".webm": ("matroska,webm",), ".avi": ("avi",), ".flv": ("flv",),
-    ".wav": ("wav",), ".mp3": ("mp3",), ".flac": ("flac",), ".ogg": ("ogg",), ".m4a": ("mov,mp4,m4a,3gp,3g2,mj2",),
+    ".mp4": ("mov,mp4,m4a,3gp,3g2,mj2",),
+    ".mov": ("mov,mp4,m4a,3gp,3g2,mj2",),
+    ".m4v": ("mov,mp4,m4a,3gp,3g2,mj2",),
+    ".mkv": ("matroska,webm",),
+    ".webm": ("matroska,webm",),
+    ".avi": ("avi",),
+    ".flv": ("flv",),
+    ".wav": ("wav",),
+    ".mp3": ("mp3",),
+    ".flac": ("flac",),
+    ".ogg": ("ogg",),
+    ".m4a": ("mov,mp4,m4a,3gp,3g2,mj2",),
 }
 AUDIO_ONLY_EXTS = {".wav", ".mp3", ".flac", ".ogg", ".m4a"}
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"}
@@ -50,25 +59,37 @@ class ServeSettings:
     timeout: float = 120.0
 
     def __post_init__(self) -> None:
-        checks = {"max_upload_mb": self.max_upload_mb > 0, "max_seconds": self.max_seconds > 0,
-                  "max_pixels": self.max_pixels > 0, "max_decoded_mb": self.max_decoded_mb > 0,
-                  "decode_timeout": self.decode_timeout > 0, "decode_memory_mb": self.decode_memory_mb >= 256,
-                  "decode_workers": self.decode_workers >= 1, "max_batch_items": self.max_batch_items >= 1,
-                  "max_batch": self.max_batch >= 1, "batch_wait_ms": self.batch_wait_ms >= 0,
-                  "queue_size": self.queue_size >= 1, "timeout": self.timeout > 0,
-                  "port": 0 <= self.port < 65536}
+        checks = {
+            "max_upload_mb": self.max_upload_mb > 0,
+            "max_seconds": self.max_seconds > 0,
+            "max_pixels": self.max_pixels > 0,
+            "max_decoded_mb": self.max_decoded_mb > 0,
+            "decode_timeout": self.decode_timeout > 0,
+            "decode_memory_mb": self.decode_memory_mb >= 256,
+            "decode_workers": self.decode_workers >= 1,
+            "max_batch_items": self.max_batch_items >= 1,
+            "max_batch": self.max_batch >= 1,
+            "batch_wait_ms": self.batch_wait_ms >= 0,
+            "queue_size": self.queue_size >= 1,
+            "timeout": self.timeout > 0,
+            "port": 0 <= self.port < 65536,
+        }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
-            raise ValueError(f"serve settings out of range: {', '.join(f'{k}={getattr(self, k)!r}' for k in bad)} "
-                             "(sizes and times must be positive, decode_memory_mb >= 256, counts >= 1)")
+            raise ValueError(
+                f"serve settings out of range: {', '.join(f'{k}={getattr(self, k)!r}' for k in bad)} "
+                "(sizes and times must be positive, decode_memory_mb >= 256, counts >= 1)"
+            )
         if self.media_root is not None:
             root = Path(self.media_root).expanduser()
             if not root.is_dir():
                 raise FileNotFoundError(f"--media-root {root}: no such directory")
             self.media_root = root.resolve()
         if self.token is not None and len(self.token) < 16:
-            raise ValueError("the bearer token must be at least 16 characters (e.g. `python -c 'import secrets; "
-                             "print(secrets.token_urlsafe(32))'`)")
+            raise ValueError(
+                "the bearer token must be at least 16 characters (e.g. `python -c 'import secrets; "
+                "print(secrets.token_urlsafe(32))'`)"
+            )
 
     @property
     def max_upload_bytes(self) -> int:

@@ -39,8 +39,10 @@ def sft_targets(samples: list[Sample], target: str, rng: np.random.Generator, st
 
                 out.append(image_trace(s.meta, s.label, rng, style=style, word=s.words.get(s.label, s.label)))
             else:
-                raise ValueError(f"sample {s.id}: sft.target=trace needs meta.trace (dataset {s.dataset!r} has none; "
-                                 "make traces with `emorl traces generate`)")
+                raise ValueError(
+                    f"sample {s.id}: sft.target=trace needs meta.trace (dataset {s.dataset!r} has none; "
+                    "make traces with `emorl traces generate`)"
+                )
         else:
             raise ValueError(f"unknown sft.target {target!r}; expected trace or label")
     return out
@@ -65,8 +67,9 @@ class Item:
         return self.prompt.length + len(self.target)
 
 
-def sft_micro_batches(items: list[Item], size: int, *, by_modality: bool = True,
-                      by_length: bool = True) -> list[list[Item]]:
+def sft_micro_batches(
+    items: list[Item], size: int, *, by_modality: bool = True, by_length: bool = True
+) -> list[list[Item]]:
     """Micro-batches of at most ``size`` items: one modality each (``by_modality``: the adapter's
     ``one_modality_per_batch``), modalities in a fixed order; with ``by_length`` the items of a
     modality are sorted by total length first (longest first, ties in input order), so each

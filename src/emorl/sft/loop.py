@@ -73,16 +73,22 @@ class SFTPlan:
             if getattr(self, name) < 1:
                 raise ValueError(f"sft.{name} must be >= 1, got {getattr(self, name)}")
         if self.samples_per_step % self.processes:
-            raise ValueError(f"sft.samples_per_step ({self.samples_per_step}) must be divisible by the number of "
-                             f"processes ({self.processes})")
+            raise ValueError(
+                f"sft.samples_per_step ({self.samples_per_step}) must be divisible by the number of "
+                f"processes ({self.processes})"
+            )
         if self.per_process % self.micro:
-            raise ValueError(f"samples per process and step ({self.samples_per_step} / {self.processes} = "
-                             f"{self.per_process}) must be divisible by sft.micro_batch_samples "
-                             f"({self.micro_batch_samples})")
+            raise ValueError(
+                f"samples per process and step ({self.samples_per_step} / {self.processes} = "
+                f"{self.per_process}) must be divisible by sft.micro_batch_samples "
+                f"({self.micro_batch_samples})"
+            )
 
     def describe(self) -> str:
-        return (f"{self.samples_per_step} samples/step over {self.processes} process(es) = {self.per_process} each; "
-                f"micro-batch {self.micro} samples -> {self.accumulation_steps} accumulation steps")
+        return (
+            f"{self.samples_per_step} samples/step over {self.processes} process(es) = {self.per_process} each; "
+            f"micro-batch {self.micro} samples -> {self.accumulation_steps} accumulation steps"
+        )
 
 
 class Targets:
@@ -107,9 +113,18 @@ class Targets:
         return target_ids(self.adapter, self.texts[i])
 
 
-def train_sft(cfg: RunConfig, adapter: OmniAdapter, builder: PromptBuilder, samples: list[Sample], out: Path, *,
-              progress: bool = True, fresh_traces_each_epoch: bool = True, stop_after: int | None = None,
-              val_samples: list[Sample] | None = None) -> dict:
+def train_sft(
+    cfg: RunConfig,
+    adapter: OmniAdapter,
+    builder: PromptBuilder,
+    samples: list[Sample],
+    out: Path,
+    *,
+    progress: bool = True,
+    fresh_traces_each_epoch: bool = True,
+    stop_after: int | None = None,
+    val_samples: list[Sample] | None = None,
+) -> dict:
     """SFT for ``cfg.sft.epochs`` passes (or ``stop_after`` more steps); writes ``out/metrics.jsonl``,
     checkpoints, ``out/model`` (and with ``sft.val``: validation rows in the metrics and the best
     model in ``out/best_model``). Returns a summary."""
@@ -117,8 +132,13 @@ def train_sft(cfg: RunConfig, adapter: OmniAdapter, builder: PromptBuilder, samp
 
     c = cfg.sft
     total = max(1, round(c.epochs * len(samples) / c.samples_per_step))
-    s = Session(cfg, Knobs.of("sft", c, command="sft", steps=total, warmup_steps=int(c.warmup_ratio * total),
-                              schedule="cosine"), adapter, out, progress=progress)
+    s = Session(
+        cfg,
+        Knobs.of("sft", c, command="sft", steps=total, warmup_steps=int(c.warmup_ratio * total), schedule="cosine"),
+        adapter,
+        out,
+        progress=progress,
+    )
     plan = SFTPlan(c.samples_per_step, c.micro_batch_samples, s.world)
     plan.check()
     targets = Targets(cfg, adapter, samples, fresh_traces_each_epoch)
@@ -131,9 +151,11 @@ def train_sft(cfg: RunConfig, adapter: OmniAdapter, builder: PromptBuilder, samp
     if val is not None:
         val.best = state.extra.get("best")
     if s.main:
-        print(f"[sft] {plan.describe()}; {len(samples)} samples, {total} steps; sharding {c.sharding}; target "
-              f"{c.target}, lr {c.lr}; {s.trainable_params() / 1e6:.2f}M trainable parameters"
-              + (f" (LoRA r={cfg.model.lora_rank})" if peft_model else ""))
+        print(
+            f"[sft] {plan.describe()}; {len(samples)} samples, {total} steps; sharding {c.sharding}; target "
+            f"{c.target}, lr {c.lr}; {s.trainable_params() / 1e6:.2f}M trainable parameters"
+            + (f" (LoRA r={cfg.model.lora_rank})" if peft_model else "")
+        )
     saved_cfg = _model_config(cfg, samples)
 
     def step() -> dict:
@@ -147,9 +169,14 @@ def train_sft(cfg: RunConfig, adapter: OmniAdapter, builder: PromptBuilder, samp
     history = s.run(step, after_step=after, stop_after=stop_after, postfix=lambda r: {"loss": f"{r['loss']:.3f}"})
     interrupted = s.finish(saved_cfg)
     losses = [r["loss"] for r in history]
-    return {"steps": state.step, "interrupted": interrupted, "first_loss": losses[0] if losses else float("nan"),
-            "last_loss": losses[-1] if losses else float("nan"), "best": val.best if val else None,
-            "history": history}
+    return {
+        "steps": state.step,
+        "interrupted": interrupted,
+        "first_loss": losses[0] if losses else float("nan"),
+        "last_loss": losses[-1] if losses else float("nan"),
+        "best": val.best if val else None,
+        "history": history,
+    }
 
 
 def _step(s: Session, plan: SFTPlan, builder: PromptBuilder, samples: list[Sample], targets: Targets) -> dict:
@@ -165,10 +192,11 @@ def _step(s: Session, plan: SFTPlan, builder: PromptBuilder, samples: list[Sampl
         targets.reword()
         state.extra["trace_rng"] = targets.state
     with timer("encode"):
-        items = [Item(samples[i], builder.prompt(samples[i]), targets.ids(i)) for i in idx[s.rank::s.world]]
+        items = [Item(samples[i], builder.prompt(samples[i]), targets.ids(i)) for i in idx[s.rank :: s.world]]
     n_tok = global_sum(sum(len(it.target) for it in items))
-    micro = sft_micro_batches(items, plan.micro, by_modality=adapter.one_modality_per_batch,
-                              by_length=s.cfg.sft.group_by_length)
+    micro = sft_micro_batches(
+        items, plan.micro, by_modality=adapter.one_modality_per_batch, by_length=s.cfg.sft.group_by_length
+    )
     if s.k.sharding != "none":
         check_same_micro_batches([mb[0].prompt.modality.value for mb in micro], "sft.sharding")
     reason, grad_norm, stats = None, None, {"loss": float("nan")}
@@ -185,8 +213,14 @@ def _step(s: Session, plan: SFTPlan, builder: PromptBuilder, samples: list[Sampl
     if grad_norm is not None:
         row["grad_norm"] = grad_norm
     s.account(reason, row)
-    row.update({"epoch": (state.step + 1) * plan.samples_per_step / len(samples), "micro_batches": len(micro),
-                "step_s": time.perf_counter() - t0, **{f"time/{k}": v for k, v in timer.seconds.items()}})
+    row.update(
+        {
+            "epoch": (state.step + 1) * plan.samples_per_step / len(samples),
+            "micro_batches": len(micro),
+            "step_s": time.perf_counter() - t0,
+            **{f"time/{k}": v for k, v in timer.seconds.items()},
+        }
+    )
     if builder.substitutions:
         row["media_substitutions"] = dict(builder.substitutions)
     return row

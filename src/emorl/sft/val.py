@@ -37,22 +37,26 @@ class Validator:
         if c.val_metric not in VAL_METRICS:
             raise ValueError(f"sft.val_metric must be one of {', '.join(VAL_METRICS)}, got {c.val_metric!r}")
         if c.val_metric != "loss" and not c.val_generate:
-            raise ValueError(f"sft.val_metric={c.val_metric} is measured on generated answers: set "
-                             "sft.val_generate=true")
+            raise ValueError(
+                f"sft.val_metric={c.val_metric} is measured on generated answers: set sft.val_generate=true"
+            )
         if c.val_every < 0:
             raise ValueError(f"sft.val_every must be >= 0, got {c.val_every}")
         self.cfg, self.adapter, self.builder, self.s = cfg, adapter, builder, session
         if not samples:
-            raise ValueError(f"sft.val={c.val!r}: no validation rows were given (emorl.runs.validation_samples "
-                             "loads them)")
+            raise ValueError(
+                f"sft.val={c.val!r}: no validation rows were given (emorl.runs.validation_samples loads them)"
+            )
         self.samples = samples
         self.recipe = recipe_for(cfg)
         try:  # fixed wording for synthetic traces, so that losses compare across validations
             self.targets = sft_targets(self.samples, c.target, np.random.default_rng(cfg.seed + 1), self.recipe.style)
         except ValueError as e:
             if c.val_metric == "loss":
-                raise ValueError(f"sft.val ({c.val or 'validation rows'}): {e}. Without targets there is no validation "
-                                 "loss: set sft.val_generate=true sft.val_metric=uar") from None
+                raise ValueError(
+                    f"sft.val ({c.val or 'validation rows'}): {e}. Without targets there is no validation "
+                    "loss: set sft.val_generate=true sft.val_metric=uar"
+                ) from None
             self.targets = None
         self.best: dict | None = None
 
@@ -78,24 +82,35 @@ class Validator:
     def score(self) -> dict:
         """``val/*`` numbers over every process's share of the validation rows."""
         s, adapter, c = self.s, self.adapter, self.cfg.sft
-        mine = list(range(len(self.samples)))[s.rank::s.world]
+        mine = list(range(len(self.samples)))[s.rank :: s.world]
         loss = tokens = 0.0
         rows: list[dict] = []
         adapter.model.eval()
         with torch.no_grad(), s.strategy.gathered():
             if self.targets is not None:
-                items = [Item(self.samples[i], self.builder.prompt(self.samples[i]), target_ids(adapter, self.targets[i])) for i in mine]
+                items = [
+                    Item(self.samples[i], self.builder.prompt(self.samples[i]), target_ids(adapter, self.targets[i]))
+                    for i in mine
+                ]
                 size = min(c.micro_batch_samples, max(1, c.samples_per_step // s.world))
-                micro = sft_micro_batches(items, size, by_modality=adapter.one_modality_per_batch,
-                                          by_length=c.group_by_length)
+                micro = sft_micro_batches(
+                    items, size, by_modality=adapter.one_modality_per_batch, by_length=c.group_by_length
+                )
                 st = sft_loss(adapter, micro, None, norm_tokens=1)
                 loss, tokens = st["loss"], st["tokens"]
             if c.val_generate and mine:
                 from emorl.eval.evaluate import predict
 
-                rows = predict(adapter, self.builder, [self.samples[i] for i in mine], recipe=self.recipe,
-                               batch_size=self.cfg.eval.batch_size, max_new_tokens=self.cfg.eval.max_new_tokens,
-                               modality=self.builder.modality, progress=False)
+                rows = predict(
+                    adapter,
+                    self.builder,
+                    [self.samples[i] for i in mine],
+                    recipe=self.recipe,
+                    batch_size=self.cfg.eval.batch_size,
+                    max_new_tokens=self.cfg.eval.max_new_tokens,
+                    modality=self.builder.modality,
+                    progress=False,
+                )
         adapter.model.train()
         out: dict = {}
         if self.targets is not None:

@@ -47,12 +47,18 @@ def summarize_eval(d: Path) -> dict:
         method = "bootstrap over clips (2000 draws)"
     else:
         ci, method = None, "no predictions.jsonl: no interval"
-    out = {"name": d.name, "path": str(d), "n": m.get("n", len(rows)), "labels": list(labels), "ci_method": method,
-           "datasets": sorted(Counter(r.get("dataset") for r in rows if r.get("dataset"))),
-           "splits": sorted(Counter(r.get("split") for r in rows if r.get("split"))),
-           "war": ci["war"] if ci else {"value": m["war"], "lo": None, "hi": None},
-           "uar": ci["uar"] if ci else {"value": m["uar"], "lo": None, "hi": None},
-           "modality": (m.get("settings") or {}).get("modality") or (rows[0].get("modality") if rows else None)}
+    out = {
+        "name": d.name,
+        "path": str(d),
+        "n": m.get("n", len(rows)),
+        "labels": list(labels),
+        "ci_method": method,
+        "datasets": sorted(Counter(r.get("dataset") for r in rows if r.get("dataset"))),
+        "splits": sorted(Counter(r.get("split") for r in rows if r.get("split"))),
+        "war": ci["war"] if ci else {"value": m["war"], "lo": None, "hi": None},
+        "uar": ci["uar"] if ci else {"value": m["uar"], "lo": None, "hi": None},
+        "modality": (m.get("settings") or {}).get("modality") or (rows[0].get("modality") if rows else None),
+    }
     if rows and all("format_ok" in r for r in rows):
         f = rate_ci([bool(r["format_ok"]) for r in rows])
         out["format_rate"] = {"value": f["rate"], "lo": f["lo"], "hi": f["hi"]}
@@ -81,8 +87,10 @@ def find_evaluations(src: Path, run: Path | None, extra=()) -> dict:
                 if (c / "metrics.json").is_file() or (c / "modality.json").is_file():
                     take(c, False)
         elif explicit:
-            raise FileNotFoundError(f"--eval {d}: neither an evaluation folder (metrics.json) nor a modality analysis "
-                                    "(modality.json) nor a folder of evaluations")
+            raise FileNotFoundError(
+                f"--eval {d}: neither an evaluation folder (metrics.json) nor a modality analysis "
+                "(modality.json) nor a folder of evaluations"
+            )
 
     if extra:
         for e in extra:
@@ -128,7 +136,7 @@ def _stage(run: Path | None) -> str:
 
 
 def training_stage(run: Path | None) -> str:
-    """"GRPO", "SFT" or "unknown", from the run's metrics.jsonl."""
+    """ "GRPO", "SFT" or "unknown", from the run's metrics.jsonl."""
     f = run / "metrics.jsonl" if run else None
     if not f or not f.is_file():
         return "unknown"
@@ -139,8 +147,10 @@ def training_stage(run: Path | None) -> str:
 
 def metadata(cfg, *, name: str, evaluations: dict, base_model: str | None, license: str, raw: dict) -> dict:
     """The YAML front matter (hub model card metadata, with ``model-index`` results)."""
-    datasets = sorted({d for e in evaluations["evals"] for d in e["datasets"]}
-                      | ({cfg.prompt.labels[0]} if len(cfg.prompt.labels) == 1 else set()))
+    datasets = sorted(
+        {d for e in evaluations["evals"] for d in e["datasets"]}
+        | ({cfg.prompt.labels[0]} if len(cfg.prompt.labels) == 1 else set())
+    )
     base = base_model or _hub_id(str((raw.get("model") or {}).get("path", "")))
     results = []
     for e in evaluations["evals"]:
@@ -151,12 +161,22 @@ def metadata(cfg, *, name: str, evaluations: dict, base_model: str | None, licen
             m = e[key]
             ci = f" (95% CI {m['lo']:.3f}-{m['hi']:.3f})" if m.get("lo") is not None else ""
             ms.append({"type": typ, "name": f"{label}{ci}", "value": round(float(m["value"]), 4), "verified": False})
-        results.append({"task": {"type": "video-classification", "name": "Emotion recognition"},
-                        "dataset": {"name": f"{e['name']} ({split})", "type": ds, "split": split}, "metrics": ms})
-    meta = {"library_name": "transformers", "license": license, "pipeline_tag": "video-text-to-text",
-            **({"base_model": base} if base else {}),
-            "tags": ["emorl", "emotion-recognition", "multimodal", "video", "audio", "reasoning", "rlvr"],
-            **({"datasets": datasets} if datasets else {}), "metrics": ["accuracy", "recall"]}
+        results.append(
+            {
+                "task": {"type": "video-classification", "name": "Emotion recognition"},
+                "dataset": {"name": f"{e['name']} ({split})", "type": ds, "split": split},
+                "metrics": ms,
+            }
+        )
+    meta = {
+        "library_name": "transformers",
+        "license": license,
+        "pipeline_tag": "video-text-to-text",
+        **({"base_model": base} if base else {}),
+        "tags": ["emorl", "emotion-recognition", "multimodal", "video", "audio", "reasoning", "rlvr"],
+        **({"datasets": datasets} if datasets else {}),
+        "metrics": ["accuracy", "recall"],
+    }
     if results:
         meta["model-index"] = [{"name": name, "results": results}]
     return meta
@@ -165,31 +185,56 @@ def metadata(cfg, *, name: str, evaluations: dict, base_model: str | None, licen
 def _eval_section(evaluations: dict) -> list[str]:
     out = ["## Evaluation", ""]
     if not evaluations["evals"]:
-        return [*out, "No evaluation of this model was found beside it (run `emorl eval --model DIR --manifest M`, "
-                      "then export again, or pass `--eval DIR`). Do not use it before you have measured it on your data.",
-                ""]
-    out += ["| evaluation | data | n | WAR [95 % CI] | UAR [95 % CI] | format rate [95 % CI] |",
-            "| --- | --- | ---: | --- | --- | --- |"]
+        return [
+            *out,
+            (
+                "No evaluation of this model was found beside it (run `emorl eval --model DIR --manifest M`, "
+                "then export again, or pass `--eval DIR`). Do not use it before you have measured it on your data."
+            ),
+            "",
+        ]
+    out += [
+        "| evaluation | data | n | WAR [95 % CI] | UAR [95 % CI] | format rate [95 % CI] |",
+        "| --- | --- | ---: | --- | --- | --- |",
+    ]
     for e in evaluations["evals"]:
         data = f"{'+'.join(e['datasets']) or '?'} ({'+'.join(e['splits']) or '?'}, {e['modality'] or '?'})"
-        out.append(f"| {e['name']} | {data} | {e['n']} | {_ci(e['war'], True)} | {_ci(e['uar'], True)} | "
-                   f"{_ci(e.get('format_rate'), True)} |")
+        out.append(
+            f"| {e['name']} | {data} | {e['n']} | {_ci(e['war'], True)} | {_ci(e['uar'], True)} | "
+            f"{_ci(e.get('format_rate'), True)} |"
+        )
     methods = sorted({e["ci_method"] for e in evaluations["evals"]})
-    out += ["", "WAR: accuracy over clips; UAR: mean per-class recall; format rate: completions that follow the "
-                f"recipe's format. Intervals: {'; '.join(methods)}.", ""]
+    out += [
+        "",
+        (
+            "WAR: accuracy over clips; UAR: mean per-class recall; format rate: completions that follow the "
+            f"recipe's format. Intervals: {'; '.join(methods)}."
+        ),
+        "",
+    ]
     return out
 
 
 def _modality_section(mods: list[dict]) -> list[str]:
     if not mods:
         return []
-    out = ["## Modality analysis", "",
-           "The same clips with video and audio, video only, audio only and neither (`emorl analyze modality`). "
-           "A drop is WAR with both minus WAR without the modality, with a paired bootstrap interval.", ""]
+    out = [
+        "## Modality analysis",
+        "",
+        (
+            "The same clips with video and audio, video only, audio only and neither (`emorl analyze modality`). "
+            "A drop is WAR with both minus WAR without the modality, with a paired bootstrap interval."
+        ),
+        "",
+    ]
     titles = {"av": "video+audio", "video": "video only", "audio": "audio only", "text": "neither (prompt only)"}
     for m in mods:
-        out += [f"**{m['name']}** (n = {m.get('n')})", "", "| condition | n | WAR [95 % CI] | UAR [95 % CI] |",
-                "| --- | ---: | --- | --- |"]
+        out += [
+            f"**{m['name']}** (n = {m.get('n')})",
+            "",
+            "| condition | n | WAR [95 % CI] | UAR [95 % CI] |",
+            "| --- | ---: | --- | --- |",
+        ]
         for c, v in m.get("conditions", {}).items():
             if v.get("n"):
                 out.append(f"| {titles.get(c, c)} | {v['n']} | {_ci(v.get('war'), True)} | {_ci(v.get('uar'), True)} |")
@@ -197,8 +242,10 @@ def _modality_section(mods: list[dict]) -> list[str]:
             w = d.get("war", {})
             if "diff" in w:
                 what = "both modalities" if removed == "both" else removed
-                out.append(f"\nRemoving {what}: WAR drop {100 * w['diff']:+.1f} points [{100 * w['lo']:+.1f}, "
-                           f"{100 * w['hi']:+.1f}]{' (significant)' if w.get('significant') else ' (not significant)'}.")
+                out.append(
+                    f"\nRemoving {what}: WAR drop {100 * w['diff']:+.1f} points [{100 * w['lo']:+.1f}, "
+                    f"{100 * w['hi']:+.1f}]{' (significant)' if w.get('significant') else ' (not significant)'}."
+                )
         out.append("")
     return out
 
@@ -220,9 +267,21 @@ _LIMITS = """## Intended use and limitations
 """
 
 
-def model_card(cfg, *, name: str, architecture: str, evaluations: dict, base_model: str | None = None,
-               license: str = "other", merged_lora: bool = False, parameters: int = 0, raw: dict | None = None,
-               run: Path | None = None, frame_pixels: int | None = None, usage=None) -> str:
+def model_card(
+    cfg,
+    *,
+    name: str,
+    architecture: str,
+    evaluations: dict,
+    base_model: str | None = None,
+    license: str = "other",
+    merged_lora: bool = False,
+    parameters: int = 0,
+    raw: dict | None = None,
+    run: Path | None = None,
+    frame_pixels: int | None = None,
+    usage=None,
+) -> str:
     """The README.md text of an exported model (see the module docstring). ``frame_pixels``: the
     exact pixel budget per frame emorl gave the processor (the usage code passes it too: the
     processor's own defaults would resize frames differently). ``usage``: the model family's
@@ -239,46 +298,101 @@ def model_card(cfg, *, name: str, architecture: str, evaluations: dict, base_mod
     question, fmt = recipe_prompt(cfg.prompt.recipe, cfg.prompt.question, cfg.prompt.format)
     prompt = build_prompt(PromptSpec(question, fmt, cfg.prompt.with_options), tuple(labels) or None)
     size = f" of {cfg.data.frame_size}x{cfg.data.frame_size} pixels" if cfg.data.frame_size else ""
-    lines = ["---", yaml.safe_dump(meta, sort_keys=False, allow_unicode=True).rstrip(), "---", "", f"# {name}", "",
-             f"An emotion recognition model for video clips with audio: given a clip, it writes its reasoning and "
-             f"names one emotion of its label set, in the answer format of the `{cfg.prompt.recipe}` recipe "
-             f"({recipe.style}). Trained with emorl{_stage(run)}; {architecture}"
-             + (f", {parameters / 1e6:.1f} M parameters" if parameters else "")
-             + (" (LoRA merged into the base weights)" if merged_lora else "") + ". It loads with transformers "
-             "alone.", "",
-             f"**Labels** ({label_set if label_set not in ('', 'unlabeled') else 'its own list'}): "
-             f"{', '.join(labels) or 'not recorded'}.", ""]
+    lines = [
+        "---",
+        yaml.safe_dump(meta, sort_keys=False, allow_unicode=True).rstrip(),
+        "---",
+        "",
+        f"# {name}",
+        "",
+        f"An emotion recognition model for video clips with audio: given a clip, it writes its reasoning and "
+        f"names one emotion of its label set, in the answer format of the `{cfg.prompt.recipe}` recipe "
+        f"({recipe.style}). Trained with emorl{_stage(run)}; {architecture}"
+        + (f", {parameters / 1e6:.1f} M parameters" if parameters else "")
+        + (" (LoRA merged into the base weights)" if merged_lora else "")
+        + ". It loads with transformers "
+        "alone.",
+        "",
+        (
+            f"**Labels** ({label_set if label_set not in ('', 'unlabeled') else 'its own list'}): "
+            f"{', '.join(labels) or 'not recorded'}."
+        ),
+        "",
+    ]
     lines += _eval_section(evaluations)
     lines += _modality_section(evaluations["modality"])
     lines += _recipe_section(cfg, raw, prompt)
-    code = usage(cls=architecture, repo=name, frames=cfg.data.num_frames, prompt=prompt,
-                 max_new=cfg.eval.max_new_tokens, frame_pixels=frame_pixels, frame_size=cfg.data.frame_size) \
-        if usage else (f"Load it with `{architecture}.from_pretrained(...)` and build its inputs with "
-                       "`AutoProcessor.from_pretrained(...)` from the same folder.")
-    lines += ["## How to use (transformers only)", "", code,
-              "", f"The answer is the text inside the recipe's answer tags; emorl reads it with its grader "
-                  f"(`{recipe.name or cfg.prompt.recipe}`).", ""]
+    code = (
+        usage(
+            cls=architecture,
+            repo=name,
+            frames=cfg.data.num_frames,
+            prompt=prompt,
+            max_new=cfg.eval.max_new_tokens,
+            frame_pixels=frame_pixels,
+            frame_size=cfg.data.frame_size,
+        )
+        if usage
+        else (
+            f"Load it with `{architecture}.from_pretrained(...)` and build its inputs with "
+            "`AutoProcessor.from_pretrained(...)` from the same folder."
+        )
+    )
+    lines += [
+        "## How to use (transformers only)",
+        "",
+        code,
+        "",
+        (
+            f"The answer is the text inside the recipe's answer tags; emorl reads it with its grader "
+            f"(`{recipe.name or cfg.prompt.recipe}`)."
+        ),
+        "",
+    ]
     lines.append(_LIMITS.format(frames=cfg.data.num_frames, size=size))
     return "\n".join(lines)
 
 
 def _recipe_section(cfg, raw: dict, prompt: str) -> list[str]:
     g, s, m = raw.get("grpo") or {}, raw.get("sft") or {}, raw.get("model") or {}
-    rows = [("reward recipe", f"`{cfg.prompt.recipe}` (grading: {'released grader' if cfg.grading.strict_official else 'emorl answer grammar'})"),
-            ("prompt", prompt.replace("\n", " / ")),
-            ("frames", f"{cfg.data.num_frames} per clip" + (f", {cfg.data.frame_size}x{cfg.data.frame_size}" if cfg.data.frame_size else "")),
-            ("media", cfg.data.modality), ("answer length", f"{cfg.eval.max_new_tokens} tokens (evaluation)")]
+    rows = [
+        (
+            "reward recipe",
+            f"`{cfg.prompt.recipe}` (grading: {'released grader' if cfg.grading.strict_official else 'emorl answer grammar'})",
+        ),
+        ("prompt", prompt.replace("\n", " / ")),
+        (
+            "frames",
+            f"{cfg.data.num_frames} per clip"
+            + (f", {cfg.data.frame_size}x{cfg.data.frame_size}" if cfg.data.frame_size else ""),
+        ),
+        ("media", cfg.data.modality),
+        ("answer length", f"{cfg.eval.max_new_tokens} tokens (evaluation)"),
+    ]
     if g:
-        rows.append(("GRPO settings", f"steps {g.get('steps')}, {g.get('prompts_per_step')} clips x G="
-                     f"{g.get('completions_per_prompt')}, lr {g.get('lr')}, beta {g.get('beta')}, loss {g.get('loss_type')}"))
+        rows.append(
+            (
+                "GRPO settings",
+                (
+                    f"steps {g.get('steps')}, {g.get('prompts_per_step')} clips x G="
+                    f"{g.get('completions_per_prompt')}, lr {g.get('lr')}, beta {g.get('beta')}, loss {g.get('loss_type')}"
+                ),
+            )
+        )
     if s:
         rows.append(("SFT settings", f"target {s.get('target')}, epochs {s.get('epochs')}, lr {s.get('lr')}"))
     if m.get("lora_rank"):
         rows.append(("LoRA", f"rank {m.get('lora_rank')}, alpha {m.get('lora_alpha')} (merged)"))
     if raw.get("git_revision"):
         rows.append(("emorl revision", f"`{raw['git_revision']}`"))
-    out = ["## Training recipe", "", "As recorded in the run config saved with the model (a stage's settings apply "
-           "only if that stage ran).", "", "| | |", "| --- | --- |"]
+    out = [
+        "## Training recipe",
+        "",
+        ("As recorded in the run config saved with the model (a stage's settings apply only if that stage ran)."),
+        "",
+        "| | |",
+        "| --- | --- |",
+    ]
     out += [f"| {k} | {_cell(v)} |" for k, v in rows]
     return [*out, ""]
 

@@ -38,8 +38,10 @@ def source_of(model: str | Path) -> tuple[Path, str]:
         return d, "model"
     if (d / "model" / "config.json").is_file():
         return d / "model", "model"
-    raise FileNotFoundError(f"--model {d}: neither a model folder (config.json), a LoRA adapter folder "
-                            "(adapter_config.json) nor a run folder with model/")
+    raise FileNotFoundError(
+        f"--model {d}: neither a model folder (config.json), a LoRA adapter folder "
+        "(adapter_config.json) nor a run folder with model/"
+    )
 
 
 def config_source(src: Path, kind: str) -> Path:
@@ -64,7 +66,9 @@ def load_for_export(src: Path, kind: str, cfg):
 
     base = json.loads((src / "adapter_config.json").read_text()).get("base_model_name_or_path")
     if not base:
-        raise ValueError(f"{src}/adapter_config.json: no base_model_name_or_path; cannot tell which model to merge into")
+        raise ValueError(
+            f"{src}/adapter_config.json: no base_model_name_or_path; cannot tell which model to merge into"
+        )
     adapter = load_adapter(cfg, base)
     adapter.model = PeftModel.from_pretrained(adapter.model, str(src)).merge_and_unload()
     return adapter, base
@@ -85,8 +89,16 @@ def _bake_frame_pixels(processor, frame_pixels: int | None) -> None:
         vp.cap_pixels_per_frame = False
 
 
-def export_model(model: str | Path, out: str | Path, *, evals: list[str | Path] = (), config: str | None = None,
-                 overrides: list[str] = (), base_model: str | None = None, license: str = "other") -> dict:
+def export_model(
+    model: str | Path,
+    out: str | Path,
+    *,
+    evals: list[str | Path] = (),
+    config: str | None = None,
+    overrides: list[str] = (),
+    base_model: str | None = None,
+    license: str = "other",
+) -> dict:
     """Export ``model`` to ``out`` (must not exist, or be empty) with a model card; returns a
     summary (paths, class, parameters, the card's evaluations)."""
     from emorl.config import config_for_model, saved_run_config
@@ -111,11 +123,20 @@ def export_model(model: str | Path, out: str | Path, *, evals: list[str | Path] 
         run = run_folder(src)
         found = find_evaluations(src, run, extra=evals)
         saved = saved_run_config(config_source(src, kind))
-        card = model_card(cfg, name=out.name, architecture=type(adapter.model).__name__, evaluations=found,
-                          base_model=base_model, license=license, merged_lora=kind == "adapter",
-                          parameters=sum(p.numel() for p in adapter.model.parameters()),
-                          raw=saved[0] if saved else None, run=run, frame_pixels=adapter.frame_pixels,
-                          usage=adapter.usage_code)
+        card = model_card(
+            cfg,
+            name=out.name,
+            architecture=type(adapter.model).__name__,
+            evaluations=found,
+            base_model=base_model,
+            license=license,
+            merged_lora=kind == "adapter",
+            parameters=sum(p.numel() for p in adapter.model.parameters()),
+            raw=saved[0] if saved else None,
+            run=run,
+            frame_pixels=adapter.frame_pixels,
+            usage=adapter.usage_code,
+        )
         (tmp / "README.md").write_text(card, encoding="utf-8")
         leftover = [p.name for p in tmp.iterdir() if p.name.startswith("emorl_")]
         if leftover:
@@ -126,10 +147,17 @@ def export_model(model: str | Path, out: str | Path, *, evals: list[str | Path] 
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
-    return {"out": str(out), "class": type(adapter.model).__name__, "source": str(src), "kind": kind,
-            "merged_lora_into": merged_from, "frame_pixels": adapter.frame_pixels,
-            "files": sorted(p.name for p in out.iterdir()),
-            "evaluations": [e["name"] for e in found["evals"]], "modality_analyses": len(found["modality"])}
+    return {
+        "out": str(out),
+        "class": type(adapter.model).__name__,
+        "source": str(src),
+        "kind": kind,
+        "merged_lora_into": merged_from,
+        "frame_pixels": adapter.frame_pixels,
+        "files": sorted(p.name for p in out.iterdir()),
+        "evaluations": [e["name"] for e in found["evals"]],
+        "modality_analyses": len(found["modality"]),
+    }
 
 
 def _saved_dtype(src: Path, kind: str) -> str:

@@ -17,8 +17,14 @@ def check_export(folder: Path) -> None:
         raise ValueError(f"{folder}: holds emorl-only files ({', '.join(extra)}); export again with `emorl export`")
 
 
-def push_to_hub(folder: str | Path, repo: str, *, private: bool = False, token: str | None = None,
-                message: str = "Upload model exported with emorl") -> str:
+def push_to_hub(
+    folder: str | Path,
+    repo: str,
+    *,
+    private: bool = False,
+    token: str | None = None,
+    message: str = "Upload model exported with emorl",
+) -> str:
     """Create ``repo`` (a model repository, ``org/name``; kept if it exists) and upload ``folder``
     in one commit; returns the repository's URL. ``token``: None uses huggingface_hub's login
     (``hf auth login``) or the HF_TOKEN environment variable."""

@@ -36,8 +36,9 @@ def ckpt_root(out: Path) -> Path:
     return out / "checkpoints"
 
 
-def save_checkpoint(out: Path, strategy: Strategy, sched, state: TrainState, rng: random.Random, keep: int,
-                    peft_model=None) -> Path:
+def save_checkpoint(
+    out: Path, strategy: Strategy, sched, state: TrainState, rng: random.Random, keep: int, peft_model=None
+) -> Path:
     """Write checkpoints/step-N atomically (temp folder + rename), then point latest.json at it.
     Process 0 writes the weights (gathered first when sharded) and the trainer state; a strategy
     that keeps its own partitions (DeepSpeed) has every process write them (``zero/``); every
@@ -57,15 +58,29 @@ def save_checkpoint(out: Path, strategy: Strategy, sched, state: TrainState, rng
             peft_model.save_pretrained(tmp / "adapter")
         else:  # the exact in-memory state dict (save_pretrained renames keys on the way to disk)
             torch.save(model_sd, tmp / "model_state.pt")
-        torch.save({"step": state.step, "order": list(state.order), "nonfinite_streak": state.nonfinite_streak,
-                    "extra": state.extra, "python_rng": rng.getstate(), "optimizer": optim_sd,
-                    "scheduler": sched.state_dict(), "world_size": world, "sharding": strategy.name},
-                   tmp / "trainer_state.pt")
+        torch.save(
+            {
+                "step": state.step,
+                "order": list(state.order),
+                "nonfinite_streak": state.nonfinite_streak,
+                "extra": state.extra,
+                "python_rng": rng.getstate(),
+                "optimizer": optim_sd,
+                "scheduler": sched.state_dict(),
+                "world_size": world,
+                "sharding": strategy.name,
+            },
+            tmp / "trainer_state.pt",
+        )
     barrier()
     strategy.save_partitions(tmp)
-    torch.save({"torch_rng": torch.get_rng_state(),
-                "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
-               tmp / f"rng_rank{rank}.pt")
+    torch.save(
+        {
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        },
+        tmp / f"rng_rank{rank}.pt",
+    )
     barrier()
     if rank == 0:
         if final.exists():
@@ -79,8 +94,9 @@ def save_checkpoint(out: Path, strategy: Strategy, sched, state: TrainState, rng
     return final
 
 
-def load_checkpoint(out: Path, strategy: Strategy, sched, rng: random.Random, peft_model=None, *,
-                    section: str = "grpo") -> TrainState:
+def load_checkpoint(
+    out: Path, strategy: Strategy, sched, rng: random.Random, peft_model=None, *, section: str = "grpo"
+) -> TrainState:
     """Restore what ``save_checkpoint`` wrote last (``section``: the loop's config section, named
     in errors). The number of processes and the sharding mode must be the checkpoint's."""
     root = ckpt_root(out)
@@ -93,8 +109,10 @@ def load_checkpoint(out: Path, strategy: Strategy, sched, rng: random.Random, pe
     if st["world_size"] != world:
         raise ValueError(f"{path}: checkpoint was written by {st['world_size']} processes, resuming with {world}")
     if st.get("sharding", "none") != strategy.name:
-        raise ValueError(f"{path}: checkpoint was written with {section}.sharding={st.get('sharding', 'none')}, "
-                         f"resuming with {section}.sharding={strategy.name}; resume with the same setting")
+        raise ValueError(
+            f"{path}: checkpoint was written with {section}.sharding={st.get('sharding', 'none')}, "
+            f"resuming with {section}.sharding={strategy.name}; resume with the same setting"
+        )
     strategy.load_checkpoint(path, st, peft_model)
     sched.load_state_dict(st["scheduler"])
     rng.setstate(st["python_rng"])
@@ -102,8 +120,12 @@ def load_checkpoint(out: Path, strategy: Strategy, sched, rng: random.Random, pe
     torch.set_rng_state(r["torch_rng"])
     if r.get("cuda_rng") is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(r["cuda_rng"])
-    return TrainState(step=st["step"], order=list(st["order"]), nonfinite_streak=st["nonfinite_streak"],
-                      extra=dict(st.get("extra") or {}))
+    return TrainState(
+        step=st["step"],
+        order=list(st["order"]),
+        nonfinite_streak=st["nonfinite_streak"],
+        extra=dict(st.get("extra") or {}),
+    )
 
 
 def truncate_log(path: Path, step: int) -> None:

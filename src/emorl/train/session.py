@@ -66,9 +66,22 @@ class Knobs:
     @classmethod
     def of(cls, section: str, cfg_section, *, command: str, steps: int, warmup_steps: int, schedule: str) -> Knobs:
         c = cfg_section
-        return cls(section, command, steps, c.lr, c.weight_decay, warmup_steps, schedule, c.max_grad_norm,
-                   c.save_every, c.keep_checkpoints, c.resume, c.max_nonfinite_steps, c.gradient_checkpointing,
-                   c.sharding)
+        return cls(
+            section,
+            command,
+            steps,
+            c.lr,
+            c.weight_decay,
+            warmup_steps,
+            schedule,
+            c.max_grad_norm,
+            c.save_every,
+            c.keep_checkpoints,
+            c.resume,
+            c.max_nonfinite_steps,
+            c.gradient_checkpointing,
+            c.sharding,
+        )
 
 
 class Session:
@@ -94,8 +107,12 @@ class Session:
     def setup_model(self, *, encoder_cache_items: int = 0):
         """Freezing, LoRA and activation checkpointing (emorl.train.setup.setup_model); returns the
         peft wrapper or None."""
-        self.peft_model = setup_model(self.adapter, self.cfg.model, gradient_checkpointing=self.k.gradient_checkpointing,
-                                      encoder_cache_items=encoder_cache_items)
+        self.peft_model = setup_model(
+            self.adapter,
+            self.cfg.model,
+            gradient_checkpointing=self.k.gradient_checkpointing,
+            encoder_cache_items=encoder_cache_items,
+        )
         return self.peft_model
 
     def setup_optimizer(self, ref=None) -> None:
@@ -105,10 +122,16 @@ class Session:
         k, model = self.k, self.adapter.model
         master = master_weights(self.cfg.model.master_weights, model)
         _, self.sched = self.strategy.setup(
-            self.adapter, ref, master=master, max_grad_norm=k.max_grad_norm, dtype=self.cfg.model.dtype,
+            self.adapter,
+            ref,
+            master=master,
+            max_grad_norm=k.max_grad_norm,
+            dtype=self.cfg.model.dtype,
             shard_ref=not self.cfg.model.ref_device,
-            make_opt=lambda m: make_optimizer(model, k.lr, k.weight_decay, k.steps, k.warmup_steps, k.schedule,
-                                              master=m))
+            make_opt=lambda m: make_optimizer(
+                model, k.lr, k.weight_decay, k.steps, k.warmup_steps, k.schedule, master=m
+            ),
+        )
 
     def open(self, logs: tuple[str, ...] = ("metrics.jsonl",)) -> TrainState:
         """The run's state: fresh, or (``<section>.resume``) the last checkpoint's, with ``logs``
@@ -116,15 +139,19 @@ class Session:
         ``.metrics_rank<N>.jsonl``) and the ``report_to`` trackers."""
         self.out.mkdir(parents=True, exist_ok=True)
         if self.k.resume:
-            self.state = load_checkpoint(self.out, self.strategy, self.sched, self.rng, self.peft_model,
-                                         section=self.k.section)
+            self.state = load_checkpoint(
+                self.out, self.strategy, self.sched, self.rng, self.peft_model, section=self.k.section
+            )
             print(f"[{self.k.section}] resumed from step {self.state.step}")
             if self.main:
                 for name in logs:
                     truncate_log(self.out / name, self.state.step)
         barrier()
-        trackers = open_trackers(self.cfg.report_to, self.out, to_dict(self.cfg), resume_step=self.state.step) \
-            if self.main else []
+        trackers = (
+            open_trackers(self.cfg.report_to, self.out, to_dict(self.cfg), resume_step=self.state.step)
+            if self.main
+            else []
+        )
         name = "metrics.jsonl" if self.main else f".metrics_rank{self.rank}.jsonl"
         self.log = JsonlLogger(self.out / name, trackers)
         return self.state
@@ -133,8 +160,14 @@ class Session:
         return sum(p.numel() for p in self.adapter.model.parameters() if p.requires_grad)
 
     # ---------------------------------------------------------------- the steps
-    def run(self, step_fn: Callable[[], dict], *, after_step: Callable[[dict], None] | None = None,
-            stop_after: int | None = None, postfix: Callable[[dict], dict] | None = None) -> list[dict]:
+    def run(
+        self,
+        step_fn: Callable[[], dict],
+        *,
+        after_step: Callable[[dict], None] | None = None,
+        stop_after: int | None = None,
+        postfix: Callable[[dict], dict] | None = None,
+    ) -> list[dict]:
         """Call ``step_fn`` (one optimizer step; returns its metrics row) until ``knobs.steps`` (or
         ``stop_after`` more steps, or a signal); each row gets its ``step``, goes to
         ``after_step`` (which may add or pop keys), then to ``metrics.jsonl`` and the trackers.
@@ -170,8 +203,9 @@ class Session:
             return self.strategy.step(self.k.max_grad_norm)
         except FloatingPointError as e:
             if "nonfinite_loss" in stats:
-                raise FloatingPointError(f"non-finite loss ({stats['nonfinite_loss']}) on this process, so {e}") \
-                    from None
+                raise FloatingPointError(
+                    f"non-finite loss ({stats['nonfinite_loss']}) on this process, so {e}"
+                ) from None
             raise
 
     def account(self, reason: str | None, row: dict) -> None:
@@ -186,13 +220,16 @@ class Session:
         print(f"[{k.section}] step {state.step + 1}: {reason}; update skipped ({state.nonfinite_streak} in a row)")
         if state.nonfinite_streak >= k.max_nonfinite_steps:
             hint = "check the reward functions, " if k.section == "grpo" else "check the data, "
-            raise RuntimeError(f"{k.section.upper()} stopped: {state.nonfinite_streak} consecutive steps with "
-                               f"non-finite values (last: {reason}). Lower {k.section}.lr, {hint}or raise "
-                               f"{k.section}.max_nonfinite_steps.")
+            raise RuntimeError(
+                f"{k.section.upper()} stopped: {state.nonfinite_streak} consecutive steps with "
+                f"non-finite values (last: {reason}). Lower {k.section}.lr, {hint}or raise "
+                f"{k.section}.max_nonfinite_steps."
+            )
 
     def save_checkpoint(self) -> Path:
-        return save_checkpoint(self.out, self.strategy, self.sched, self.state, self.rng, self.k.keep_checkpoints,
-                               self.peft_model)
+        return save_checkpoint(
+            self.out, self.strategy, self.sched, self.state, self.rng, self.k.keep_checkpoints, self.peft_model
+        )
 
     # ---------------------------------------------------------------- the end
     def save_model(self, dest: Path, run_config: str, *, adapter_dir: Path | None = None) -> None:
@@ -202,9 +239,15 @@ class Session:
         model_sd = self.strategy.final_state_dict()  # gathered on process 0 (collective)
         if self.main:
             if model_sd is not None:
-                dtype = getattr(torch, self.cfg.model.dtype)  # float32 shards (mixed precision) saved in the model's dtype
-                save_model_atomic(self.adapter, dest, run_config=run_config,
-                                  state_dict={k: v.to(dtype) if v.is_floating_point() else v for k, v in model_sd.items()})
+                dtype = getattr(
+                    torch, self.cfg.model.dtype
+                )  # float32 shards (mixed precision) saved in the model's dtype
+                save_model_atomic(
+                    self.adapter,
+                    dest,
+                    run_config=run_config,
+                    state_dict={k: v.to(dtype) if v.is_floating_point() else v for k, v in model_sd.items()},
+                )
             elif self.peft_model is not None:
                 if adapter_dir is not None:
                     self.peft_model.save_pretrained(adapter_dir)
@@ -222,14 +265,21 @@ class Session:
         self.adapter.model.eval()
         in_sync = None if self.strategy.partitioned else check_in_sync(self.adapter.model)
         if self.world > 1 and self.main:
-            skipped = {"skipped": f"{self.k.sharding}: every parameter has one sharded copy"} \
-                if self.strategy.partitioned else {}
-            atomic_write_json(self.out / "sync_check.json", {"processes": self.world, "params_in_sync": in_sync,
-                                                             "step": self.state.step, **skipped})
+            skipped = (
+                {"skipped": f"{self.k.sharding}: every parameter has one sharded copy"}
+                if self.strategy.partitioned
+                else {}
+            )
+            atomic_write_json(
+                self.out / "sync_check.json",
+                {"processes": self.world, "params_in_sync": in_sync, "step": self.state.step, **skipped},
+            )
         if self.interrupted:
             path = self.save_checkpoint()
-            print(f"[{self.k.section}] stopped at step {self.state.step}; checkpoint {path}; continue with "
-                  f"{self.k.section}.resume=true")
+            print(
+                f"[{self.k.section}] stopped at step {self.state.step}; checkpoint {path}; continue with "
+                f"{self.k.section}.resume=true"
+            )
         else:
             self.save_model(self.out / "model", run_config, adapter_dir=self.out / "adapter")
         return self.interrupted
@@ -245,8 +295,13 @@ def check_in_sync(model: torch.nn.Module) -> bool | None:
     world, _ = world_info()
     if world == 1:
         return None
-    local = torch.tensor([sum(float(p.double().sum()) for p in model.parameters()),
-                          sum(float(p.double().abs().sum()) for p in model.parameters())], dtype=torch.float64)
+    local = torch.tensor(
+        [
+            sum(float(p.double().sum()) for p in model.parameters()),
+            sum(float(p.double().abs().sum()) for p in model.parameters()),
+        ],
+        dtype=torch.float64,
+    )
     every = [torch.zeros_like(local) for _ in range(world)]
     dist.all_gather(every, local)
     if any(not torch.equal(every[0], x) for x in every[1:]):
@@ -276,6 +331,8 @@ def check_same_micro_batches(modalities: list[str], key: str) -> None:
     every: list = [None] * world_info()[0]
     dist.all_gather_object(every, modalities)
     if any(x != every[0] for x in every):
-        raise RuntimeError(f"sharded training needs the same micro-batches on every process, got {every} "
-                           "(modality per micro-batch): the clips' modalities differ between processes (e.g. "
-                           f"data.on_missing_audio=skip fell back to video); use {key}=none")
+        raise RuntimeError(
+            f"sharded training needs the same micro-batches on every process, got {every} "
+            "(modality per micro-batch): the clips' modalities differ between processes (e.g. "
+            f"data.on_missing_audio=skip fell back to video); use {key}=none"
+        )

@@ -23,8 +23,12 @@ def setup_model(adapter, model_cfg, *, gradient_checkpointing: bool, encoder_cac
         from peft import LoraConfig, get_peft_model
 
         targets = [t.strip() for t in model_cfg.lora_targets.split(",") if t.strip()]
-        lcfg = LoraConfig(r=model_cfg.lora_rank, lora_alpha=model_cfg.lora_alpha, lora_dropout=model_cfg.lora_dropout,
-                          target_modules=lora_modules(adapter, targets))
+        lcfg = LoraConfig(
+            r=model_cfg.lora_rank,
+            lora_alpha=model_cfg.lora_alpha,
+            lora_dropout=model_cfg.lora_dropout,
+            target_modules=lora_modules(adapter, targets),
+        )
         peft_model = get_peft_model(adapter.model, lcfg)  # injects LoRA layers into the model in place
     frozen = model_cfg.freeze_vision or model_cfg.freeze_audio
     if encoder_cache_items and frozen and getattr(adapter, "group_aware", False):
@@ -44,8 +48,11 @@ def lora_modules(adapter, targets: list[str]) -> list[str]:
     ``q_proj`` would then also match a tower's projections. Experts fused into 3-D parameters are
     not linear layers and get no adapter (a MoE text model: attention only)."""
     inside = {id(m) for m in adapter.text_model().modules()}
-    names = [n for n, m in adapter.model.named_modules()
-             if isinstance(m, torch.nn.Linear) and id(m) in inside and n.rpartition(".")[2] in targets]
+    names = [
+        n
+        for n, m in adapter.model.named_modules()
+        if isinstance(m, torch.nn.Linear) and id(m) in inside and n.rpartition(".")[2] in targets
+    ]
     if not names:
         raise ValueError(f"model.lora_targets={','.join(targets)!r}: no linear layer of the LLM has one of these names")
     return names
@@ -72,12 +79,18 @@ def check_sharded(key: str, sharding: str, world: int, model_cfg) -> None:
     offload = sharding == "zero3" and any(d != "none" for d in zero.offload_from_launch())
     if world < 2 and not offload:  # one process: ZeRO-3 only to offload to the CPU (a model too big for one GPU)
         launch = "fsdp2.yaml" if sharding == "fsdp2" else f"deepspeed_{sharding}.yaml"
-        raise ValueError(f"{key}={sharding} needs several processes: launch with torchrun --nproc_per_node N or "
-                         f"accelerate launch --config_file configs/accelerate/{launch} (in one process, only "
-                         "zero3 with offload_param_device or offload_optimizer_device: cpu in that file)")
+        raise ValueError(
+            f"{key}={sharding} needs several processes: launch with torchrun --nproc_per_node N or "
+            f"accelerate launch --config_file configs/accelerate/{launch} (in one process, only "
+            "zero3 with offload_param_device or offload_optimizer_device: cpu in that file)"
+        )
     if model_cfg.lora_rank > 0:
-        raise ValueError(f"{key}={sharding} does not support LoRA (model.lora_rank > 0); LoRA's trainable state is "
-                         f"small, use {key}=none")
+        raise ValueError(
+            f"{key}={sharding} does not support LoRA (model.lora_rank > 0); LoRA's trainable state is "
+            f"small, use {key}=none"
+        )
     if sharding in zero.ZERO_STAGES and model_cfg.dtype == "bfloat16" and model_cfg.master_weights == "none":
-        raise ValueError(f"{key}={sharding} with model.dtype=bfloat16 always keeps float32 master weights "
-                         "(DeepSpeed's bf16 mode); model.master_weights=none cannot be honoured, use auto")
+        raise ValueError(
+            f"{key}={sharding} with model.dtype=bfloat16 always keeps float32 master weights "
+            "(DeepSpeed's bf16 mode); model.master_weights=none cannot be honoured, use auto"
+        )

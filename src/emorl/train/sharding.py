@@ -141,8 +141,12 @@ def load_full_state(model: nn.Module, model_sd: dict, opt=None, optim_sd: dict |
 
     set_model_state_dict(model, model_sd, options=StateDictOptions(full_state_dict=True))
     if opt is not None:  # not strict: AdamW has no state for a parameter that never had a gradient
-        set_optimizer_state_dict(model, getattr(opt, "optimizer", opt), optim_sd,
-                                 options=StateDictOptions(full_state_dict=True, strict=False))
+        set_optimizer_state_dict(
+            model,
+            getattr(opt, "optimizer", opt),
+            optim_sd,
+            options=StateDictOptions(full_state_dict=True, strict=False),
+        )
 
 
 def clip_grad_norm(params: list[torch.Tensor], max_norm: float) -> float:
@@ -174,8 +178,7 @@ class Strategy:
     def __init__(self):
         self.adapter = self.opt = None
 
-    def setup(self, adapter, ref, *, master: bool, make_opt, max_grad_norm: float, dtype: str,
-              shard_ref: bool = True):
+    def setup(self, adapter, ref, *, master: bool, make_opt, max_grad_norm: float, dtype: str, shard_ref: bool = True):
         """Prepare ``adapter.model`` (and ``ref``, the reference adapter or None; ``shard_ref``:
         partition it too, unless it was moved to its own device) and build the optimizer and
         scheduler with ``make_opt(master_weights: bool)``. ``max_grad_norm`` and ``dtype`` (the
@@ -248,8 +251,7 @@ class FSDP2Strategy(Strategy):
     name = "fsdp2"
     partitioned = True
 
-    def setup(self, adapter, ref, *, master: bool, make_opt, max_grad_norm: float, dtype: str,
-              shard_ref: bool = True):
+    def setup(self, adapter, ref, *, master: bool, make_opt, max_grad_norm: float, dtype: str, shard_ref: bool = True):
         self.adapter = adapter
         shard_fsdp2(adapter, float32_shards=master)
         if ref is not None and shard_ref:
@@ -267,8 +269,12 @@ class FSDP2Strategy(Strategy):
         return full_state(self.adapter.model, self.opt)
 
     def load_checkpoint(self, folder: Path, trainer_state: dict, peft_model=None) -> None:
-        load_full_state(self.adapter.model, torch.load(folder / "model_state.pt", weights_only=True), self.opt,
-                        trainer_state["optimizer"])
+        load_full_state(
+            self.adapter.model,
+            torch.load(folder / "model_state.pt", weights_only=True),
+            self.opt,
+            trainer_state["optimizer"],
+        )
 
     def final_state_dict(self) -> dict | None:
         return full_state(self.adapter.model)[0]

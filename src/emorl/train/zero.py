@@ -36,15 +36,18 @@ from emorl.train.sharding import Strategy
 ZERO_STAGES = {"zero2": 2, "zero3": 3}
 
 
-def ds_config(stage: int, *, dtype: str, max_grad_norm: float, offload_optimizer: str = "none",
-              offload_param: str = "none") -> dict:
+def ds_config(
+    stage: int, *, dtype: str, max_grad_norm: float, offload_optimizer: str = "none", offload_param: str = "none"
+) -> dict:
     """The DeepSpeed config emorl's loop needs (batch sizes are emorl's: one "micro-batch" here is
     one optimizer step's worth of backward passes, see the module docstring)."""
     if stage not in (2, 3):
         raise ValueError(f"ZeRO stage must be 2 or 3, got {stage!r}")
     if dtype == "float16":
-        raise ValueError("sharding zero2/zero3 supports model.dtype float32 or bfloat16, not float16 (DeepSpeed "
-                         "would need dynamic loss scaling, which emorl's non-finite checks do not model)")
+        raise ValueError(
+            "sharding zero2/zero3 supports model.dtype float32 or bfloat16, not float16 (DeepSpeed "
+            "would need dynamic loss scaling, which emorl's non-finite checks do not model)"
+        )
     zero: dict = {"stage": stage, "overlap_comm": False, "contiguous_gradients": True}
     if offload_optimizer != "none":
         zero["offload_optimizer"] = {"device": offload_optimizer}
@@ -72,8 +75,10 @@ def offload_from_launch() -> tuple[str, str]:
     """ZeRO offload devices (optimizer, parameters) of an ``accelerate launch`` DeepSpeed config
     (``offload_optimizer_device`` / ``offload_param_device``); "none" otherwise."""
     env = os.environ
-    return (env.get("ACCELERATE_DEEPSPEED_OFFLOAD_OPTIMIZER_DEVICE") or "none",
-            env.get("ACCELERATE_DEEPSPEED_OFFLOAD_PARAM_DEVICE") or "none")
+    return (
+        env.get("ACCELERATE_DEEPSPEED_OFFLOAD_OPTIMIZER_DEVICE") or "none",
+        env.get("ACCELERATE_DEEPSPEED_OFFLOAD_PARAM_DEVICE") or "none",
+    )
 
 
 def initialize(model: nn.Module, opt: torch.optim.Optimizer | None, config: dict):
@@ -82,8 +87,10 @@ def initialize(model: nn.Module, opt: torch.optim.Optimizer | None, config: dict
     try:
         import deepspeed
     except ImportError as e:
-        raise ImportError("sharding zero2/zero3 needs the deepspeed package: pip install 'emorl[deepspeed]' "
-                          "(or pip install deepspeed)") from e
+        raise ImportError(
+            "sharding zero2/zero3 needs the deepspeed package: pip install 'emorl[deepspeed]' "
+            "(or pip install deepspeed)"
+        ) from e
     engine, *_ = deepspeed.initialize(model=model, optimizer=opt, config=config, dist_init_required=False)
     return engine
 
@@ -132,8 +139,11 @@ def gathered(engine):
         return
     import deepspeed
 
-    offload = engine.optimizer.parameter_offload if hasattr(engine.optimizer, "parameter_offload") else \
-        engine.parameter_offload  # training engine / inference-only engine
+    offload = (
+        engine.optimizer.parameter_offload
+        if hasattr(engine.optimizer, "parameter_offload")
+        else engine.parameter_offload
+    )  # training engine / inference-only engine
     with deepspeed.zero.GatheredParameters(list(engine.module.parameters())):
         offload._remove_module_hooks()
         try:
@@ -148,8 +158,11 @@ def full_state_dict(engine) -> dict:
     import torch.distributed as dist
 
     rank = dist.get_rank() if dist.is_initialized() else 0
-    whole = deepspeed.zero.GatheredParameters(list(engine.module.parameters()), modifier_rank=None) \
-        if stage_of(engine) == 3 else nullcontext()  # ZeRO-2: every process holds the whole model
+    whole = (
+        deepspeed.zero.GatheredParameters(list(engine.module.parameters()), modifier_rank=None)
+        if stage_of(engine) == 3
+        else nullcontext()
+    )  # ZeRO-2: every process holds the whole model
     with whole:
         return {k: v.detach().cpu().clone() for k, v in engine.module.state_dict().items()} if rank == 0 else {}
 
@@ -160,8 +173,9 @@ def save(engine, folder: Path) -> None:
 
 
 def load(engine, folder: Path) -> None:
-    path, _ = engine.load_checkpoint(str(folder), tag="zero", load_optimizer_states=True,
-                                     load_lr_scheduler_states=False, load_module_strict=True)
+    path, _ = engine.load_checkpoint(
+        str(folder), tag="zero", load_optimizer_states=True, load_lr_scheduler_states=False, load_module_strict=True
+    )
     if path is None:
         raise FileNotFoundError(f"{folder / 'zero'}: no DeepSpeed checkpoint to resume from")
 
@@ -180,14 +194,14 @@ class ZeroStrategy(Strategy):
         self.engine = None
         self.offload = offload
 
-    def setup(self, adapter, ref, *, master: bool, make_opt, max_grad_norm: float, dtype: str,
-              shard_ref: bool = True):
+    def setup(self, adapter, ref, *, master: bool, make_opt, max_grad_norm: float, dtype: str, shard_ref: bool = True):
         """``master`` is DeepSpeed's own (bf16 mode keeps float32 master partitions)."""
         self.adapter = adapter
         self.opt, sched = make_opt(False)  # the scheduler keeps driving the optimizer DeepSpeed wraps
         off_opt, off_param = self.offload or offload_from_launch()
-        ds = ds_config(self.stage, dtype=dtype, max_grad_norm=max_grad_norm,
-                       offload_optimizer=off_opt, offload_param=off_param)
+        ds = ds_config(
+            self.stage, dtype=dtype, max_grad_norm=max_grad_norm, offload_optimizer=off_opt, offload_param=off_param
+        )
         self.engine = initialize(adapter.model, self.opt, ds)
         if ref is not None and self.stage == 3 and shard_ref:
             initialize(ref.model, None, ds)  # the reference partitioned too (inference only)

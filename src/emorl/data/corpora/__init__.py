@@ -71,14 +71,27 @@ SPECS: dict[str, CorpusSpec] = {
     "emotion6": CorpusSpec(emotion6.prepare, (), emotion6.SUBSETS, emotion6.SPLIT_CHOICES),
     "fi": CorpusSpec(fi.prepare, (), fi.SUBSETS, fi.SPLIT_CHOICES),
     "emotionroi": CorpusSpec(emotionroi.prepare, (), emotionroi.SUBSETS, emotionroi.SPLIT_CHOICES),
-    **{name: CorpusSpec(partial(hub.prepare_hub, name), (), hub.SUBSETS, hub.split_choices_of(name), extracts=True)
-       for name in hub.HUB},
+    **{
+        name: CorpusSpec(partial(hub.prepare_hub, name), (), hub.SUBSETS, hub.split_choices_of(name), extracts=True)
+        for name in hub.HUB
+    },
 }
 
 CORPORA: dict[str, PrepareFn] = {name: spec.prepare for name, spec in SPECS.items()}
 
-__all__ = ["CORPORA", "SPECS", "CorpusSpec", "DatasetError", "Prepared", "Reject", "RowError", "corpus_folds",
-           "corpus_splits", "corpus_subsets", "prepare"]
+__all__ = [
+    "CORPORA",
+    "SPECS",
+    "CorpusSpec",
+    "DatasetError",
+    "Prepared",
+    "Reject",
+    "RowError",
+    "corpus_folds",
+    "corpus_splits",
+    "corpus_subsets",
+    "prepare",
+]
 
 
 def _spec(name: str) -> CorpusSpec:
@@ -103,8 +116,15 @@ def corpus_splits(name: str) -> tuple[str, ...]:
     return _spec(name).splits
 
 
-def prepare(name: str, root: str | os.PathLike, *, fold: int | None = None, subset: str | None = None,
-            split: str | None = "all", **options: Any) -> Prepared:
+def prepare(
+    name: str,
+    root: str | os.PathLike,
+    *,
+    fold: int | None = None,
+    subset: str | None = None,
+    split: str | None = "all",
+    **options: Any,
+) -> Prepared:
     """Samples and rejects of corpus ``name`` under ``root``.
 
     ``fold``: only that fold's rows (None: every fold's rows, each with its fold).
@@ -126,8 +146,15 @@ def dedupe(got: Prepared) -> Prepared:
     samples, rejects = [], list(got.rejects)
     for s in got.samples:
         if s.id in seen:
-            rejects.append(Reject(s.id, s.media, "duplicate", "id already used by an earlier row",
-                                  {"label": s.label, "split": s.split, "fold": s.fold}))
+            rejects.append(
+                Reject(
+                    s.id,
+                    s.media,
+                    "duplicate",
+                    "id already used by an earlier row",
+                    {"label": s.label, "split": s.split, "fold": s.fold},
+                )
+            )
             continue
         seen.add(s.id)
         samples.append(s)

@@ -229,8 +229,8 @@ def read_csv_rows(
 class CsvRows(NamedTuple):
     """What ``read_csv_dicts`` returns: the parsed rows and the rows it could not parse."""
 
-    rows: list[tuple[int, dict[str, str]]]   # (line number, column -> stripped value)
-    bad: list[tuple[int, RowError]]          # (line number, malformed_row error)
+    rows: list[tuple[int, dict[str, str]]]  # (line number, column -> stripped value)
+    bad: list[tuple[int, RowError]]  # (line number, malformed_row error)
 
 
 def read_csv_dicts(
@@ -252,9 +252,16 @@ def read_csv_dicts(
     out, bad = [], []
     for lineno, fields in rows[1:]:
         if len(fields) != len(header):
-            bad.append((lineno, RowError("malformed_row", f"{path}:{lineno}",
-                                         f"malformed row: expected {len(header)} fields ({', '.join(header)}), "
-                                         f"got {len(fields)}")))
+            bad.append(
+                (
+                    lineno,
+                    RowError(
+                        "malformed_row",
+                        f"{path}:{lineno}",
+                        f"malformed row: expected {len(header)} fields ({', '.join(header)}), got {len(fields)}",
+                    ),
+                )
+            )
             continue
         out.append((lineno, dict(zip(header, (f.strip() for f in fields), strict=True))))
     return CsvRows(out, bad)
@@ -271,8 +278,11 @@ def read_xlsx_rows(path: Path) -> list[tuple[int, list[Any]]]:
         raise DatasetError(f"{path}: cannot read spreadsheet ({type(e).__name__}: {e})") from None
     try:
         ws = wb.worksheets[0]
-        return [(i, list(r)) for i, r in enumerate(ws.iter_rows(values_only=True), 1)
-                if any(c is not None and str(c).strip() for c in r)]
+        return [
+            (i, list(r))
+            for i, r in enumerate(ws.iter_rows(values_only=True), 1)
+            if any(c is not None and str(c).strip() for c in r)
+        ]
     finally:
         wb.close()
 
@@ -304,11 +314,17 @@ def label_for(dataset: str, raw: str, where: str) -> str:
     try:
         lab = to_canonical(str(raw), where=where)
     except UnknownLabelError:
-        raise RowError("unknown_label", where, f"unknown label {raw!r} for {dataset}; "
-                       f"expected one of {', '.join(LABEL_SETS[dataset])} (or a synonym)") from None
+        raise RowError(
+            "unknown_label",
+            where,
+            f"unknown label {raw!r} for {dataset}; expected one of {', '.join(LABEL_SETS[dataset])} (or a synonym)",
+        ) from None
     if lab not in LABEL_SETS[dataset]:
-        raise RowError("unknown_label", where, f"label {raw!r} ({lab}) is not in the {dataset} label set "
-                       f"({', '.join(LABEL_SETS[dataset])})")
+        raise RowError(
+            "unknown_label",
+            where,
+            f"label {raw!r} ({lab}) is not in the {dataset} label set ({', '.join(LABEL_SETS[dataset])})",
+        )
     return lab
 
 
@@ -333,8 +349,10 @@ def select_folds(dataset: str, fold: int | None, valid: Sequence[int]) -> list[i
 def require_no_fold(dataset: str, fold: int | None) -> None:
     """Datasets without official folds accept only fold=None."""
     if fold is not None:
-        raise DatasetError(f"{dataset}: fold {fold!r} does not exist; {dataset} has no official folds "
-                           "(valid folds: none, leave fold unset)")
+        raise DatasetError(
+            f"{dataset}: fold {fold!r} does not exist; {dataset} has no official folds "
+            "(valid folds: none, leave fold unset)"
+        )
 
 
 def normalise_subset(dataset: str, subset: str | None, valid: Sequence[str], default: str) -> str:
@@ -352,8 +370,9 @@ def split_choices(splits: Sequence[str], groups: Mapping[str, Sequence[str]] | N
     return (*splits, *(groups or {}), "all")
 
 
-def select_splits(dataset: str, split: str | None, splits: Sequence[str],
-                  groups: Mapping[str, Sequence[str]] | None = None) -> list[str]:
+def select_splits(
+    dataset: str, split: str | None, splits: Sequence[str], groups: Mapping[str, Sequence[str]] | None = None
+) -> list[str]:
     """The corpus splits named by ``split``, in the corpus's order.
 
     ``split`` is ``all`` (or None), one of ``splits``, a group name (MER2023 ``test`` = test1..3),
@@ -366,16 +385,23 @@ def select_splits(dataset: str, split: str | None, splits: Sequence[str],
     parts = [p.strip().lower() for p in str(split).split(",") if p.strip()]
     bad = [p for p in parts if p != "all" and p not in splits and p not in groups]
     if bad or not parts:
-        raise DatasetError(f"{dataset}: unknown split {split!r}; valid splits: "
-                           f"{', '.join(split_choices(splits, groups))} (comma-separate several)")
+        raise DatasetError(
+            f"{dataset}: unknown split {split!r}; valid splits: "
+            f"{', '.join(split_choices(splits, groups))} (comma-separate several)"
+        )
     chosen: set[str] = set()
     for p in parts:
         chosen.update(splits if p == "all" else groups.get(p, (p,)))
     return [s for s in splits if s in chosen]
 
 
-def split_from_subset(dataset: str, subset: str | None, split: str | None, splits: Sequence[str],
-                      groups: Mapping[str, Sequence[str]] | None = None) -> list[str]:
+def split_from_subset(
+    dataset: str,
+    subset: str | None,
+    split: str | None,
+    splits: Sequence[str],
+    groups: Mapping[str, Sequence[str]] | None = None,
+) -> list[str]:
     """Splits of a corpus whose ``subset`` used to name splits (MER2023, MELD, FERV39k).
 
     ``subset`` is still accepted as an alias of ``split`` (same names, comma-separated); giving
@@ -384,12 +410,15 @@ def split_from_subset(dataset: str, subset: str | None, split: str | None, split
     if subset is None:
         return select_splits(dataset, split, splits, groups)
     if split not in (None, "all"):
-        raise DatasetError(f"{dataset}: give the splits once, with split={split!r} or subset={subset!r} "
-                           f"(an alias of split for {dataset}), not both")
+        raise DatasetError(
+            f"{dataset}: give the splits once, with split={split!r} or subset={subset!r} "
+            f"(an alias of split for {dataset}), not both"
+        )
     try:
         return select_splits(dataset, subset, splits, groups)
     except DatasetError:
-        raise DatasetError(f"{dataset}: unknown subset {subset!r}; {dataset} has no subsets, and subset names "
-                           f"splits as an alias of split: {', '.join(split_choices(splits, groups))} "
-                           "(comma-separate several)") from None
-
+        raise DatasetError(
+            f"{dataset}: unknown subset {subset!r}; {dataset} has no subsets, and subset names "
+            f"splits as an alias of split: {', '.join(split_choices(splits, groups))} "
+            "(comma-separate several)"
+        ) from None

@@ -58,12 +58,18 @@ SPLITS = ("train", "test")
 SPLIT_CHOICES = split_choices(SPLITS)
 CODE = re.compile(r"^(\d{4})_([A-Z]{3})_([A-Z]{3})_([A-Z]{2})$")
 SENTENCES = {
-    "IEO": "It's eleven o'clock", "TIE": "That is exactly what happened",
-    "IOM": "I'm on my way to the meeting", "IWW": "I wonder what this is about",
-    "TAI": "The airplane is almost full", "MTI": "Maybe tomorrow it will be cold",
-    "IWL": "I would like a new alarm clock", "ITH": "I think I have a doctor's appointment",
-    "DFA": "Don't forget a jacket", "ITS": "I think I've seen this before",
-    "TSI": "The surface is slick", "WSI": "We'll stop in a couple of minutes",
+    "IEO": "It's eleven o'clock",
+    "TIE": "That is exactly what happened",
+    "IOM": "I'm on my way to the meeting",
+    "IWW": "I wonder what this is about",
+    "TAI": "The airplane is almost full",
+    "MTI": "Maybe tomorrow it will be cold",
+    "IWL": "I would like a new alarm clock",
+    "ITH": "I think I have a doctor's appointment",
+    "DFA": "Don't forget a jacket",
+    "ITS": "I think I've seen this before",
+    "TSI": "The surface is slick",
+    "WSI": "We'll stop in a couple of minutes",
 }
 EMOTIONS = ("ANG", "DIS", "FEA", "HAP", "NEU", "SAD")
 LEVELS = {"LO": "low", "MD": "medium", "HI": "high", "XX": "unspecified"}
@@ -86,8 +92,9 @@ def decode_name(stem: str, where: str) -> dict[str, object]:
     (reason ``bad_name``, or ``unknown_label`` for the emotion code)."""
     m = CODE.match(stem)
     if not m:
-        raise RowError("bad_name", where, f"{stem!r} is not a CREMA-D file name; expected AAAA_SSS_EEE_LL "
-                       "(e.g. 1001_DFA_ANG_XX)")
+        raise RowError(
+            "bad_name", where, f"{stem!r} is not a CREMA-D file name; expected AAAA_SSS_EEE_LL (e.g. 1001_DFA_ANG_XX)"
+        )
     actor_s, sent, emo, level = m.groups()
     actor = int(actor_s)
     if not 1001 <= actor <= 1091:
@@ -98,8 +105,15 @@ def decode_name(stem: str, where: str) -> dict[str, object]:
         raise RowError("unknown_label", where, f"unknown label {emo!r}; expected one of {', '.join(EMOTIONS)}")
     if level not in LEVELS:
         raise RowError("bad_name", where, f"unknown level {level!r}; expected one of {', '.join(LEVELS)}")
-    return {"actor": actor, "sentence": sent, "sentence_text": SENTENCES[sent], "emotion": emo,
-            "level": LEVELS[level], "level_code": level, "subject": subject(actor)}
+    return {
+        "actor": actor,
+        "sentence": sent,
+        "sentence_text": SENTENCES[sent],
+        "emotion": emo,
+        "level": LEVELS[level],
+        "level_code": level,
+        "subject": subject(actor),
+    }
 
 
 def read_demographics(path: Path) -> tuple[dict[int, dict[str, object]], list[tuple[int, RowError]]]:
@@ -112,7 +126,8 @@ def read_demographics(path: Path) -> tuple[dict[int, dict[str, object]], list[tu
         where = f"{path}:{lineno}"
         try:
             out[parse_int(row["ActorID"], where, "ActorID")] = {
-                "age": parse_int(row["Age"], where, "Age"), "gender": row["Sex"].strip().lower(),
+                "age": parse_int(row["Age"], where, "Age"),
+                "gender": row["Sex"].strip().lower(),
                 **{k.lower(): row[k] for k in ("Race", "Ethnicity") if row.get(k)},
             }
         except RowError as e:
@@ -141,8 +156,9 @@ def _selected(stem: str, folds: list[int], splits: list[str]) -> bool:
     return any(("test" if k == test_fold else "train") in splits for k in folds)
 
 
-def prepare(root: str | os.PathLike, *, fold: int | None = None, subset: str | None = None,
-            split: str | None = "all") -> Prepared:
+def prepare(
+    root: str | os.PathLike, *, fold: int | None = None, subset: str | None = None, split: str | None = "all"
+) -> Prepared:
     """CREMA-D samples for ``fold`` (all 5 when None) and ``split`` (train, test, all); ``subset``
     audio-video (default) or audio-only."""
     root = check_root(root, NAME)
@@ -177,8 +193,11 @@ def prepare(root: str | os.PathLike, *, fold: int | None = None, subset: str | N
             continue
         test_fold = fold_of_actor(int(info["actor"]))
         problem = _problem(stem, media, audio)
-        meta = {**info, **demographics.get(int(info["actor"]), {}),
-                "modality": "audio" if subset == "audio-only" else "audio+video"}
+        meta = {
+            **info,
+            **demographics.get(int(info["actor"]), {}),
+            "modality": "audio" if subset == "audio-only" else "audio+video",
+        }
         for k in folds:
             split_name = "test" if k == test_fold else "train"
             if split_name not in splits:
@@ -186,9 +205,26 @@ def prepare(root: str | os.PathLike, *, fold: int | None = None, subset: str | N
             sid = f"{NAME}-f{k}-{split_name}-{stem}"
             if problem:
                 reason, detail, bad = problem
-                rejects.append(Reject(sid, str(bad), reason, detail, {"label": label, "fold": k, "split": split_name,
-                                                                      "subject": info["subject"]}))
+                rejects.append(
+                    Reject(
+                        sid,
+                        str(bad),
+                        reason,
+                        detail,
+                        {"label": label, "fold": k, "split": split_name, "subject": info["subject"]},
+                    )
+                )
                 continue
-            samples.append(Sample(id=sid, media=str(media), label=label, dataset=NAME, split=split_name, fold=k,
-                                  audio=str(audio) if audio else None, meta=dict(meta)))
+            samples.append(
+                Sample(
+                    id=sid,
+                    media=str(media),
+                    label=label,
+                    dataset=NAME,
+                    split=split_name,
+                    fold=k,
+                    audio=str(audio) if audio else None,
+                    meta=dict(meta),
+                )
+            )
     return Prepared(samples, rejects)

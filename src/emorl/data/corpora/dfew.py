@@ -86,13 +86,17 @@ def read_fold_file(path: Path) -> tuple[list[tuple[int, int, str]], list[tuple[i
         clip = None
         try:
             if len(fields) != 2:
-                raise RowError("malformed_row", where,
-                               f"malformed row: expected 2 fields (video_name,label), got {len(fields)}: {fields!r}")
+                raise RowError(
+                    "malformed_row",
+                    where,
+                    f"malformed row: expected 2 fields (video_name,label), got {len(fields)}: {fields!r}",
+                )
             clip = parse_int(os.path.splitext(fields[0].strip())[0], where, "video_name")
             if clip < 1:
                 clip, value = None, fields[0]
-                raise RowError("malformed_row", where, f"malformed row: video_name must be a clip number >= 1, "
-                               f"got {value!r}")
+                raise RowError(
+                    "malformed_row", where, f"malformed row: video_name must be a clip number >= 1, got {value!r}"
+                )
             out.append((lineno, clip, _label(fields[1].strip(), where)))
         except RowError as e:
             bad.append((lineno, clip, e))
@@ -103,8 +107,11 @@ def _label(raw: str, where: str) -> str:
     """DFEW label id ``raw`` (1..7) as its canonical class; an ``unknown_label`` RowError otherwise."""
     if raw.isdigit() and 1 <= int(raw) <= len(CLASSES):
         return CLASSES[int(raw) - 1]
-    raise RowError("unknown_label", where, f"unknown label {raw!r}; DFEW labels are 1..7 "
-                   f"({', '.join(f'{k + 1} {c}' for k, c in enumerate(CLASSES))})")
+    raise RowError(
+        "unknown_label",
+        where,
+        f"unknown label {raw!r}; DFEW labels are 1..7 ({', '.join(f'{k + 1} {c}' for k, c in enumerate(CLASSES))})",
+    )
 
 
 def _numeric_index(entries: dict[str, Path]) -> dict[int, Path]:
@@ -128,8 +135,10 @@ def read_votes(path: Path) -> tuple[dict[int, dict[str, int]], list[tuple[int, R
     vote_cols = {c: next((i for i, n in enumerate(names) if c in n), None) for c in CLASSES}
     missing = [c for c, i in vote_cols.items() if i is None]
     if clip_col is None or missing:
-        raise DatasetError(f"{path}:{head_row}: cannot find the clip column and 7 vote columns "
-                           f"(missing {', '.join(missing) or 'clip name'}); header is {header}")
+        raise DatasetError(
+            f"{path}:{head_row}: cannot find the clip column and 7 vote columns "
+            f"(missing {', '.join(missing) or 'clip name'}); header is {header}"
+        )
     votes: dict[int, dict[str, int]] = {}
     bad: list[tuple[int, RowError]] = []
     for rowno, cells in rows[1:]:
@@ -137,15 +146,17 @@ def read_votes(path: Path) -> tuple[dict[int, dict[str, int]], list[tuple[int, R
         cells = list(cells) + [None] * (len(header) - len(cells))
         try:
             clip = parse_int(os.path.splitext(str(cells[clip_col]))[0], where, "clip")
-            votes[clip] = {c: parse_int(cells[i] if cells[i] is not None else 0, where, f"vote {c}")
-                           for c, i in vote_cols.items()}
+            votes[clip] = {
+                c: parse_int(cells[i] if cells[i] is not None else 0, where, f"vote {c}") for c, i in vote_cols.items()
+            }
         except RowError as e:
             bad.append((rowno, e))
     return votes, bad
 
 
-def prepare(root: str | os.PathLike, *, fold: int | None = None, subset: str | None = None,
-            split: str | None = "all") -> Prepared:
+def prepare(
+    root: str | os.PathLike, *, fold: int | None = None, subset: str | None = None, split: str | None = "all"
+) -> Prepared:
     """DFEW samples of ``fold`` (all 5 when None) and ``split`` (train, test, all);
     ``subset`` original (default), frames, frames-16f."""
     root = check_root(root, NAME)
@@ -171,20 +182,33 @@ def prepare(root: str | os.PathLike, *, fold: int | None = None, subset: str | N
             rows, bad = read_fold_file(path)
             for lineno, clip, err in bad:
                 sid = f"{NAME}-f{k}-{split_name}-{clip:05d}" if clip is not None else line_id(NAME, root, path, lineno)
-                rejects.append(row_reject(sid, expected(clip) if clip is not None else path, err,
-                                          {"fold": k, "split": split_name,
-                                           "source": f"{path.relative_to(root)}:{lineno}"}))
+                rejects.append(
+                    row_reject(
+                        sid,
+                        expected(clip) if clip is not None else path,
+                        err,
+                        {"fold": k, "split": split_name, "source": f"{path.relative_to(root)}:{lineno}"},
+                    )
+                )
             for lineno, clip, label in rows:
                 sid = f"{NAME}-f{k}-{split_name}-{clip:05d}"
                 clip_path = expected(clip)
                 meta = {"clip": f"{clip:05d}", "modality": modality, "source": f"{path.relative_to(root)}:{lineno}"}
                 problem = media_problem(clip_path)
                 if problem:
-                    rejects.append(Reject(sid, str(clip_path), problem[0], problem[1],
-                                          {"label": label, "fold": k, "split": split_name}))
+                    rejects.append(
+                        Reject(
+                            sid,
+                            str(clip_path),
+                            problem[0],
+                            problem[1],
+                            {"label": label, "fold": k, "split": split_name},
+                        )
+                    )
                     continue
                 if clip in votes:
                     meta["votes"] = votes[clip]
-                samples.append(Sample(id=sid, media=str(clip_path), label=label, dataset=NAME,
-                                      split=split_name, fold=k, meta=meta))
+                samples.append(
+                    Sample(id=sid, media=str(clip_path), label=label, dataset=NAME, split=split_name, fold=k, meta=meta)
+                )
     return Prepared(samples, rejects)

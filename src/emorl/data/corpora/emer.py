@@ -70,15 +70,14 @@ def make_trace(reasons: str, label: str) -> str:
 class MerIndex(NamedTuple):
     """What EMER needs from the MER folders."""
 
-    videos: dict[str, Path]              # name -> video file
-    labels: dict[str, tuple[str, str]]   # name -> (canonical label, "folder/file.csv:line")
-    bad_labels: dict[str, RowError]      # name -> why its MER label row could not be read (no good row)
-    openset: dict[str, list[str]]        # name -> MER2024 open-vocabulary labels
-    video_dir: Path                      # first existing video folder (for paths of missing videos)
+    videos: dict[str, Path]  # name -> video file
+    labels: dict[str, tuple[str, str]]  # name -> (canonical label, "folder/file.csv:line")
+    bad_labels: dict[str, RowError]  # name -> why its MER label row could not be read (no good row)
+    openset: dict[str, list[str]]  # name -> MER2024 open-vocabulary labels
+    video_dir: Path  # first existing video folder (for paths of missing videos)
 
 
-def mer_sources(root: Path, mer2023_root: str | os.PathLike | None, mer2024_root: str | os.PathLike | None
-                ) -> MerIndex:
+def mer_sources(root: Path, mer2023_root: str | os.PathLike | None, mer2024_root: str | os.PathLike | None) -> MerIndex:
     """Index the MER2024 (first) and MER2023 video folders and label files."""
     r24 = Path(mer2024_root).expanduser().resolve() if mer2024_root else root / "MER2024"
     r23 = Path(mer2023_root).expanduser().resolve() if mer2023_root else root / "MER2023"
@@ -104,11 +103,16 @@ def mer_sources(root: Path, mer2023_root: str | os.PathLike | None, mer2024_root
                     bad.setdefault(name, err)
     openset_path = r24 / "check-openset.csv"
     openset = read_openset(openset_path)[0] if openset_path.is_file() else {}
-    return MerIndex(videos, labels, {k: v for k, v in bad.items() if k not in labels}, openset,
-                    next(d for d in video_dirs if d.is_dir()))
+    return MerIndex(
+        videos,
+        labels,
+        {k: v for k, v in bad.items() if k not in labels},
+        openset,
+        next(d for d in video_dirs if d.is_dir()),
+    )
 
 
-Row = tuple[int, str, str | None, str, dict[str, str]]   # (line, name, label or None, reasons, extra meta)
+Row = tuple[int, str, str | None, str, dict[str, str]]  # (line, name, label or None, reasons, extra meta)
 
 
 def _read_v1(path: Path) -> tuple[list[Row], list[tuple[int, str | None, RowError]]]:
@@ -137,16 +141,27 @@ def _read_v2(path: Path) -> tuple[list[Row], list[tuple[int, str | None, RowErro
     for lineno, row in table.rows:
         name = strip_media_ext(row["name"])
         if not name:
-            bad.append((lineno, None, RowError("malformed_row", f"{path}:{lineno}",
-                                               f"malformed row: empty name field, row {row}")))
+            bad.append(
+                (
+                    lineno,
+                    None,
+                    RowError("malformed_row", f"{path}:{lineno}", f"malformed row: empty name field, row {row}"),
+                )
+            )
             continue
         rows.append((lineno, name, None, row["english"], {"reason_zh": row.get("chinese", "")}))
     return rows, bad
 
 
-def prepare(root: str | os.PathLike, *, fold: int | None = None, subset: str | None = None,
-            split: str | None = "all", mer2023_root: str | os.PathLike | None = None,
-            mer2024_root: str | os.PathLike | None = None) -> Prepared:
+def prepare(
+    root: str | os.PathLike,
+    *,
+    fold: int | None = None,
+    subset: str | None = None,
+    split: str | None = "all",
+    mer2023_root: str | os.PathLike | None = None,
+    mer2024_root: str | os.PathLike | None = None,
+) -> Prepared:
     """EMER cold-start traces (``subset`` v2 default, v1, all; ``split`` coldstart or all) joined with
     MER videos and labels."""
     root = check_root(root, NAME)
@@ -175,19 +190,43 @@ def prepare(root: str | os.PathLike, *, fold: int | None = None, subset: str | N
             info = {"version": version, "source": source}
             if label is None and name in mer.bad_labels:
                 err = mer.bad_labels[name]
-                rejects.append(Reject(sid, str(media), err.reason, f"{path}:{lineno}: EMER v2 takes its label from "
-                                      f"MER, whose only row for {name} cannot be used: {err}", info))
+                rejects.append(
+                    Reject(
+                        sid,
+                        str(media),
+                        err.reason,
+                        f"{path}:{lineno}: EMER v2 takes its label from "
+                        f"MER, whose only row for {name} cannot be used: {err}",
+                        info,
+                    )
+                )
                 continue
             if label is None:
-                rejects.append(Reject(sid, str(media), "no_label", "no discrete label in MER2024 label-disdim.csv "
-                                      "or MER2023 *-label.csv; EMER v2 has none and none is invented", info))
+                rejects.append(
+                    Reject(
+                        sid,
+                        str(media),
+                        "no_label",
+                        "no discrete label in MER2024 label-disdim.csv "
+                        "or MER2023 *-label.csv; EMER v2 has none and none is invented",
+                        info,
+                    )
+                )
                 continue
             problem = media_problem(media)
             if problem:
                 rejects.append(Reject(sid, str(media), problem[0], problem[1], {**info, "label": label}))
                 continue
-            meta = {"name": name, "version": version, "trace": make_trace(reasons, label), "reason_en": reasons,
-                    "label_source": label_source, "modality": "audio+video", "source": source, **extra}
+            meta = {
+                "name": name,
+                "version": version,
+                "trace": make_trace(reasons, label),
+                "reason_en": reasons,
+                "label_source": label_source,
+                "modality": "audio+video",
+                "source": source,
+                **extra,
+            }
             if name in mer.openset:
                 meta["openset"] = mer.openset[name]
             samples.append(Sample(id=sid, media=str(media), label=label, dataset=NAME, split="coldstart", meta=meta))

@@ -63,8 +63,12 @@ ATTRIBUTES = ("brightness", "colorfulness", "scene", "object", "facial_expressio
 
 def data_root(root: Path) -> Path:
     """The folder holding the split files: ``root`` or ``root/EmoSet-118K``."""
-    found = find_path(root, [f"{d}train.json" for d in ("", "EmoSet-118K/", "EmoSet/")] +
-                      [f"{d}test.json" for d in ("", "EmoSet-118K/", "EmoSet/")], what="EmoSet split file train.json")
+    found = find_path(
+        root,
+        [f"{d}train.json" for d in ("", "EmoSet-118K/", "EmoSet/")]
+        + [f"{d}test.json" for d in ("", "EmoSet-118K/", "EmoSet/")],
+        what="EmoSet split file train.json",
+    )
     return found.parent
 
 
@@ -77,8 +81,10 @@ def read_split_file(path: Path) -> list[Any]:
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise DatasetError(f"{path}: not a JSON file ({e})") from None
     if not isinstance(data, list):
-        raise DatasetError(f"{path}: expected a JSON list of [emotion, image_id, image path, annotation path] entries, "
-                           f"got {type(data).__name__}")
+        raise DatasetError(
+            f"{path}: expected a JSON list of [emotion, image_id, image path, annotation path] entries, "
+            f"got {type(data).__name__}"
+        )
     return data
 
 
@@ -98,8 +104,12 @@ def read_attributes(path: Path, where: str) -> dict[str, Any] | None:
 
 def _entry(row: Any, where: str) -> tuple[str, str, str, str]:
     if not (isinstance(row, list) and len(row) == 4 and all(isinstance(x, str) and x.strip() for x in row)):
-        raise RowError("malformed_row", where, "malformed entry: expected [emotion, image_id, image path, "
-                       f"annotation path] (4 strings), got {json.dumps(row)[:120]}")
+        raise RowError(
+            "malformed_row",
+            where,
+            "malformed entry: expected [emotion, image_id, image path, "
+            f"annotation path] (4 strings), got {json.dumps(row)[:120]}",
+        )
     return row[0].strip(), row[1].strip(), row[2].strip(), row[3].strip()
 
 
@@ -112,14 +122,17 @@ def _check_consistent(emotion: str, image_id: str, rel: str, label: str, where: 
             raise RowError("label_conflict", where, f"emotion {emotion!r} but the {what} says {value!r}")
 
 
-def prepare(root: str | os.PathLike, *, fold: int | None = None, subset: str | None = None,
-            split: str | None = "all") -> Prepared:
+def prepare(
+    root: str | os.PathLike, *, fold: int | None = None, subset: str | None = None, split: str | None = "all"
+) -> Prepared:
     """EmoSet-118K samples of ``split`` (train, val, test, all)."""
     root = check_root(root, NAME)
     require_no_fold(NAME, fold)
     if subset is not None:
-        raise DatasetError(f"{NAME}: unknown subset {subset!r}; EmoSet-118K has no subsets "
-                           "(the EmoSet2k subset EMO-R3 trained on is the hub copy: emorl data prepare emoset2k)")
+        raise DatasetError(
+            f"{NAME}: unknown subset {subset!r}; EmoSet-118K has no subsets "
+            "(the EmoSet2k subset EMO-R3 trained on is the hub copy: emorl data prepare emoset2k)"
+        )
     base = data_root(root)
     samples, rejects = [], []
     for split_name in select_splits(NAME, split, SPLITS):

@@ -88,8 +88,12 @@ def read_ground_truth(path: Path) -> tuple[list[tuple[int, list[str]]], int]:
 
 def _numbers(fields: list[str], where: str) -> tuple[float, float, dict[str, float]]:
     if len(fields) != 10:
-        raise RowError("malformed_row", where, f"malformed row: expected 10 tab-separated fields (file, valence, "
-                       f"arousal, 7 probabilities), got {len(fields)}")
+        raise RowError(
+            "malformed_row",
+            where,
+            f"malformed row: expected 10 tab-separated fields (file, valence, "
+            f"arousal, 7 probabilities), got {len(fields)}",
+        )
     vals = []
     for name, v in zip(("valence", "arousal", *(f"prob. {n}" for n in VOTE_NAMES)), fields[1:], strict=True):
         x = parse_float(v, where, name)
@@ -110,8 +114,9 @@ def voted_label(dist: dict[str, float], where: str) -> str:
     return label_for(NAME, winners[0], where)
 
 
-def prepare(root: str | os.PathLike, *, fold: int | None = None, subset: str | None = None,
-            split: str | None = "all") -> Prepared:
+def prepare(
+    root: str | os.PathLike, *, fold: int | None = None, subset: str | None = None, split: str | None = "all"
+) -> Prepared:
     """Emotion6 samples of ``split`` (train, test, all: emorl's hash split) labelled by ``subset``
     (keyword = folder, default; voted = arg-max of the votes)."""
     root = check_root(root, NAME)
@@ -146,8 +151,14 @@ def prepare(root: str | os.PathLike, *, fold: int | None = None, subset: str | N
         if problem:
             rejects.append(Reject(sid, str(media), problem[0], problem[1], {"label": label, "split": split_name}))
             continue
-        meta = {"keyword": folder, "valence": valence, "arousal": arousal, "distribution": dist,
-                "split_rule": SPLIT_RULE, "source": f"ground_truth.txt:{lineno}"}
+        meta = {
+            "keyword": folder,
+            "valence": valence,
+            "arousal": arousal,
+            "distribution": dist,
+            "split_rule": SPLIT_RULE,
+            "source": f"ground_truth.txt:{lineno}",
+        }
         samples.append(image_sample(NAME, sid, media, label, split_name, meta))
     rejects += unlisted(images, listed, splits)
     return Prepared(samples, rejects)
@@ -163,6 +174,9 @@ def unlisted(images: Path, listed: set[Path], splits: set[str]) -> list[Reject]:
             sid = f"{NAME}-{folder}-{p.stem}"
             split_name = hash_split(NAME, sid, SPLIT_FRACTIONS)
             if split_name in splits:
-                out.append(Reject(sid, str(p.resolve()), "unlisted", f"{p}: not listed in ground_truth.txt",
-                                  {"split": split_name}))
+                out.append(
+                    Reject(
+                        sid, str(p.resolve()), "unlisted", f"{p}: not listed in ground_truth.txt", {"split": split_name}
+                    )
+                )
     return out

@@ -51,8 +51,9 @@ SUBSETS: tuple[str, ...] = ()
 SPLIT_FILES = {"train": "training.txt", "test": "testing.txt"}
 
 
-def prepare(root: str | os.PathLike, *, fold: int | None = None, subset: str | None = None,
-            split: str | None = "all") -> Prepared:
+def prepare(
+    root: str | os.PathLike, *, fold: int | None = None, subset: str | None = None, split: str | None = "all"
+) -> Prepared:
     """EmotionROI samples of ``split`` (train, test, all)."""
     root = check_root(root, NAME)
     require_no_fold(NAME, fold)
@@ -63,8 +64,11 @@ def prepare(root: str | os.PathLike, *, fold: int | None = None, subset: str | N
     chosen = select_splits(NAME, split, SPLITS)
     samples, rejects, listed = [], [], set()
     for split_name in SPLITS:
-        path = find_path(base, (f"training_testing_split/{SPLIT_FILES[split_name]}", SPLIT_FILES[split_name]),
-                         what=f"EmotionROI {split_name} list")
+        path = find_path(
+            base,
+            (f"training_testing_split/{SPLIT_FILES[split_name]}", SPLIT_FILES[split_name]),
+            what=f"EmotionROI {split_name} list",
+        )
         text, _ = read_text(path, ("utf-8-sig", "cp1252"))
         for lineno, line in enumerate(text.splitlines(), 1):
             rel = line.strip().replace("\\", "/")
@@ -82,8 +86,7 @@ def prepare(root: str | os.PathLike, *, fold: int | None = None, subset: str | N
                 label = label_for(NAME, parts[0], where)
             except RowError as e:
                 if split_name in chosen:
-                    rejects.append(row_reject(sid, media, e, {"split": split_name,
-                                                              "source": f"{path.name}:{lineno}"}))
+                    rejects.append(row_reject(sid, media, e, {"split": split_name, "source": f"{path.name}:{lineno}"}))
                 continue
             if split_name not in chosen:
                 continue
@@ -94,7 +97,14 @@ def prepare(root: str | os.PathLike, *, fold: int | None = None, subset: str | N
             samples.append(image_sample(NAME, sid, media, label, split_name, {"source": f"{path.name}:{lineno}"}))
     if len(chosen) == len(SPLITS):
         for folder, d in sorted(index_dirs(images).items()):
-            rejects += [Reject(f"{NAME}-{folder}-{p.stem}", str(p.resolve()), "unlisted",
-                               f"{p}: listed in neither training.txt nor testing.txt")
-                        for p in image_files(d) if is_image_name(p.name) and p.resolve() not in listed]
+            rejects += [
+                Reject(
+                    f"{NAME}-{folder}-{p.stem}",
+                    str(p.resolve()),
+                    "unlisted",
+                    f"{p}: listed in neither training.txt nor testing.txt",
+                )
+                for p in image_files(d)
+                if is_image_name(p.name) and p.resolve() not in listed
+            ]
     return Prepared(samples, rejects)

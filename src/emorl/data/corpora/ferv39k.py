@@ -55,15 +55,24 @@ def read_setup(path: Path) -> tuple[list[tuple[int, str, str, str, str]], list[t
         fields = line.split()
         parts = fields[0].strip("/").split("/") if fields else []
         if len(fields) != 2 or len(parts) != 3 or not all(parts):
-            bad.append((lineno, RowError("malformed_row", f"{path}:{lineno}", "malformed row: expected "
-                                         f"'<Scene>/<Emotion>/<id> <Label>', got {line.strip()!r}")))
+            bad.append(
+                (
+                    lineno,
+                    RowError(
+                        "malformed_row",
+                        f"{path}:{lineno}",
+                        f"malformed row: expected '<Scene>/<Emotion>/<id> <Label>', got {line.strip()!r}",
+                    ),
+                )
+            )
             continue
         rows.append((lineno, *parts, fields[1]))
     return rows, bad
 
 
-def prepare(root: str | os.PathLike, *, fold: int | None = None, subset: str | None = None,
-            split: str | None = "all") -> Prepared:
+def prepare(
+    root: str | os.PathLike, *, fold: int | None = None, subset: str | None = None, split: str | None = "all"
+) -> Prepared:
     """FERV39k samples of ``split`` (train, test, all); ``subset`` is accepted as an alias of ``split``."""
     root = check_root(root, NAME)
     require_no_fold(NAME, fold)
@@ -72,12 +81,22 @@ def prepare(root: str | os.PathLike, *, fold: int | None = None, subset: str | N
     samples: list[Sample] = []
     rejects: list[Reject] = []
     for split_name in splits:
-        setup = find_path(root, [f"{b}4_setups/All_scenes/{split_name}_All.csv" for b in BASES],
-                          what=f"FERV39k {split_name} setup", kind="file")
+        setup = find_path(
+            root,
+            [f"{b}4_setups/All_scenes/{split_name}_All.csv" for b in BASES],
+            what=f"FERV39k {split_name} setup",
+            kind="file",
+        )
         rows, bad = read_setup(setup)
         for lineno, err in bad:
-            rejects.append(row_reject(line_id(NAME, root, setup, lineno), setup, err,
-                                      {"split": split_name, "source": f"{setup.name}:{lineno}"}))
+            rejects.append(
+                row_reject(
+                    line_id(NAME, root, setup, lineno),
+                    setup,
+                    err,
+                    {"split": split_name, "source": f"{setup.name}:{lineno}"},
+                )
+            )
         for lineno, scene, emo_dir, clip, raw in rows:
             sid = f"{NAME}-{split_name}-{scene}-{emo_dir}-{clip}"
             media = clip_root / scene / emo_dir / clip
@@ -89,8 +108,15 @@ def prepare(root: str | os.PathLike, *, fold: int | None = None, subset: str | N
                 continue
             problem = media_problem(media)
             if problem:
-                rejects.append(Reject(sid, str(media), problem[0], "frame folder not found",
-                                      {"label": label, "split": split_name, "source": source}))
+                rejects.append(
+                    Reject(
+                        sid,
+                        str(media),
+                        problem[0],
+                        "frame folder not found",
+                        {"label": label, "split": split_name, "source": source},
+                    )
+                )
                 continue
             meta = {"scene": scene, "clip": clip, "label_raw": raw, "modality": "video", "source": source}
             samples.append(Sample(id=sid, media=str(media), label=label, dataset=NAME, split=split_name, meta=meta))

@@ -64,19 +64,23 @@ def find_emotion_root(root: Path) -> dict[str, Path]:
     if not found:
         subs = [p for p in index_dirs(root).values() if emotion_folders(p)]
         if len(subs) > 1:
-            raise DatasetError(f"{root}: several folders hold FI emotion folders ({', '.join(p.name for p in subs)}); "
-                               "point --root at one of them")
+            raise DatasetError(
+                f"{root}: several folders hold FI emotion folders ({', '.join(p.name for p in subs)}); "
+                "point --root at one of them"
+            )
         found = emotion_folders(subs[0]) if subs else {}
     if not found:
         words = label_words(NAME)
         expected = ", ".join(words.get(lab, lab) for lab in LABEL_SETS[NAME])
-        raise DatasetError(f"{root}: no FI emotion folders found; expected folders named {expected} "
-                           "at the root or one level down")
+        raise DatasetError(
+            f"{root}: no FI emotion folders found; expected folders named {expected} at the root or one level down"
+        )
     return found
 
 
-def prepare(root: str | os.PathLike, *, fold: int | None = None, subset: str | None = None,
-            split: str | None = "all") -> Prepared:
+def prepare(
+    root: str | os.PathLike, *, fold: int | None = None, subset: str | None = None, split: str | None = "all"
+) -> Prepared:
     """FI samples of ``split`` (train, val, test, all: emorl's hash split)."""
     root = check_root(root, NAME)
     require_no_fold(NAME, fold)
@@ -92,18 +96,27 @@ def prepare(root: str | os.PathLike, *, fold: int | None = None, subset: str | N
                 continue
             info = {"label": label, "split": split_name}
             if not is_image_name(p.name):
-                rejects.append(Reject(sid, str(p), "not_image", f"{p}: not an image file name "
-                                      "(expected .jpg, .png, ...)", info))
+                rejects.append(
+                    Reject(sid, str(p), "not_image", f"{p}: not an image file name (expected .jpg, .png, ...)", info)
+                )
                 continue
             prefix = p.stem.rsplit("_", 1)[0] if "_" in p.stem else ""
             if prefix and canonical(prefix) not in (None, label):
-                rejects.append(Reject(sid, str(p), "label_conflict", f"{p}: the name says {prefix!r} but the folder "
-                                      f"says {folder.name!r}", info))
+                rejects.append(
+                    Reject(
+                        sid,
+                        str(p),
+                        "label_conflict",
+                        f"{p}: the name says {prefix!r} but the folder says {folder.name!r}",
+                        info,
+                    )
+                )
                 continue
             problem = media_problem(p)
             if problem:
                 rejects.append(Reject(sid, str(p), problem[0], problem[1], info))
                 continue
-            samples.append(image_sample(NAME, sid, p, label, split_name,
-                                        {"folder": folder.name, "split_rule": SPLIT_RULE}))
+            samples.append(
+                image_sample(NAME, sid, p, label, split_name, {"folder": folder.name, "split_rule": SPLIT_RULE})
+            )
     return Prepared(samples, rejects)

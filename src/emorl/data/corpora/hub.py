@@ -114,8 +114,9 @@ def _images(value: Any, where: str) -> list[tuple[bytes | None, str | None]]:
         elif isinstance(x, str):
             out.append((None, x or None))
         else:
-            raise RowError("malformed_row", where, f"image must be bytes, a path or {{bytes, path}}, got "
-                           f"{type(x).__name__}")
+            raise RowError(
+                "malformed_row", where, f"image must be bytes, a path or {{bytes, path}}, got {type(x).__name__}"
+            )
     return out
 
 
@@ -154,8 +155,10 @@ def _load(files: list[Path], split: str, where: str):
     img = next((c for c in IMAGE_COLUMNS if c in cols), None)
     lab = next((c for c in LABEL_COLUMNS if c in cols), None)
     if img is None or lab is None:
-        raise DatasetError(f"{where}: expected an image column ({' or '.join(IMAGE_COLUMNS)}) and a label column "
-                           f"({' or '.join(LABEL_COLUMNS)}); columns are {cols}")
+        raise DatasetError(
+            f"{where}: expected an image column ({' or '.join(IMAGE_COLUMNS)}) and a label column "
+            f"({' or '.join(LABEL_COLUMNS)}); columns are {cols}"
+        )
     cast = _undecoded(ds.features[img])
     if cast is not None:
         ds = ds.cast_column(img, cast)
@@ -176,8 +179,15 @@ def _rows(ds, files: list[Path]):
         yield row
 
 
-def prepare_hub(name: str, root: str | os.PathLike, *, fold: int | None = None, subset: str | None = None,
-                split: str | None = "all", image_dir: str | os.PathLike | None = None) -> Prepared:
+def prepare_hub(
+    name: str,
+    root: str | os.PathLike,
+    *,
+    fold: int | None = None,
+    subset: str | None = None,
+    split: str | None = "all",
+    image_dir: str | os.PathLike | None = None,
+) -> Prepared:
     """Samples of hub corpus ``name`` under ``root``; images extracted to ``image_dir``."""
     spec = HUB[name]
     root = check_root(root, name)
@@ -185,15 +195,19 @@ def prepare_hub(name: str, root: str | os.PathLike, *, fold: int | None = None, 
     if subset is not None:
         raise DatasetError(f"{name}: unknown subset {subset!r}; {name} has no subsets")
     if image_dir is None:
-        raise DatasetError(f"{name}: a hub-format corpus stores its images inside parquet files; give image_dir= "
-                           "(where they are extracted; `emorl data prepare` uses images/ beside the manifest)")
+        raise DatasetError(
+            f"{name}: a hub-format corpus stores its images inside parquet files; give image_dir= "
+            "(where they are extracted; `emorl data prepare` uses images/ beside the manifest)"
+        )
     out_dir = Path(image_dir).expanduser().resolve()
     chosen = select_splits(name, split, spec.splits)
     found = {s: parquet_files(root, s) for s in chosen}
     if not any(found.values()) or (split not in (None, "all") and not all(found.values())):
         tried = ", ".join(p.format(s=s) for s in chosen if not found[s] for p in SPLIT_PATTERNS[:1])
-        raise DatasetError(f"{root}: no parquet files for split(s) {', '.join(s for s in chosen if not found[s])} "
-                           f"(looked for {tried} and the other patterns in emorl.data.corpora.hub.SPLIT_PATTERNS)")
+        raise DatasetError(
+            f"{root}: no parquet files for split(s) {', '.join(s for s in chosen if not found[s])} "
+            f"(looked for {tried} and the other patterns in emorl.data.corpora.hub.SPLIT_PATTERNS)"
+        )
     samples, rejects = [], []
     for split_name, files in found.items():
         if not files:

@@ -64,5 +64,12 @@ def image_files(folder: Path) -> list[Path]:
 
 def image_sample(dataset: str, sid: str, path: Path, label: str, split: str, meta: dict[str, Any]) -> Sample:
     """An image sample: ``meta.modality = "image"`` first, then the corpus's own fields."""
-    return Sample(id=sid, media=str(path), label=label, dataset=dataset, split=split, fold=None,
-                  meta={"modality": "image", **meta})
+    return Sample(
+        id=sid,
+        media=str(path),
+        label=label,
+        dataset=dataset,
+        split=split,
+        fold=None,
+        meta={"modality": "image", **meta},
+    )

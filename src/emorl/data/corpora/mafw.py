@@ -60,8 +60,19 @@ NAME = "mafw"
 FOLDS = (1, 2, 3, 4, 5)
 SPLITS = ("train", "test")
 SPLIT_CHOICES = split_choices(SPLITS)
-OFFICIAL = ("anger", "disgust", "fear", "happiness", "neutral", "sadness", "surprise",
-            "contempt", "anxiety", "helplessness", "disappointment")  # ids 1..11
+OFFICIAL = (
+    "anger",
+    "disgust",
+    "fear",
+    "happiness",
+    "neutral",
+    "sadness",
+    "surprise",
+    "contempt",
+    "anxiety",
+    "helplessness",
+    "disappointment",
+)  # ids 1..11
 SPLIT_ROOTS = ("Train & Test Set", "Train_Test_Set", "Train&Test Set", "Train & Test set", "split")
 CLIP_DIRS = ("data/clips", "clips", "data/videos", "videos", "data/video", "video")
 # subset -> (label kind folder, caption folder variants, captioned)
@@ -93,8 +104,8 @@ def _english_is_latin(text: str) -> bool:
 class ListRows(NamedTuple):
     """A MAFW fold list: readable rows, unreadable rows and the file's encoding."""
 
-    rows: list[tuple[int, str, str, dict[str, str]]]   # (line, 5-digit clip, raw label, captions)
-    bad: list[tuple[int, RowError]]                    # (line, malformed_row error)
+    rows: list[tuple[int, str, str, dict[str, str]]]  # (line, 5-digit clip, raw label, captions)
+    bad: list[tuple[int, RowError]]  # (line, malformed_row error)
     encoding: str
 
 
@@ -112,13 +123,22 @@ def read_list(path: Path, captioned: bool) -> ListRows:
         fields = line.rstrip("\r\n").split("\t", 3) if captioned else line.split()
         if len(fields) < 2 or (not captioned and len(fields) != 2):
             want = "clip TAB label TAB zh TAB en" if captioned else "'<clip>.mp4 <label>'"
-            bad.append((lineno, RowError("malformed_row", where, f"malformed row: expected {want}, "
-                                         f"got {line.strip()!r}")))
+            bad.append(
+                (lineno, RowError("malformed_row", where, f"malformed row: expected {want}, got {line.strip()!r}"))
+            )
             continue
         clip = os.path.splitext(fields[0].strip())[0]
         if not clip.isdigit():
-            bad.append((lineno, RowError("malformed_row", where, f"malformed row: clip name {fields[0]!r} "
-                                         "is not a number (expected e.g. 00025.mp4)")))
+            bad.append(
+                (
+                    lineno,
+                    RowError(
+                        "malformed_row",
+                        where,
+                        f"malformed row: clip name {fields[0]!r} is not a number (expected e.g. 00025.mp4)",
+                    ),
+                )
+            )
             continue
         caps = {}
         if captioned:
@@ -140,15 +160,17 @@ def parse_labels(raw: str, where: str) -> list[str]:
         p = p.strip()
         if p.isdigit():
             if not 1 <= int(p) <= len(OFFICIAL):
-                raise RowError("unknown_label", where,
-                               f"unknown label {raw!r}; MAFW ids are 1..11 ({', '.join(OFFICIAL)})")
+                raise RowError(
+                    "unknown_label", where, f"unknown label {raw!r}; MAFW ids are 1..11 ({', '.join(OFFICIAL)})"
+                )
             p = OFFICIAL[int(p) - 1]
         out.append(label_for(NAME, p, where))
     return out
 
 
-def prepare(root: str | os.PathLike, *, fold: int | None = None, subset: str | None = None,
-            split: str | None = "all") -> Prepared:
+def prepare(
+    root: str | os.PathLike, *, fold: int | None = None, subset: str | None = None, split: str | None = "all"
+) -> Prepared:
     """MAFW samples of ``fold`` (all 5 when None) and ``split`` (train, test, all) from the ``subset``
     lists (default single/no_caption)."""
     root = check_root(root, NAME)
@@ -168,9 +190,14 @@ def prepare(root: str | os.PathLike, *, fold: int | None = None, subset: str | N
             path = list_file(root, subset, k, split_name)
             listed = read_list(path, captioned)
             for lineno, err in listed.bad:
-                rejects.append(row_reject(line_id(NAME, root, path, lineno), path, err,
-                                          {"fold": k, "split": split_name,
-                                           "source": f"{path.relative_to(root)}:{lineno}"}))
+                rejects.append(
+                    row_reject(
+                        line_id(NAME, root, path, lineno),
+                        path,
+                        err,
+                        {"fold": k, "split": split_name, "source": f"{path.relative_to(root)}:{lineno}"},
+                    )
+                )
             for lineno, clip, raw, caps in listed.rows:
                 sid = f"{tag}-f{k}-{split_name}-{clip}"
                 media = clips.get(clip, clip_dir / f"{clip}.mp4")
@@ -179,8 +206,11 @@ def prepare(root: str | os.PathLike, *, fold: int | None = None, subset: str | N
                 try:
                     labels = parse_labels(raw, f"{path}:{lineno}")
                     if kind == "single" and len(labels) != 1:
-                        raise RowError("compound", f"{path}:{lineno}",
-                                       f"compound label {raw!r} in a single-label list (expected one class)")
+                        raise RowError(
+                            "compound",
+                            f"{path}:{lineno}",
+                            f"compound label {raw!r} in a single-label list (expected one class)",
+                        )
                 except RowError as e:
                     rejects.append(row_reject(sid, media, e, info))
                     continue
@@ -193,21 +223,34 @@ def prepare(root: str | os.PathLike, *, fold: int | None = None, subset: str | N
                     rejects.append(Reject(sid, str(media), problem[0], problem[1], info))
                     continue
                 if len(labels) > 1:
-                    rejects.append(Reject(sid, str(media), "compound",
-                                          f"multi-label {raw!r} has no single label; kept out of single-label training",
-                                          info))
+                    rejects.append(
+                        Reject(
+                            sid,
+                            str(media),
+                            "compound",
+                            f"multi-label {raw!r} has no single label; kept out of single-label training",
+                            info,
+                        )
+                    )
                     continue
                 if clip not in audio_cache:
                     audio_cache[clip] = probe_has_audio(media)
                 has_audio, err = audio_cache[clip]
-                meta = {"clip": clip, "modality": "audio+video", "has_audio": has_audio,
-                        "label_raw": raw, "source": source, **caps}
+                meta = {
+                    "clip": clip,
+                    "modality": "audio+video",
+                    "has_audio": has_audio,
+                    "label_raw": raw,
+                    "source": source,
+                    **caps,
+                }
                 if captioned:
                     meta["encoding"] = listed.encoding
                 if kind == "compound":
                     meta["compound"] = labels
                 if err:
                     meta["probe_error"] = err
-                samples.append(Sample(id=sid, media=str(media), label=labels[0], dataset=NAME,
-                                      split=split_name, fold=k, meta=meta))
+                samples.append(
+                    Sample(id=sid, media=str(media), label=labels[0], dataset=NAME, split=split_name, fold=k, meta=meta)
+                )
     return Prepared(samples, rejects)

@@ -53,8 +53,19 @@ SPLITS = ("train", "dev", "test")
 SPLIT_CHOICES = split_choices(SPLITS)
 SUBSETS: tuple[str, ...] = ()  # ``subset`` names splits (alias of ``split``)
 VIDEO_DIRS = {"train": "train_splits", "dev": "dev_splits_complete", "test": "output_repeated_splits_test"}
-COLUMNS = ("Sr No.", "Utterance", "Speaker", "Emotion", "Sentiment", "Dialogue_ID", "Utterance_ID",
-           "Season", "Episode", "StartTime", "EndTime")
+COLUMNS = (
+    "Sr No.",
+    "Utterance",
+    "Speaker",
+    "Emotion",
+    "Sentiment",
+    "Dialogue_ID",
+    "Utterance_ID",
+    "Season",
+    "Episode",
+    "StartTime",
+    "EndTime",
+)
 BASES = ("", "MELD.Raw/", "MELD/", "data/MELD/")
 CLIP = re.compile(r"^(final_videos_test)?dia(\d+)_utt(\d+)\.mp4$", re.IGNORECASE)
 TIME = re.compile(r"^(\d+):(\d{1,2}):(\d{1,2})[,.](\d{1,3})$")
@@ -84,17 +95,28 @@ def index_clips(directory: Path) -> dict[tuple[int, int], Path]:
 
 
 def _split_samples(root: Path, split: str) -> Prepared:
-    csv_path = find_path(root, [f"{b}{split}_sent_emo.csv" for b in BASES], what=f"MELD {split} annotations",
-                         kind="file")
+    csv_path = find_path(
+        root, [f"{b}{split}_sent_emo.csv" for b in BASES], what=f"MELD {split} annotations", kind="file"
+    )
     sub = VIDEO_DIRS[split]
-    video_dir = find_path(root, [f"{b}{split}/{sub}" for b in BASES] + [f"{b}{sub}" for b in BASES],
-                          what=f"MELD {split} clip folder", kind="dir")
+    video_dir = find_path(
+        root,
+        [f"{b}{split}/{sub}" for b in BASES] + [f"{b}{sub}" for b in BASES],
+        what=f"MELD {split} clip folder",
+        kind="dir",
+    )
     clips = index_clips(video_dir)
     table = read_csv_dicts(csv_path, COLUMNS, encodings=("utf-8-sig", "cp1252"))
     samples, rejects, seen = [], [], {}
     for lineno, err in table.bad:
-        rejects.append(row_reject(line_id(NAME, root, csv_path, lineno), csv_path, err,
-                                  {"split": split, "source": f"{csv_path.name}:{lineno}"}))
+        rejects.append(
+            row_reject(
+                line_id(NAME, root, csv_path, lineno),
+                csv_path,
+                err,
+                {"split": split, "source": f"{csv_path.name}:{lineno}"},
+            )
+        )
     for lineno, row in table.rows:
         where = f"{csv_path}:{lineno}"
         info = {"split": split, "source": f"{csv_path.name}:{lineno}"}
@@ -110,11 +132,18 @@ def _split_samples(root: Path, split: str) -> Prepared:
         try:
             info["label"] = label_for(NAME, row["Emotion"], where)
             meta = {
-                "dialogue": dia, "utterance_id": utt, "utterance": row["Utterance"], "speaker": row["Speaker"],
-                "emotion_raw": row["Emotion"], "sentiment": row["Sentiment"].lower(),
+                "dialogue": dia,
+                "utterance_id": utt,
+                "utterance": row["Utterance"],
+                "speaker": row["Speaker"],
+                "emotion_raw": row["Emotion"],
+                "sentiment": row["Sentiment"].lower(),
                 "season": parse_int(row["Season"], where, "Season"),
-                "episode": parse_int(row["Episode"], where, "Episode"), "start": parse_time(row["StartTime"], where),
-                "end": parse_time(row["EndTime"], where), "modality": "audio+video", "source": info["source"],
+                "episode": parse_int(row["Episode"], where, "Episode"),
+                "start": parse_time(row["StartTime"], where),
+                "end": parse_time(row["EndTime"], where),
+                "modality": "audio+video",
+                "source": info["source"],
             }
         except RowError as e:
             rejects.append(row_reject(sid, media, e, info))
@@ -131,8 +160,9 @@ def _split_samples(root: Path, split: str) -> Prepared:
     return Prepared(samples, rejects)
 
 
-def prepare(root: str | os.PathLike, *, fold: int | None = None, subset: str | None = None,
-            split: str | None = "all") -> Prepared:
+def prepare(
+    root: str | os.PathLike, *, fold: int | None = None, subset: str | None = None, split: str | None = "all"
+) -> Prepared:
     """MELD samples of ``split`` (train, dev, test, all; comma-separate several); ``subset`` is
     accepted as an alias of ``split``."""
     root = check_root(root, NAME)

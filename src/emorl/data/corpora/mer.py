@@ -76,8 +76,8 @@ _EXTS = tuple(sorted(VIDEO_EXTS))
 class LabelRows(NamedTuple):
     """A MER label CSV: readable rows and the rows that cannot become samples."""
 
-    rows: list[tuple[int, str, str, str, float | None]]   # (line, name, canonical label, raw label, valence)
-    bad: list[tuple[int, str | None, RowError]]           # (line, name when readable, error)
+    rows: list[tuple[int, str, str, str, float | None]]  # (line, name, canonical label, raw label, valence)
+    bad: list[tuple[int, str | None, RowError]]  # (line, name when readable, error)
 
 
 def read_labels(path: Path, dataset: str) -> LabelRows:
@@ -90,8 +90,9 @@ def read_labels(path: Path, dataset: str) -> LabelRows:
         name = strip_media_ext(row["name"]) or None
         try:
             if name is None:
-                raise RowError("malformed_row", where, f"malformed row: empty name (expected e.g. sample_00000000), "
-                               f"row {row}")
+                raise RowError(
+                    "malformed_row", where, f"malformed row: empty name (expected e.g. sample_00000000), row {row}"
+                )
             raw = row["discrete"]
             word = DISCRETE[int(raw)] if raw.isdigit() and int(raw) < len(DISCRETE) else raw
             label = label_for(dataset, word, where)
@@ -116,26 +117,44 @@ def read_openset(path: Path) -> tuple[dict[str, list[str]], list[tuple[int, RowE
         except (ValueError, SyntaxError):
             value = None
         if not isinstance(value, list | tuple):
-            bad.append((lineno, RowError("malformed_row", f"{path}:{lineno}",
-                                         f"malformed openset list {text!r}; expected e.g. ['happy', 'excited']")))
+            bad.append(
+                (
+                    lineno,
+                    RowError(
+                        "malformed_row",
+                        f"{path}:{lineno}",
+                        f"malformed openset list {text!r}; expected e.g. ['happy', 'excited']",
+                    ),
+                )
+            )
             continue
         out[strip_media_ext(row["name"])] = [str(v).strip() for v in value if str(v).strip()]
     return out, sorted(bad, key=lambda b: b[0])
 
 
-def _rows_to_samples(dataset: str, root: Path, split: str, label_path: Path, video_dir: Path,
-                     extra: dict[str, dict]) -> Prepared:
+def _rows_to_samples(
+    dataset: str, root: Path, split: str, label_path: Path, video_dir: Path, extra: dict[str, dict]
+) -> Prepared:
     videos = index_files(video_dir, _EXTS)
     samples, rejects, seen = [], [], {}
     table = read_labels(label_path, dataset)
     for lineno, name, err in table.bad:
         source = f"{label_path.relative_to(root)}:{lineno}"
         if name is None:
-            rejects.append(row_reject(line_id(dataset, root, label_path, lineno), label_path, err,
-                                      {"split": split, "source": source}))
+            rejects.append(
+                row_reject(
+                    line_id(dataset, root, label_path, lineno), label_path, err, {"split": split, "source": source}
+                )
+            )
         else:
-            rejects.append(row_reject(f"{dataset}-{split}-{name}", videos.get(name, video_dir / f"{name}.mp4"), err,
-                                      {"split": split, "source": source}))
+            rejects.append(
+                row_reject(
+                    f"{dataset}-{split}-{name}",
+                    videos.get(name, video_dir / f"{name}.mp4"),
+                    err,
+                    {"split": split, "source": source},
+                )
+            )
     for lineno, name, label, raw, valence in table.rows:
         sid = f"{dataset}-{split}-{name}"
         media = videos.get(name, video_dir / f"{name}.mp4")
@@ -148,8 +167,13 @@ def _rows_to_samples(dataset: str, root: Path, split: str, label_path: Path, vid
         if problem:
             rejects.append(Reject(sid, str(media), problem[0], problem[1], info))
             continue
-        meta = {"name": name, "label_raw": raw, "modality": "audio+video", "source": info["source"],
-                **extra.get(name, {})}
+        meta = {
+            "name": name,
+            "label_raw": raw,
+            "modality": "audio+video",
+            "source": info["source"],
+            **extra.get(name, {}),
+        }
         if valence is not None:
             meta["valence"] = valence
         if split in TRACKS and dataset == "mer2023":
@@ -158,8 +182,9 @@ def _rows_to_samples(dataset: str, root: Path, split: str, label_path: Path, vid
     return Prepared(samples, rejects)
 
 
-def prepare_mer2023(root: str | os.PathLike, *, fold: int | None = None, subset: str | None = None,
-                    split: str | None = "all") -> Prepared:
+def prepare_mer2023(
+    root: str | os.PathLike, *, fold: int | None = None, subset: str | None = None, split: str | None = "all"
+) -> Prepared:
     """MER2023 samples of ``split`` (train, test1, test2, test3, test = test1..3, all; comma-separate
     several); ``subset`` is accepted as an alias of ``split``."""
     root = check_root(root, "mer2023")
@@ -174,8 +199,9 @@ def prepare_mer2023(root: str | os.PathLike, *, fold: int | None = None, subset:
     return Prepared(samples, rejects)
 
 
-def prepare_mer2024(root: str | os.PathLike, *, fold: int | None = None, subset: str | None = None,
-                    split: str | None = "all") -> Prepared:
+def prepare_mer2024(
+    root: str | os.PathLike, *, fold: int | None = None, subset: str | None = None, split: str | None = "all"
+) -> Prepared:
     """MER2024 labeled samples (``video-labeled`` + ``label-disdim.csv``), split ``train``
     (``split`` train or all; ``subset`` labeled, the only one)."""
     root = check_root(root, "mer2024")
@@ -188,5 +214,7 @@ def prepare_mer2024(root: str | os.PathLike, *, fold: int | None = None, subset:
     openset, bad = read_openset(openset_path) if openset_path else ({}, [])
     extra = {name: {"openset": labels} for name, labels in openset.items()}
     got = _rows_to_samples("mer2024", root, "train", label_path, video_dir, extra)
-    return Prepared(got.samples, [row_reject(line_id("mer2024", root, openset_path, n), openset_path, e)
-                                  for n, e in bad] + got.rejects)
+    return Prepared(
+        got.samples,
+        [row_reject(line_id("mer2024", root, openset_path, n), openset_path, e) for n, e in bad] + got.rejects,
+    )

@@ -54,8 +54,16 @@ MEDIA_EXTS = (".mp4", ".wav")
 _PREFIX = re.compile(r"^(\d{2})-(\d{2})-")
 MODALITY = {"01": "full-AV", "02": "video-only", "03": "audio-only"}
 CHANNEL = {"01": "speech", "02": "song"}
-EMOTION = {"01": "neutral", "02": "calm", "03": "happy", "04": "sad", "05": "angry",
-           "06": "fearful", "07": "disgust", "08": "surprised"}
+EMOTION = {
+    "01": "neutral",
+    "02": "calm",
+    "03": "happy",
+    "04": "sad",
+    "05": "angry",
+    "06": "fearful",
+    "07": "disgust",
+    "08": "surprised",
+}
 INTENSITY = {"01": "normal", "02": "strong"}
 STATEMENT = {"01": "Kids are talking by the door", "02": "Dogs are sitting by the door"}
 REPETITION = {"01": 1, "02": 2}
@@ -86,11 +94,21 @@ def decode_name(path: Path) -> dict[str, object]:
     (reason ``bad_name``, ``unknown_label`` for the emotion code, ``impossible_code``)."""
     m = CODE.match(path.name)
     if not m:
-        raise RowError("bad_name", str(path), "not a RAVDESS file name; expected seven 2-digit codes "
-                       "MM-VV-EE-II-SS-RR-AA.mp4|wav (e.g. 01-01-03-02-01-01-01.mp4)")
+        raise RowError(
+            "bad_name",
+            str(path),
+            "not a RAVDESS file name; expected seven 2-digit codes "
+            "MM-VV-EE-II-SS-RR-AA.mp4|wav (e.g. 01-01-03-02-01-01-01.mp4)",
+        )
     mm, vv, ee, ii, ss, rr, aa, _ = m.groups()
-    tables = (("modality", MODALITY, mm), ("vocal_channel", CHANNEL, vv), ("emotion", EMOTION, ee),
-              ("intensity", INTENSITY, ii), ("statement", STATEMENT, ss), ("repetition", REPETITION, rr))
+    tables = (
+        ("modality", MODALITY, mm),
+        ("vocal_channel", CHANNEL, vv),
+        ("emotion", EMOTION, ee),
+        ("intensity", INTENSITY, ii),
+        ("statement", STATEMENT, ss),
+        ("repetition", REPETITION, rr),
+    )
     out: dict[str, object] = {}
     for field_name, table, code in tables:
         if code not in table:
@@ -101,10 +119,12 @@ def decode_name(path: Path) -> dict[str, object]:
     if not 1 <= actor <= 24:
         raise RowError("bad_name", str(path), f"invalid actor code {aa!r}; expected 01..24")
     if ee == "01" and ii == "02":
-        raise RowError("impossible_code", str(path),
-                       "intensity 02 (strong) with emotion 01 (neutral); RAVDESS has no strong neutral")
-    out.update(actor=actor, gender="male" if actor % 2 else "female", code=path.stem,
-               subject=subject(actor))
+        raise RowError(
+            "impossible_code",
+            str(path),
+            "intensity 02 (strong) with emotion 01 (neutral); RAVDESS has no strong neutral",
+        )
+    out.update(actor=actor, gender="male" if actor % 2 else "female", code=path.stem, subject=subject(actor))
     return out
 
 
@@ -130,8 +150,10 @@ def scan(root: Path) -> tuple[dict[str, Path], list[tuple[Path, RowError | None]
             else:
                 found[key] = p
     if not found:
-        raise DatasetError(f"{root}: no RAVDESS files found; expected Actor_XX/MM-VV-EE-II-SS-RR-AA.mp4|wav "
-                           "(e.g. Actor_01/01-01-03-02-01-01-01.mp4)")
+        raise DatasetError(
+            f"{root}: no RAVDESS files found; expected Actor_XX/MM-VV-EE-II-SS-RR-AA.mp4|wav "
+            "(e.g. Actor_01/01-01-03-02-01-01-01.mp4)"
+        )
     return found, bad
 
 
@@ -168,8 +190,9 @@ def _file_rejects(bad: list[tuple[Path, RowError | None]], found: dict[str, Path
     return rejects
 
 
-def prepare(root: str | os.PathLike, *, fold: int | None = None, subset: str | None = None,
-            split: str | None = "all") -> Prepared:
+def prepare(
+    root: str | os.PathLike, *, fold: int | None = None, subset: str | None = None, split: str | None = "all"
+) -> Prepared:
     """RAVDESS samples of ``subset`` (default speech AV clips) for ``fold`` (all 6 when None) and
     ``split`` (train, test, all)."""
     root = check_root(root, NAME)
@@ -190,8 +213,9 @@ def prepare(root: str | os.PathLike, *, fold: int | None = None, subset: str | N
         try:
             label = label_for(NAME, str(info["emotion"]), str(path))
         except RowError as e:
-            rejects.append(row_reject(f"{NAME}-{path.stem}", path, e, {"actor": info["actor"],
-                                                                        "subject": info["subject"]}))
+            rejects.append(
+                row_reject(f"{NAME}-{path.stem}", path, e, {"actor": info["actor"], "subject": info["subject"]})
+            )
             continue
         audio = files.get(f"03-{path.stem[3:]}.wav") if pair else None
         modality = {"01": "audio+video", "02": "audio+video" if audio else "video", "03": "audio"}[mod]
@@ -202,7 +226,16 @@ def prepare(root: str | os.PathLike, *, fold: int | None = None, subset: str | N
             split_name = "test" if k == test_fold else "train"
             if split_name not in splits:
                 continue
-            samples.append(Sample(id=f"{NAME}-f{k}-{split_name}-{path.stem}", media=str(path), label=label,
-                                  dataset=NAME, split=split_name, fold=k, audio=str(audio) if audio else None,
-                                  meta=dict(meta)))
+            samples.append(
+                Sample(
+                    id=f"{NAME}-f{k}-{split_name}-{path.stem}",
+                    media=str(path),
+                    label=label,
+                    dataset=NAME,
+                    split=split_name,
+                    fold=k,
+                    audio=str(audio) if audio else None,
+                    meta=dict(meta),
+                )
+            )
     return Prepared(samples, rejects)

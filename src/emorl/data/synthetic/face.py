@@ -44,10 +44,12 @@ class FaceStyle:
 
 
 FACE_STYLES: dict[str, FaceStyle] = {
-    "default": FaceStyle("default", "ellipse", (0.78, 0.92), 0.0, True, "sclera", "gradient",
-                         (0.04, 0.09), (0.25, 0.55), (0.62, 0.98)),
-    "ood": FaceStyle("ood", "squircle", (0.80, 0.84), 0.035, False, "solid", "stripes",
-                     (0.22, 0.80), (0.18, 0.40), (0.70, 0.95)),
+    "default": FaceStyle(
+        "default", "ellipse", (0.78, 0.92), 0.0, True, "sclera", "gradient", (0.04, 0.09), (0.25, 0.55), (0.62, 0.98)
+    ),
+    "ood": FaceStyle(
+        "ood", "squircle", (0.80, 0.84), 0.035, False, "solid", "stripes", (0.22, 0.80), (0.18, 0.40), (0.70, 0.95)
+    ),
 }
 
 
@@ -99,10 +101,21 @@ def sample_appearance(style: FaceStyle, rng: np.random.Generator) -> Appearance:
         bg_a = _hsv(hue, u(0.4, 0.8), u(0.3, 0.8))
         bg_b = _hsv(hue + u(0.3, 0.7), u(0.4, 0.8), u(0.3, 0.8))
     return Appearance(
-        skin=skin, hair=hair, brow=brow, lip=lip, mouth=mouth, iris=iris, outline=outline, mask=mask,
-        bg_a=bg_a, bg_b=bg_b, bg_angle=round(float(u(0, math.pi)), 4), bg_period=round(float(u(0.18, 0.4)), 4),
+        skin=skin,
+        hair=hair,
+        brow=brow,
+        lip=lip,
+        mouth=mouth,
+        iris=iris,
+        outline=outline,
+        mask=mask,
+        bg_a=bg_a,
+        bg_b=bg_b,
+        bg_angle=round(float(u(0, math.pi)), 4),
+        bg_period=round(float(u(0.18, 0.4)), 4),
         center=(round(float(u(-0.04, 0.04)), 4), round(float(u(-0.03, 0.05)), 4)),
-        scale=round(float(u(0.95, 1.04)), 4), hair_phase=round(float(u(0, 2 * math.pi)), 4),
+        scale=round(float(u(0.95, 1.04)), 4),
+        hair_phase=round(float(u(0, 2 * math.pi)), 4),
     )
 
 
@@ -243,8 +256,9 @@ def render_face_sprite(
         for s in (-1.0, 1.0):
             b = cv.box(min(s * 0.03, s * 0.2), max(s * 0.03, s * 0.2), -0.12, 0.12)
             u, v = cv.uv(b)
-            d = np.minimum.reduce([_sd_segment(u, v, (s * 0.06, y), (s * 0.17, y - 0.035), 0.02)
-                                   for y in (-0.05, 0.015, 0.08)])
+            d = np.minimum.reduce(
+                [_sd_segment(u, v, (s * 0.06, y), (s * 0.17, y - 0.035), 0.02) for y in (-0.05, 0.015, 0.08)]
+            )
             cv.over(_shade(app.skin, 0.35), wrinkle * _cov(d, aa), b)
 
     _draw_eyes(cv, cues, app, style, eyes_closed)
@@ -275,8 +289,11 @@ def _draw_eyes(cv: _Canvas, cues: dict[str, Any], app: Appearance, style: FaceSt
         box = cv.box(cx - 0.2, cx + 0.2, cy - b - 0.05, cy + b + 0.05)
         u, v = cv.uv(box)
         if closed:
-            cv.over(app.outline if style.outline else _shade(app.skin, 0.3),
-                    _cov(_sd_segment(u, v, (cx - 0.15, cy), (cx + 0.15, cy), 0.025), aa), box)
+            cv.over(
+                app.outline if style.outline else _shade(app.skin, 0.3),
+                _cov(_sd_segment(u, v, (cx - 0.15, cy), (cx + 0.15, cy), 0.025), aa),
+                box,
+            )
             continue
         eye = _sd_ellipse(u, v, cx, cy, 0.15, b)
         if style.eye_style == "sclera":
@@ -298,8 +315,12 @@ def _draw_brows(cv: _Canvas, cues: dict[str, Any], app: Appearance) -> None:
     for s in (-1.0, 1.0):
         p_in = (s * inner_x, yb - 0.085 * tilt)
         p_out = (s * 0.46, yb + 0.05 * tilt)
-        box = cv.box(min(p_in[0], p_out[0]) - 0.06, max(p_in[0], p_out[0]) + 0.06,
-                     min(p_in[1], p_out[1]) - 0.06, max(p_in[1], p_out[1]) + 0.06)
+        box = cv.box(
+            min(p_in[0], p_out[0]) - 0.06,
+            max(p_in[0], p_out[0]) + 0.06,
+            min(p_in[1], p_out[1]) - 0.06,
+            max(p_in[1], p_out[1]) + 0.06,
+        )
         cv.over(app.brow, _cov(_sd_segment(*cv.uv(box), p_in, p_out, 0.045), aa=cv.aa), box)
 
 
@@ -348,7 +369,7 @@ def render_frames(
     size: int,
 ) -> np.ndarray:
     """Render a clip: (T, size, size, 3) uint8 from per-frame offsets (T, 2) and blink flags (T,) bool."""
-    pad = int(math.ceil(MAX_SHIFT * size / 2)) + 1
+    pad = math.ceil(MAX_SHIFT * size / 2) + 1
     bg = render_background(app, style, size)
     sprites = {False: render_face_sprite(cues, app, style, size, pad)}
     if blink_frames.any():

@@ -41,34 +41,53 @@ FACE_PHRASES: dict[str, tuple[str, ...]] = {
     "laugh": ("A face is laughing with its mouth wide open.", "A face laughs with squeezed eyes and an open mouth."),
     "smile": ("A face wears a broad smile.", "A face smiles with turned-up mouth corners."),
     "serene": ("A face rests with closed eyes and a soft smile.", "A face has loosely closed eyes and a gentle smile."),
-    "wonder": ("A face looks on with wide eyes and a small round open mouth.",
-               "A face stares with raised brows and a small open mouth."),
-    "frown": ("A face has brows pulled into a V and a tight, turned-down mouth.",
-              "A face glares with lowered brows and a hard mouth."),
-    "grimace": ("A face wrinkles its nose and sticks its tongue out.",
-                "A face pulls back with a wrinkled nose and the tongue out."),
+    "wonder": (
+        "A face looks on with wide eyes and a small round open mouth.",
+        "A face stares with raised brows and a small open mouth.",
+    ),
+    "frown": (
+        "A face has brows pulled into a V and a tight, turned-down mouth.",
+        "A face glares with lowered brows and a hard mouth.",
+    ),
+    "grimace": (
+        "A face wrinkles its nose and sticks its tongue out.",
+        "A face pulls back with a wrinkled nose and the tongue out.",
+    ),
     "scream": ("A face has wide eyes and a gaping mouth.", "A face screams with the mouth stretched open."),
     "tears": ("A face has tears on its cheeks and a downturned mouth.", "A face cries with drooping brows."),
     "blank": ("A face shows a blank look.", "A face gives nothing away."),
 }
 NO_FACE = ("No face is visible.", "There is nobody in the picture.")
 HUMAN_RESPONSE: dict[str, tuple[str, ...]] = {
-    "amusement": ("A viewer would want to laugh along; it feels playful and light.",
-                  "Anyone looking would grin at the silliness of it."),
-    "excitement": ("A viewer's heart would race with eagerness, ready to jump in and cheer.",
-                   "Anyone looking would feel a rush of energy and want to join in."),
-    "awe": ("A viewer would feel small before something vast and hold still, wondering.",
-            "Anyone looking would fall silent before how grand it is."),
-    "contentment": ("A viewer would feel at ease and unhurried, settled and warm.",
-                    "Anyone looking would breathe out slowly and feel at peace."),
-    "angry": ("A viewer's blood would boil; they would want to strike back at the wrong.",
-              "Anyone looking would clench their fists and want to shout."),
-    "disgust": ("A viewer would want to pull away and hold their nose.",
-                "Anyone looking would feel their stomach turn at the sight."),
-    "fear": ("A viewer would feel threatened and tense, wanting to run and hide.",
-             "Anyone looking would freeze, sensing danger close by."),
-    "sad": ("A viewer would feel heavy and low, close to tears.",
-            "Anyone looking would feel drained and alone."),
+    "amusement": (
+        "A viewer would want to laugh along; it feels playful and light.",
+        "Anyone looking would grin at the silliness of it.",
+    ),
+    "excitement": (
+        "A viewer's heart would race with eagerness, ready to jump in and cheer.",
+        "Anyone looking would feel a rush of energy and want to join in.",
+    ),
+    "awe": (
+        "A viewer would feel small before something vast and hold still, wondering.",
+        "Anyone looking would fall silent before how grand it is.",
+    ),
+    "contentment": (
+        "A viewer would feel at ease and unhurried, settled and warm.",
+        "Anyone looking would breathe out slowly and feel at peace.",
+    ),
+    "angry": (
+        "A viewer's blood would boil; they would want to strike back at the wrong.",
+        "Anyone looking would clench their fists and want to shout.",
+    ),
+    "disgust": (
+        "A viewer would want to pull away and hold their nose.",
+        "Anyone looking would feel their stomach turn at the sight.",
+    ),
+    "fear": (
+        "A viewer would feel threatened and tense, wanting to run and hide.",
+        "Anyone looking would freeze, sensing danger close by.",
+    ),
+    "sad": ("A viewer would feel heavy and low, close to tears.", "Anyone looking would feel drained and alone."),
 }
 
 
@@ -78,21 +97,26 @@ def _bin(x: float, lo: float, hi: float, words: tuple[str, str, str]) -> str:
 
 def describe_image(cues: dict[str, Any], rng: np.random.Generator) -> str:
     """Step 1 from the true cues: scene, face (or none), light, colour, tone and strokes."""
+
     def pick(seq: tuple[str, ...]) -> str:
         return seq[int(rng.integers(len(seq)))]
 
     light = _bin(cues["brightness"], 0.38, 0.62, ("dimly lit", "evenly lit", "brightly lit"))
     colour = _bin(cues["colorfulness"], 0.35, 0.6, ("washed-out colours", "moderate colours", "vivid colours"))
     tone = _bin(cues["valence"], -0.2, 0.2, ("cold blue tones", "mixed tones", "warm tones"))
-    strokes = _bin(cues["arousal"] * 6, 1.5, 3.5, ("a few smooth lines", "some restless strokes",
-                                                   "many jagged, busy strokes"))
+    strokes = _bin(
+        cues["arousal"] * 6, 1.5, 3.5, ("a few smooth lines", "some restless strokes", "many jagged, busy strokes")
+    )
     face = pick(NO_FACE) if cues["face"] == "none" else pick(FACE_PHRASES[cues["face"]])
-    return f"The scene shows {pick(SCENE_PHRASES[cues['scene']])}. {face} The picture is {light}, with {colour}, " \
-           f"{tone} and {strokes}."
+    return (
+        f"The scene shows {pick(SCENE_PHRASES[cues['scene']])}. {face} The picture is {light}, with {colour}, "
+        f"{tone} and {strokes}."
+    )
 
 
-def image_trace(meta: dict[str, Any], label: str, rng: np.random.Generator, *, style: str = "boxed",
-                word: str | None = None) -> str:
+def image_trace(
+    meta: dict[str, Any], label: str, rng: np.random.Generator, *, style: str = "boxed", word: str | None = None
+) -> str:
     """A cold-start trace in answer ``style`` (boxed, steps, tags, think_boxed) for an image of
     the synthetic image world (``meta`` = its manifest meta, with ``cues``) and its ``label``;
     ``word``: how the answer names the label (default the label)."""

@@ -49,15 +49,27 @@ DATASET = "synthetic-images"
 CLASSES: tuple[str, ...] = LABEL_SETS[DATASET]  # canonical: amusement, angry, awe, contentment, ...
 SPLITS: tuple[str, ...] = ("train", "coldstart", "test", "ood", "pretrain")
 SPLIT_CODES: dict[str, int] = {"train": 10, "coldstart": 11, "test": 12, "ood": 13, "pretrain": 14}
-SPLIT_STYLE: dict[str, str] = {"train": "flat", "coldstart": "flat", "test": "flat", "ood": "sketch", "pretrain": "flat"}
+SPLIT_STYLE: dict[str, str] = {
+    "train": "flat",
+    "coldstart": "flat",
+    "test": "flat",
+    "ood": "sketch",
+    "pretrain": "flat",
+}
 DEFAULT_SIZES: dict[str, int] = {"train": 800, "coldstart": 160, "test": 240, "ood": 240}
 FORMATS = {"png": ".png", "jpeg": ".jpg"}
 
 # class -> (valence mean, arousal mean); SDs below. Quadrants: (+, high) amusement, excitement;
 # (+, low) awe, contentment; (-, high) anger, disgust, fear; (-, low) sadness (EMO-R3's map).
 AFFECT: dict[str, tuple[float, float]] = {
-    "amusement": (0.6, 0.65), "excitement": (0.7, 0.85), "awe": (0.45, 0.35), "contentment": (0.6, 0.15),
-    "angry": (-0.6, 0.8), "disgust": (-0.5, 0.55), "fear": (-0.7, 0.75), "sad": (-0.6, 0.2),
+    "amusement": (0.6, 0.65),
+    "excitement": (0.7, 0.85),
+    "awe": (0.45, 0.35),
+    "contentment": (0.6, 0.15),
+    "angry": (-0.6, 0.8),
+    "disgust": (-0.5, 0.55),
+    "fear": (-0.7, 0.75),
+    "sad": (-0.6, 0.2),
 }
 VALENCE_SD, AROUSAL_SD, ATTR_SD = 0.3, 0.16, 0.1
 SCENE_FLOOR = 0.02  # every scene has at least this weight for every class (before normalising)
@@ -72,10 +84,22 @@ _SCENE_MAIN: dict[str, dict[str, float]] = {
     "sad": {"rain": 0.45, "room": 0.2, "dark_forest": 0.1},
 }
 SCENE_P: dict[str, dict[str, float]] = {
-    c: {s: (_SCENE_MAIN[c].get(s, 0.0) + SCENE_FLOOR) / (sum(_SCENE_MAIN[c].values()) + SCENE_FLOOR * len(SCENES))
-        for s in SCENES} for c in _SCENE_MAIN}
-FACE_P: dict[str, float] = {"amusement": 0.7, "excitement": 0.5, "awe": 0.3, "contentment": 0.4, "angry": 0.7,
-                            "disgust": 0.5, "fear": 0.5, "sad": 0.6}
+    c: {
+        s: (_SCENE_MAIN[c].get(s, 0.0) + SCENE_FLOOR) / (sum(_SCENE_MAIN[c].values()) + SCENE_FLOOR * len(SCENES))
+        for s in SCENES
+    }
+    for c in _SCENE_MAIN
+}
+FACE_P: dict[str, float] = {
+    "amusement": 0.7,
+    "excitement": 0.5,
+    "awe": 0.3,
+    "contentment": 0.4,
+    "angry": 0.7,
+    "disgust": 0.5,
+    "fear": 0.5,
+    "sad": 0.6,
+}
 EXPRESSION_P: dict[str, dict[str, float]] = {
     "amusement": {"laugh": 0.6, "smile": 0.35, "blank": 0.05},
     "excitement": {"laugh": 0.4, "smile": 0.3, "wonder": 0.15, "scream": 0.15},
@@ -131,8 +155,15 @@ def draw_cues(label: str, rng: np.random.Generator) -> dict[str, Any]:
     colorfulness = float(np.clip(0.4 + 0.25 * v + 0.25 * (a - 0.5) + rng.normal(0, ATTR_SD), 0, 1))
     scene = _choice(SCENE_P[label], rng)
     face = _choice(EXPRESSION_P[label], rng) if rng.random() < FACE_P[label] else "none"
-    return {"valence": _r3(v), "arousal": _r3(a), "brightness": _r3(brightness), "colorfulness": _r3(colorfulness),
-            "scene": scene, "face": face, "hue_jitter": _r3(rng.uniform(-15, 15))}
+    return {
+        "valence": _r3(v),
+        "arousal": _r3(a),
+        "brightness": _r3(brightness),
+        "colorfulness": _r3(colorfulness),
+        "scene": scene,
+        "face": face,
+        "hue_jitter": _r3(rng.uniform(-15, 15)),
+    }
 
 
 def plan_labels(seed: int, split: str, n: int) -> list[str]:
@@ -148,8 +179,9 @@ def make_spec(seed: int, split: str, index: int, label: str) -> ImageSpec:
     _check_split(split)
     seed_list = [int(seed), SPLIT_CODES[split], 1, int(index)]
     rng = np.random.default_rng(seed_list)
-    return ImageSpec(f"synimg-{split}-{index:05d}", split, index, label, SPLIT_STYLE[split], seed_list,
-                     draw_cues(label, rng))
+    return ImageSpec(
+        f"synimg-{split}-{index:05d}", split, index, label, SPLIT_STYLE[split], seed_list, draw_cues(label, rng)
+    )
 
 
 def split_specs(seed: int, split: str, n: int) -> list[ImageSpec]:
@@ -181,16 +213,35 @@ def encode(pixels: np.ndarray, fmt: str) -> bytes:
 
 def describe_world(seed: int, sizes: Mapping[str, int], size: int, fmt: str) -> dict[str, Any]:
     """The JSON description of a generated world (parameters, not data)."""
-    return {"generator": "emorl.data.synthetic.image_world", "version": GENERATOR_VERSION, "seed": seed,
-            "sizes": dict(sizes), "image_size": size, "format": fmt, "classes": list(CLASSES),
-            "split_style": dict(SPLIT_STYLE), "affect": {c: list(v) for c, v in AFFECT.items()},
-            "sd": {"valence": VALENCE_SD, "arousal": AROUSAL_SD, "attributes": ATTR_SD}, "scene_p": SCENE_P,
-            "face_p": FACE_P, "expression_p": EXPRESSION_P, "scenes": list(SCENES), "expressions": list(EXPRESSIONS),
-            "styles": {k: v.__dict__ for k, v in STYLES.items()}}
+    return {
+        "generator": "emorl.data.synthetic.image_world",
+        "version": GENERATOR_VERSION,
+        "seed": seed,
+        "sizes": dict(sizes),
+        "image_size": size,
+        "format": fmt,
+        "classes": list(CLASSES),
+        "split_style": dict(SPLIT_STYLE),
+        "affect": {c: list(v) for c, v in AFFECT.items()},
+        "sd": {"valence": VALENCE_SD, "arousal": AROUSAL_SD, "attributes": ATTR_SD},
+        "scene_p": SCENE_P,
+        "face_p": FACE_P,
+        "expression_p": EXPRESSION_P,
+        "scenes": list(SCENES),
+        "expressions": list(EXPRESSIONS),
+        "styles": {k: v.__dict__ for k, v in STYLES.items()},
+    }
 
 
-def synthesize_images(out_dir: str | os.PathLike, seed: int = 0, sizes: Mapping[str, int] | None = None, *,
-                      size: int = 112, fmt: str = "png", progress: bool = True) -> dict[str, Path]:
+def synthesize_images(
+    out_dir: str | os.PathLike,
+    seed: int = 0,
+    sizes: Mapping[str, int] | None = None,
+    *,
+    size: int = 112,
+    fmt: str = "png",
+    progress: bool = True,
+) -> dict[str, Path]:
     """Generate the world into ``out_dir``; returns {split: manifest path}. Same arguments =>
     byte-identical files. ``sizes``: split -> image count (None: ``DEFAULT_SIZES``)."""
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
@@ -234,5 +285,22 @@ def cue_overlap(samples_meta: list[dict[str, Any]], labels: list[str], cue: str)
     return sum(c.most_common(1)[0][1] for c in by.values()) / max(1, len(labels))
 
 
-__all__ = ["AFFECT", "CLASSES", "DATASET", "DEFAULT_SIZES", "EXPRESSION_P", "FACE_P", "SCENE_P", "SPLITS",
-           "SPLIT_STYLE", "ImageSpec", "cue_overlap", "draw_cues", "make_spec", "plan_labels", "render_image", "split_specs", "synthesize_images"]
+__all__ = [
+    "AFFECT",
+    "CLASSES",
+    "DATASET",
+    "DEFAULT_SIZES",
+    "EXPRESSION_P",
+    "FACE_P",
+    "SCENE_P",
+    "SPLITS",
+    "SPLIT_STYLE",
+    "ImageSpec",
+    "cue_overlap",
+    "draw_cues",
+    "make_spec",
+    "plan_labels",
+    "render_image",
+    "split_specs",
+    "synthesize_images",
+]

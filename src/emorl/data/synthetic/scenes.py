@@ -16,8 +16,21 @@ from dataclasses import dataclass
 
 import numpy as np
 
-SCENES = ("party", "fireworks", "mountains", "starry_sky", "meadow", "beach", "fire", "storm", "dark_forest",
-          "rain", "garbage", "swamp", "room")
+SCENES = (
+    "party",
+    "fireworks",
+    "mountains",
+    "starry_sky",
+    "meadow",
+    "beach",
+    "fire",
+    "storm",
+    "dark_forest",
+    "rain",
+    "garbage",
+    "swamp",
+    "room",
+)
 EXPRESSIONS = ("laugh", "smile", "serene", "wonder", "frown", "grimace", "scream", "tears", "blank")
 
 RGB = tuple[int, int, int]
@@ -130,8 +143,14 @@ def _fireworks(p: Painter, s: int, pal: Palette, rng) -> None:
         col = pal.tone(_u(rng, 0, 360), 1.0, 1.2)
         for k in range(12):
             a = 2 * math.pi * k / 12
-            p.line([(cx + 0.3 * r * math.cos(a), cy + 0.3 * r * math.sin(a)),
-                    (cx + r * math.cos(a), cy + r * math.sin(a))], col, 1)
+            p.line(
+                [
+                    (cx + 0.3 * r * math.cos(a), cy + 0.3 * r * math.sin(a)),
+                    (cx + r * math.cos(a), cy + r * math.sin(a)),
+                ],
+                col,
+                1,
+            )
 
 
 def _mountains(p: Painter, s: int, pal: Palette, rng) -> None:
@@ -176,8 +195,10 @@ def _fire(p: Painter, s: int, pal: Palette, rng) -> None:
     p.rect((0.25 * s, 0.45 * s, 0.75 * s, 0.85 * s), (70, 60, 60))
     for _ in range(int(rng.integers(4, 7))):
         x, h, w = _u(rng, 0.25, 0.75) * s, _u(rng, 0.25, 0.5) * s, _u(rng, 0.06, 0.12) * s
-        p.poly([(x - w, 0.5 * s), (x + _u(rng, -w, w), 0.5 * s - h), (x + w, 0.5 * s)],
-               pal.tone(_u(rng, 5, 40), 1.0 / max(pal.sat, 0.3), 1.3))
+        p.poly(
+            [(x - w, 0.5 * s), (x + _u(rng, -w, w), 0.5 * s - h), (x + w, 0.5 * s)],
+            pal.tone(_u(rng, 5, 40), 1.0 / max(pal.sat, 0.3), 1.3),
+        )
     p.rect((0.4 * s, 0.65 * s, 0.6 * s, 0.85 * s), (20, 20, 20))
 
 
@@ -187,8 +208,9 @@ def _storm(p: Painter, s: int, pal: Palette, rng) -> None:
         x, y, w = _u(rng, 0, 1) * s, _u(rng, 0.05, 0.25) * s, _u(rng, 0.2, 0.35) * s
         p.ellipse((x - w, y - 0.08 * s, x + w, y + 0.08 * s), (80, 80, 95))
     x = _u(rng, 0.3, 0.7) * s
-    p.line([(x, 0.25 * s), (x - 0.06 * s, 0.45 * s), (x + 0.03 * s, 0.45 * s), (x - 0.05 * s, 0.7 * s)],
-           (255, 250, 150), 2)
+    p.line(
+        [(x, 0.25 * s), (x - 0.06 * s, 0.45 * s), (x + 0.03 * s, 0.45 * s), (x - 0.05 * s, 0.7 * s)], (255, 250, 150), 2
+    )
 
 
 def _dark_forest(p: Painter, s: int, pal: Palette, rng) -> None:
@@ -240,9 +262,21 @@ def _room(p: Painter, s: int, pal: Palette, rng) -> None:
     p.rect((0.55 * s, 0.6 * s, 0.9 * s, 0.65 * s), pal.tone(25, 0.6, 0.45))
 
 
-_PROPS = {"party": _party, "fireworks": _fireworks, "mountains": _mountains, "starry_sky": _starry_sky,
-          "meadow": _meadow, "beach": _beach, "fire": _fire, "storm": _storm, "dark_forest": _dark_forest,
-          "rain": _rain, "garbage": _garbage, "swamp": _swamp, "room": _room}
+_PROPS = {
+    "party": _party,
+    "fireworks": _fireworks,
+    "mountains": _mountains,
+    "starry_sky": _starry_sky,
+    "meadow": _meadow,
+    "beach": _beach,
+    "fire": _fire,
+    "storm": _storm,
+    "dark_forest": _dark_forest,
+    "rain": _rain,
+    "garbage": _garbage,
+    "swamp": _swamp,
+    "room": _room,
+}
 
 
 # ----------------------------------------------------------------------------- faces

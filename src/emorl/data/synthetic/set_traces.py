@@ -25,20 +25,22 @@ from emorl.data.manifest import Sample
 # Step 2 ("how a human would feel") per label, with no emotion word (see emorl.data.labels.emotions_in),
 # so the coherence judge has to map a felt response to an emotion rather than copy a word.
 HUMAN_RESPONSE: dict[str, tuple[str, ...]] = {
-    "happy": ("A person would feel warm and light, ready to laugh along.",
-              "Anyone watching would feel cheered up."),
-    "sad": ("A person would feel heavy and low, close to tears.",
-            "Anyone listening would feel drained and down."),
-    "neutral": ("A person would feel nothing much either way.",
-                "Anyone watching would stay unmoved and even."),
-    "angry": ("A person would feel heated and ready to fight back.",
-              "Anyone listening would feel their temper rise."),
-    "surprise": ("A person would be caught off guard, jolted by the unexpected.",
-                 "Anyone watching would feel startled."),
-    "disgust": ("A person would want to pull away from something foul.",
-                "Anyone watching would feel their stomach turn."),
-    "fear": ("A person would feel threatened and want to escape.",
-             "Anyone listening would sense danger and want to hide."),
+    "happy": ("A person would feel warm and light, ready to laugh along.", "Anyone watching would feel cheered up."),
+    "sad": ("A person would feel heavy and low, close to tears.", "Anyone listening would feel drained and down."),
+    "neutral": ("A person would feel nothing much either way.", "Anyone watching would stay unmoved and even."),
+    "angry": ("A person would feel heated and ready to fight back.", "Anyone listening would feel their temper rise."),
+    "surprise": (
+        "A person would be caught off guard, jolted by the unexpected.",
+        "Anyone watching would feel startled.",
+    ),
+    "disgust": (
+        "A person would want to pull away from something foul.",
+        "Anyone watching would feel their stomach turn.",
+    ),
+    "fear": (
+        "A person would feel threatened and want to escape.",
+        "Anyone listening would sense danger and want to hide.",
+    ),
 }
 
 
@@ -69,8 +71,11 @@ def structured_trace(meta: dict[str, Any], label: str, rng: np.random.Generator,
 def task_sample(s: Sample, tag: str, prompt: str, modality: str, target: str) -> Sample:
     """A copy of ``s`` (id ``<id>#<tag>``) that asks ``prompt`` over ``modality`` of its media and
     is supervised with ``target``."""
-    return replace(s, id=f"{s.id}#{tag}", meta={**s.meta, "clip_of": s.id, "task_prompt": prompt,
-                                                 "task_modality": modality, "trace": target})
+    return replace(
+        s,
+        id=f"{s.id}#{tag}",
+        meta={**s.meta, "clip_of": s.id, "task_prompt": prompt, "task_modality": modality, "trace": target},
+    )
 
 
 def reflection_tasks(samples: list[Sample], views: tuple[str, ...], rng: np.random.Generator) -> list[Sample]:
@@ -89,8 +94,10 @@ def reflection_tasks(samples: list[Sample], views: tuple[str, ...], rng: np.rand
         others = [o for o in samples if o.label != s.label]
         target = s.label if rng.random() < 0.5 else str(rng.choice([c for c in s.labels if c != s.label]))
         if rng.random() < 0.5:
-            reasoning = f"<step1>{cue_description(s.meta, target, rng)}</step1><step2>" \
-                        f"{rng.choice(HUMAN_RESPONSE[target])}</step2>"
+            reasoning = (
+                f"<step1>{cue_description(s.meta, target, rng)}</step1><step2>"
+                f"{rng.choice(HUMAN_RESPONSE[target])}</step2>"
+            )
         else:
             reasoning = make_trace(s.meta, target, rng).split("<think>", 1)[1].split("</think>", 1)[0]
         out.append(task_sample(s, f"coh{i}", coherence_prompt(reasoning, s.labels), "text", target))
@@ -105,6 +112,5 @@ def reflection_tasks(samples: list[Sample], views: tuple[str, ...], rng: np.rand
                 if not desc:
                     continue
             modality = {"joint": "video+audio", "video": "video", "audio": "audio"}[view]
-            out.append(task_sample(s, f"g{view}{i}", grounding_prompt(desc, view), modality,
-                                   "yes" if match else "no"))
+            out.append(task_sample(s, f"g{view}{i}", grounding_prompt(desc, view), modality, "yes" if match else "no"))
     return out

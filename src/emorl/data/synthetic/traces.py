@@ -47,16 +47,22 @@ DESCRIPTORS: tuple[Descriptor, ...] = (
     _D("video", "eye_open", "wide", True, ("wide-open eyes", "eyes opened wide", "staring eyes")),
     _D("video", "eye_open", "normal", False, ("normally open eyes",)),
     _D("video", "mouth_curve", "smile", True, ("a smile", "mouth corners turned up", "a smiling mouth")),
-    _D("video", "mouth_curve", "downturned", True,
-       ("a downturned mouth", "mouth corners turned down", "a drooping mouth")),
+    _D(
+        "video",
+        "mouth_curve",
+        "downturned",
+        True,
+        ("a downturned mouth", "mouth corners turned down", "a drooping mouth"),
+    ),
     _D("video", "mouth_curve", "straight", False, ("a straight mouth", "a level mouth line")),
     _D("video", "mouth_open", "open", True, ("an open mouth", "a dropped jaw", "lips wide apart")),
     _D("video", "mouth_open", "parted", False, ("lips slightly apart",)),
     _D("video", "mouth_open", "closed", False, ("closed lips", "a shut mouth")),
     _D("video", "mouth_width", "stretched", True, ("lips stretched sideways", "a stretched mouth")),
     _D("video", "mouth_width", "narrow", True, ("a tight, narrow mouth", "pursed lips", "lips pressed small")),
-    _D("video", "nose_wrinkle", "wrinkled", True,
-       ("a wrinkled nose", "a scrunched-up nose", "creases across the nose")),
+    _D(
+        "video", "nose_wrinkle", "wrinkled", True, ("a wrinkled nose", "a scrunched-up nose", "creases across the nose")
+    ),
     _D("video", "head_move", "nod", True, ("a nodding head", "the head bobbing")),
     _D("video", "head_move", "shake", True, ("a shaking head", "the head turning side to side")),
     _D("video", "head_move", "tremble", True, ("a trembling head", "the head quivering")),
@@ -67,12 +73,27 @@ DESCRIPTORS: tuple[Descriptor, ...] = (
     _D("audio", "pitch", "low", True, ("a low-pitched voice", "a deep voice", "a low pitch")),
     _D("audio", "pitch", "high", True, ("a high-pitched voice", "a high pitch", "a shrill voice")),
     _D("audio", "pitch", "mid", False, ("a mid-range pitch", "an ordinary pitch")),
-    _D("audio", "pitch_contour", "rising", True,
-       ("rising intonation", "pitch climbing at the end", "an upward pitch glide")),
-    _D("audio", "pitch_contour", "falling", True,
-       ("falling intonation", "pitch dropping toward the end", "a downward pitch glide")),
-    _D("audio", "pitch_contour", "rise-fall", True,
-       ("a rise-fall melody", "an arching pitch contour", "a sing-song melody")),
+    _D(
+        "audio",
+        "pitch_contour",
+        "rising",
+        True,
+        ("rising intonation", "pitch climbing at the end", "an upward pitch glide"),
+    ),
+    _D(
+        "audio",
+        "pitch_contour",
+        "falling",
+        True,
+        ("falling intonation", "pitch dropping toward the end", "a downward pitch glide"),
+    ),
+    _D(
+        "audio",
+        "pitch_contour",
+        "rise-fall",
+        True,
+        ("a rise-fall melody", "an arching pitch contour", "a sing-song melody"),
+    ),
     _D("audio", "pitch_contour", "flat", False, ("flat intonation", "a monotone delivery")),
     _D("audio", "pitch_range", "wide", True, ("big pitch swings", "a very animated melody")),
     _D("audio", "pitch_range", "narrow", False, ("little pitch movement", "a compressed pitch range")),
@@ -84,10 +105,16 @@ DESCRIPTORS: tuple[Descriptor, ...] = (
     _D("audio", "rate", "mid", False, ("an even pace", "a moderate tempo")),
     _D("audio", "breathiness", "breathy", True, ("a breathy voice", "audible breath in the voice", "an airy tone")),
     _D("audio", "jitter", "shaky", True, ("a shaky voice", "a quavering voice", "a wavering, unsteady voice")),
-    _D("audio", "harshness", "harsh", True,
-       ("a harsh voice", "a rough, strained tone", "a gravelly edge in the voice")),
-    _D("audio", "overall", "plain", False,
-       ("a plain voice", "an unremarkable voice", "a voice without notable qualities")),
+    _D(
+        "audio", "harshness", "harsh", True, ("a harsh voice", "a rough, strained tone", "a gravelly edge in the voice")
+    ),
+    _D(
+        "audio",
+        "overall",
+        "plain",
+        False,
+        ("a plain voice", "an unremarkable voice", "a voice without notable qualities"),
+    ),
 )
 # Generic words that name a modality (always true for a clip): used to attribute citations.
 # CUE_LEXICON[m] = these words + every descriptor phrase of modality m; no content word is shared
@@ -118,9 +145,19 @@ _BINS: dict[str, tuple[str | None, float, str | None, float, str | None]] = {
     "harshness": (None, -1.0, None, 0.45, "harsh"),
 }
 _SCALE = {  # rough spread per cue, to rank how far past its threshold a value is
-    "brow_raise": 0.38, "brow_tilt": 0.38, "eye_open": 0.18, "mouth_curve": 0.38, "mouth_width": 0.18,
-    "nose_wrinkle": 0.23, "pitch": 2.5, "pitch_range": 2.3, "energy": 3.7, "rate": 0.98,
-    "breathiness": 0.23, "jitter": 0.23, "harshness": 0.23,
+    "brow_raise": 0.38,
+    "brow_tilt": 0.38,
+    "eye_open": 0.18,
+    "mouth_curve": 0.38,
+    "mouth_width": 0.18,
+    "nose_wrinkle": 0.23,
+    "pitch": 2.5,
+    "pitch_range": 2.3,
+    "energy": 3.7,
+    "rate": 0.98,
+    "breathiness": 0.23,
+    "jitter": 0.23,
+    "harshness": 0.23,
 }
 HEAD_AMP_VISIBLE = 0.35  # a head move is cited only above this amplitude
 _MOUTH_CUES = ("mouth_curve", "mouth_open", "mouth_width")
@@ -195,8 +232,12 @@ _AUDIO_SENT = ("I hear {}.", "In the audio: {}.", "The audio has {}.", "Listenin
 _VIDEO_BLANK = ("The video shows {}.", "I see {}.", "Visually there is only {}.")
 _AUDIO_PLAIN = ("I hear {}.", "The audio offers only {}.", "Listening, there is only {}.")
 _CLOSE = {
-    "both": ("Seen and heard together, this reads as {}.", "Face and voice agree on {}.",
-             "Both channels point to {}.", "Taken together, this is {}."),
+    "both": (
+        "Seen and heard together, this reads as {}.",
+        "Face and voice agree on {}.",
+        "Both channels point to {}.",
+        "Taken together, this is {}.",
+    ),
     "video": ("So the face carries it: {}.", "The expression points to {}.", "Going by the face, this is {}."),
     "audio": ("So the voice carries it: {}.", "The voice points to {}.", "Going by the voice, this is {}."),
 }
@@ -247,8 +288,9 @@ def _support(meta: dict[str, Any], d: Descriptor, label: str) -> float:
     return float(ll[w.CLASSES.index(label)] - np.log(np.mean(np.exp(ll - ll.max()))) - ll.max())
 
 
-def _cite(meta: dict[str, Any], items: list[tuple[Descriptor, float]], label: str, k: int,
-          rng: np.random.Generator) -> list[str]:
+def _cite(
+    meta: dict[str, Any], items: list[tuple[Descriptor, float]], label: str, k: int, rng: np.random.Generator
+) -> list[str]:
     """Phrases for up to ``k`` true descriptors of one informative modality that best support
     ``label`` (ties broken by salience and a little noise); at least two are cited."""
     scored = []

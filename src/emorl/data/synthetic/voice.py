@@ -158,7 +158,7 @@ def synth_voice(
 ) -> np.ndarray:
     """Synthesize (round(duration·sample_rate),) float32 mono audio in [-1, 1] from audio cues."""
     sr = sample_rate
-    n = int(round(duration * sr))
+    n = round(duration * sr)
     t = np.arange(n) / sr
     sylls = syllable_plan(float(cues["rate"]), duration, rng)
     s0, s1 = sylls[0][0], sylls[-1][0] + sylls[-1][1]
@@ -172,7 +172,7 @@ def synth_voice(
     tk = np.arange(nk) / kr
     uk = np.clip((tk - s0) / max(s1 - s0, 1e-3), 0.0, 1.0)
     accents = np.zeros(nk)
-    for (a, d) in sylls:
+    for a, d in sylls:
         accents[int(a * kr) : int((a + d) * kr)] = rng.normal(0.0, 0.12 * rng_pitch + 0.3)
     accents = _box_smooth(accents, 61)
     f_tr = float(rng.uniform(5.0, 8.0))
@@ -197,14 +197,14 @@ def synth_voice(
     tilt = float(np.clip(style.tilt + 0.6 * breath - 0.6 * harsh - 0.025 * energy, 0.0, 2.0))
     out = np.zeros(n, np.float32)
     voiced = np.zeros(n, bool)
-    for (a, d) in sylls:
+    for a, d in sylls:
         i0, i1 = int(a * sr), min(n, int((a + d) * sr))
         m = i1 - i0
         if m < 16:
             continue
         vowel = speaker.vowel_bias if rng.random() < 0.3 else int(rng.integers(len(VOWELS)))
         formants = np.asarray(VOWELS[vowel]) * speaker.formant_scale * rng.uniform(0.96, 1.04)
-        nfft = 1 << int(math.ceil(math.log2(m + 256)))
+        nfft = 1 << math.ceil(math.log2(m + 256))
         spec = np.fft.rfft(src[i0:i1], nfft)
         spec *= _formant_response(np.fft.rfftfreq(nfft, 1.0 / sr), formants, style.bandwidths, tilt)
         seg = np.fft.irfft(spec, nfft)[:m]
@@ -235,7 +235,7 @@ def synth_voice(
 
 def _highpass_noise(m: int, corner: float, rng: np.random.Generator, sr: int) -> np.ndarray:
     """(m,) unit-RMS white noise with energy mostly above ``corner`` Hz."""
-    nfft = 1 << int(math.ceil(math.log2(m + 64)))
+    nfft = 1 << math.ceil(math.log2(m + 64))
     spec = np.fft.rfft(rng.standard_normal(m), nfft)
     f = np.fft.rfftfreq(nfft, 1.0 / sr)
     spec *= (f / corner) ** 2 / (1.0 + (f / corner) ** 2)

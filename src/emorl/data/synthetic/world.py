@@ -43,8 +43,13 @@ DATASET = "synthetic"
 CLASSES: tuple[str, ...] = LABEL_SETS["synthetic"]
 SPLITS: tuple[str, ...] = ("train", "coldstart", "test", "ood", "pretrain")
 SPLIT_CODES: dict[str, int] = {"train": 0, "coldstart": 1, "test": 2, "ood": 3, "pretrain": 4}
-SPLIT_STYLE: dict[str, str] = {"train": "default", "coldstart": "default", "test": "default", "ood": "ood",
-                              "pretrain": "default"}
+SPLIT_STYLE: dict[str, str] = {
+    "train": "default",
+    "coldstart": "default",
+    "test": "default",
+    "ood": "ood",
+    "pretrain": "default",
+}
 DEFAULT_SIZES: dict[str, int] = {"train": 1200, "coldstart": 240, "test": 280, "ood": 280, "pretrain": 1200}
 INFORMATIVE: dict[str, float] = {"both": 0.6, "video": 0.2, "audio": 0.2}
 OCCLUDED_P = 0.3  # share of audio-informative clips whose mouth is hidden by a mask
@@ -74,33 +79,44 @@ AUDIO_CUES: dict[str, tuple[float, float]] = {
     "harshness": (0.0, 1.0),
 }
 VIDEO_SD: dict[str, float] = {
-    "brow_raise": 0.38, "brow_tilt": 0.38, "eye_open": 0.18, "mouth_curve": 0.38,
-    "mouth_open": 0.18, "mouth_width": 0.18, "nose_wrinkle": 0.23, "head_amp": 0.23,
+    "brow_raise": 0.38,
+    "brow_tilt": 0.38,
+    "eye_open": 0.18,
+    "mouth_curve": 0.38,
+    "mouth_open": 0.18,
+    "mouth_width": 0.18,
+    "nose_wrinkle": 0.23,
+    "head_amp": 0.23,
 }
 AUDIO_SD: dict[str, float] = {
-    "pitch": 2.5, "pitch_range": 2.3, "energy": 3.7, "rate": 0.98,
-    "breathiness": 0.23, "jitter": 0.23, "harshness": 0.23,
+    "pitch": 2.5,
+    "pitch_range": 2.3,
+    "energy": 3.7,
+    "rate": 0.98,
+    "breathiness": 0.23,
+    "jitter": 0.23,
+    "harshness": 0.23,
 }
 # class -> cue -> mean (same column order as VIDEO_CUES / AUDIO_CUES)
 _V_COLS = tuple(VIDEO_CUES)
 _A_COLS = tuple(AUDIO_CUES)
 _V_TABLE = {  # brow_raise brow_tilt eye_open curve open width wrinkle head_amp
-    "happy":    (0.10, 0.00, 0.42, 0.80, 0.35, 0.80, 0.05, 0.50),
-    "sad":      (-0.15, 0.65, 0.35, -0.60, 0.05, 0.40, 0.05, 0.25),
-    "neutral":  (0.00, 0.00, 0.55, 0.00, 0.05, 0.50, 0.02, 0.20),
-    "angry":    (-0.75, -0.75, 0.50, -0.35, 0.20, 0.35, 0.30, 0.60),
+    "happy": (0.10, 0.00, 0.42, 0.80, 0.35, 0.80, 0.05, 0.50),
+    "sad": (-0.15, 0.65, 0.35, -0.60, 0.05, 0.40, 0.05, 0.25),
+    "neutral": (0.00, 0.00, 0.55, 0.00, 0.05, 0.50, 0.02, 0.20),
+    "angry": (-0.75, -0.75, 0.50, -0.35, 0.20, 0.35, 0.30, 0.60),
     "surprise": (0.80, 0.10, 0.92, 0.05, 0.80, 0.30, 0.02, 0.50),
-    "disgust":  (-0.45, -0.35, 0.30, -0.50, 0.20, 0.55, 0.75, 0.45),
-    "fear":     (0.55, 0.60, 0.85, -0.30, 0.50, 0.85, 0.05, 0.60),
+    "disgust": (-0.45, -0.35, 0.30, -0.50, 0.20, 0.55, 0.75, 0.45),
+    "fear": (0.55, 0.60, 0.85, -0.30, 0.50, 0.85, 0.05, 0.60),
 }
 _A_TABLE = {  # pitch range energy rate breath jitter harsh
-    "happy":    (3.5, 6.0, 3.0, 5.0, 0.15, 0.10, 0.15),
-    "sad":      (-2.5, 2.0, -6.0, 3.0, 0.50, 0.30, 0.10),
-    "neutral":  (0.0, 2.0, -2.0, 4.0, 0.15, 0.10, 0.10),
-    "angry":    (2.0, 4.0, 7.0, 5.5, 0.10, 0.25, 0.75),
+    "happy": (3.5, 6.0, 3.0, 5.0, 0.15, 0.10, 0.15),
+    "sad": (-2.5, 2.0, -6.0, 3.0, 0.50, 0.30, 0.10),
+    "neutral": (0.0, 2.0, -2.0, 4.0, 0.15, 0.10, 0.10),
+    "angry": (2.0, 4.0, 7.0, 5.5, 0.10, 0.25, 0.75),
     "surprise": (5.0, 8.0, 3.0, 4.5, 0.30, 0.15, 0.20),
-    "disgust":  (-1.5, 3.5, 0.0, 3.3, 0.30, 0.20, 0.55),
-    "fear":     (5.5, 3.5, 1.0, 6.0, 0.55, 0.70, 0.30),
+    "disgust": (-1.5, 3.5, 0.0, 3.3, 0.30, 0.20, 0.55),
+    "fear": (5.5, 3.5, 1.0, 6.0, 0.55, 0.70, 0.30),
 }
 VIDEO_MEANS: dict[str, dict[str, float]] = {c: dict(zip(_V_COLS, _V_TABLE[c])) for c in CLASSES}
 AUDIO_MEANS: dict[str, dict[str, float]] = {c: dict(zip(_A_COLS, _A_TABLE[c])) for c in CLASSES}
@@ -125,15 +141,23 @@ CONTOUR_P: dict[str, dict[str, float]] = {  # rising falling flat rise-fall
 # class-independent "gives little away" distributions: cue -> (mean, sd, low, high); low/high keep
 # every draw inside the neutral description bins of emorl.data.synthetic.traces
 FLAT_VIDEO: dict[str, tuple[float, float, float, float]] = {
-    "brow_raise": (0.0, 0.1, -0.3, 0.3), "brow_tilt": (0.0, 0.1, -0.3, 0.3),
-    "eye_open": (0.55, 0.06, 0.4, 0.7), "mouth_curve": (0.0, 0.1, -0.3, 0.3),
-    "mouth_open": (0.06, 0.04, 0.0, 0.25), "mouth_width": (0.5, 0.07, 0.35, 0.65),
-    "nose_wrinkle": (0.03, 0.05, 0.0, 0.3), "head_amp": (0.15, 0.07, 0.0, 0.35),
+    "brow_raise": (0.0, 0.1, -0.3, 0.3),
+    "brow_tilt": (0.0, 0.1, -0.3, 0.3),
+    "eye_open": (0.55, 0.06, 0.4, 0.7),
+    "mouth_curve": (0.0, 0.1, -0.3, 0.3),
+    "mouth_open": (0.06, 0.04, 0.0, 0.25),
+    "mouth_width": (0.5, 0.07, 0.35, 0.65),
+    "nose_wrinkle": (0.03, 0.05, 0.0, 0.3),
+    "head_amp": (0.15, 0.07, 0.0, 0.35),
 }
 FLAT_AUDIO: dict[str, tuple[float, float, float, float]] = {
-    "pitch": (0.5, 0.8, -1.4, 2.4), "pitch_range": (1.3, 0.3, 0.5, 1.9),
-    "energy": (-1.0, 1.3, -3.5, 3.5), "rate": (4.1, 0.3, 3.5, 4.9),
-    "breathiness": (0.1, 0.06, 0.0, 0.3), "jitter": (0.1, 0.06, 0.0, 0.3), "harshness": (0.1, 0.06, 0.0, 0.3),
+    "pitch": (0.5, 0.8, -1.4, 2.4),
+    "pitch_range": (1.3, 0.3, 0.5, 1.9),
+    "energy": (-1.0, 1.3, -3.5, 3.5),
+    "rate": (4.1, 0.3, 3.5, 4.9),
+    "breathiness": (0.1, 0.06, 0.0, 0.3),
+    "jitter": (0.1, 0.06, 0.0, 0.3),
+    "harshness": (0.1, 0.06, 0.0, 0.3),
 }
 FLAT_HEAD_MOVE = "still"
 FLAT_CONTOUR = "flat"
@@ -247,7 +271,7 @@ def plan_split(seed: int, split: str, n: int) -> list[tuple[str, str]]:
     _check_split(split)
     rng = np.random.default_rng([seed, SPLIT_CODES[split], _PLAN_TAG, 0])
     labels = [CLASSES[i % len(CLASSES)] for i in range(n)]
-    counts = {k: int(math.floor(p * n)) for k, p in INFORMATIVE.items()}
+    counts = {k: math.floor(p * n) for k, p in INFORMATIVE.items()}
     rest = sorted(INFORMATIVE, key=lambda k: -(INFORMATIVE[k] * n - counts[k]))
     for k in rest[: n - sum(counts.values())]:
         counts[k] += 1
@@ -291,8 +315,17 @@ def make_spec(
     video["occluded"] = bool(informative == "audio" and rng.random() < OCCLUDED_P)
     video["blink"] = bool(rng.random() < BLINK_P)
     return ClipSpec(
-        id=clip_id(split, index), split=split, index=index, label=label, informative=informative,
-        style=SPLIT_STYLE[split], n_frames=n_frames, fps=fps, seed=seed_list, video=video, audio=audio,
+        id=clip_id(split, index),
+        split=split,
+        index=index,
+        label=label,
+        informative=informative,
+        style=SPLIT_STYLE[split],
+        n_frames=n_frames,
+        fps=fps,
+        seed=seed_list,
+        video=video,
+        audio=audio,
         intensity={"video": iv if v_label else None, "audio": ia if a_label else None},
     )
 
@@ -301,8 +334,10 @@ def split_specs(
     seed: int, split: str, n: int, *, fps: int = 8, duration_range: tuple[float, float] = (2.0, 4.0)
 ) -> list[ClipSpec]:
     """All clip specs of one split (no rendering; cheap: ~0.3 ms a clip)."""
-    return [make_spec(seed, split, i, lab, inf, fps=fps, duration_range=duration_range)
-            for i, (lab, inf) in enumerate(plan_split(seed, split, n))]
+    return [
+        make_spec(seed, split, i, lab, inf, fps=fps, duration_range=duration_range)
+        for i, (lab, inf) in enumerate(plan_split(seed, split, n))
+    ]
 
 
 # ----------------------------------------------------------------------------- rendering
@@ -334,8 +369,9 @@ def _write_one(job: tuple[ClipSpec, str, int]) -> dict[str, Any]:
     spec, path, frame_size = job
     frames, audio = render_clip(spec, frame_size)
     write_mp4(path, frames, spec.fps, audio, voicemod.SAMPLE_RATE)
-    return Sample(id=spec.id, media=path, label=spec.label, dataset=DATASET, split=spec.split,
-                  meta=spec.meta()).to_json()
+    return Sample(
+        id=spec.id, media=path, label=spec.label, dataset=DATASET, split=spec.split, meta=spec.meta()
+    ).to_json()
 
 
 # ----------------------------------------------------------------------------- the world
@@ -345,8 +381,9 @@ def _jsonable(d: Mapping[str, Any]) -> dict[str, Any]:
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
 
 
-def describe_world(seed: int, sizes: Mapping[str, int], frame_size: int, fps: int,
-                   duration_range: tuple[float, float]) -> dict[str, Any]:
+def describe_world(
+    seed: int, sizes: Mapping[str, int], frame_size: int, fps: int, duration_range: tuple[float, float]
+) -> dict[str, Any]:
     """The JSON description of a generated world (parameters, not data)."""
     return {
         "generator": "emorl.data.synthetic",
@@ -364,18 +401,30 @@ def describe_world(seed: int, sizes: Mapping[str, int], frame_size: int, fps: in
         "blink_p": BLINK_P,
         "intensity_range": list(INTENSITY),
         "cue_mean_rule": "mean = neutral_mean + intensity * (class_mean - neutral_mean); "
-                         "cue ~ clip(N(mean, sd), range)",
+        "cue ~ clip(N(mean, sd), range)",
         "cues": {
-            "video": {"ranges": {k: list(v) for k, v in VIDEO_CUES.items()}, "sd": VIDEO_SD,
-                      "means": VIDEO_MEANS, "head_move_p": HEAD_MOVE_P,
-                      "flat": {k: list(v) for k, v in FLAT_VIDEO.items()}, "flat_head_move": FLAT_HEAD_MOVE},
-            "audio": {"ranges": {k: list(v) for k, v in AUDIO_CUES.items()}, "sd": AUDIO_SD,
-                      "means": AUDIO_MEANS, "contour_p": CONTOUR_P,
-                      "flat": {k: list(v) for k, v in FLAT_AUDIO.items()}, "flat_contour": FLAT_CONTOUR},
+            "video": {
+                "ranges": {k: list(v) for k, v in VIDEO_CUES.items()},
+                "sd": VIDEO_SD,
+                "means": VIDEO_MEANS,
+                "head_move_p": HEAD_MOVE_P,
+                "flat": {k: list(v) for k, v in FLAT_VIDEO.items()},
+                "flat_head_move": FLAT_HEAD_MOVE,
+            },
+            "audio": {
+                "ranges": {k: list(v) for k, v in AUDIO_CUES.items()},
+                "sd": AUDIO_SD,
+                "means": AUDIO_MEANS,
+                "contour_p": CONTOUR_P,
+                "flat": {k: list(v) for k, v in FLAT_AUDIO.items()},
+                "flat_contour": FLAT_CONTOUR,
+            },
         },
         "styles": {
-            name: {"face": _jsonable(facemod.FACE_STYLES[name].__dict__),
-                   "voice": _jsonable(voicemod.VOICE_STYLES[name].__dict__)}
+            name: {
+                "face": _jsonable(facemod.FACE_STYLES[name].__dict__),
+                "voice": _jsonable(voicemod.VOICE_STYLES[name].__dict__),
+            }
             for name in sorted(set(SPLIT_STYLE.values()))
         },
     }

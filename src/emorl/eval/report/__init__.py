@@ -20,5 +20,13 @@ from emorl.eval.report.build import build_report, render, report_document
 from emorl.eval.report.demo import DEMO_MODELS, build_demo_report
 from emorl.eval.report.load import RunView, load_run, load_samples_of
 
-__all__ = ["DEMO_MODELS", "RunView", "build_demo_report", "build_report", "load_run", "load_samples_of", "render",
-           "report_document"]
+__all__ = [
+    "DEMO_MODELS",
+    "RunView",
+    "build_demo_report",
+    "build_report",
+    "load_run",
+    "load_samples_of",
+    "render",
+    "report_document",
+]

@@ -18,8 +18,9 @@ DEMO_SPLITS = ("test", "ood")
 DEMO_DIFFS = (("coldstart_sft", "grpo"), ("label_sft", "grpo"))
 
 
-def demo_intervals(demo_dir: Path, models=DEMO_MODELS, splits=DEMO_SPLITS, diffs=DEMO_DIFFS, *,
-                   n_boot: int = 2000) -> dict:
+def demo_intervals(
+    demo_dir: Path, models=DEMO_MODELS, splits=DEMO_SPLITS, diffs=DEMO_DIFFS, *, n_boot: int = 2000
+) -> dict:
     """95 % cluster-bootstrap intervals over the evaluation clips, from the stored predictions
     (``demo_dir/eval/NAME/SPLIT/predictions.jsonl``; clusters from ``data/SPLIT.jsonl``; nothing
     re-run): ``{"models": {name: {split: {"war"|"uar": {value, lo, hi}}}}, "diffs": {"B - A":
@@ -40,17 +41,27 @@ def demo_intervals(demo_dir: Path, models=DEMO_MODELS, splits=DEMO_SPLITS, diffs
                 continue
             rs = read_rows(e / "predictions.jsonl")
             rows[name, split] = {r["id"]: r for r in rs}, m["labels"]
-            c = metric_cis([r["label"] for r in rs], [r["pred"] for r in rs], m["labels"],
-                           [cluster_of(r["id"], meta.get(r["id"])) for r in rs], n_boot=n_boot)
+            c = metric_cis(
+                [r["label"] for r in rs],
+                [r["pred"] for r in rs],
+                m["labels"],
+                [cluster_of(r["id"], meta.get(r["id"])) for r in rs],
+                n_boot=n_boot,
+            )
             out["models"].setdefault(name, {})[split] = {k: c[k] for k in ("war", "uar")}
         for a, b in diffs:
             if (a, split) not in rows or (b, split) not in rows:
                 continue
             (ra, labels), (rb, _) = rows[a, split], rows[b, split]
             ids = [k for k in ra if k in rb]
-            c = compare_paired([ra[k]["label"] for k in ids], [ra[k]["pred"] for k in ids],
-                               [rb[k]["pred"] for k in ids], labels, [cluster_of(k, meta.get(k)) for k in ids],
-                               n_boot=n_boot)
+            c = compare_paired(
+                [ra[k]["label"] for k in ids],
+                [ra[k]["pred"] for k in ids],
+                [rb[k]["pred"] for k in ids],
+                labels,
+                [cluster_of(k, meta.get(k)) for k in ids],
+                n_boot=n_boot,
+            )
             out["diffs"].setdefault(f"{b} - {a}", {})[split] = {k: c[k] for k in ("war", "uar")}
     return out
 
@@ -71,10 +82,12 @@ def _notes(demo_dir: Path, runs) -> list[str]:
     dm = read_json(demo_dir / "metrics.json") or {}
     notes = []
     if dm.get("timings_s", {}).get("total"):
-        notes.append(f"Demo wall time {dm['timings_s']['total']:.0f} s{' (quick sizes)' if dm.get('quick') else ''}. "
-                     "Synthetic omni-emotion world, tiny thinker: base = random-init LLM with attribute-pretrained "
-                     "towers, coldstart_sft = SFT on reasoning traces, label_sft = label-only SFT, grpo = GRPO from "
-                     "coldstart_sft.")
+        notes.append(
+            f"Demo wall time {dm['timings_s']['total']:.0f} s{' (quick sizes)' if dm.get('quick') else ''}. "
+            "Synthetic omni-emotion world, tiny thinker: base = random-init LLM with attribute-pretrained "
+            "towers, coldstart_sft = SFT on reasoning traces, label_sft = label-only SFT, grpo = GRPO from "
+            "coldstart_sft."
+        )
     if not any(r.kind == "analysis" for r in runs):
         notes.append("Modality ablations were not run for this demo (see emorl.demo.run_analysis_for_demo).")
     return notes
@@ -104,6 +117,11 @@ def build_demo_report(demo_dir: Path, out_html: Path, *, style: str | None = Non
         runs.append(rv)
     if not runs:
         raise FileNotFoundError(f"{demo_dir}: no eval/NAME/test results (has the demo finished its eval stage?)")
-    return render(runs, out_html, samples=samples, title="emorl demo report",
-                  subtitle=f"{len(runs)} models · test split ({len(samples)} clips) · synthetic world",
-                  extra_notes=_notes(demo_dir, runs))
+    return render(
+        runs,
+        out_html,
+        samples=samples,
+        title="emorl demo report",
+        subtitle=f"{len(runs)} models · test split ({len(samples)} clips) · synthetic world",
+        extra_notes=_notes(demo_dir, runs),
+    )

@@ -26,12 +26,12 @@ def highlight(text: str, meta: dict | None) -> list:
     pos = 0
     for m in find_cues(text, lexicon()):
         if m.start > pos:
-            out.append(text[pos:m.start])
+            out.append(text[pos : m.start])
         cls = ("v" if m.modality == "video" else "a") if m.claim else "g"
         title = f"{m.modality} {m.kind}"
         if true and m.claim and m.phrase in syn_phrases and m.phrase not in true[m.modality]:
             cls, title = "x", f"{m.modality}: not true for this clip"
-        out.append(mark(cls, title, text[m.start:m.end]))
+        out.append(mark(cls, title, text[m.start : m.end]))
         pos = m.end
     if pos < len(text):
         out.append(text[pos:])
@@ -39,10 +39,19 @@ def highlight(text: str, meta: dict | None) -> list:
 
 
 def legend(primary_name: str) -> Text:
-    return span("legend", "Cue phrases: ", mark("v", "", "about the face"), " ", mark("a", "", "about the voice"),
-                " ", mark("x", "", "stated but false for this clip"), "; ", mark("g", "", "channel named"),
-                ". One clip per class, preferring one the primary model "
-                f"({primary_name}) answers correctly with a parsable reasoning.")
+    return span(
+        "legend",
+        "Cue phrases: ",
+        mark("v", "", "about the face"),
+        " ",
+        mark("a", "", "about the voice"),
+        " ",
+        mark("x", "", "stated but false for this clip"),
+        "; ",
+        mark("g", "", "channel named"),
+        ". One clip per class, preferring one the primary model "
+        f"({primary_name}) answers correctly with a parsable reasoning.",
+    )
 
 
 def _example(r: dict, c: str, p: RunView, by_model: dict[str, dict], samples: dict[str, Sample]) -> Example:
@@ -54,12 +63,21 @@ def _example(r: dict, c: str, p: RunView, by_model: dict[str, dict], samples: di
     facts: list[tuple[str, Text]] = [("true", b(c))]
     if meta.get("informative"):
         facts.append(("informative", meta["informative"]))
-    answers = [Answer(name, byid[r["id"]]["pred"] or "no answer", bool(byid[r["id"]]["correct"]))
-               for name, byid in by_model.items() if r["id"] in byid]
+    answers = [
+        Answer(name, byid[r["id"]]["pred"] or "no answer", bool(byid[r["id"]]["correct"]))
+        for name, byid in by_model.items()
+        if r["id"] in byid
+    ]
     strip = frame_strip(s.media) if s else None
     fig = Figure(strip, f"frames of {r['id']}", "frames", mime="image/jpeg", cls="strip") if strip else None
-    return Example(r["id"], facts, answers, fig, highlight(reasoning, meta) if reasoning else i("(no reasoning)"),
-                   f"answer: {r.get('answer') or '–'}")
+    return Example(
+        r["id"],
+        facts,
+        answers,
+        fig,
+        highlight(reasoning, meta) if reasoning else i("(no reasoning)"),
+        f"answer: {r.get('answer') or '–'}",
+    )
 
 
 def examples_section(runs: list[RunView], samples: dict[str, Sample], per_class: int = 1) -> Section:
@@ -73,7 +91,8 @@ def examples_section(runs: list[RunView], samples: dict[str, Sample], per_class:
     by_model = {r.name: {x["id"]: x for x in r.rows.get("av", [])} for r in runs}
     sec.blocks.append(Paragraph(legend(p.name), md="Cue phrases are marked in the HTML version."))
     for c in p.labels:
-        cand = sorted((r for r in rows if r["label"] == c), key=lambda r: (not r["correct"], not r.get("format_ok"),
-                                                                          r["id"]))
+        cand = sorted(
+            (r for r in rows if r["label"] == c), key=lambda r: (not r["correct"], not r.get("format_ok"), r["id"])
+        )
         sec.blocks += [_example(r, c, p, by_model, samples) for r in cand[:per_class]]
     return sec

@@ -21,8 +21,16 @@ def _plt():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    plt.rcParams.update({"font.size": 9, "axes.spines.top": False, "axes.spines.right": False,
-                         "axes.titlesize": 10, "axes.titleweight": "bold", "font.family": "DejaVu Sans"})
+    plt.rcParams.update(
+        {
+            "font.size": 9,
+            "axes.spines.top": False,
+            "axes.spines.right": False,
+            "axes.titlesize": 10,
+            "axes.titleweight": "bold",
+            "font.family": "DejaVu Sans",
+        }
+    )
     return plt
 
 
@@ -62,16 +70,30 @@ def fig_modality_bars(runs: list[RunView]) -> bytes:
                 vals.append(v)
                 lo.append(max(0.0, v - ci["lo"]) if ci else 0)
                 hi.append(max(0.0, ci["hi"] - v) if ci else 0)
-            ax.bar(x + (k - (len(conds) - 1) / 2) * width, vals, width * 0.92, yerr=[lo, hi], capsize=2,
-                   color=COND_COLOR[c], label=COND_TITLE[c], error_kw={"elinewidth": 0.8, "ecolor": "#333"})
+            ax.bar(
+                x + (k - (len(conds) - 1) / 2) * width,
+                vals,
+                width * 0.92,
+                yerr=[lo, hi],
+                capsize=2,
+                color=COND_COLOR[c],
+                label=COND_TITLE[c],
+                error_kw={"elinewidth": 0.8, "ecolor": "#333"},
+            )
         chance = 1 / max(len(runs[0].labels), 1) if runs else 0
         ax.axhline(chance, color="#999", lw=0.8, ls="--")
         ax.text(len(runs) - 0.5, chance, " chance", va="bottom", ha="right", fontsize=7, color="#777")
         ax.set_xticks(x, [r.name for r in runs])
         ax.set_title(metric.upper() + " by input condition (95% CI)")
         ax.set_ylim(0, 1)
-    fig.legend(*axes[0].get_legend_handles_labels(), ncols=len(conds), fontsize=8, frameon=False, loc="lower center",
-               bbox_to_anchor=(0.5, 1.0))
+    fig.legend(
+        *axes[0].get_legend_handles_labels(),
+        ncols=len(conds),
+        fontsize=8,
+        frameon=False,
+        loc="lower center",
+        bbox_to_anchor=(0.5, 1.0),
+    )
     fig.tight_layout()
     return _png(fig)
 
@@ -82,23 +104,41 @@ def fig_reliance(runs: list[RunView]) -> bytes:
     plt = _plt()
     runs = [r for r in runs if r.modality and r.modality.get("reliance")]
     labels = runs[0].labels
-    fig, axes = plt.subplots(1, len(runs), figsize=(1.8 + 1.7 * len(runs), 0.9 + 0.36 * (len(labels) + 1)),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(runs), figsize=(1.8 + 1.7 * len(runs), 0.9 + 0.36 * (len(labels) + 1)), squeeze=False
+    )
     im = None
     for ax, r in zip(axes[0], runs):
         rel = r.modality["reliance"]
         cols = [m for m in ("video", "audio") if m in rel]
         rows = [*labels, "all"]
-        mat = np.array([[(rel[m].get(c) or {}).get("reliance") if (rel[m].get(c) or {}).get("reliance") is not None
-                         else np.nan for m in cols] for c in rows], dtype=float)
+        mat = np.array(
+            [
+                [
+                    (rel[m].get(c) or {}).get("reliance")
+                    if (rel[m].get(c) or {}).get("reliance") is not None
+                    else np.nan
+                    for m in cols
+                ]
+                for c in rows
+            ],
+            dtype=float,
+        )
         cmap = plt.get_cmap("OrRd").with_extremes(bad="#eeeeee")
         im = ax.imshow(np.ma.masked_invalid(mat), cmap=cmap, vmin=0, vmax=1, aspect="auto")
         for i in range(mat.shape[0]):
             for j in range(mat.shape[1]):
                 n = (rel[cols[j]].get(rows[i]) or {}).get("n_correct_av", 0)
                 txt = "–" if np.isnan(mat[i, j]) else f"{mat[i, j]:.2f}"
-                ax.text(j, i, txt if np.isnan(mat[i, j]) else f"{txt}\n(n={n})", ha="center", va="center",
-                        fontsize=6.5, color="white" if mat[i, j] > 0.6 else "#222")
+                ax.text(
+                    j,
+                    i,
+                    txt if np.isnan(mat[i, j]) else f"{txt}\n(n={n})",
+                    ha="center",
+                    va="center",
+                    fontsize=6.5,
+                    color="white" if mat[i, j] > 0.6 else "#222",
+                )
         ax.set_xticks(range(len(cols)), [f"−{m}" for m in cols])
         ax.set_yticks(range(len(rows)), rows if ax is axes[0][0] else [""] * len(rows))
         ax.tick_params(left=ax is axes[0][0], bottom=False)
@@ -121,12 +161,25 @@ def fig_attribution(runs: list[RunView]) -> bytes:
     left = np.zeros(len(runs))
     for c in ("video", "audio", "both", "none"):
         vals = np.array([(r.attribution or {}).get("overall", {}).get(c) or 0.0 for r in runs])
-        ax.barh(y, vals, left=left, color=CITE_COLOR[c], label="cites none / no reasoning" if c == "none" else f"cites {c}",
-                height=0.6)
+        ax.barh(
+            y,
+            vals,
+            left=left,
+            color=CITE_COLOR[c],
+            label="cites none / no reasoning" if c == "none" else f"cites {c}",
+            height=0.6,
+        )
         for yi, (lv, v) in enumerate(zip(left, vals)):
             if v >= 0.07:
-                ax.text(lv + v / 2, yi, f"{v:.0%}", ha="center", va="center", fontsize=7,
-                        color="white" if c != "none" else "#333")
+                ax.text(
+                    lv + v / 2,
+                    yi,
+                    f"{v:.0%}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if c != "none" else "#333",
+                )
         left += vals
     ax.set_yticks(y, [r.name for r in runs])
     ax.invert_yaxis()
@@ -141,10 +194,12 @@ def fig_hallucination(runs: list[RunView]) -> bytes:
     import numpy as np
 
     plt = _plt()
-    series = [("sounds with audio removed", lambda f: (f.get("modality_hallucination") or {}).get("video")),
-              ("faces with video removed", lambda f: (f.get("modality_hallucination") or {}).get("audio")),
-              ("false face cues (synthetic)", lambda f: ((f.get("cue_hallucination") or {}).get("video"))),
-              ("false voice cues (synthetic)", lambda f: ((f.get("cue_hallucination") or {}).get("audio")))]
+    series = [
+        ("sounds with audio removed", lambda f: (f.get("modality_hallucination") or {}).get("video")),
+        ("faces with video removed", lambda f: (f.get("modality_hallucination") or {}).get("audio")),
+        ("false face cues (synthetic)", lambda f: (f.get("cue_hallucination") or {}).get("video")),
+        ("false voice cues (synthetic)", lambda f: (f.get("cue_hallucination") or {}).get("audio")),
+    ]
     colors = ("#F58518", "#4C78A8", "#9ecae1", "#fdae6b")
     fig, ax = plt.subplots(figsize=(10, 3.0))
     x = np.arange(len(runs))
@@ -157,8 +212,16 @@ def fig_hallucination(runs: list[RunView]) -> bytes:
             vals.append(np.nan if v is None else v)
             lo.append(0 if v is None else max(0.0, v - d["lo"]))
             hi.append(0 if v is None else max(0.0, d["hi"] - v))
-        ax.bar(x + (k - (len(series) - 1) / 2) * w, vals, w * 0.92, yerr=[lo, hi], capsize=2, color=col, label=lab,
-               error_kw={"elinewidth": 0.8, "ecolor": "#333"})
+        ax.bar(
+            x + (k - (len(series) - 1) / 2) * w,
+            vals,
+            w * 0.92,
+            yerr=[lo, hi],
+            capsize=2,
+            color=col,
+            label=lab,
+            error_kw={"elinewidth": 0.8, "ecolor": "#333"},
+        )
     ax.set_xticks(x, [r.name for r in runs])
     ax.set_ylim(0, 1.02)
     ax.set_ylabel("rate (95% CI)")

@@ -60,8 +60,12 @@ def with_ci(m: dict, rows: list[dict], meta: dict[str, dict]) -> dict:
     has none; ``meta``: sample id -> manifest meta (for the clusters)."""
     if "ci" not in m and rows:
         m = dict(m)
-        m["ci"] = metric_cis([r["label"] for r in rows], [r["pred"] for r in rows], m["labels"],
-                             [cluster_of(r["id"], meta.get(r["id"])) for r in rows])
+        m["ci"] = metric_cis(
+            [r["label"] for r in rows],
+            [r["pred"] for r in rows],
+            m["labels"],
+            [cluster_of(r["id"], meta.get(r["id"])) for r in rows],
+        )
     return m
 
 
@@ -72,8 +76,14 @@ def load_samples_of(manifest: str | Path | None) -> dict[str, Sample]:
     return {s.id: s for s in read_manifest(manifest)}
 
 
-def load_run(path: Path, *, name: str | None = None, manifest: str | Path | None = None,
-             samples: dict[str, Sample] | None = None, style: str = "tags") -> RunView:
+def load_run(
+    path: Path,
+    *,
+    name: str | None = None,
+    manifest: str | Path | None = None,
+    samples: dict[str, Sample] | None = None,
+    style: str = "tags",
+) -> RunView:
     """Read an analysis run dir or an eval dir (see the module docstring)."""
     path = Path(path)
     info = read_json(path / "run.json") or {}
@@ -83,31 +93,61 @@ def load_run(path: Path, *, name: str | None = None, manifest: str | Path | None
     if (path / "modality.json").is_file():
         mod = read_json(path / "modality.json")
         rows = load_condition_rows(path)
-        metrics = {c: with_ci(read_json(path / c / "metrics.json"), rows.get(c, []), meta)
-                   for c in CONDITIONS if (path / c / "metrics.json").is_file()}
+        metrics = {
+            c: with_ci(read_json(path / c / "metrics.json"), rows.get(c, []), meta)
+            for c in CONDITIONS
+            if (path / c / "metrics.json").is_file()
+        }
         style = info.get("style", style)
-        rv = RunView(name or info.get("name") or path.name, path, "analysis", mod["labels"], metrics, rows, mod,
-                     read_json(path / "attribution.json"), read_json(path / "faithfulness.json"),
-                     manifest=manifest, seconds=info.get("seconds", {}), style=style)
+        rv = RunView(
+            name or info.get("name") or path.name,
+            path,
+            "analysis",
+            mod["labels"],
+            metrics,
+            rows,
+            mod,
+            read_json(path / "attribution.json"),
+            read_json(path / "faithfulness.json"),
+            manifest=manifest,
+            seconds=info.get("seconds", {}),
+            style=style,
+        )
     elif (path / "predictions.jsonl").is_file() and (path / "metrics.json").is_file():
         rows = {"av": read_rows(path / "predictions.jsonl")}
         m = read_json(path / "metrics.json")
-        rv = RunView(name or path.name, path, "eval", m["labels"], {"av": with_ci(m, rows["av"], meta)}, rows,
-                     manifest=manifest, style=style)
+        rv = RunView(
+            name or path.name,
+            path,
+            "eval",
+            m["labels"],
+            {"av": with_ci(m, rows["av"], meta)},
+            rows,
+            manifest=manifest,
+            style=style,
+        )
     else:
-        raise FileNotFoundError(f"{path}: not a run dir (expected modality.json from `emorl analyze modality`, "
-                                "or predictions.jsonl + metrics.json from `emorl eval`)")
+        raise FileNotFoundError(
+            f"{path}: not a run dir (expected modality.json from `emorl analyze modality`, "
+            "or predictions.jsonl + metrics.json from `emorl eval`)"
+        )
     if rv.attribution is None or rv.faithfulness is None:
-        res = analyze_reasoning(rv.rows, [samples[i] for i in samples] if samples else
-                                [Sample(r["id"], "", r["label"], r.get("dataset", "x"), r.get("split", "x"))
-                                 for r in rv.rows["av"]], rv.labels, style=style)
+        res = analyze_reasoning(
+            rv.rows,
+            [samples[i] for i in samples]
+            if samples
+            else [Sample(r["id"], "", r["label"], r.get("dataset", "x"), r.get("split", "x")) for r in rv.rows["av"]],
+            rv.labels,
+            style=style,
+        )
         rv.attribution = rv.attribution or res["attribution"]
         rv.faithfulness = rv.faithfulness or res["faithfulness"]
     return rv
 
 
-def load_runs(run_dirs, *, names=None, manifest: str | Path | None = None,
-              style: str = "tags") -> tuple[list[RunView], dict[str, Sample]]:
+def load_runs(
+    run_dirs, *, names=None, manifest: str | Path | None = None, style: str = "tags"
+) -> tuple[list[RunView], dict[str, Sample]]:
     """Several run dirs and the samples of their manifest (``manifest``, else the first run's
     ``run.json``). ``names``: display names, one per run dir."""
     if not run_dirs:
@@ -116,8 +156,10 @@ def load_runs(run_dirs, *, names=None, manifest: str | Path | None = None,
         raise ValueError(f"{len(names)} names for {len(run_dirs)} run dirs")
     first = read_json(Path(run_dirs[0]) / "run.json") or {}
     samples = load_samples_of(manifest or first.get("manifest"))
-    runs = [load_run(Path(d), name=names[i] if names else None, manifest=manifest, samples=samples, style=style)
-            for i, d in enumerate(run_dirs)]
+    runs = [
+        load_run(Path(d), name=names[i] if names else None, manifest=manifest, samples=samples, style=style)
+        for i, d in enumerate(run_dirs)
+    ]
     return runs, samples
 
 
@@ -126,14 +168,19 @@ def paired_comparisons(runs: list[RunView], meta: dict[str, dict]) -> Pairs:
     clips and labels, on their full-input predictions."""
     out = []
     for i, a in enumerate(runs):
-        for b in runs[i + 1:]:
+        for b in runs[i + 1 :]:
             ra = {r["id"]: r for r in a.rows.get("av", [])}
             rb = {r["id"]: r for r in b.rows.get("av", [])}
             ids = [k for k in ra if k in rb]
             if not ids or list(a.labels) != list(b.labels):
                 continue
-            c = compare_paired([ra[k]["label"] for k in ids], [ra[k]["pred"] for k in ids],
-                               [rb[k]["pred"] for k in ids], a.labels, [cluster_of(k, meta.get(k)) for k in ids])
+            c = compare_paired(
+                [ra[k]["label"] for k in ids],
+                [ra[k]["pred"] for k in ids],
+                [rb[k]["pred"] for k in ids],
+                a.labels,
+                [cluster_of(k, meta.get(k)) for k in ids],
+            )
             out.append((a.name, b.name, c))
     return out
 

@@ -209,14 +209,19 @@ def html_text(text: Text) -> str:
 
 def _html_table(t: Table) -> str:
     head = "".join(f"<th>{_esc(x)}</th>" for x in t.head)
-    out = [f'<div class="tw"><table{_attr("class", t.cls)}{_attr("data-kind", t.kind)}><thead><tr>{head}</tr></thead><tbody>']
+    out = [
+        f'<div class="tw"><table{_attr("class", t.cls)}{_attr("data-kind", t.kind)}><thead><tr>{head}</tr></thead><tbody>'
+    ]
     for row in t.rows:
         cells = []
         for j, cell in enumerate(row):
             if isinstance(cell, tuple):
                 v, small = cell
-                cells.append(f'<td>{html_text(v)} <span class="ci">{_esc(small)}</span></td>' if small
-                             else f"<td>{html_text(v)}</td>")
+                cells.append(
+                    f'<td>{html_text(v)} <span class="ci">{_esc(small)}</span></td>'
+                    if small
+                    else f"<td>{html_text(v)}</td>"
+                )
             else:
                 cells.append(f"<td{_attr('class', t.first_col_class if j == 0 else '')}>{html_text(cell)}</td>")
         out.append("<tr>" + "".join(cells) + "</tr>")
@@ -237,7 +242,9 @@ def _html_figure(f: Figure) -> str:
 
 def _html_example(e: Example) -> str:
     tags = [f'<span class="tag">{_esc(k)}: {html_text(v)}</span>' for k, v in e.facts]
-    tags += [f'<span class="tag {"ok" if a.correct else "no"}">{_esc(a.name)}: {_esc(a.text)}</span>' for a in e.answers]
+    tags += [
+        f'<span class="tag {"ok" if a.correct else "no"}">{_esc(a.name)}: {_esc(a.text)}</span>' for a in e.answers
+    ]
     parts = [f'<div class="example"><div class="head"><b>{_esc(e.title)}</b>{"".join(tags)}</div>']
     if e.figure is not None:
         parts.append(_html_figure(e.figure))
@@ -259,11 +266,17 @@ def html_block(block) -> str:
         return '<div class="grid">' + "\n".join(_html_figure(f) for f in block.figures) + "</div>"
     if isinstance(block, Callout):
         items = "".join(f"<li>{html_text(x)}</li>" for x in block.items)
-        return f'<section{_attr("class", block.cls)}><h3>{_esc(block.title)}</h3><ul>{items}</ul></section>'
+        return f"<section{_attr('class', block.cls)}><h3>{_esc(block.title)}</h3><ul>{items}</ul></section>"
     if isinstance(block, Cards):
-        return '<div class="cards">' + "".join(
-            f'<div class="card"><div class="k">{_esc(k)}</div><div class="v">{_esc(v)}</div>'
-            f'<div class="s">{_esc(s)}</div></div>' for k, v, s in block.cards) + "</div>"
+        return (
+            '<div class="cards">'
+            + "".join(
+                f'<div class="card"><div class="k">{_esc(k)}</div><div class="v">{_esc(v)}</div>'
+                f'<div class="s">{_esc(s)}</div></div>'
+                for k, v, s in block.cards
+            )
+            + "</div>"
+        )
     if isinstance(block, Example):
         return _html_example(block)
     if isinstance(block, Definitions):
@@ -284,10 +297,11 @@ def render_html(doc: Document, css: str | None = None) -> str:
     body = [f'<header><h1>{_esc(doc.title)}</h1><p class="sub">{_esc(sub)}</p></header>']
     for s in doc.sections:
         body += _html_section(s)
-    return ('<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" '
-            f'content="width=device-width,initial-scale=1"><title>{_esc(doc.title)}</title>'
-            f"<style>{CSS if css is None else css}</style></head><body><main>" + "\n".join(body)
-            + "</main></body></html>\n")
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" '
+        f'content="width=device-width,initial-scale=1"><title>{_esc(doc.title)}</title>'
+        f"<style>{CSS if css is None else css}</style></head><body><main>" + "\n".join(body) + "</main></body></html>\n"
+    )
 
 
 # ----------------------------------------------------------------------------- Markdown back end

@@ -14,5 +14,10 @@ AutoModel.register(EmorlOmniConfig, EmorlOmniModel, exist_ok=True)
 AutoModelForCausalLM.register(EmorlOmniConfig, EmorlOmniForConditionalGeneration, exist_ok=True)
 AutoModelForImageTextToText.register(EmorlOmniConfig, EmorlOmniForConditionalGeneration, exist_ok=True)
 
-__all__ = ["EmorlOmniConfig", "EmorlOmniForConditionalGeneration", "EmorlOmniModel", "EmorlOmniProcessor",
-           "MediaGeometry"]
+__all__ = [
+    "EmorlOmniConfig",
+    "EmorlOmniForConditionalGeneration",
+    "EmorlOmniModel",
+    "EmorlOmniProcessor",
+    "MediaGeometry",
+]

@@ -48,11 +48,24 @@ class PartsAdapter(FamilyAdapter):
     family = "parts"
     modalities = (Modality.AV, Modality.VIDEO, Modality.AUDIO, Modality.IMAGE, Modality.TEXT)
     one_modality_per_batch = False  # per-row media and 1-D positions: rows of any modality mix
-    forward_media_args = ("pixel_values_videos", "pixel_values", "input_features", "fusion_input_ids",
-                          "fusion_attention_mask")
+    forward_media_args = (
+        "pixel_values_videos",
+        "pixel_values",
+        "input_features",
+        "fusion_input_ids",
+        "fusion_attention_mask",
+    )
 
-    def __init__(self, model, processor, *, device: str | torch.device = "cpu", group_aware: bool = True,
-                 encoder_cache=None, decode_mode: str = "auto"):
+    def __init__(
+        self,
+        model,
+        processor,
+        *,
+        device: str | torch.device = "cpu",
+        group_aware: bool = True,
+        encoder_cache=None,
+        decode_mode: str = "auto",
+    ):
         tok = processor.tokenizer
         vocab = tok.get_vocab()
         # the chat template's turn end when the LLM has one (ChatML: SmolLM2-Instruct, Qwen2.5), else its EOS
@@ -66,26 +79,45 @@ class PartsAdapter(FamilyAdapter):
         specials = [processor.token(k) for k in KINDS] + sorted(m for m in markers if m in vocab)
         n_vocab = model.get_output_embeddings().weight.shape[0]
         suppress = [vocab[t] for t in specials] + list(range(len(tok), n_vocab))
-        super().__init__(model, tok, device=device, eos_id=eos, pad_id=pad, suppress=suppress,
-                         group_aware=group_aware, encoder_cache=encoder_cache, decode_mode=decode_mode)
+        super().__init__(
+            model,
+            tok,
+            device=device,
+            eos_id=eos,
+            pad_id=pad,
+            suppress=suppress,
+            group_aware=group_aware,
+            encoder_cache=encoder_cache,
+            decode_mode=decode_mode,
+        )
         self.processor = processor
 
     # ------------------------------------------------------------------ loading and saving
     @classmethod
-    def from_pretrained(cls, path: str | Path, *, dtype: str = "float32", device: str = "cpu",
-                        frame_pixels: int | None = None, attn_implementation: str = "sdpa"):
+    def from_pretrained(
+        cls,
+        path: str | Path,
+        *,
+        dtype: str = "float32",
+        device: str = "cpu",
+        frame_pixels: int | None = None,
+        attn_implementation: str = "sdpa",
+    ):
         """Load a parts checkpoint (model + ``EmorlOmniProcessor``) from a local directory.
         ``frame_pixels`` is refused: frames are resized to the vision encoder's input size."""
         from emorl.models.parts import EmorlOmniForConditionalGeneration, EmorlOmniProcessor
 
         if frame_pixels:
-            raise ValueError(f"model.frame_pixels={frame_pixels}: the parts family resizes frames to its vision "
-                             "encoder's input size; leave model.frame_pixels=0")
+            raise ValueError(
+                f"model.frame_pixels={frame_pixels}: the parts family resizes frames to its vision "
+                "encoder's input size; leave model.frame_pixels=0"
+            )
         local = check_model_path(path)
         if not local.exists():
             raise FileNotFoundError(f"{path}: a parts checkpoint must be a local directory (emorl model build)")
-        model = EmorlOmniForConditionalGeneration.from_pretrained(str(local), dtype=getattr(torch, dtype),
-                                                                  attn_implementation=attn_implementation)
+        model = EmorlOmniForConditionalGeneration.from_pretrained(
+            str(local), dtype=getattr(torch, dtype), attn_implementation=attn_implementation
+        )
         model.to(device)
         return cls(model, EmorlOmniProcessor.from_pretrained(local), device=device)
 
@@ -107,21 +139,34 @@ class PartsAdapter(FamilyAdapter):
     def gated(self) -> bool:
         return self.model.config.fusion_type is not None
 
-    def encode(self, frames: np.ndarray | None, audio: np.ndarray | None, text: str, modality: Modality, *,
-               fps: float | None = None, key: str = "") -> PromptInputs:
+    def encode(
+        self,
+        frames: np.ndarray | None,
+        audio: np.ndarray | None,
+        text: str,
+        modality: Modality,
+        *,
+        fps: float | None = None,
+        key: str = "",
+    ) -> PromptInputs:
         """Render ``text`` as a user turn with the media ``modality`` asks for (video, audio, text
         in HumanOmni's order) and run the parts processor. frames: (T, H, W, 3) uint8 (an ``IMAGE``
         prompt takes the middle one); audio: (S,) float32 at 16 kHz; ``fps`` is not used (1-D
         positions carry no time)."""
         if modality not in self.modalities:
-            raise ValueError(f"{key or 'prompt'}: parts takes {', '.join(m.value for m in self.modalities)} prompts, "
-                             f"not {modality.value}")
+            raise ValueError(
+                f"{key or 'prompt'}: parts takes {', '.join(m.value for m in self.modalities)} prompts, "
+                f"not {modality.value}"
+            )
         if modality.has_visual and frames is None:
             raise ValueError(f"{key or 'prompt'}: modality {modality.value} needs video frames, none given")
         if modality.has_audio and audio is None:
             raise ValueError(f"{key or 'prompt'}: modality {modality.value} needs audio, none given")
-        content = [{"type": k} for k, on in (("video", modality.has_video), ("image", modality.has_image),
-                                             ("audio", modality.has_audio)) if on]
+        content = [
+            {"type": k}
+            for k, on in (("video", modality.has_video), ("image", modality.has_image), ("audio", modality.has_audio))
+            if on
+        ]
         content.append({"type": "text", "text": text})
         proc = self.processor
         rendered = proc.apply_chat_template([{"role": "user", "content": content}])
@@ -135,8 +180,9 @@ class PartsAdapter(FamilyAdapter):
         if self.gated and modality.has_visual:
             kw["fusion_text"] = [text]  # the instruction BERT reads (HumanOmni: the user text, no media tags)
         out = proc(rendered, **kw)
-        mm = {k: out[k] for k in ("pixel_values_videos", "pixel_values", "input_features", "fusion_input_ids")
-              if k in out}
+        mm = {
+            k: out[k] for k in ("pixel_values_videos", "pixel_values", "input_features", "fusion_input_ids") if k in out
+        }
         return PromptInputs(input_ids=out["input_ids"][0], mm=mm, modality=modality, key=key)
 
     def native_video(self, n_total: int, fps: float | None, height: int, width: int) -> FramePlan:
@@ -151,9 +197,14 @@ class PartsAdapter(FamilyAdapter):
 
     def native_preprocessing(self) -> dict:
         st, ip = self.processor.settings, self.processor.image_processor
-        return {"family": self.family, "frames": st.num_frames, "placement": "segment_middles",
-                "encoder_size": getattr(ip, "size", None), "pad_to_square": st.pad_to_square,
-                "audio": f"{self.audio_sample_rate} Hz mono, the audio encoder's window"}
+        return {
+            "family": self.family,
+            "frames": st.num_frames,
+            "placement": "segment_middles",
+            "encoder_size": getattr(ip, "size", None),
+            "pad_to_square": st.pad_to_square,
+            "audio": f"{self.audio_sample_rate} Hz mono, the audio encoder's window",
+        }
 
     # ------------------------------------------------------------------ anatomy
     def towers(self) -> dict[str, torch.nn.Module]:
@@ -179,16 +230,20 @@ class PartsAdapter(FamilyAdapter):
         return self.model.lm_head
 
     def media_kinds(self, modality: Modality) -> tuple[str, ...]:
-        return ((("video",) if modality.has_video else ()) + (("image",) if modality.has_image else ())
-                + (("audio",) if modality.has_audio else ()))
+        return (
+            (("video",) if modality.has_video else ())
+            + (("image",) if modality.has_image else ())
+            + (("audio",) if modality.has_audio else ())
+        )
 
     def kind_modules(self, kind: str) -> list[torch.nn.Module]:
         p = self.projectors()
         if kind == "audio":
             return [self.towers()["audio"], p["audio"]]
         if kind in ("video", "image"):
-            return [self.towers()["vision"], p["vision"]] + [p[k] for k in ("fusion_text_encoder", "fusion_gate")
-                                                             if k in p]
+            return [self.towers()["vision"], p["vision"]] + [
+                p[k] for k in ("fusion_text_encoder", "fusion_gate") if k in p
+            ]
         raise ValueError(f"parts has no {kind!r} media")
 
     def placeholder_ids(self) -> dict[str, int]:
@@ -212,8 +267,9 @@ class PartsAdapter(FamilyAdapter):
         per prompt its (n_placeholders, H) embeddings. The gate (when the model has one) mixes each
         prompt's vision branches with the weights of its own instruction."""
         inner, dev = self.model.model, self.device
-        with torch.set_grad_enabled(torch.is_grad_enabled() and any(
-                p.requires_grad for m in self.kind_modules(kind) for p in m.parameters())):
+        with torch.set_grad_enabled(
+            torch.is_grad_enabled() and any(p.requires_grad for m in self.kind_modules(kind) for p in m.parameters())
+        ):
             # a frozen tower builds no graph (no trainable weight, inputs without grad); a trainable
             # projector after it does
             if kind == "audio":
@@ -255,8 +311,10 @@ class PartsAdapter(FamilyAdapter):
                 mm[k] = torch.cat(parts).to(dev)
         if self.gated and (clips or "pixel_values" in mm):
             filler = next(p.mm["fusion_input_ids"][0] for p in prompts if "fusion_input_ids" in p.mm)
-            ids, mask = pad_rows([p.mm["fusion_input_ids"][0] if "fusion_input_ids" in p.mm else filler
-                                  for p in prompts], self.fusion_pad_id)
+            ids, mask = pad_rows(
+                [p.mm["fusion_input_ids"][0] if "fusion_input_ids" in p.mm else filler for p in prompts],
+                self.fusion_pad_id,
+            )
             mm["fusion_input_ids"], mm["fusion_attention_mask"] = ids.to(dev), mask.to(dev)
         return mm
 

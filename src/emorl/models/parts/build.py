@@ -164,8 +164,10 @@ def audio_seq_length(encoder, feature_extractor) -> int | None:
         frames = feature_extractor.nb_max_frames
         want = 2 * encoder.config.max_source_positions
         if frames != want:
-            raise ValueError(f"the feature extractor gives {frames} mel frames but this Whisper encoder needs "
-                             f"{want} (chunk_length {feature_extractor.chunk_length} s)")
+            raise ValueError(
+                f"the feature extractor gives {frames} mel frames but this Whisper encoder needs "
+                f"{want} (chunk_length {feature_extractor.chunk_length} s)"
+            )
         return None
     import numpy as np
 
@@ -175,8 +177,17 @@ def audio_seq_length(encoder, feature_extractor) -> int | None:
         return int(encoder(input_features=feats.to(encoder.dtype)).last_hidden_state.shape[1])
 
 
-def compose(llm, tokenizer, vision, image_processor, audio, feature_extractor, options: BuildOptions,
-            fusion=None, fusion_tokenizer=None):
+def compose(
+    llm,
+    tokenizer,
+    vision,
+    image_processor,
+    audio,
+    feature_extractor,
+    options: BuildOptions,
+    fusion=None,
+    fusion_tokenizer=None,
+):
     """The composed (model, processor) from loaded parts, with fresh projectors."""
     from emorl.models.parts import EmorlOmniConfig, EmorlOmniForConditionalGeneration, EmorlOmniProcessor
     from emorl.models.parts.processing import ProcessorSettings
@@ -186,13 +197,18 @@ def compose(llm, tokenizer, vision, image_processor, audio, feature_extractor, o
     vcfg = vision.config
     select = options.vision_select or ("default" if vcfg.model_type.startswith("clip") else "full")
     config = EmorlOmniConfig(
-        text_config=text_config_of(llm.config, vocab), vision_config=vcfg, audio_config=audio.config,
+        text_config=text_config_of(llm.config, vocab),
+        vision_config=vcfg,
+        audio_config=audio.config,
         fusion_text_config=fusion.config if fusion is not None else None,
         fusion_type="bert_gate" if fusion is not None else None,
         fusion_gate_hidden_size=options.fusion_gate_hidden_size,
-        vision_feature_layer=options.vision_feature_layer, vision_feature_select_strategy=select,
-        vision_projector_type=options.vision_projector, vision_spatial_pool=options.vision_spatial_pool,
-        audio_projector_type=options.audio_projector, audio_pool_stride=options.audio_pool,
+        vision_feature_layer=options.vision_feature_layer,
+        vision_feature_select_strategy=select,
+        vision_projector_type=options.vision_projector,
+        vision_spatial_pool=options.vision_spatial_pool,
+        audio_projector_type=options.audio_projector,
+        audio_pool_stride=options.audio_pool,
         audio_seq_length=audio_seq_length(audio, feature_extractor),
         **{f"{k}_token_id": tokenizer.convert_tokens_to_ids(t) for k, t in PLACEHOLDERS.items()},
     )
@@ -207,9 +223,14 @@ def compose(llm, tokenizer, vision, image_processor, audio, feature_extractor, o
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     if model.generation_config.eos_token_id is None:
         model.generation_config.eos_token_id = tokenizer.eos_token_id
-    settings = ProcessorSettings(geometry=config.media_geometry(), num_frames=options.num_frames,
-                                 pad_to_square=options.pad_to_square, image_wrap=MARKERS["vision"],
-                                 video_wrap=MARKERS["vision"], audio_wrap=MARKERS["audio"])
+    settings = ProcessorSettings(
+        geometry=config.media_geometry(),
+        num_frames=options.num_frames,
+        pad_to_square=options.pad_to_square,
+        image_wrap=MARKERS["vision"],
+        video_wrap=MARKERS["vision"],
+        audio_wrap=MARKERS["audio"],
+    )
     processor = EmorlOmniProcessor(tokenizer, image_processor, feature_extractor, settings, fusion_tokenizer)
     return model, processor
 
@@ -234,9 +255,16 @@ def save_checkpoint(model, processor, out: str | Path, record: dict) -> Path:
     return out
 
 
-def build_from_parts(llm: str | Path, vision: str | Path, audio: str | Path, out: str | Path, *,
-                     llm_gguf: str | None = None, fusion: str | Path | None = None,
-                     options: BuildOptions | None = None) -> Path:
+def build_from_parts(
+    llm: str | Path,
+    vision: str | Path,
+    audio: str | Path,
+    out: str | Path,
+    *,
+    llm_gguf: str | None = None,
+    fusion: str | Path | None = None,
+    options: BuildOptions | None = None,
+) -> Path:
     """Load the parts, compose them and save the checkpoint in ``out``; returns ``out``."""
     options = options or BuildOptions()
     dtype = _dtype(options.dtype)
@@ -245,8 +273,14 @@ def build_from_parts(llm: str | Path, vision: str | Path, audio: str | Path, out
     aenc, fext = load_audio(audio, dtype)
     bert, btok = load_fusion(fusion, dtype) if fusion is not None else (None, None)
     model, processor = compose(lm, tok, venc, improc, aenc, fext, options, bert, btok)
-    record = {"llm": str(llm), "llm_gguf": find_gguf(llm, llm_gguf), "vision": str(vision), "audio": str(audio),
-              "fusion": str(fusion) if fusion is not None else None, "options": options.__dict__}
+    record = {
+        "llm": str(llm),
+        "llm_gguf": find_gguf(llm, llm_gguf),
+        "vision": str(vision),
+        "audio": str(audio),
+        "fusion": str(fusion) if fusion is not None else None,
+        "options": options.__dict__,
+    }
     return save_checkpoint(model, processor, out, json.loads(json.dumps(record)))
 
 

@@ -7,12 +7,20 @@ from __future__ import annotations
 def cmd_build(args) -> int:
     from emorl.models.parts.build import BuildOptions, build_from_parts
 
-    opts = BuildOptions(vision_projector=args.vision_projector, vision_spatial_pool=args.spatial_pool,
-                        vision_feature_layer=args.vision_feature_layer, audio_projector=args.audio_projector,
-                        audio_pool=args.audio_pool, num_frames=args.num_frames, pad_to_square=args.pad_to_square,
-                        dtype=args.dtype, seed=args.seed)
-    out = build_from_parts(args.llm, args.vision, args.audio, args.out, llm_gguf=args.llm_gguf, fusion=args.bert,
-                           options=opts)
+    opts = BuildOptions(
+        vision_projector=args.vision_projector,
+        vision_spatial_pool=args.spatial_pool,
+        vision_feature_layer=args.vision_feature_layer,
+        audio_projector=args.audio_projector,
+        audio_pool=args.audio_pool,
+        num_frames=args.num_frames,
+        pad_to_square=args.pad_to_square,
+        dtype=args.dtype,
+        seed=args.seed,
+    )
+    out = build_from_parts(
+        args.llm, args.vision, args.audio, args.out, llm_gguf=args.llm_gguf, fusion=args.bert, options=opts
+    )
     print(f"parts model written to {out}")
     return 0
 
@@ -20,23 +28,37 @@ def cmd_build(args) -> int:
 def cmd_convert_humanomni(args) -> int:
     from emorl.models.parts.humanomni import convert_humanomni
 
-    out = convert_humanomni(args.src, args.out, vision=args.vision, audio=args.audio, bert=args.bert,
-                            towers=args.towers, frames=args.frames, compressor=args.compressor, dtype=args.dtype)
+    out = convert_humanomni(
+        args.src,
+        args.out,
+        vision=args.vision,
+        audio=args.audio,
+        bert=args.bert,
+        towers=args.towers,
+        frames=args.frames,
+        compressor=args.compressor,
+        dtype=args.dtype,
+    )
     print(f"HumanOmni checkpoint converted to the parts family in {out}")
     return 0
 
 
-
 def add_parsers(model) -> None:
     """Add the family's subcommands to ``emorl model``."""
-    p = model.add_parser("build", help="compose an omni model from a causal LM, a vision encoder and an audio "
-                                       "encoder (folders or hub ids) with fresh projectors")
+    p = model.add_parser(
+        "build",
+        help="compose an omni model from a causal LM, a vision encoder and an audio "
+        "encoder (folders or hub ids) with fresh projectors",
+    )
     for flag in ("--llm", "--vision", "--audio", "--out"):
         p.add_argument(flag, required=True)
     p.add_argument("--llm-gguf", help="GGUF file inside --llm (default: the folder's only .gguf)")
     p.add_argument("--bert", help="BERT folder: adds HumanOmni's instruction gate (all_in_one projectors)")
-    p.add_argument("--vision-projector", default="mlp2x_gelu",
-                   help="linear, mlpNx_gelu, all_in_one_small or all_in_one (the last two need --bert)")
+    p.add_argument(
+        "--vision-projector",
+        default="mlp2x_gelu",
+        help="linear, mlpNx_gelu, all_in_one_small or all_in_one (the last two need --bert)",
+    )
     p.add_argument("--spatial-pool", type=int, default=2, help="MLP projectors: bilinear down-sampling per frame")
     p.add_argument("--vision-feature-layer", type=int, default=-2)
     p.add_argument("--audio-projector", default="mlp2x_gelu")

@@ -159,23 +159,30 @@ class EmorlOmniConfig(PreTrainedConfig):
         """Raise ValueError naming the field when the settings cannot describe a working model."""
         vp, ap = self.vision_projector_type, self.audio_projector_type
         if vp not in BRANCHED_PROJECTORS and not is_mlp(vp):
-            raise ValueError(f"vision_projector_type: unknown {vp!r}; expected one of {VISION_PROJECTORS} "
-                             "or mlpNx_gelu")
+            raise ValueError(
+                f"vision_projector_type: unknown {vp!r}; expected one of {VISION_PROJECTORS} or mlpNx_gelu"
+            )
         if not is_mlp(ap):
             raise ValueError(f"audio_projector_type: unknown {ap!r}; expected one of {AUDIO_PROJECTORS} or mlpNx_gelu")
         if self.vision_feature_select_strategy not in SELECT_STRATEGIES:
-            raise ValueError(f"vision_feature_select_strategy: expected one of {SELECT_STRATEGIES}, "
-                             f"got {self.vision_feature_select_strategy!r}")
+            raise ValueError(
+                f"vision_feature_select_strategy: expected one of {SELECT_STRATEGIES}, "
+                f"got {self.vision_feature_select_strategy!r}"
+            )
         if self.fusion_type not in (None, *FUSIONS):
             raise ValueError(f"fusion_type: expected None or one of {FUSIONS}, got {self.fusion_type!r}")
         if self.video_compressor not in (None, *COMPRESSORS):
             raise ValueError(f"video_compressor: expected None or one of {COMPRESSORS}, got {self.video_compressor!r}")
         if vp in BRANCHED_PROJECTORS and self.fusion_type != "bert_gate":
-            raise ValueError(f"vision_projector_type={vp!r} has three branches mixed by HumanOmni's BERT gate: "
-                             "set fusion_type='bert_gate' (and a fusion_text_config)")
+            raise ValueError(
+                f"vision_projector_type={vp!r} has three branches mixed by HumanOmni's BERT gate: "
+                "set fusion_type='bert_gate' (and a fusion_text_config)"
+            )
         if vp not in BRANCHED_PROJECTORS and self.fusion_type is not None:
-            raise ValueError(f"fusion_type={self.fusion_type!r} mixes the three branches of an all_in_one projector; "
-                             f"vision_projector_type={vp!r} has one")
+            raise ValueError(
+                f"fusion_type={self.fusion_type!r} mixes the three branches of an all_in_one projector; "
+                f"vision_projector_type={vp!r} has one"
+            )
         if self.fusion_type is not None and self.fusion_text_config is None:
             raise ValueError(f"fusion_type={self.fusion_type!r} needs a fusion_text_config (a BERT config)")
         if self.vision_spatial_pool < 1 or self.audio_pool_stride < 1:
@@ -184,8 +191,10 @@ class EmorlOmniConfig(PreTrainedConfig):
             g = self.vision_grid
             if sampled_side(vp, g) != math.ceil(g / 2):
                 parity = "an even" if vp == "all_in_one_small" else "an odd"
-                raise ValueError(f"{vp} needs {parity} patch grid (its Conv3d sampler and the face branch's 2x "
-                                 f"pooling must give the same token count); the vision tower gives {g}x{g}")
+                raise ValueError(
+                    f"{vp} needs {parity} patch grid (its Conv3d sampler and the face branch's 2x "
+                    f"pooling must give the same token count); the vision tower gives {g}x{g}"
+                )
 
     @property
     def vision_grid(self) -> int:
@@ -200,11 +209,18 @@ class EmorlOmniConfig(PreTrainedConfig):
             return int(self.audio_seq_length)
         n = getattr(self.audio_config, "max_source_positions", None)
         if n is None:
-            raise ValueError(f"audio_seq_length is not set and the {self.audio_config.model_type} audio config has "
-                             "no max_source_positions")
+            raise ValueError(
+                f"audio_seq_length is not set and the {self.audio_config.model_type} audio config has "
+                "no max_source_positions"
+            )
         return int(n)
 
     def media_geometry(self) -> MediaGeometry:
-        return MediaGeometry(grid=self.vision_grid, projector=self.vision_projector_type,
-                             spatial_pool=self.vision_spatial_pool, compressor=self.video_compressor,
-                             audio_frames=self.audio_frames, audio_pool=self.audio_pool_stride)
+        return MediaGeometry(
+            grid=self.vision_grid,
+            projector=self.vision_projector_type,
+            spatial_pool=self.vision_spatial_pool,
+            compressor=self.video_compressor,
+            audio_frames=self.audio_frames,
+            audio_pool=self.audio_pool_stride,
+        )

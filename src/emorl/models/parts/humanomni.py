@@ -49,13 +49,38 @@ DROPPED: tuple[str, ...] = (
 WRAPS = {"image": ("<im_start>", "<im_end>"), "video": ("<vi_start>", "<vi_end>"), "audio": ("<au_start>", "<au_end>")}
 # HumanOmni's own config fields (read here or deliberately ignored), not Qwen2's
 _MM_FIELDS = {
-    "mm_vision_tower", "mm_audio_tower", "mm_hidden_size", "mm_projector_type", "mm_audio_projector_type",
-    "audio_hidden_size", "mm_vision_select_layer", "mm_vision_select_feature", "mm_use_x_start_end", "num_frames",
-    "image_aspect_ratio", "use_mm_proj", "tune_mm_mlp_adapter", "mm_tunable_parts", "tokenizer_model_max_length",
-    "tokenizer_padding_side", "hyper_layers", "text_model_path", "use_local_models", "freeze_mm_mlp_adapter",
-    "mm_use_im_start_end", "mm_use_im_patch_token", "image_grid_pinpoints", "tune_audio_projector",
-    "unfreeze_mm_vision_tower", "unfreeze_mm_audio_tower", "mm_projector_lr", "mm_vision_tower_lr",
-    "architectures", "model_type", "transformers_version", "_name_or_path",
+    "mm_vision_tower",
+    "mm_audio_tower",
+    "mm_hidden_size",
+    "mm_projector_type",
+    "mm_audio_projector_type",
+    "audio_hidden_size",
+    "mm_vision_select_layer",
+    "mm_vision_select_feature",
+    "mm_use_x_start_end",
+    "num_frames",
+    "image_aspect_ratio",
+    "use_mm_proj",
+    "tune_mm_mlp_adapter",
+    "mm_tunable_parts",
+    "tokenizer_model_max_length",
+    "tokenizer_padding_side",
+    "hyper_layers",
+    "text_model_path",
+    "use_local_models",
+    "freeze_mm_mlp_adapter",
+    "mm_use_im_start_end",
+    "mm_use_im_patch_token",
+    "image_grid_pinpoints",
+    "tune_audio_projector",
+    "unfreeze_mm_vision_tower",
+    "unfreeze_mm_audio_tower",
+    "mm_projector_lr",
+    "mm_vision_tower_lr",
+    "architectures",
+    "model_type",
+    "transformers_version",
+    "_name_or_path",
 }
 
 
@@ -84,13 +109,26 @@ def known_tower_config(name: str):
     base = Path(str(name)).name.lower()
     table = {
         "siglip-base-patch16-224": lambda: SiglipVisionConfig(),
-        "siglip-so400m-patch14-384": lambda: SiglipVisionConfig(hidden_size=1152, intermediate_size=4304,
-                                                                num_hidden_layers=27, num_attention_heads=16,
-                                                                image_size=384, patch_size=14),
-        "whisper-large-v3": lambda: WhisperConfig(d_model=1280, encoder_layers=32, encoder_attention_heads=20,
-                                                  encoder_ffn_dim=5120, decoder_layers=32, decoder_attention_heads=20,
-                                                  decoder_ffn_dim=5120, num_mel_bins=128, max_source_positions=1500,
-                                                  vocab_size=51866),
+        "siglip-so400m-patch14-384": lambda: SiglipVisionConfig(
+            hidden_size=1152,
+            intermediate_size=4304,
+            num_hidden_layers=27,
+            num_attention_heads=16,
+            image_size=384,
+            patch_size=14,
+        ),
+        "whisper-large-v3": lambda: WhisperConfig(
+            d_model=1280,
+            encoder_layers=32,
+            encoder_attention_heads=20,
+            encoder_ffn_dim=5120,
+            decoder_layers=32,
+            decoder_attention_heads=20,
+            decoder_ffn_dim=5120,
+            num_mel_bins=128,
+            max_source_positions=1500,
+            vocab_size=51866,
+        ),
         "bert-base-uncased": lambda: BertConfig(),
     }
     return table[base]() if base in table else None
@@ -140,16 +178,28 @@ def _tower_config(kind: str, given, named, state: dict, prefix: str):
         raise FileNotFoundError(f"{given}: {kind} tower folder not found")
     cfg = known_tower_config(named or "")
     if cfg is None:
-        raise FileNotFoundError(f"the {kind} tower {named!r} is not a local folder and not a known tower: pass its "
-                                f"folder with --{kind}")
+        raise FileNotFoundError(
+            f"the {kind} tower {named!r} is not a local folder and not a known tower: pass its folder with --{kind}"
+        )
     if not any(k.startswith(prefix) for k in state):
-        raise FileNotFoundError(f"the checkpoint holds no {kind} tower weights and {named!r} is not a local folder: "
-                                f"pass the tower folder with --{kind}")
+        raise FileNotFoundError(
+            f"the checkpoint holds no {kind} tower weights and {named!r} is not a local folder: "
+            f"pass the tower folder with --{kind}"
+        )
     return cfg, None
 
 
-def translate_config(ho: dict, vision_config, audio_config, fusion_text_config, *, gate_hidden: int,
-                     compressor: str | None, vocab_size: int, token_ids: dict[str, int]):
+def translate_config(
+    ho: dict,
+    vision_config,
+    audio_config,
+    fusion_text_config,
+    *,
+    gate_hidden: int,
+    compressor: str | None,
+    vocab_size: int,
+    token_ids: dict[str, int],
+):
     """An ``EmorlOmniConfig`` equivalent to HumanOmni config dict ``ho``."""
     from transformers import Qwen2Config
 
@@ -161,25 +211,35 @@ def translate_config(ho: dict, vision_config, audio_config, fusion_text_config, 
     text["vocab_size"] = vocab_size
     projector = ho.get("mm_projector_type", "linear")
     if projector not in ("all_in_one_small", "all_in_one"):
-        raise ValueError(f"mm_projector_type={projector!r}: HumanOmni's encoder calls its projector with three "
-                         "branches, which only all_in_one / all_in_one_small accept")
+        raise ValueError(
+            f"mm_projector_type={projector!r}: HumanOmni's encoder calls its projector with three "
+            "branches, which only all_in_one / all_in_one_small accept"
+        )
     if int(ho.get("mm_hidden_size", vision_config.hidden_size)) != vision_config.hidden_size:
-        raise ValueError(f"mm_hidden_size={ho['mm_hidden_size']} but the vision tower's width is "
-                         f"{vision_config.hidden_size}")
+        raise ValueError(
+            f"mm_hidden_size={ho['mm_hidden_size']} but the vision tower's width is {vision_config.hidden_size}"
+        )
     if int(ho.get("audio_hidden_size", audio_config.d_model)) != audio_config.d_model:
-        raise ValueError(f"audio_hidden_size={ho['audio_hidden_size']} but the audio tower's width is "
-                         f"{audio_config.d_model}")
+        raise ValueError(
+            f"audio_hidden_size={ho['audio_hidden_size']} but the audio tower's width is {audio_config.d_model}"
+        )
     select = ho.get("mm_vision_select_feature", "patch")
     if select not in ("patch", "cls_patch"):
         raise ValueError(f"mm_vision_select_feature={select!r}: expected patch or cls_patch")
     drop_cls = select == "patch" and vision_config.model_type.startswith("clip")
     return EmorlOmniConfig(
-        text_config=Qwen2Config(**text), vision_config=vision_config, audio_config=audio_config,
-        fusion_text_config=fusion_text_config, fusion_type="bert_gate", fusion_gate_hidden_size=gate_hidden,
+        text_config=Qwen2Config(**text),
+        vision_config=vision_config,
+        audio_config=audio_config,
+        fusion_text_config=fusion_text_config,
+        fusion_type="bert_gate",
+        fusion_gate_hidden_size=gate_hidden,
         vision_feature_layer=int(ho.get("mm_vision_select_layer", -2)),
         vision_feature_select_strategy="default" if drop_cls else "full",
-        vision_projector_type=projector, video_compressor=compressor,
-        audio_projector_type=ho.get("mm_audio_projector_type", "mlp2x_gelu"), audio_pool_stride=3,
+        vision_projector_type=projector,
+        video_compressor=compressor,
+        audio_projector_type=ho.get("mm_audio_projector_type", "mlp2x_gelu"),
+        audio_pool_stride=3,
         **{f"{k}_token_id": v for k, v in token_ids.items()},
     )
 
@@ -217,8 +277,9 @@ def load_humanomni_state(model, state: dict[str, torch.Tensor], *, skip_towers: 
             unknown.append(key)
             continue
         if tuple(model_state[name].shape) != tuple(value.shape):
-            raise ValueError(f"{key}: shape {tuple(value.shape)} but the model's {name} is "
-                             f"{tuple(model_state[name].shape)}")
+            raise ValueError(
+                f"{key}: shape {tuple(value.shape)} but the model's {name} is {tuple(model_state[name].shape)}"
+            )
         with torch.no_grad():
             model_state[name].copy_(value)
         loaded.append(name)
@@ -271,17 +332,30 @@ def _fusion(bert, ho: dict, state: dict):
 
     folder = _local_dir(bert) or _local_dir(ho.get("text_model_path"))
     if folder is None:
-        raise FileNotFoundError("HumanOmni's branch gate reads the instruction with bert-base-uncased: pass its "
-                                "folder (config.json + vocab.txt) with --bert")
+        raise FileNotFoundError(
+            "HumanOmni's branch gate reads the instruction with bert-base-uncased: pass its "
+            "folder (config.json + vocab.txt) with --bert"
+        )
     if not any(k.startswith("model.bert_model.") for k in state):
-        raise KeyError("the checkpoint holds no model.bert_model.* weights (R1-Omni trains BERT, so they must "
-                       "come from the checkpoint)")
+        raise KeyError(
+            "the checkpoint holds no model.bert_model.* weights (R1-Omni trains BERT, so they must "
+            "come from the checkpoint)"
+        )
     return AutoConfig.from_pretrained(str(folder)), AutoTokenizer.from_pretrained(str(folder))
 
 
-def convert_humanomni(src: str | Path, out: str | Path, *, vision: str | Path | None = None,
-                      audio: str | Path | None = None, bert: str | Path | None = None, towers: str = "auto",
-                      frames: str = "config", compressor: str = "auto", dtype: str = "float32") -> Path:
+def convert_humanomni(
+    src: str | Path,
+    out: str | Path,
+    *,
+    vision: str | Path | None = None,
+    audio: str | Path | None = None,
+    bert: str | Path | None = None,
+    towers: str = "auto",
+    frames: str = "config",
+    compressor: str = "auto",
+    dtype: str = "float32",
+) -> Path:
     """Write the parts-family checkpoint of HumanOmni / R1-Omni checkpoint ``src`` into ``out``.
 
     vision / audio / bert: tower and BERT folders (default: the config's ``mm_vision_tower``,
@@ -305,10 +379,12 @@ def convert_humanomni(src: str | Path, out: str | Path, *, vision: str | Path | 
     ho = json.loads(cfg_path.read_text())
     if ho.get("model_type") != MODEL_TYPE:
         raise ValueError(f"{cfg_path}: model_type {ho.get('model_type')!r}, expected {MODEL_TYPE!r} (HumanOmni)")
-    for opt, val, allowed in (("towers", towers, ("auto", "external", "checkpoint")),
-                              ("frames", frames, ("config", "pad", "squash")),
-                              ("compressor", compressor, ("auto", "none", "slow_fast")),
-                              ("dtype", dtype, tuple(DTYPES))):
+    for opt, val, allowed in (
+        ("towers", towers, ("auto", "external", "checkpoint")),
+        ("frames", frames, ("config", "pad", "squash")),
+        ("compressor", compressor, ("auto", "none", "slow_fast")),
+        ("dtype", dtype, tuple(DTYPES)),
+    ):
         if val not in allowed:
             raise ValueError(f"{opt}: expected one of {', '.join(allowed)}, got {val!r}")
     state = read_state(src)
@@ -325,9 +401,16 @@ def convert_humanomni(src: str | Path, out: str | Path, *, vision: str | Path | 
     _grow_embeddings(state, vocab)
     if compressor == "auto":
         compressor = "slow_fast" if any(k.startswith("model.feature_compressor.") for k in state) else "none"
-    config = translate_config(ho, vcfg, acfg, bert_cfg, gate_hidden=int(state["model.bert_gate.0.weight"].shape[0]),
-                              compressor=None if compressor == "none" else compressor, vocab_size=vocab,
-                              token_ids={k: tok.convert_tokens_to_ids(f"<|{k}_pad|>") for k in WRAPS})
+    config = translate_config(
+        ho,
+        vcfg,
+        acfg,
+        bert_cfg,
+        gate_hidden=int(state["model.bert_gate.0.weight"].shape[0]),
+        compressor=None if compressor == "none" else compressor,
+        vocab_size=vocab,
+        token_ids={k: tok.convert_tokens_to_ids(f"<|{k}_pad|>") for k in WRAPS},
+    )
     model = EmorlOmniForConditionalGeneration(config).to(DTYPES[dtype])
     report = load_humanomni_state(model, state, skip_towers=towers == "external")
     if towers == "external":
@@ -339,12 +422,23 @@ def convert_humanomni(src: str | Path, out: str | Path, *, vision: str | Path | 
     pad = ho.get("image_aspect_ratio") == "pad" if frames == "config" else frames == "pad"
     wrap = ho.get("mm_use_x_start_end", False)
     settings = ProcessorSettings(
-        geometry=config.media_geometry(), num_frames=int(ho.get("num_frames", 8)), pad_to_square=pad,
-        **{f"{k}_wrap": (WRAPS[k] if wrap else ("", "")) for k in WRAPS}, separator="\n",
-        extra={"source": "humanomni"})
+        geometry=config.media_geometry(),
+        num_frames=int(ho.get("num_frames", 8)),
+        pad_to_square=pad,
+        **{f"{k}_wrap": (WRAPS[k] if wrap else ("", "")) for k in WRAPS},
+        separator="\n",
+        extra={"source": "humanomni"},
+    )
     processor = EmorlOmniProcessor(tok, improc, fext, settings, fusion_tokenizer=bert_tok)
-    record = {"source": str(src), "towers": towers, "vision": str(vdir or ho.get("mm_vision_tower")),
-              "audio": str(adir or ho.get("mm_audio_tower")), "compressor": compressor, "frames_pad_to_square": pad,
-              "dropped_keys": report["dropped"], "tower_keys_not_used": len(report["skipped"]),
-              "unused_config_fields": sorted(set(ho) - _MM_FIELDS - set(config.text_config.to_dict()))}
+    record = {
+        "source": str(src),
+        "towers": towers,
+        "vision": str(vdir or ho.get("mm_vision_tower")),
+        "audio": str(adir or ho.get("mm_audio_tower")),
+        "compressor": compressor,
+        "frames_pad_to_square": pad,
+        "dropped_keys": report["dropped"],
+        "tower_keys_not_used": len(report["skipped"]),
+        "unused_config_fields": sorted(set(ho) - _MM_FIELDS - set(config.text_config.to_dict())),
+    }
     return save_checkpoint(model, processor, out, record)

@@ -73,10 +73,13 @@ class EmorlOmniModel(EmorlOmniPreTrainedModel):
         self.audio_tower = build_audio_tower(config.audio_config)
         vdim = config.vision_config.hidden_size
         if config.vision_projector_type in BRANCHED_PROJECTORS:
-            self.vision_projector = AllInOneProjector(vdim, text_dim, small=config.vision_projector_type.endswith("small"))
+            self.vision_projector = AllInOneProjector(
+                vdim, text_dim, small=config.vision_projector_type.endswith("small")
+            )
         else:
-            self.vision_projector = MlpVisionProjector(config.vision_projector_type, vdim, text_dim,
-                                                       config.vision_spatial_pool)
+            self.vision_projector = MlpVisionProjector(
+                config.vision_projector_type, vdim, text_dim, config.vision_spatial_pool
+            )
         adim = getattr(config.audio_config, "d_model", None) or config.audio_config.hidden_size
         self.audio_projector = AudioProjector(config.audio_projector_type, adim, text_dim, config.audio_pool_stride)
         if config.fusion_type == "bert_gate":
@@ -100,8 +103,14 @@ class EmorlOmniModel(EmorlOmniPreTrainedModel):
     def media_modules(self) -> dict[str, nn.Module]:
         """Every module outside the LLM by attribute name: towers, projectors and (HumanOmni fusion)
         ``fusion_text_encoder`` / ``fusion_gate``."""
-        names = ("vision_tower", "audio_tower", "vision_projector", "audio_projector", "fusion_text_encoder",
-                 "fusion_gate")
+        names = (
+            "vision_tower",
+            "audio_tower",
+            "vision_projector",
+            "audio_projector",
+            "fusion_text_encoder",
+            "fusion_gate",
+        )
         return {n: getattr(self, n) for n in names if hasattr(self, n)}
 
     # ---- media encoders ------------------------------------------------------------------
@@ -126,8 +135,10 @@ class EmorlOmniModel(EmorlOmniPreTrainedModel):
         feats = feats.reshape(b, t, feats.shape[1], feats.shape[2])
         if self.config.vision_projector_type in BRANCHED_PROJECTORS:
             if branch_weights is None:
-                raise ValueError(f"{self.config.vision_projector_type} needs branch weights: pass fusion_input_ids "
-                                 "(the instruction, tokenized by the processor's fusion tokenizer)")
+                raise ValueError(
+                    f"{self.config.vision_projector_type} needs branch weights: pass fusion_input_ids "
+                    "(the instruction, tokenized by the processor's fusion tokenizer)"
+                )
             out = mix_branches(*self.vision_projector(feats), branch_weights)
         else:
             out = self.vision_projector(feats)
@@ -144,9 +155,16 @@ class EmorlOmniModel(EmorlOmniPreTrainedModel):
         hidden = self.audio_tower(input_features=input_features.to(self.audio_tower.dtype)).last_hidden_state
         return self.audio_projector(hidden)
 
-    def get_media_features(self, input_ids: torch.Tensor | None = None, *, pixel_values=None,
-                           pixel_values_videos=None, input_features=None, fusion_input_ids=None,
-                           fusion_attention_mask=None) -> dict[str, torch.Tensor]:
+    def get_media_features(
+        self,
+        input_ids: torch.Tensor | None = None,
+        *,
+        pixel_values=None,
+        pixel_values_videos=None,
+        input_features=None,
+        fusion_input_ids=None,
+        fusion_attention_mask=None,
+    ) -> dict[str, torch.Tensor]:
         """Encode every given medium once: {"image"|"video"|"audio": (items, tokens, hidden)}; for a
         list of clips of different lengths, "video" is (total tokens, hidden), clips in order. With a
         fusion gate, each visual item takes the gate weights of the sample (row of ``input_ids``)
@@ -154,20 +172,33 @@ class EmorlOmniModel(EmorlOmniPreTrainedModel):
         gate = None
         if self.config.fusion_type is not None and (pixel_values is not None or pixel_values_videos is not None):
             if fusion_input_ids is None:
-                raise ValueError("this model's video projector is gated by the instruction: pass fusion_input_ids "
-                                 "(processor(..., fusion_text=...))")
+                raise ValueError(
+                    "this model's video projector is gated by the instruction: pass fusion_input_ids "
+                    "(processor(..., fusion_text=...))"
+                )
             gate = self.get_fusion_weights(fusion_input_ids, fusion_attention_mask)
         feats: dict[str, torch.Tensor] = {}
         geometry = self.config.media_geometry()
         if pixel_values is not None:
-            weights = None if gate is None else gate[self._item_rows(input_ids, "image",
-                                                                     [geometry.video_tokens(1)] * len(pixel_values),
-                                                                     gate.shape[0])]
+            weights = (
+                None
+                if gate is None
+                else gate[
+                    self._item_rows(input_ids, "image", [geometry.video_tokens(1)] * len(pixel_values), gate.shape[0])
+                ]
+            )
             feats["image"] = self.get_image_features(pixel_values, weights)
         if pixel_values_videos is not None:
             clips = list(pixel_values_videos)
-            weights = None if gate is None else gate[self._item_rows(
-                input_ids, "video", [geometry.video_tokens(c.shape[0]) for c in clips], gate.shape[0])]
+            weights = (
+                None
+                if gate is None
+                else gate[
+                    self._item_rows(
+                        input_ids, "video", [geometry.video_tokens(c.shape[0]) for c in clips], gate.shape[0]
+                    )
+                ]
+            )
             if torch.is_tensor(pixel_values_videos):
                 feats["video"] = self.get_video_features(pixel_values_videos, weights)
             else:
@@ -181,8 +212,9 @@ class EmorlOmniModel(EmorlOmniPreTrainedModel):
         out: list[torch.Tensor | None] = [None] * len(clips)
         for t in sorted({c.shape[0] for c in clips}):
             idx = [i for i, c in enumerate(clips) if c.shape[0] == t]
-            got = self.get_video_features(torch.stack([clips[i] for i in idx]),
-                                          None if weights is None else weights[idx])
+            got = self.get_video_features(
+                torch.stack([clips[i] for i in idx]), None if weights is None else weights[idx]
+            )
             for i, f in zip(idx, got):
                 out[i] = f
         return torch.cat(out)
@@ -204,16 +236,18 @@ class EmorlOmniModel(EmorlOmniPreTrainedModel):
     def placeholder_id(self, kind: str) -> int:
         return int(getattr(self.config, f"{kind}_token_id"))
 
-    def embed_inputs(self, input_ids: torch.Tensor, *, media_features: dict[str, torch.Tensor] | None = None,
-                     **media) -> torch.Tensor:
+    def embed_inputs(
+        self, input_ids: torch.Tensor, *, media_features: dict[str, torch.Tensor] | None = None, **media
+    ) -> torch.Tensor:
         """Token embeddings of ``input_ids`` with every media placeholder replaced by its features.
         ``media_features`` (from ``get_media_features``, possibly reused across calls) or the raw
         media keyword arguments of ``get_media_features``. Raises ValueError when placeholder
         and feature counts differ."""
         embeds = self.get_input_embeddings()(input_ids)
         if media_features is None:
-            media_features = self.get_media_features(input_ids, **media) if any(
-                v is not None for v in media.values()) else {}
+            media_features = (
+                self.get_media_features(input_ids, **media) if any(v is not None for v in media.values()) else {}
+            )
         for kind in MEDIA_KINDS:
             mask = input_ids == self.placeholder_id(kind)
             n_tokens = int(mask.sum())
@@ -223,28 +257,53 @@ class EmorlOmniModel(EmorlOmniPreTrainedModel):
                     raise ValueError(f"{n_tokens} {kind} placeholder tokens in input_ids but no {kind} inputs")
                 continue
             if n_tokens * feats.shape[-1] != feats.numel():
-                raise ValueError(f"{kind}: {n_tokens} placeholder tokens but {feats.shape[0]} items x "
-                                 f"{feats.shape[1]} tokens of features")
+                raise ValueError(
+                    f"{kind}: {n_tokens} placeholder tokens but {feats.shape[0]} items x "
+                    f"{feats.shape[1]} tokens of features"
+                )
             embeds = embeds.masked_scatter(mask[..., None], feats.to(embeds.dtype))
         return embeds
 
     # ---- forward -------------------------------------------------------------------------
     @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
-    def forward(self, input_ids=None, pixel_values=None, pixel_values_videos=None, input_features=None,
-                fusion_input_ids=None, fusion_attention_mask=None, attention_mask=None, position_ids=None,
-                cache=None, inputs_embeds=None, use_cache=None, media_features=None, **kwargs):
+    def forward(
+        self,
+        input_ids=None,
+        pixel_values=None,
+        pixel_values_videos=None,
+        input_features=None,
+        fusion_input_ids=None,
+        fusion_attention_mask=None,
+        attention_mask=None,
+        position_ids=None,
+        cache=None,
+        inputs_embeds=None,
+        use_cache=None,
+        media_features=None,
+        **kwargs,
+    ):
         """Run the LLM on text + media; returns the LLM's ``BaseModelOutputWithPast``."""
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids or inputs_embeds")
-        media = {"pixel_values": pixel_values, "pixel_values_videos": pixel_values_videos,
-                 "input_features": input_features, "fusion_input_ids": fusion_input_ids,
-                 "fusion_attention_mask": fusion_attention_mask}
+        media = {
+            "pixel_values": pixel_values,
+            "pixel_values_videos": pixel_values_videos,
+            "input_features": input_features,
+            "fusion_input_ids": fusion_input_ids,
+            "fusion_attention_mask": fusion_attention_mask,
+        }
         if inputs_embeds is None:
             inputs_embeds = self.embed_inputs(input_ids, media_features=media_features, **media)
         elif media_features is not None or any(v is not None for k, v in media.items() if not k.startswith("fusion")):
             raise ValueError("media inputs with inputs_embeds: build the embeddings with embed_inputs instead")
-        return self.language_model(inputs_embeds=inputs_embeds, attention_mask=attention_mask,
-                                   position_ids=position_ids, cache=cache, use_cache=use_cache, **kwargs)
+        return self.language_model(
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            cache=cache,
+            use_cache=use_cache,
+            **kwargs,
+        )
 
 
 class EmorlOmniForConditionalGeneration(EmorlOmniPreTrainedModel, GenerationMixin):
@@ -306,22 +365,52 @@ class EmorlOmniForConditionalGeneration(EmorlOmniPreTrainedModel, GenerationMixi
         return inputs
 
     @deprecate_kwarg("past_key_values", "5.40.0", new_name="cache")
-    def forward(self, input_ids=None, pixel_values=None, pixel_values_videos=None, input_features=None,
-                fusion_input_ids=None, fusion_attention_mask=None, attention_mask=None, position_ids=None,
-                cache=None, inputs_embeds=None, labels=None, use_cache=None, logits_to_keep: int | torch.Tensor = 0,
-                media_features=None, **kwargs) -> CausalLMOutputWithPast:
+    def forward(
+        self,
+        input_ids=None,
+        pixel_values=None,
+        pixel_values_videos=None,
+        input_features=None,
+        fusion_input_ids=None,
+        fusion_attention_mask=None,
+        attention_mask=None,
+        position_ids=None,
+        cache=None,
+        inputs_embeds=None,
+        labels=None,
+        use_cache=None,
+        logits_to_keep: int | torch.Tensor = 0,
+        media_features=None,
+        **kwargs,
+    ) -> CausalLMOutputWithPast:
         """Logits (B, L, vocab) of the LLM over text + media (loss when ``labels`` is given)."""
         out: BaseModelOutputWithPast = self.model(
-            input_ids=input_ids, pixel_values=pixel_values, pixel_values_videos=pixel_values_videos,
-            input_features=input_features, fusion_input_ids=fusion_input_ids,
-            fusion_attention_mask=fusion_attention_mask, attention_mask=attention_mask, position_ids=position_ids,
-            cache=cache, inputs_embeds=inputs_embeds, use_cache=use_cache, media_features=media_features, **kwargs)
+            input_ids=input_ids,
+            pixel_values=pixel_values,
+            pixel_values_videos=pixel_values_videos,
+            input_features=input_features,
+            fusion_input_ids=fusion_input_ids,
+            fusion_attention_mask=fusion_attention_mask,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            cache=cache,
+            inputs_embeds=inputs_embeds,
+            use_cache=use_cache,
+            media_features=media_features,
+            **kwargs,
+        )
         hidden = out.last_hidden_state
         keep = slice(-logits_to_keep, None) if isinstance(logits_to_keep, int) else logits_to_keep
         logits = self.lm_head(hidden[:, keep, :])
         loss = None
         if labels is not None:
-            loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.text_config.vocab_size,
-                                      **kwargs)
-        return CausalLMOutputWithPast(loss=loss, logits=logits, cache=getattr(out, "cache", None),
-                                      hidden_states=out.hidden_states, attentions=out.attentions)
+            loss = self.loss_function(
+                logits=logits, labels=labels, vocab_size=self.config.text_config.vocab_size, **kwargs
+            )
+        return CausalLMOutputWithPast(
+            loss=loss,
+            logits=logits,
+            cache=getattr(out, "cache", None),
+            hidden_states=out.hidden_states,
+            attentions=out.attentions,
+        )

@@ -94,8 +94,9 @@ class EmorlOmniProcessor:
     (images), input_features (n, mels, frames) and fusion_input_ids / fusion_attention_mask.
     """
 
-    def __init__(self, tokenizer, image_processor, feature_extractor, settings: ProcessorSettings,
-                 fusion_tokenizer=None):
+    def __init__(
+        self, tokenizer, image_processor, feature_extractor, settings: ProcessorSettings, fusion_tokenizer=None
+    ):
         self.tokenizer = tokenizer
         self.image_processor = image_processor
         self.feature_extractor = feature_extractor
@@ -128,15 +129,18 @@ class EmorlOmniProcessor:
         start, end = getattr(self.settings, f"{kind}_wrap")
         return f"{start}{self.token(kind)}{end}"
 
-    def apply_chat_template(self, messages: list[dict], add_generation_prompt: bool = True, tokenize: bool = False
-                            ) -> str:
+    def apply_chat_template(
+        self, messages: list[dict], add_generation_prompt: bool = True, tokenize: bool = False
+    ) -> str:
         """Render ``messages`` with the LLM tokenizer's chat template. Content may be a string or a
         list of ``{"type": "video"|"audio"|"image"}`` / ``{"type": "text", "text": ...}`` items; media
         items become one (unexpanded) placeholder block each, items joined by ``settings.separator``.
         Returns the text (``tokenize=True`` is refused: ``__call__`` expands the placeholders)."""
         if tokenize:
-            raise ValueError("apply_chat_template returns text here; tokenize with processor(text, videos=..., ...) "
-                             "so that placeholders are expanded to their media's token counts")
+            raise ValueError(
+                "apply_chat_template returns text here; tokenize with processor(text, videos=..., ...) "
+                "so that placeholders are expanded to their media's token counts"
+            )
         flat = []
         for i, m in enumerate(messages):
             content = m.get("content")
@@ -149,8 +153,9 @@ class EmorlOmniProcessor:
                     elif kind == "text":
                         parts.append(item["text"])
                     else:
-                        raise ValueError(f"messages[{i}]: unknown content type {kind!r}; expected "
-                                         "video, audio, image or text")
+                        raise ValueError(
+                            f"messages[{i}]: unknown content type {kind!r}; expected video, audio, image or text"
+                        )
                 content = self.settings.separator.join(parts)
             flat.append({"role": m["role"], "content": content})
         return self.tokenizer.apply_chat_template(flat, tokenize=False, add_generation_prompt=add_generation_prompt)
@@ -174,8 +179,9 @@ class EmorlOmniProcessor:
         def repl(m):
             kind = toks[m.group(0)]
             if used[kind] >= len(counts[kind]):
-                raise ValueError(f"the text holds more {kind} placeholders than the {len(counts[kind])} {kind} "
-                                 "inputs given")
+                raise ValueError(
+                    f"the text holds more {kind} placeholders than the {len(counts[kind])} {kind} inputs given"
+                )
             n = counts[kind][used[kind]]
             used[kind] += 1
             return m.group(0) * n
@@ -207,12 +213,24 @@ class EmorlOmniProcessor:
     def process_audio(self, waves) -> torch.Tensor:
         """16 kHz mono waveforms -> (n, mels, frames) features (NaN -> -1.5, as HumanOmni)."""
         sr = self.feature_extractor.sampling_rate
-        feats = [self.feature_extractor(np.asarray(w, dtype=np.float32), sampling_rate=sr,
-                                        return_tensors="pt")["input_features"] for w in waves]
+        feats = [
+            self.feature_extractor(np.asarray(w, dtype=np.float32), sampling_rate=sr, return_tensors="pt")[
+                "input_features"
+            ]
+            for w in waves
+        ]
         return torch.nan_to_num(torch.cat(feats), nan=-1.5)
 
-    def __call__(self, text: str | list[str], *, videos=None, images=None, audio=None,
-                 fusion_text: str | list[str] | None = None, padding_side: str = "left"):
+    def __call__(
+        self,
+        text: str | list[str],
+        *,
+        videos=None,
+        images=None,
+        audio=None,
+        fusion_text: str | list[str] | None = None,
+        padding_side: str = "left",
+    ):
         """Model inputs for ``text`` (one string per sample, rendered by ``apply_chat_template``)
         with its media: ``videos`` (list of clips), ``images`` (list of frames), ``audio`` (list
         of 16 kHz waveforms), in placeholder reading order; ``fusion_text``: one instruction per
@@ -232,13 +250,20 @@ class EmorlOmniProcessor:
         if audio:
             out["input_features"] = self.process_audio(audio)
             counts["audio"] = [self.audio_tokens()] * len(audio)
-        enc = self.tokenizer(self._expand(texts, counts), add_special_tokens=False, padding=True,
-                             padding_side=padding_side, return_tensors="pt")
+        enc = self.tokenizer(
+            self._expand(texts, counts),
+            add_special_tokens=False,
+            padding=True,
+            padding_side=padding_side,
+            return_tensors="pt",
+        )
         out["input_ids"], out["attention_mask"] = enc["input_ids"], enc["attention_mask"]
         if self.fusion_tokenizer is not None and (videos or images):
             if fusion_text is None:
-                raise ValueError("fusion_text is required: this model's video projector is gated by BERT on the "
-                                 "instruction (see instruction_text(messages))")
+                raise ValueError(
+                    "fusion_text is required: this model's video projector is gated by BERT on the "
+                    "instruction (see instruction_text(messages))"
+                )
             ft = [fusion_text] if isinstance(fusion_text, str) else list(fusion_text)
             if len(ft) != len(texts):
                 raise ValueError(f"fusion_text: one instruction per sample expected ({len(texts)}), got {len(ft)}")
@@ -278,11 +303,13 @@ class EmorlOmniProcessor:
         settings = ProcessorSettings.from_dict(json.loads(settings_path.read_text()), source=str(settings_path))
         fusion = path / "fusion_tokenizer"
         backend = {"backend": settings.image_backend} if settings.image_backend else {}
-        return cls(AutoTokenizer.from_pretrained(path),
-                   AutoImageProcessor.from_pretrained(path / "image_processor", **backend),
-                   AutoFeatureExtractor.from_pretrained(path / "feature_extractor"),
-                   settings,
-                   fusion_tokenizer=AutoTokenizer.from_pretrained(fusion) if fusion.is_dir() else None)
+        return cls(
+            AutoTokenizer.from_pretrained(path),
+            AutoImageProcessor.from_pretrained(path / "image_processor", **backend),
+            AutoFeatureExtractor.from_pretrained(path / "feature_extractor"),
+            settings,
+            fusion_tokenizer=AutoTokenizer.from_pretrained(fusion) if fusion.is_dir() else None,
+        )
 
 
 def _stack(what: str, tensors: list[torch.Tensor]) -> torch.Tensor:

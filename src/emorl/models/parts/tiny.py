@@ -11,9 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # a ChatML template that accepts string content (the parts processor flattens media items first)
-CHATML = ("{% for m in messages %}{% if loop.first and m['role'] != 'system' %}<|im_start|>system\n"
-          "You are a helpful assistant.<|im_end|>\n{% endif %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}"
-          "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+CHATML = (
+    "{% for m in messages %}{% if loop.first and m['role'] != 'system' %}<|im_start|>system\n"
+    "You are a helpful assistant.<|im_end|>\n{% endif %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}"
+    "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
 BERT_WORDS = ("which", "emotion", "is", "in", "the", "video", "clip", "face", "voice", "expert", "?", ",", ".")
 
 
@@ -63,8 +65,14 @@ def tiny_tokenizer(vocab_size: int, corpus: Iterable[str] = ()):
     return tok
 
 
-def write_tiny_parts(out: str | Path, shape: TinyPartsShape | None = None, seed: int = 0,
-                     llm_family: str = "llama", bert: bool = False, corpus: Iterable[str] = ()) -> dict[str, Path]:
+def write_tiny_parts(
+    out: str | Path,
+    shape: TinyPartsShape | None = None,
+    seed: int = 0,
+    llm_family: str = "llama",
+    bert: bool = False,
+    corpus: Iterable[str] = (),
+) -> dict[str, Path]:
     """Write {"llm", "vision", "audio"[, "bert"]} folders under ``out``; returns their paths.
     ``llm_family``: ``llama`` (tied embeddings unless the shape says otherwise) or ``qwen2``
     (untied); ``corpus``: extra text the tokenizer is trained on."""
@@ -89,9 +97,16 @@ def write_tiny_parts(out: str | Path, shape: TinyPartsShape | None = None, seed:
     out = Path(out)
     torch.manual_seed(seed)
     tok = tiny_tokenizer(s.vocab_size, corpus)
-    common = {"vocab_size": len(tok), "hidden_size": s.hidden, "intermediate_size": s.intermediate or 2 * s.hidden,
-              "num_hidden_layers": s.layers, "num_attention_heads": s.heads, "num_key_value_heads": s.kv_heads,
-              "pad_token_id": tok.pad_token_id, "eos_token_id": tok.eos_token_id}
+    common = {
+        "vocab_size": len(tok),
+        "hidden_size": s.hidden,
+        "intermediate_size": s.intermediate or 2 * s.hidden,
+        "num_hidden_layers": s.layers,
+        "num_attention_heads": s.heads,
+        "num_key_value_heads": s.kv_heads,
+        "pad_token_id": tok.pad_token_id,
+        "eos_token_id": tok.eos_token_id,
+    }
     if llm_family == "llama":
         tie = True if s.tie_embeddings is None else s.tie_embeddings
         llm = LlamaForCausalLM(LlamaConfig(**common, tie_word_embeddings=tie))
@@ -103,24 +118,52 @@ def write_tiny_parts(out: str | Path, shape: TinyPartsShape | None = None, seed:
     dirs = {k: out / k for k in ("llm", "vision", "audio")}
     llm.save_pretrained(dirs["llm"])
     tok.save_pretrained(dirs["llm"])
-    vision = SiglipVisionModel(SiglipVisionConfig(
-        hidden_size=s.vision_hidden, intermediate_size=2 * s.vision_hidden, num_hidden_layers=s.vision_layers,
-        num_attention_heads=s.vision_heads, image_size=s.image_size, patch_size=s.patch_size))
+    vision = SiglipVisionModel(
+        SiglipVisionConfig(
+            hidden_size=s.vision_hidden,
+            intermediate_size=2 * s.vision_hidden,
+            num_hidden_layers=s.vision_layers,
+            num_attention_heads=s.vision_heads,
+            image_size=s.image_size,
+            patch_size=s.patch_size,
+        )
+    )
     vision.save_pretrained(dirs["vision"])
     SiglipImageProcessor(size={"height": s.image_size, "width": s.image_size}).save_pretrained(dirs["vision"])
-    audio = WhisperForConditionalGeneration(WhisperConfig(
-        d_model=s.audio_hidden, encoder_layers=s.audio_layers, encoder_attention_heads=2, encoder_ffn_dim=2 * s.audio_hidden,
-        decoder_layers=1, decoder_attention_heads=2, decoder_ffn_dim=2 * s.audio_hidden, num_mel_bins=s.mel_bins,
-        max_source_positions=s.audio_positions, vocab_size=64, pad_token_id=0, bos_token_id=1, eos_token_id=2,
-        decoder_start_token_id=1))
+    audio = WhisperForConditionalGeneration(
+        WhisperConfig(
+            d_model=s.audio_hidden,
+            encoder_layers=s.audio_layers,
+            encoder_attention_heads=2,
+            encoder_ffn_dim=2 * s.audio_hidden,
+            decoder_layers=1,
+            decoder_attention_heads=2,
+            decoder_ffn_dim=2 * s.audio_hidden,
+            num_mel_bins=s.mel_bins,
+            max_source_positions=s.audio_positions,
+            vocab_size=64,
+            pad_token_id=0,
+            bos_token_id=1,
+            eos_token_id=2,
+            decoder_start_token_id=1,
+        )
+    )
     audio.save_pretrained(dirs["audio"])
-    WhisperFeatureExtractor(feature_size=s.mel_bins, chunk_length=2 * s.audio_positions // 100
-                            ).save_pretrained(dirs["audio"])
+    WhisperFeatureExtractor(feature_size=s.mel_bins, chunk_length=2 * s.audio_positions // 100).save_pretrained(
+        dirs["audio"]
+    )
     if bert:
         dirs["bert"] = out / "bert"
         vocab = {w: i for i, w in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *BERT_WORDS])}
-        BertModel(BertConfig(vocab_size=len(vocab), hidden_size=s.bert_hidden, num_hidden_layers=1,
-                             num_attention_heads=2, intermediate_size=2 * s.bert_hidden)).save_pretrained(dirs["bert"])
+        BertModel(
+            BertConfig(
+                vocab_size=len(vocab),
+                hidden_size=s.bert_hidden,
+                num_hidden_layers=1,
+                num_attention_heads=2,
+                intermediate_size=2 * s.bert_hidden,
+            )
+        ).save_pretrained(dirs["bert"])
         BertTokenizer(vocab=vocab).save_pretrained(dirs["bert"])
     return dirs
 
@@ -131,8 +174,9 @@ def init_tiny_parts(out: str | Path, shape: TinyPartsShape | None = None, seed: 
 
     out = Path(out)
     dirs = write_tiny_parts(out / "parts", shape, seed)
-    return build_from_parts(dirs["llm"], dirs["vision"], dirs["audio"], out / "model",
-                            options=BuildOptions(seed=seed, **options))
+    return build_from_parts(
+        dirs["llm"], dirs["vision"], dirs["audio"], out / "model", options=BuildOptions(seed=seed, **options)
+    )
 
 
 # the tiny family model: SigLIP patches of 14 pixels (frames of frame_size, a multiple of 28: an even
@@ -149,12 +193,23 @@ def init_tiny(out: Path, *, corpus: Iterable[str], shape, seed: int, frame_size:
 
     if family != "parts":
         raise ValueError(f"the parts tiny builder builds family 'parts', not {family!r}")
-    parts = TinyPartsShape(hidden=shape.hidden, layers=shape.layers, heads=shape.heads, kv_heads=shape.kv_heads,
-                           intermediate=shape.intermediate, vocab_size=shape.vocab_size,
-                           vision_hidden=shape.vision_hidden, vision_layers=shape.vision_depth,
-                           vision_heads=shape.vision_heads, image_size=frame_size, patch_size=TINY_PATCH,
-                           audio_hidden=shape.audio_d_model, audio_layers=shape.audio_layers,
-                           audio_positions=TINY_AUDIO_POSITIONS, tie_embeddings=shape.tie_embeddings)
+    parts = TinyPartsShape(
+        hidden=shape.hidden,
+        layers=shape.layers,
+        heads=shape.heads,
+        kv_heads=shape.kv_heads,
+        intermediate=shape.intermediate,
+        vocab_size=shape.vocab_size,
+        vision_hidden=shape.vision_hidden,
+        vision_layers=shape.vision_depth,
+        vision_heads=shape.vision_heads,
+        image_size=frame_size,
+        patch_size=TINY_PATCH,
+        audio_hidden=shape.audio_d_model,
+        audio_layers=shape.audio_layers,
+        audio_positions=TINY_AUDIO_POSITIONS,
+        tie_embeddings=shape.tie_embeddings,
+    )
     options = BuildOptions(audio_pool=TINY_AUDIO_POOL, seed=seed)
     with tempfile.TemporaryDirectory() as tmp:
         dirs = write_tiny_parts(tmp, parts, seed, corpus=corpus)

@@ -24,10 +24,25 @@ from emorl.models.group import grad_for
 from emorl.models.registry import check_model_path
 
 # never sampled: a placeholder in a completion would shift the media scatter of every later pass
-MM_SPECIALS = ("<|AUDIO|>", "<|audio_bos|>", "<|audio_eos|>", "<|vision_bos|>", "<|vision_eos|>", "<|IMAGE|>",
-               "<|VIDEO|>", "<|im_start|>", "<|endoftext|>",  # Qwen2.5-Omni
-               "<|vision_start|>", "<|vision_end|>", "<|video_pad|>", "<|image_pad|>", "<|vision_pad|>",
-               "<|audio_pad|>", "<|audio_start|>", "<|audio_end|>")  # Qwen3-Omni, Qwen2.5-VL, Qwen3-VL
+MM_SPECIALS = (
+    "<|AUDIO|>",
+    "<|audio_bos|>",
+    "<|audio_eos|>",
+    "<|vision_bos|>",
+    "<|vision_eos|>",
+    "<|IMAGE|>",
+    "<|VIDEO|>",
+    "<|im_start|>",
+    "<|endoftext|>",  # Qwen2.5-Omni
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|video_pad|>",
+    "<|image_pad|>",
+    "<|vision_pad|>",
+    "<|audio_pad|>",
+    "<|audio_start|>",
+    "<|audio_end|>",
+)  # Qwen3-Omni, Qwen2.5-VL, Qwen3-VL
 
 
 def checkpoint_config(path: str | Path) -> dict:
@@ -39,15 +54,33 @@ def checkpoint_config(path: str | Path) -> dict:
 class QwenAdapter(FamilyAdapter):
     """Shared by the Qwen family adapters; not registered itself."""
 
-    def __init__(self, model, processor, *, device: str | torch.device = "cpu", frame_pixels: int | None = None,
-                 group_aware: bool = True, encoder_cache=None, decode_mode: str = "auto"):
+    def __init__(
+        self,
+        model,
+        processor,
+        *,
+        device: str | torch.device = "cpu",
+        frame_pixels: int | None = None,
+        group_aware: bool = True,
+        encoder_cache=None,
+        decode_mode: str = "auto",
+    ):
         tok = processor.tokenizer
         eos = tok.convert_tokens_to_ids("<|im_end|>")
         vocab = tok.get_vocab()
         n_vocab = model.get_output_embeddings().weight.shape[0]
         suppress = [vocab[t] for t in MM_SPECIALS if t in vocab] + list(range(len(tok), n_vocab))
-        super().__init__(model, tok, device=device, eos_id=eos, pad_id=tok.pad_token_id, suppress=suppress,
-                         group_aware=group_aware, encoder_cache=encoder_cache, decode_mode=decode_mode)
+        super().__init__(
+            model,
+            tok,
+            device=device,
+            eos_id=eos,
+            pad_id=tok.pad_token_id,
+            suppress=suppress,
+            group_aware=group_aware,
+            encoder_cache=encoder_cache,
+            decode_mode=decode_mode,
+        )
         self.processor = processor
         self.frame_pixels = frame_pixels
 
@@ -58,8 +91,15 @@ class QwenAdapter(FamilyAdapter):
         raise NotImplementedError
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, *, dtype: str = "float32", device: str = "cpu",
-                        frame_pixels: int | None = None, attn_implementation: str = "sdpa"):
+    def from_pretrained(
+        cls,
+        path: str | Path,
+        *,
+        dtype: str = "float32",
+        device: str = "cpu",
+        frame_pixels: int | None = None,
+        attn_implementation: str = "sdpa",
+    ):
         """Load from a local directory or a hub id (a full omni checkpoint loads its thinker only)."""
         from transformers import AutoProcessor
 
@@ -93,8 +133,16 @@ class QwenAdapter(FamilyAdapter):
             (out / "emorl_model.json").write_text(json.dumps({"frame_pixels": self.frame_pixels}) + "\n")
 
     # ------------------------------------------------------------------ inputs
-    def encode(self, frames: np.ndarray | None, audio: np.ndarray | None, text: str, modality: Modality, *,
-               fps: float | None = None, key: str = "") -> PromptInputs:
+    def encode(
+        self,
+        frames: np.ndarray | None,
+        audio: np.ndarray | None,
+        text: str,
+        modality: Modality,
+        *,
+        fps: float | None = None,
+        key: str = "",
+    ) -> PromptInputs:
         """Render ``text`` as a user turn with the media ``modality`` asks for and run the processor.
 
         frames: (T, H, W, 3) uint8; audio: (S,) float32 at 16 kHz; fps: frames per second of the
@@ -102,8 +150,10 @@ class QwenAdapter(FamilyAdapter):
         ``IMAGE`` prompt takes the one frame of a still image (of several, the middle one) as an
         image: the family's image placeholder and image inputs."""
         if modality not in self.modalities:
-            raise ValueError(f"{key or 'prompt'}: {self.family} takes {', '.join(m.value for m in self.modalities)} "
-                             f"prompts, not {modality.value} (set data.modality to one of them)")
+            raise ValueError(
+                f"{key or 'prompt'}: {self.family} takes {', '.join(m.value for m in self.modalities)} "
+                f"prompts, not {modality.value} (set data.modality to one of them)"
+            )
         if modality.has_visual and frames is None:
             raise ValueError(f"{key or 'prompt'}: modality {modality.value} needs video frames, none given")
         if modality.has_audio and audio is None:
@@ -116,8 +166,9 @@ class QwenAdapter(FamilyAdapter):
         elif modality.has_audio:
             content.append({"type": "audio"})
         content.append({"type": "text", "text": text})
-        rendered = self.processor.apply_chat_template([{"role": "user", "content": content}], tokenize=False,
-                                                      add_generation_prompt=True)
+        rendered = self.processor.apply_chat_template(
+            [{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True
+        )
         kw: dict = {"text": [rendered], "return_tensors": "pt"}
         if modality.has_video:
             kw.update(videos=[frames], videos_kwargs=self._video_kwargs(frames, fps))
@@ -147,11 +198,16 @@ class QwenAdapter(FamilyAdapter):
         from emorl.models.qwen import preprocess as q
 
         f = self.frame_factor
-        return {"family": self.family, "rules": "qwen-vl-utils 0.0.14 / qwen-omni-utils 0.0.9", "fps": q.FPS,
-                "frames": [q.FPS_MIN_FRAMES, q.FPS_MAX_FRAMES, q.FRAME_FACTOR], "factor": f,
-                "pixels": [q.VIDEO_MIN_TOKENS * f * f, q.VIDEO_MAX_TOKENS * f * f, q.MODEL_SEQ_LEN * f * f * 0.9],
-                "frame_pixels": self.frame_pixels,
-                "audio": f"{self.audio_sample_rate} Hz mono, the whole clip" if "audio" in self.towers() else None}
+        return {
+            "family": self.family,
+            "rules": "qwen-vl-utils 0.0.14 / qwen-omni-utils 0.0.9",
+            "fps": q.FPS,
+            "frames": [q.FPS_MIN_FRAMES, q.FPS_MAX_FRAMES, q.FRAME_FACTOR],
+            "factor": f,
+            "pixels": [q.VIDEO_MIN_TOKENS * f * f, q.VIDEO_MAX_TOKENS * f * f, q.MODEL_SEQ_LEN * f * f * 0.9],
+            "frame_pixels": self.frame_pixels,
+            "audio": f"{self.audio_sample_rate} Hz mono, the whole clip" if "audio" in self.towers() else None,
+        }
 
     def _video_kwargs(self, frames: np.ndarray, fps: float | None) -> dict:
         vkw: dict = {"fps": float(fps or 2.0)}
@@ -187,8 +243,11 @@ class QwenAdapter(FamilyAdapter):
         return self.model.lm_head
 
     def media_kinds(self, modality: Modality) -> tuple[str, ...]:
-        return ((("video",) if modality.has_video else ()) + (("image",) if modality.has_image else ())
-                + (("audio",) if modality.has_audio else ()))
+        return (
+            (("video",) if modality.has_video else ())
+            + (("image",) if modality.has_image else ())
+            + (("audio",) if modality.has_audio else ())
+        )
 
     def kind_modules(self, kind: str) -> list[torch.nn.Module]:
         return [self.towers()["audio" if kind == "audio" else "vision"]]
@@ -214,8 +273,10 @@ class QwenAdapter(FamilyAdapter):
             out = get(pv, grid, return_dict=True)
         deep = getattr(out, "deepstack_features", None)  # [layer][item] -> [item][layer]
         deep = list(zip(*deep, strict=True)) if deep else [None] * len(prompts)
-        return [MediaEmbeds({kind: f}, {"deepstack": tuple(d)} if d is not None else {})
-                for f, d in zip(out.pooler_output, deep)]
+        return [
+            MediaEmbeds({kind: f}, {"deepstack": tuple(d)} if d is not None else {})
+            for f, d in zip(out.pooler_output, deep)
+        ]
 
     def decoder_extras(self, ids: torch.Tensor, masks: dict[str, torch.Tensor], media: list[MediaEmbeds]) -> dict:
         """Qwen3 (Omni and VL): the deepstack features go to the first text layers at the visual
@@ -226,5 +287,7 @@ class QwenAdapter(FamilyAdapter):
         if any(m.video is not None and m.image is not None for m in media):
             raise NotImplementedError("deepstack features of a prompt holding both an image and a video")
         visual = masks["video"] | masks["image"]
-        return {"visual_pos_masks": visual,
-                "deepstack_visual_embeds": [torch.cat(layer).to(self.device) for layer in zip(*deep)]}
+        return {
+            "visual_pos_masks": visual,
+            "deepstack_visual_embeds": [torch.cat(layer).to(self.device) for layer in zip(*deep)],
+        }

@@ -99,8 +99,9 @@ def frame_budget(factor: int, n_frames: int) -> tuple[int, int]:
     return min_pixels, int(max_pixels)
 
 
-def native_video(total_frames: int, video_fps: float | None, height: int, width: int, factor: int
-                 ) -> tuple[list[int], tuple[int, int], float]:
+def native_video(
+    total_frames: int, video_fps: float | None, height: int, width: int, factor: int
+) -> tuple[list[int], tuple[int, int], float]:
     """(frame indices, (h, w), rate of the kept frames) of the Qwen rules for a video of
     ``total_frames`` decoded frames at ``video_fps`` (None: a frame folder) and ``height`` x ``width``.
 

@@ -14,8 +14,10 @@ def chat_template(blocks: dict[str, str]) -> str:
     """A Qwen chat template (default system turn, ChatML turns) rendering each content block by
     its ``type`` with ``blocks[type]`` (e.g. ``{"video": "<|vision_bos|><|VIDEO|><|vision_eos|>"}``);
     text blocks as their text."""
-    media = "".join(f"{{% {'if' if i == 0 else 'elif'} content['type'] == '{kind}' %}}{block}"
-                    for i, (kind, block) in enumerate(blocks.items()))
+    media = "".join(
+        f"{{% {'if' if i == 0 else 'elif'} content['type'] == '{kind}' %}}{block}"
+        for i, (kind, block) in enumerate(blocks.items())
+    )
     return (
         "{% for message in messages %}"
         "{% if loop.first and message['role'] != 'system' %}"
@@ -33,16 +35,21 @@ def chat_template(blocks: dict[str, str]) -> str:
     )
 
 
-def tokenizer(corpus: Iterable[str], vocab_size: int, specials: tuple[str, ...], roles: dict[str, str],
-              template: str):
+def tokenizer(corpus: Iterable[str], vocab_size: int, specials: tuple[str, ...], roles: dict[str, str], template: str):
     """A ``Qwen2Tokenizer`` over the tiny BPE: ``specials`` at ids 0.. (``<|endoftext|>`` pad,
     ``<|im_start|>``, ``<|im_end|>`` EOS first), ``roles`` the processor's named specials
     (image_token, video_token, ...), ``template`` its chat template."""
     from transformers import AddedToken, Qwen2Tokenizer
 
     vocab, merges = train_bpe(corpus, vocab_size, specials)
-    tok = Qwen2Tokenizer(vocab=vocab, merges=merges, unk_token=None, eos_token="<|im_end|>",
-                         pad_token="<|endoftext|>", extra_special_tokens=roles)
+    tok = Qwen2Tokenizer(
+        vocab=vocab,
+        merges=merges,
+        unk_token=None,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        extra_special_tokens=roles,
+    )
     tok.add_tokens([AddedToken(t, special=True, normalized=False) for t in specials])
     tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in FORMAT_TOKENS])
     tok.chat_template = template
@@ -65,8 +72,9 @@ def save(out: Path, model, processor, frame_size: int) -> Path:
     import transformers
 
     tok = processor.tokenizer
-    model.generation_config = transformers.GenerationConfig(eos_token_id=tok.eos_token_id,
-                                                            pad_token_id=tok.pad_token_id)
+    model.generation_config = transformers.GenerationConfig(
+        eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id
+    )
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)
     processor.save_pretrained(out)

@@ -47,8 +47,15 @@ class QwenOmniAdapter(QwenAdapter):
 
     modalities = (Modality.AV, Modality.VIDEO, Modality.AUDIO, Modality.IMAGE, Modality.TEXT)
     one_modality_per_batch = True  # forward/generate take use_audio_in_video for the whole batch
-    forward_media_args = ("pixel_values_videos", "video_grid_thw", "video_second_per_grid", "input_features",
-                          "feature_attention_mask", "pixel_values", "image_grid_thw")
+    forward_media_args = (
+        "pixel_values_videos",
+        "video_grid_thw",
+        "video_second_per_grid",
+        "input_features",
+        "feature_attention_mask",
+        "pixel_values",
+        "image_grid_thw",
+    )
 
     @property
     def family(self) -> str:
@@ -73,16 +80,23 @@ class QwenOmniAdapter(QwenAdapter):
     def _audio_kwargs(self, audio, modality: Modality) -> dict:
         if not modality.has_audio:
             return {}
-        kw = {"audio_kwargs": {"max_length": audio_pad_length(len(audio), self.processor.feature_extractor)},
-              "audio": [audio]}
+        kw = {
+            "audio_kwargs": {"max_length": audio_pad_length(len(audio), self.processor.feature_extractor)},
+            "audio": [audio],
+        }
         if modality == Modality.AV:
             kw.update(load_audio_from_video=True, audio_from_video_indices=[0])
         return kw
 
     def _mm_of(self, out, modality: Modality) -> dict[str, torch.Tensor]:
         mm: dict[str, torch.Tensor] = {}
-        names = ("pixel_values_videos", "video_grid_thw", "video_second_per_grid") if modality.has_video else \
-            ("pixel_values", "image_grid_thw") if modality.has_image else ()
+        names = (
+            ("pixel_values_videos", "video_grid_thw", "video_second_per_grid")
+            if modality.has_video
+            else ("pixel_values", "image_grid_thw")
+            if modality.has_image
+            else ()
+        )
         for k in names:
             if k in out:
                 v = out[k]
@@ -113,9 +127,15 @@ class QwenOmniAdapter(QwenAdapter):
         ids = prompt.input_ids.unsqueeze(0)
         mm, mod = prompt.mm, prompt.modality
         alen = torch.tensor([mm["input_features"].shape[-1]]) if mod.has_audio else None
-        pos, _ = self.model.get_rope_index(ids, mm.get("image_grid_thw"), mm.get("video_grid_thw"),
-                                           torch.ones_like(ids), mod == Modality.AV, alen,
-                                           mm.get("video_second_per_grid"))
+        pos, _ = self.model.get_rope_index(
+            ids,
+            mm.get("image_grid_thw"),
+            mm.get("video_grid_thw"),
+            torch.ones_like(ids),
+            mod == Modality.AV,
+            alen,
+            mm.get("video_second_per_grid"),
+        )
         return pos[:, 0]
 
     # ------------------------------------------------------------------ rows paths

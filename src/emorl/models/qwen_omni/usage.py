@@ -37,16 +37,32 @@ print(processor.batch_decode(out[:, inputs["input_ids"].shape[1]:], skip_special
 def _videos_kwargs(frame_pixels: int | None) -> str:
     if not frame_pixels:
         return '{"fps": fps}'
-    return ('{"fps": fps, "cap_pixels_per_frame": False,  # the pixel budget per frame emorl used\n'
-            f'                                   "size": {{"shortest_edge": {frame_pixels}, "longest_edge": {frame_pixels}}}}}')
+    return (
+        '{"fps": fps, "cap_pixels_per_frame": False,  # the pixel budget per frame emorl used\n'
+        f'                                   "size": {{"shortest_edge": {frame_pixels}, "longest_edge": {frame_pixels}}}}}'
+    )
 
 
-def usage_code(*, cls: str, repo: str, frames: int, prompt: str, max_new: int, frame_pixels: int | None,
-               frame_size: int) -> str:
+def usage_code(
+    *, cls: str, repo: str, frames: int, prompt: str, max_new: int, frame_pixels: int | None, frame_size: int
+) -> str:
     """The usage code block for an exported thinker of class ``cls`` published as ``repo``."""
-    resize = (f"\nside = {frame_size}  # emorl resizes frames to side x side (bilinear)\n"
-              "frames = np.stack([np.asarray(Image.fromarray(f).resize((side, side), Image.BILINEAR)) "
-              "for f in frames])") if frame_size else ""
-    return _USE.format(cls=cls, repo=repo, frames=frames, prompt=prompt, max_new=max_new,
-                       videos_kwargs=_videos_kwargs(frame_pixels), pil="\nfrom PIL import Image" if frame_size else "",
-                       resize=resize)
+    resize = (
+        (
+            f"\nside = {frame_size}  # emorl resizes frames to side x side (bilinear)\n"
+            "frames = np.stack([np.asarray(Image.fromarray(f).resize((side, side), Image.BILINEAR)) "
+            "for f in frames])"
+        )
+        if frame_size
+        else ""
+    )
+    return _USE.format(
+        cls=cls,
+        repo=repo,
+        frames=frames,
+        prompt=prompt,
+        max_new=max_new,
+        videos_kwargs=_videos_kwargs(frame_pixels),
+        pil="\nfrom PIL import Image" if frame_size else "",
+        resize=resize,
+    )

@@ -55,9 +55,10 @@ class QwenVLAdapter(QwenAdapter):
         from transformers.video_utils import VideoMetadata
 
         n = len(frames)
-        vkw: dict = {"video_metadata": [VideoMetadata(total_num_frames=n, fps=float(fps or 2.0),
-                                                      frames_indices=list(range(n)))],
-                     "do_sample_frames": False}
+        vkw: dict = {
+            "video_metadata": [VideoMetadata(total_num_frames=n, fps=float(fps or 2.0), frames_indices=list(range(n)))],
+            "do_sample_frames": False,
+        }
         if self.frame_pixels:  # an exact pixel budget per frame, no per-frame cap on top of it
             pixels = self.frame_pixels
             if self._qwen3:  # Qwen3-VL's video budget counts every frame (padded to whole temporal patches)
@@ -69,8 +70,13 @@ class QwenVLAdapter(QwenAdapter):
 
     def _mm_of(self, out, modality: Modality) -> dict[str, torch.Tensor]:
         mm: dict[str, torch.Tensor] = {}
-        names = ("pixel_values_videos", "video_grid_thw", "second_per_grid_ts") if modality.has_video else \
-            ("pixel_values", "image_grid_thw") if modality.has_image else ()
+        names = (
+            ("pixel_values_videos", "video_grid_thw", "second_per_grid_ts")
+            if modality.has_video
+            else ("pixel_values", "image_grid_thw")
+            if modality.has_image
+            else ()
+        )
         for k in names:
             if k in out:
                 v = out[k]
@@ -94,8 +100,9 @@ class QwenVLAdapter(QwenAdapter):
         Qwen2.5-VL video, the seconds per temporal patch)."""
         ids = prompt.input_ids.unsqueeze(0)
         mm = prompt.mm
-        pos, _ = self._rope_index(ids, torch.ones_like(ids), mm.get("image_grid_thw"), mm.get("video_grid_thw"),
-                                  mm.get("second_per_grid_ts"))
+        pos, _ = self._rope_index(
+            ids, torch.ones_like(ids), mm.get("image_grid_thw"), mm.get("video_grid_thw"), mm.get("second_per_grid_ts")
+        )
         return pos[:, 0]
 
     # ------------------------------------------------------------------ rows paths
