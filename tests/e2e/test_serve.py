@@ -222,6 +222,32 @@ def test_bad_input_gets_a_4xx_json_error(server, media, what, how, status, code)
     assert server["proc"].poll() is None
 
 
+def test_a_still_image_is_answered_as_emorl_predict_answers_it(server, tmp_path):
+    """The tiny omni model's family takes images: a photo is one IMAGE prompt, with every class's
+    probability, the same completion and probabilities as `emorl predict` on that file."""
+    from PIL import Image
+
+    from emorl.config import config_for_model
+    from emorl.runs import run_predict
+
+    rgb = np.random.default_rng(3).integers(0, 255, (40, 56, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "face.png")
+    c = server["client"]
+    assert c.health()[1]["images"] is True
+    status, body, _ = c.predict(tmp_path / "face.png", ablation=True)
+    assert status == 200, body
+    assert body["modality"] == "image" and body["ablation"] is None  # one modality: nothing to ablate,
+    assert "ablation:single_modality" in body["media_notes"]  # and the answer says so
+    assert list(body["probabilities"]) == LABELS and abs(sum(body["probabilities"].values()) - 1) < 1e-5
+    cfg, _ = config_for_model(server["model"])
+    out = tmp_path / "p.jsonl"
+    run_predict(cfg, server["model"], str(tmp_path / "face.png"), out, progress=False)
+    row = json.loads(out.read_text().splitlines()[0])
+    assert body["completion"] == row["completion"]
+    for k in LABELS:
+        assert body["probabilities"][k] == pytest.approx(row["probabilities"][k], abs=1e-5)
+
+
 def test_audio_only_files_and_batches(server, media):
     c = server["client"]
     status, body, _ = c.predict(media["bad"] / "tone.wav")

@@ -8,6 +8,7 @@ import os
 import threading
 import time
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from media_helpers import make_clip
@@ -27,9 +28,11 @@ class FakeEngine:
 
     labels = ("happy", "sad")
 
-    def __init__(self, delay: float = 0.0):
+    def __init__(self, delay: float = 0.0, images: bool = False):
         self.delay = delay
+        self.images = images
         self.batches: list[int] = []
+        self.jobs: list = []
 
     def describe(self) -> dict:
         return {"model": "fake", "family": "Fake", "labels": list(self.labels), "device": "cpu", "recipe": "r1-omni"}
@@ -45,10 +48,12 @@ class FakeEngine:
             max_seconds=s.max_seconds,
             max_pixels=s.max_pixels,
             max_decoded_bytes=int(s.max_decoded_mb * 2**20),
+            images=self.images,
         )
 
     def run(self, jobs):
         self.batches.append(len(jobs))
+        self.jobs.extend(jobs)
         time.sleep(self.delay)
         return [
             {
@@ -181,6 +186,35 @@ def test_upload_limits(media, tmp_path):
         for name, code, status in (("a.txt", "unsupported_type", 415), ("a.png", "image_input", 415)):
             r = c.post("/v1/predict", files={"file": (name, b"1234")})
             assert (r.status_code, r.json()["error"]["code"]) == (status, code)
+
+
+def test_still_images_when_the_model_takes_them(tmp_path):
+    """A model whose family takes images gets a photo as its one frame (kind 'image', no audio, its own
+    size); an unreadable image and one past max_pixels are refused with 422, the server keeps serving."""
+    from PIL import Image
+
+    rgb = np.zeros((24, 40, 3), np.uint8)
+    rgb[:, :20] = (200, 30, 30)
+    Image.fromarray(rgb).save(tmp_path / "a.png")
+    Image.fromarray(np.zeros((300, 300), np.uint8), "L").save(tmp_path / "big.png")
+    engine = FakeEngine(images=True)
+    with client(engine, max_pixels=200 * 200) as c:
+        r = c.post("/v1/predict", files={"file": ("photo.png", (tmp_path / "a.png").read_bytes())})
+        assert r.status_code == 200, r.text
+        job = engine.jobs[-1]
+        assert job.kind == "image" and job.clip.audio is None and job.clip.frames.shape == (1, 24, 40, 3)
+        assert job.clip.frames[0, 0, 0].tolist() == [200, 30, 30]
+        for name, data, code in (
+            ("bad.png", b"\x89PNG\r\n\x1a\n not really", "unreadable"),
+            ("big.png", (tmp_path / "big.png").read_bytes(), "frame_too_large"),
+        ):
+            r = c.post("/v1/predict", files={"file": (name, data)})
+            assert (r.status_code, r.json()["error"]["code"]) == (422, code), r.text
+        # a JPEG named .png is read by content, as `emorl data check` accepts it
+        Image.fromarray(rgb).save(tmp_path / "j.jpg", quality=95)
+        r = c.post("/v1/predict", files={"file": ("named.png", (tmp_path / "j.jpg").read_bytes())})
+        assert r.status_code == 200, r.text
+        assert c.get("/health").json()["status"] == "ok"
 
 
 def test_body_limit_while_streaming():

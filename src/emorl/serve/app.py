@@ -205,7 +205,7 @@ class Server:
         if not p.is_file():
             return Item(name, error=ServeError(404, "not_found", f"{name}: no such file under the media root"))
         try:
-            check_name(name)
+            check_name(name, self.decoder.spec.images)
         except ServeError as e:
             return Item(name, error=e)
         if p.stat().st_size > self.s.max_upload_bytes:
@@ -253,7 +253,7 @@ class Server:
                 name = safe_name(up.filename, f"upload{i}")
                 item = Item(name)
                 try:
-                    ext = check_name(name)
+                    ext = check_name(name, self.decoder.spec.images)
                     size = up.size if up.size is not None else 0
                     if size > self.s.max_upload_bytes:
                         raise too_large(size, self.s.max_upload_bytes)

@@ -67,6 +67,7 @@ class Engine:
             "num_frames": self.builder.num_frames,
             "frame_size": self.builder.frame_size,
             "max_new_tokens": self.params.max_new_tokens,
+            "images": self.takes_images,
             "device": str(self.adapter.device),
             "dtype": str(next(self.adapter.model.parameters()).dtype).removeprefix("torch."),
         }
@@ -84,12 +85,24 @@ class Engine:
             max_seconds=s.max_seconds,
             max_pixels=s.max_pixels,
             max_decoded_bytes=int(s.max_decoded_mb * 2**20),
+            images=self.takes_images,
         )
+
+    @property
+    def takes_images(self) -> bool:
+        """Still images are answered when the family takes them and the model reads pictures (a
+        still image under a visual modality is an ``IMAGE`` prompt, as in training: prompting.available)."""
+        return Modality.IMAGE in self.adapter.modalities and self.modality.has_visual
 
     # ---------------------------------------------------------------- prompts
     def conditions(self, job: Job) -> list[Modality]:
         """The main condition (the model's modality restricted to what the clip carries) and, with
-        ablation on a clip with both, video only and audio only."""
+        ablation on a clip with both, video only and audio only. A still image is one ``IMAGE`` prompt
+        (no ablation: it has one modality)."""
+        if job.kind == "image":
+            if not self.takes_images:
+                raise ServeError(415, "image_input", f"{job.name}: still images are not an input of this model")
+            return [Modality.IMAGE]
         has_v = job.clip.frames is not None and job.kind == "video"
         has_a = job.clip.audio is not None
         want_v, want_a = self.modality.has_video and has_v, self.modality.has_audio and has_a
@@ -117,7 +130,7 @@ class Engine:
         c = job.clip
         fps = (self.builder.num_frames / c.duration) if c.duration else 2.0
         return self.adapter.encode(
-            c.frames if modality.has_video else None,
+            c.frames if modality.has_visual else None,
             c.audio if modality.has_audio else None,
             self.builder.text(self.sample_of(job)),
             modality,
@@ -182,7 +195,8 @@ class Engine:
             "completion": text,
             "modality": main.value,
             "cues": cues,
-            "media_notes": job.media_notes,
+            # ablation asked for a clip of one modality (a still image, a silent or audio-only file): said, not ignored
+            "media_notes": job.media_notes + (["ablation:single_modality"] if job.ablation and len(conds) == 1 else []),
             "ablation": contributions(conds, self.recipe, self.labels, self.words) if len(conds) > 1 else None,
         }
 

@@ -3,8 +3,9 @@ when it runs past its time, so a hostile file can neither hang nor crash the ser
 
 Checks, in order (each failure is a ``ServeError`` with a 4xx status and a stable code):
 
-1. the file name's extension is an accepted container (``settings.CONTAINERS``; still images:
-   ``image_input``, others: ``unsupported_type``, 415);
+1. the file name's extension is an accepted container (``settings.CONTAINERS``) or, when the
+   model's family takes still images (``DecodeSpec.images``), an image (``settings.IMAGE_EXTS``);
+   a still image for a model without image input: ``image_input``, others: ``unsupported_type``, 415;
 2. libav opens it (``unreadable``, 422) and its demuxer is one the extension allows
    (``wrong_container``, 415: e.g. WAV bytes named ``.mp4``);
 3. a video file has a video stream (``no_video``), an audio file an audio stream (``no_audio``);
@@ -12,6 +13,9 @@ Checks, in order (each failure is a ``ServeError`` with a 4xx status and a stabl
    a frame at most ``max_pixels`` (``frame_too_large``), and the frames decoded in memory (emorl
    decodes every frame, then samples ``data.num_frames``) at most ``max_decoded_mb``
    (``too_large_decoded``), estimated from the header before anything is decoded;
+A still image is opened with PIL (``emorl.data.images``: ``unreadable`` when it cannot be read,
+``frame_too_large`` past ``max_pixels``) and decoded to its one frame by the same ``load_clip``.
+
 5. ``emorl.data.media.load_clip``, the decoding training and evaluation use, with the model's
    frames, frame size, missing-audio policy and degenerate-media flags (``MediaError`` outcomes
    become codes: ``no_audio``, ``empty`` (zero frames), ``unreadable``, ...).
@@ -50,12 +54,13 @@ class DecodeSpec:
     max_seconds: float
     max_pixels: int
     max_decoded_bytes: int
+    images: bool = False  # the model's family takes still images (``Modality.IMAGE``)
 
 
 @dataclass
 class Decoded:
     clip: Clip
-    kind: str  # video | audio
+    kind: str  # video | audio | image
     container: str
     width: int | None
     height: int | None
@@ -66,15 +71,17 @@ def _clean(msg: str, path: str, name: str) -> str:
     return msg.replace(str(path), name).replace(Path(path).name, name)
 
 
-def check_name(name: str) -> str:
-    """The lower-case extension of a client's file name, if it is an accepted container."""
+def check_name(name: str, images: bool = False) -> str:
+    """The lower-case extension of a client's file name, if it is an accepted container (or, with
+    ``images``, a still image's extension)."""
     ext = Path(name).suffix.lower()
     if ext in IMAGE_EXTS:
+        if images:
+            return ext
         raise ServeError(
             415,
             "image_input",
-            f"{name}: still images are not a model input of this server's model "
-            "family yet; send a video clip or an audio file",
+            f"{name}: still images are not an input of this server's model family; send a video clip or an audio file",
         )
     if ext not in CONTAINERS:
         raise ServeError(
@@ -105,7 +112,10 @@ def probe(path: str, name: str, spec: DecodeSpec) -> tuple[str, str, int | None,
     """Checks 1-4 of the module docstring; returns (kind, demuxer, width, height)."""
     import av
 
-    ext = check_name(name)
+    ext = check_name(name, spec.images)
+    if ext in IMAGE_EXTS:
+        w, h = probe_image(path, name, spec)
+        return "image", "image", w, h
     try:
         container = av.open(str(path), metadata_errors="ignore")
     except Exception as e:  # noqa: BLE001 - every libav failure means "not media we can read"
@@ -159,6 +169,27 @@ def probe(path: str, name: str, spec: DecodeSpec) -> tuple[str, str, int | None,
     return kind, fmt, w, h
 
 
+def probe_image(path: str, name: str, spec: DecodeSpec) -> tuple[int, int]:
+    """A still image's size from its header (nothing decoded yet), checked against ``max_pixels``.
+    Whatever the extension says, PIL reads the bytes by content (as ``emorl data check`` does)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        raise ServeError(422, "unreadable", f"{name}: not a readable image ({_clean(str(e), path, name)})") from None
+    except Image.DecompressionBombError:
+        w = h = spec.max_pixels + 1
+    if w * h > spec.max_pixels:
+        raise ServeError(
+            422,
+            "frame_too_large",
+            f"{name}: an image of {w}x{h} pixels; this server accepts up to {spec.max_pixels} pixels a frame",
+        )
+    return w, h
+
+
 _OUTCOMES = {
     "no_audio": "the clip has no audio track and the model takes audio (start the server with "
     "data.on_missing_audio=skip to answer from the video alone, or =silence)",
@@ -180,8 +211,8 @@ def decode_checked(path: str, name: str, spec: DecodeSpec) -> Decoded:
             path,
             num_frames=spec.num_frames,
             size=spec.frame_size,
-            want_video=spec.want_video and kind == "video",
-            want_audio=spec.want_audio or kind == "audio",
+            want_video=(spec.want_video and kind == "video") or kind == "image",
+            want_audio=(spec.want_audio or kind == "audio") and kind != "image",
             on_missing_audio=spec.on_missing_audio,
             limits=spec.limits,
         )
