@@ -24,6 +24,9 @@ cue and flat phrases (what hallucination checks look at).
 
 An optional *judge* answers the same questions with a model through the
 :class:`~emorl.models.adapter.OmniAdapter` interface (text-only prompts); see :class:`AdapterJudge`.
+
+Past 500 lines because about 240 of them are the ``en`` lexicon's phrase lists (data, one phrase a
+line as the formatter writes them), kept beside the matcher that defines what a phrase means.
 """
 
 from __future__ import annotations
