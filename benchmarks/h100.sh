@@ -7,6 +7,7 @@
 #   bash benchmarks/h100.sh groupkv3b  # Qwen3-Omni tiny on CUDA; the 3B step, both paths
 #   bash benchmarks/h100.sh memory3    # training-step memory with the group decoder in the rollouts
 #   bash benchmarks/h100.sh sft        # cold-start SFT step memory and time, 7B and 3B (not run yet)
+#   bash benchmarks/h100.sh towers     # the towers' packed attention at the 7B workload; the 7B step with it (not run yet)
 # The machine's image has torch and transformers of other versions: the pinned transformers and
 # peft travel as wheels in .whl/ (pip download, see docs/benchmarks.md) and are installed first.
 set -uo pipefail
@@ -87,5 +88,14 @@ memory3)  # memory2 again with the group decoder in the trainer's rollouts (its 
     $PY benchmarks/train_memory.py --shape 3b --device cuda --configs full,full_beta0 \
         --out "$OUT/train_memory_3b_h100_groupkv.json" 2>&1 | tee "$OUT/train_memory_3b_h100_groupkv.log"
     ;;
-*) echo "unknown stage $1 (smoke | memory | memory2 | extra | graph | groupkv | groupkv3b | memory3 | sft)"; exit 2 ;;
+towers)  # emorl.models.varlen: the towers' loop of one attention call per window against one per length,
+    # then the whole 7B step (both paths, same run) and its fp32 exactness check with the packed towers
+    $PY benchmarks/tower_attention.py --shape 7b --device cuda --dtype bfloat16 \
+        --out "$OUT/tower_attention_7b_h100.json" 2>&1 | tee "$OUT/tower_attention_7b_h100.log"
+    $PY benchmarks/grpo_step.py --shape 7b --device cuda --dtype bfloat16 --grad-checkpointing \
+        --decode graph --repeats 2 --check --out "$OUT/grpo_step_7b_h100_towers.json" 2>&1 | tee "$OUT/grpo_step_7b_h100_towers.log"
+    $PY benchmarks/grpo_step.py --shape 7b --device cuda --dtype float32 --paths "" --decode graph --check \
+        --no-cudnn-tf32 --out "$OUT/grpo_step_7b_h100_fp32_check_towers.json" 2>&1 | tail -3
+    ;;
+*) echo "unknown stage $1 (smoke | memory | memory2 | extra | graph | groupkv | groupkv3b | memory3 | sft | towers)"; exit 2 ;;
 esac

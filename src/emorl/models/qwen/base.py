@@ -22,6 +22,7 @@ from emorl.models.adapter import FramePlan, MediaEmbeds, Modality, PromptInputs
 from emorl.models.base import FamilyAdapter
 from emorl.models.group import grad_for
 from emorl.models.registry import check_model_path
+from emorl.models.varlen import use_varlen_attention
 
 # never sampled: a placeholder in a completion would shift the media scatter of every later pass
 MM_SPECIALS = (
@@ -83,6 +84,8 @@ class QwenAdapter(FamilyAdapter):
         )
         self.processor = processor
         self.frame_pixels = frame_pixels
+        for tower in self.towers().values():  # packed segments: one attention call per length, not per window
+            use_varlen_attention(tower.config)
 
     # ------------------------------------------------------------------ loading and saving
     @classmethod
