@@ -7,6 +7,7 @@
 #   bash benchmarks/h100.sh groupkv3b  # Qwen3-Omni tiny on CUDA; the 3B step, both paths
 #   bash benchmarks/h100.sh memory3    # training-step memory with the group decoder in the rollouts
 #   bash benchmarks/h100.sh sft        # cold-start SFT step memory and time, 7B and 3B (not run yet)
+#   bash benchmarks/h100.sh trainstep  # the whole trainer step (phases, tokens/s/GPU, checkpoint), 3B VL and 7B (not run yet)
 # The machine's image has torch and transformers of other versions: the pinned transformers and
 # peft travel as wheels in .whl/ (pip download, see docs/benchmarks.md) and are installed first.
 set -uo pipefail
@@ -87,5 +88,14 @@ memory3)  # memory2 again with the group decoder in the trainer's rollouts (its 
     $PY benchmarks/train_memory.py --shape 3b --device cuda --configs full,full_beta0 \
         --out "$OUT/train_memory_3b_h100_groupkv.json" 2>&1 | tee "$OUT/train_memory_3b_h100_groupkv.log"
     ;;
-*) echo "unknown stage $1 (smoke | memory | memory2 | extra | graph | groupkv | groupkv3b | memory3 | sft)"; exit 2 ;;
+trainstep)  # issue 22: the whole step with verl's token accounting against EasyR1's 1,800 tok/s/GPU
+    # (Qwen2.5-VL-3B); step 1 warms up (graph capture), read steps 2-3. A faithful 7B full fine-tune
+    # (float32 masters + reference) does not fit one 80 GB card: full_beta0_bf16 is the full one that does.
+    $PY benchmarks/train_memory.py --shape 3b --device cuda --family qwen2.5-vl --steps 3 \
+        --configs lora,emo_r3_lora,full,emo_r3_full \
+        --out "$OUT/train_step_3b_vl_h100.json" 2>&1 | tee "$OUT/train_step_3b_vl_h100.log"
+    $PY benchmarks/train_memory.py --shape 7b --device cuda --steps 3 --configs lora,emo_r3_lora,full_beta0_bf16 \
+        --out "$OUT/train_step_7b_h100.json" 2>&1 | tee "$OUT/train_step_7b_h100.log"
+    ;;
+*) echo "unknown stage $1 (smoke | memory | memory2 | extra | graph | groupkv | groupkv3b | memory3 | sft | trainstep)"; exit 2 ;;
 esac
