@@ -8,6 +8,7 @@
 #   bash benchmarks/h100.sh memory3    # training-step memory with the group decoder in the rollouts
 #   bash benchmarks/h100.sh sft        # cold-start SFT step memory and time, 7B and 3B (not run yet)
 #   bash benchmarks/h100.sh towers     # the towers' packed attention at the 7B workload; the 7B step with it (not run yet)
+#   bash benchmarks/h100.sh trainstep  # the whole trainer step (phases, tokens/s/GPU, checkpoint), 3B VL and 7B (not run yet)
 # The machine's image has torch and transformers of other versions: the pinned transformers and
 # peft travel as wheels in .whl/ (pip download, see docs/benchmarks.md) and are installed first.
 set -uo pipefail
@@ -97,5 +98,14 @@ towers)  # emorl.models.varlen: the towers' loop of one attention call per windo
     $PY benchmarks/grpo_step.py --shape 7b --device cuda --dtype float32 --paths "" --decode graph --check \
         --no-cudnn-tf32 --out "$OUT/grpo_step_7b_h100_fp32_check_towers.json" 2>&1 | tail -3
     ;;
-*) echo "unknown stage $1 (smoke | memory | memory2 | extra | graph | groupkv | groupkv3b | memory3 | sft | towers)"; exit 2 ;;
+trainstep)  # issue 22: the whole step with verl's token accounting against EasyR1's 1,800 tok/s/GPU
+    # (Qwen2.5-VL-3B); step 1 warms up (graph capture), read steps 2-3. A faithful 7B full fine-tune
+    # (float32 masters + reference) does not fit one 80 GB card: full_beta0_bf16 is the full one that does.
+    $PY benchmarks/train_memory.py --shape 3b --device cuda --family qwen2.5-vl --steps 3 \
+        --configs lora,emo_r3_lora,full,emo_r3_full \
+        --out "$OUT/train_step_3b_vl_h100.json" 2>&1 | tee "$OUT/train_step_3b_vl_h100.log"
+    $PY benchmarks/train_memory.py --shape 7b --device cuda --steps 3 --configs lora,emo_r3_lora,full_beta0_bf16 \
+        --out "$OUT/train_step_7b_h100.json" 2>&1 | tee "$OUT/train_step_7b_h100.log"
+    ;;
+*) echo "unknown stage $1 (smoke | memory | memory2 | extra | graph | groupkv | groupkv3b | memory3 | sft | towers | trainstep)"; exit 2 ;;
 esac

@@ -25,7 +25,22 @@ CUDA these are ``memory_allocated`` / ``max_memory_allocated``; on CPU the proce
 test, not a figure to quote). A configuration that runs out of memory is reported with the phase
 where it did.
 
+The whole trainer step (issue 22; helpers in ``train_step.py``): every GRPO step also reports the
+trainer's own ``step_s`` and phase seconds (its ``time/*``: encode, rollout, reward, advantage,
+reference, update; EMO-R3's reflection taken out of ``reward`` as its own phase), the batch's
+tokens as verl / EasyR1 count them (``prompt_tokens`` = every rollout row's prompt, so each prompt
+once per completion; ``completion_tokens``; ``tokens_total``; ``tokens_per_s_per_gpu`` = total /
+step_s / GPUs), and after the steps one checkpoint written through the Session's atomic
+``save_checkpoint`` (seconds, bytes). The JSON's ``reference`` holds EasyR1's published figure
+(1,800 tok/s/GPU, Qwen2.5-VL-3B GRPO on 8x H100) for the same accounting. ``emo_r3_full`` /
+``emo_r3_lora`` run EMO-R3's reward with its reflection passes, the policy as the judge.
+``--family qwen2.5-vl`` builds that family with its real processor (its ``3b`` shape is
+Qwen2.5-VL-3B, the model of EasyR1's figure).
+
     python benchmarks/train_memory.py --shape tiny --device cpu --out mem.json
+    python benchmarks/train_memory.py --shape tiny --device cpu --configs full,lora,emo_r3_full --out step.json
+    python benchmarks/train_memory.py --shape 3b --device cuda --family qwen2.5-vl --steps 3 \
+        --configs lora,emo_r3_lora,full,emo_r3_full --out train_step_3b_vl.json
     python benchmarks/train_memory.py --shape 7b --device cuda --configs full,full_beta0,lora --out mem_7b.json
     python benchmarks/train_memory.py --shape 7b --device cuda --configs sft_lora,sft_lora_nockpt,sft_full --out sft_7b.json
 """
@@ -33,34 +48,53 @@ where it did.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
-import random
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import grpo_step as gs
+import train_step as ts
 
 from emorl.config import RunConfig, load_config
 from emorl.data.manifest import Sample
+from emorl.models import registry
 from emorl.models.adapter import Modality, SamplingParams
 from emorl.models.qwen_omni import QwenOmniAdapter
-from emorl.recipes.rewards import RewardRecipe
+from emorl.recipes.rewards import RewardRecipe, recipe_for
 from emorl.rl import trainer
+from emorl.rl.reflection import make_reflection
 from emorl.rl.trainer import BatchPlan
 from emorl.sft import loop as sft_loop
 from emorl.sft.loop import SFTPlan
 from emorl.train.session import Knobs, Session
 from emorl.train_utils import PhaseTimer
 
+EMO_R3 = [
+    "prompt.recipe=emo-r3",
+    "reflection.enabled=true",
+    "reflection.grounding=joint",
+    "reflection.temperature=0.6",
+    "reflection.top_p=0.95",
+    "reflection.batch_size=64",
+    "grpo.beta=0.01",
+    "grpo.kl_estimator=low_var_kl",
+    "grpo.loss_type=dapo",
+    "grpo.epsilon_low=0.2",
+    "grpo.epsilon_high=0.3",
+    "grpo.dual_clip_c=3.0",
+]
 # the levers of docs/scaling.md as config overrides (encoders frozen as in R1-Omni in all of them)
 CONFIGS = {
     # GRPO: full fine-tune of the LLM with float32 master weights (model.master_weights=auto), reference copy
@@ -71,6 +105,10 @@ CONFIGS = {
     "full_bf16": ["grpo.beta=0.04", "model.master_weights=none"],
     "full_beta0_bf16": ["grpo.beta=0", "model.master_weights=none"],
     "lora": ["grpo.beta=0.04", "model.lora_rank=64", "model.lora_alpha=128"],  # reference = adapters disabled
+    # EMO-R3 (configs/emo-r3*.yaml): its reward (0.8 accuracy + 0.1 coherence + 0.1 grounding + 0.1 format)
+    # with the reflection's passes, the policy as the judge; its loss (DAPO, clip 0.2/0.3, dual clip 3, KL 0.01)
+    "emo_r3_full": EMO_R3,
+    "emo_r3_lora": [*EMO_R3, "model.lora_rank=64", "model.lora_alpha=128"],
     # SFT (R1-Omni's cold start), with and without activation checkpointing
     "sft_full": ["sft.gradient_checkpointing=true"],  # float32 master weights
     "sft_full_nockpt": ["sft.gradient_checkpointing=false"],
@@ -120,48 +158,55 @@ def _timer_with_memory(mem: Memory, record: dict):
     return MemoryPhaseTimer
 
 
-def _random_reward(seed: int):
-    """A model-based reward component of random values (see ``ExtraRewards``)."""
-    gen = random.Random(seed)
-    return lambda groups: [[{"random": gen.random()} for _ in g.texts] for g in groups]
-
-
 RECIPE = RewardRecipe("tags", {"accuracy": 1.0, "format": 1.0, "random": 1.0})
 
 
 class _Builder:
-    """What ``_step`` needs from a PromptBuilder: prompts by sample (pre-built, synthetic)."""
+    """What ``_step`` (and the reflection) need from a PromptBuilder: prompts and clips by sample
+    (pre-built, synthetic)."""
 
-    def __init__(self, prompts: dict):
-        self.prompts = prompts
+    def __init__(self, prompts: dict, clips: dict | None = None):
+        self.prompts, self.clips = prompts, clips or {}
         self.substitutions: dict = {}
 
     def prompt(self, s: Sample, modality=None):
         return self.prompts[s.id]
 
+    def clip(self, s: Sample, modality=None):
+        return self.clips[s.id]
+
 
 def _model(args, device, dtype):
-    from transformers import Qwen2_5OmniThinkerForConditionalGeneration
-
+    """The model, its adapter and the frame side of ``args.family``: qwen2.5-omni as grpo_step.py's
+    default (synthetic prompts, a stub tokenizer), another family with its real processor."""
     torch.manual_seed(args.seed)
     shape = gs.SHAPES[args.shape]
-    with torch.device(device):
-        model = Qwen2_5OmniThinkerForConditionalGeneration._from_config(
-            gs.build_config(shape), dtype=dtype, attn_implementation="sdpa"
-        )
+    if args.family != "qwen2.5-omni":
+        model, adapter, frame_size = ts.family_model(args, shape, dtype, device)
+    else:
+        from transformers import Qwen2_5OmniThinkerForConditionalGeneration
+
+        with torch.device(device):
+            model = Qwen2_5OmniThinkerForConditionalGeneration._from_config(
+                gs.build_config(shape), dtype=dtype, attn_implementation="sdpa"
+            )
+        adapter, frame_size = QwenOmniAdapter(model, gs._Processor(shape.vocab), device=device), None
     model.eval()
-    adapter = QwenOmniAdapter(model, gs._Processor(shape.vocab), device=device)
     adapter.suppress = sorted(set(adapter.suppress) | {adapter.eos_id})  # full-length completions
-    return model, adapter
+    return model, adapter, frame_size
 
 
-def _prompts(model, d: dict, n: int, seed: int) -> tuple[list[Sample], dict]:
+def _prompts(model, adapter, d: dict, n: int, seed: int, family: str, frame_size) -> tuple[list, dict, dict]:
+    """``n`` samples, their prompts (video + audio, or video for a family without audio) and clips."""
+    av = family == "qwen2.5-omni" or "video+audio" in registry.family(family).modalities
+    meta = {} if av else {"modality": "video"}
+    samples = [Sample(f"clip{i:03d}", f"clip{i:03d}.mp4", "happy", "dfew", "train", meta=meta) for i in range(n)]
+    if family != "qwen2.5-omni":
+        modality = Modality.AV if av else Modality.VIDEO
+        return (samples, *ts.family_prompts(adapter, family, d, frame_size, [s.id for s in samples], seed, modality))
     gen = torch.Generator().manual_seed(seed)
-    samples, prompts = [], {}
-    for i in range(n):
-        sid = f"clip{i:03d}"
-        samples.append(Sample(sid, f"{sid}.mp4", "happy", "dfew", "train"))
-        prompts[sid] = gs.synthetic_prompt(
+    prompts = {
+        s.id: gs.synthetic_prompt(
             model.config,
             Modality.AV,
             frames=d["frames"],
@@ -170,7 +215,10 @@ def _prompts(model, d: dict, n: int, seed: int) -> tuple[list[Sample], dict]:
             text_tokens=d["text_tokens"],
             gen=gen,
         )
-    return samples, prompts
+        for s in samples
+    }
+    clips = {sid: SimpleNamespace(frames=None, audio=True, fps=None) for sid in prompts}  # read by SyntheticJudge only
+    return samples, prompts, clips
 
 
 class _Targets:
@@ -244,6 +292,7 @@ def run_config(name: str, args) -> dict:
             "grpo.sample_every=0",
             f"sampling.max_new_tokens={d['answer_tokens']}",
             "sampling.temperature=1.0",
+            f"reflection.max_new_tokens={args.reflection_tokens}",  # read by the emo_r3_* configurations
         ]
     )
     cfg: RunConfig = load_config(None, [*common, *stage, *CONFIGS[name]])
@@ -254,10 +303,10 @@ def run_config(name: str, args) -> dict:
     record: dict = {}
     try:
         record["_phase"] = "build"
-        model, adapter = _model(args, device, dtype)
+        model, adapter, frame_size = _model(args, device, dtype)
         out["after_build_GB"] = mem.now() / GB
         record["_phase"] = "setup"
-        with tempfile.TemporaryDirectory() as tmp:
+        with tempfile.TemporaryDirectory(dir=args.checkpoint_dir) as tmp:
             s, ref = _session(name, cfg, adapter, Path(tmp), device)
             out["after_reference_GB"] = mem.now() / GB
             s.setup_optimizer(ref)
@@ -274,15 +323,18 @@ def run_config(name: str, args) -> dict:
             out["params"] = sum(getattr(p, "ds_numel", p.numel()) for p in adapter.model.parameters())
             watched = _watch(s, master)
             before = {n: t.detach().flatten()[:65536].float().clone() for n, t in watched.items()}
-            step = (
-                _sft_stepper(s, model, d, args, n_sft, micro_sft, target_tokens)
+            step, reward = (
+                (_sft_stepper(s, model, adapter, d, args, n_sft, micro_sft, target_tokens, frame_size), None)
                 if sft
-                else _grpo_stepper(s, ref, model, d, args)
+                else _grpo_stepper(s, ref, model, d, args, frame_size)
             )
-            out["steps"] = _run_steps(step, mem, record, args.steps, sft)
+            out["steps"] = _run_steps(step, mem, record, args.steps, sft, reward, s.world)
             out["params_changed"] = {
                 n: not torch.equal(p, watched[n].detach().flatten()[:65536].float()) for n, p in before.items()
             } or None
+            if not sft:
+                record["_phase"] = "checkpoint"
+                out["checkpoint"] = _checkpoint(s, args, master)
         out["fits"] = True
     except torch.OutOfMemoryError as e:
         out["fits"] = False
@@ -327,26 +379,69 @@ def _session(name: str, cfg: RunConfig, adapter, out: Path, device):
     return s, trainer._reference(cfg, adapter, peft_model)
 
 
-def _grpo_stepper(s: Session, ref, model, d: dict, args):
-    samples, prompts = _prompts(model, d, d["prompts"] * 2, args.seed)  # two steps' worth of distinct clips
+def _grpo_stepper(s: Session, ref, model, d: dict, args, frame_size):
+    """The trainer's step on two steps' worth of distinct clips, and the reward that counts its
+    tokens (and, for the emo_r3_* configurations, runs and times the reflection)."""
+    n = d["prompts"] * 2
+    samples, prompts, clips = _prompts(model, s.adapter, d, n, args.seed, args.family, frame_size)
     g = s.cfg.grpo
     plan = BatchPlan(g.prompts_per_step, g.completions_per_prompt, g.micro_batch_rows)
     plan.check()
     params = SamplingParams(s.cfg.sampling.max_new_tokens, s.cfg.sampling.temperature, 1.0, 0)
-    builder = _Builder(prompts)
-    return lambda k: trainer._step(s, plan, builder, samples, RECIPE, params, _random_reward(args.seed + k), ref)
+    builder = _Builder(prompts, clips)
+    recipe, reflection = RECIPE, None
+    if s.cfg.reflection.enabled:  # EMO-R3's reward, the policy as the judge (make_reflection, as emorl train)
+        base = recipe_for(s.cfg)
+        recipe = dataclasses.replace(base, weights={**base.weights, "random": 1.0})
+        reflection = make_reflection(s.adapter, builder, s.cfg)
+        if args.family == "qwen2.5-omni":  # stub tokenizer: the judge's prompts synthetic (train_step.py)
+            reflection.adapter = ts.SyntheticJudge(s.adapter, prompts, model.config.text_config.vocab_size)
+    sync = torch.cuda.synchronize if s.adapter.device.type == "cuda" else None
+    reward = ts.TimedReward(args.seed, reflection, s.adapter.decode, sync)
+    return lambda k: trainer._step(s, plan, builder, samples, recipe, params, reward, ref), reward
 
 
-def _sft_stepper(s: Session, model, d: dict, args, n: int, micro: int, target_tokens: int):
-    samples, prompts = _prompts(model, d, n, args.seed)
+def _sft_stepper(s: Session, model, adapter, d: dict, args, n: int, micro: int, target_tokens: int, frame_size):
+    samples, prompts, _ = _prompts(model, adapter, d, n, args.seed, args.family, frame_size)
     plan = SFTPlan(n, micro, s.world)
     plan.check()
     builder = _Builder(prompts)
-    targets = _Targets(n, target_tokens, model.config.text_config.vocab_size, args.seed)
+    targets = _Targets(n, target_tokens, model.config.get_text_config().vocab_size, args.seed)
     return lambda k: sft_loop._step(s, plan, builder, samples, targets)
 
 
-def _run_steps(step, mem: Memory, record: dict, n_steps: int, sft: bool) -> list[dict]:
+def _checkpoint(s: Session, args, master: bool) -> dict:
+    """One checkpoint through the Session's own atomic ``save_checkpoint`` (weights or LoRA adapter,
+    optimizer, scheduler, RNG): seconds and bytes on disk. Skipped with ``--no-checkpoint`` or when
+    the disk cannot hold it (a 7B full fine-tune's is ~0.1 TB with float32 masters and AdamW)."""
+    if args.no_checkpoint:
+        return {"skipped": "--no-checkpoint"}
+    params = [p for p in s.adapter.model.parameters()]
+    weights = sum(p.numel() * p.element_size() for p in params if p.requires_grad or s.peft_model is None)
+    # + AdamW's two moments (float32 with masters, else in the weights' dtype) and the float32 masters
+    need = weights + sum(p.numel() * (12 if master else 2 * p.element_size()) for p in params if p.requires_grad)
+    free = shutil.disk_usage(s.out).free
+    if need > 0.9 * free:
+        return {
+            "skipped": f"needs ~{need / GB:.1f} GB, {free / GB:.1f} GB free (--checkpoint-dir)",
+            "estimate_bytes": need,
+        }
+    s.state.step = args.steps
+    if s.adapter.device.type == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    path = s.save_checkpoint()
+    seconds = time.perf_counter() - t0
+    files = [f for f in path.rglob("*") if f.is_file()]
+    return {
+        "seconds": seconds,
+        "bytes": sum(f.stat().st_size for f in files),
+        "files": sorted(str(f.relative_to(path)) for f in files),
+        "estimate_bytes": need,
+    }
+
+
+def _run_steps(step, mem: Memory, record: dict, n_steps: int, sft: bool, reward=None, gpus: int = 1) -> list[dict]:
     trainer.PhaseTimer = sft_loop.PhaseTimer = _timer_with_memory(mem, record)
     steps = []
     for k in range(n_steps):
@@ -360,16 +455,23 @@ def _run_steps(step, mem: Memory, record: dict, n_steps: int, sft: bool) -> list
         # each phase resets the CUDA peak counter when it starts, so the step's peak is the
         # largest of the phases' peaks and of what the outer counter saw after the last reset
         record["step"] = max(v for p, v in record.items() if not p.startswith("_"))
+        if sft:
+            extra = {"loss": row.get("loss"), "tokens": row.get("tokens"), "micro_batches": row.get("micro_batches")}
+        else:  # the trainer's own step seconds and phases; verl's token accounting
+            extra = {
+                "completion_len": row.get("completion_len"),
+                "step_s": row["step_s"],
+                "phases_s": ts.phases(row, reward.last),
+                "time": {k: v for k, v in row.items() if k.startswith("time/")},
+                **ts.throughput(reward.last, row["step_s"], gpus),
+                **{k: reward.last[k] for k in ("reflection_passes_s", "reflection_answers") if k in reward.last},
+            }
         steps.append(
             {
                 "step": k + 1,
                 "seconds": seconds,
                 "skipped": row.get("skipped"),
-                **(
-                    {"loss": row.get("loss"), "tokens": row.get("tokens"), "micro_batches": row.get("micro_batches")}
-                    if sft
-                    else {"completion_len": row.get("completion_len")}
-                ),
+                **extra,
                 "peak_GB": {p: v / GB for p, v in record.items() if not p.startswith("_")},
                 "allocated_after_GB": mem.now() / GB,
             }
@@ -380,6 +482,21 @@ def _run_steps(step, mem: Memory, record: dict, n_steps: int, sft: bool) -> list
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--shape", choices=sorted(gs.SHAPES), default="tiny")
+    ap.add_argument(
+        "--family",
+        choices=["qwen2.5-omni", *gs.FAMILY_FRAME_SIZE],
+        default="qwen2.5-omni",
+        help="qwen2.5-omni: synthetic prompts (grpo_step.py's default); another: its model builder and real "
+        "processor (qwen2.5-vl's 3b shape is Qwen2.5-VL-3B, the model of EasyR1's published throughput)",
+    )
+    ap.add_argument(
+        "--reflection-tokens",
+        type=int,
+        default=4,
+        help="emo_r3_*: tokens per reflection answer (EOS suppressed; a real answer is one word and EOS)",
+    )
+    ap.add_argument("--no-checkpoint", action="store_true", help="GRPO configurations: no timed checkpoint write")
+    ap.add_argument("--checkpoint-dir", default=None, help="where the timed checkpoint is written (default: temp)")
     ap.add_argument("--configs", default="full,full_beta0,lora", help=f"comma-separated, of {', '.join(CONFIGS)}")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--dtype", default=None, help="default: bfloat16 on CUDA, float32 on CPU")
@@ -426,6 +543,7 @@ def main(argv=None) -> dict:
 
     report = {
         "shape": args.shape,
+        "family": args.family,
         "device": args.device,
         "steps": args.steps,
         "sft_workload": SFT_WORKLOAD[args.shape],
@@ -437,9 +555,11 @@ def main(argv=None) -> dict:
             "python": platform.python_version(),
             "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.machine(),
         },
+        "reference": ts.REFERENCE,
         "results": results,
     }
     print_table(report)
+    ts.print_throughput(report)
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=2, default=str) + "\n")
     return report

@@ -213,6 +213,52 @@ def test_train_memory_tiny_cpu(tmp_path, capsys):
 
 
 @pytest.mark.e2e
+@pytest.mark.parametrize("family", ["qwen2.5-omni", "qwen2.5-vl"])
+def test_train_step_tiny_cpu(tmp_path, capsys, family):
+    """benchmarks/train_memory.py as the whole-step benchmark: each GRPO step's phases (EMO-R3's
+    reflection as its own, every completion judged twice), verl's token accounting, a checkpoint
+    written through the Session, and EasyR1's reference figure (qwen2.5-vl: the real processor)."""
+    spec = importlib.util.spec_from_file_location(f"train_step_bench_{family}", MEMORY)
+    bench = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = bench
+    spec.loader.exec_module(bench)
+    out = tmp_path / "step.json"
+    argv = ["--shape", "tiny", "--device", "cpu", "--family", family, "--configs", "full,emo_r3_lora"]
+    bench.main([*argv, "--in-process", "--out", str(out)])
+    report = json.loads(out.read_text())
+    assert report["family"] == family and report["reference"]["runs"][0]["tokens_per_s_per_gpu"] == 1800
+    res = {r["config"]: r for r in report["results"]}
+    assert set(res) == {"full", "emo_r3_lora"} and all(r["fits"] for r in res.values())
+    w = report["workload"]
+    rows = w["prompts"] * w["group"]
+    for name, r in res.items():
+        assert all(r["params_changed"].values()), name
+        reflects = name.startswith("emo_r3")
+        assert ("prompt.recipe=emo-r3" in r["overrides"]) == reflects
+        for s in r["steps"]:
+            assert s["tokens_total"] == s["prompt_tokens"] + s["completion_tokens"]
+            assert s["completion_tokens"] == rows * w["answer_tokens"] and s["completion_len"] == w["answer_tokens"]
+            assert s["prompt_tokens"] > 0 and s["prompt_tokens"] % w["group"] == 0  # each prompt once per completion
+            assert s["gpus"] == 1 and s["tokens_per_s_per_gpu"] == pytest.approx(s["tokens_total"] / s["step_s"])
+            ph = s["phases_s"]
+            assert {"encode", "rollout", "reward", "advantage", "reference", "update"} <= ph.keys(), name
+            assert ("reflection" in ph) == reflects and sum(ph.values()) <= s["step_s"]
+            assert ph["reward"] + ph.get("reflection", 0) == pytest.approx(s["time"]["time/reward"])
+            if reflects:  # both of EMO-R3's passes asked the judge about every completion
+                assert s["reflection_answers"] == {"coherence": rows, "grounding": rows}
+                assert set(s["reflection_passes_s"]) == {"coherence", "grounding"}
+        ckpt = r["checkpoint"]
+        assert ckpt["bytes"] > 0 and {"trainer_state.pt", "rng_rank0.pt"} <= set(ckpt["files"])
+        assert ("adapter/adapter_model.safetensors" in ckpt["files"]) == ("lora" in name)
+        assert ("model_state.pt" in ckpt["files"]) == ("lora" not in name)
+    assert res["emo_r3_lora"]["checkpoint"]["bytes"] < res["full"]["checkpoint"]["bytes"]
+    printed = capsys.readouterr().out
+    assert "tok/s/GPU" in printed and "reference: EasyR1 Qwen2.5-VL-3B-Instruct" in printed
+    bench.main([*argv[:-1], "full", "--in-process", "--no-checkpoint", "--steps", "1", "--out", str(out)])
+    assert json.loads(out.read_text())["results"][0]["checkpoint"] == {"skipped": "--no-checkpoint"}
+
+
+@pytest.mark.e2e
 @pytest.mark.timeout(600)
 def test_train_memory_sft_tiny_cpu(tmp_path, capsys):
     """benchmarks/train_memory.py's SFT configurations (R1-Omni's cold-start step: micro-batches of 2,
