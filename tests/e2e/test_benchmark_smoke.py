@@ -341,3 +341,20 @@ def test_rollout_decode_tiny_cpu(tiny_model_dir, clips, tmp_path, capsys):
     assert report["rows"] == 6 and report["sampled_rows_equal"] == 6 and report["completion_tokens"] > 0
     assert set(report["seconds"]) == {"dynamic", "static"}
     assert "rows token-equal between the modes: 6 of 6" in capsys.readouterr().out
+
+
+@pytest.mark.e2e
+def test_tower_attention_tiny_cpu(tmp_path):
+    """benchmarks/tower_attention.py: both towers, loop and packed in one run, equal outputs."""
+    spec = importlib.util.spec_from_file_location("tower_attention_bench", BENCH.with_name("tower_attention.py"))
+    bench = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = bench
+    spec.loader.exec_module(bench)
+    out = tmp_path / "towers.json"
+    report = bench.main(["--shape", "tiny", "--frames", "4", "--frame-size", "56", "--repeats", "1", "--out", str(out)])
+    assert json.loads(out.read_text()) == report
+    assert set(report["towers"]) == {"vision", "audio"}
+    for name, r in report["towers"].items():
+        assert r["max_abs_diff"] <= 1e-5, name
+        assert r["segment_kinds"] and all(k["segments"] >= 2 for k in r["segment_kinds"]), name
+        assert r["loop_s"] > 0 and r["packed_s"] > 0
