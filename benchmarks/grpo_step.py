@@ -3,7 +3,8 @@
 The workload follows docs/benchmarks.md (and the GPU baseline it cites): N prompts, each a clip
 with video (and audio interleaved, TMRoPE ``use_audio_in_video``) plus text; G completions of
 exactly ``--answer-tokens`` tokens each (EOS suppressed); then a reference pass (no grad) and a
-policy pass (forward + backward of sum(logp * advantage), encoders frozen, no optimizer step).
+policy pass (forward + backward of sum(logp * advantage), encoders frozen, no optimizer step;
+projectors outside the towers, as the parts family has, train unless ``--freeze-projectors``).
 
 Paths, in the same process and on the same prompts:
 - ``duplicated``: ``QwenOmniAdapter.sample_groups`` / ``completion_logprobs`` (each of the N*G rows
@@ -26,15 +27,33 @@ and audio), so its token layout is the family's own; ``--text-tokens`` does not 
 qwen3-omni and qwen3-vl run the CPU shapes; qwen2.5-vl also ``3b`` (Qwen2.5-VL-3B: the same text
 and vision sizes as the Qwen2.5-Omni-3B thinker, no audio tower, tied embeddings), with video prompts.
 
+``--family parts`` (an omni model built from parts, emorl.models.parts) runs tiny and small with the
+tiny parts' architecture (``emorl model init-tiny --family parts``: Llama LLM, SigLIP patch 14, MLP
+projectors, a 4 s Whisper window pooled by 4) and ``humanomni-0.5b``, HumanOmni-0.5B's shape (R1-Omni's
+base; the builder's ``humanomni-0.5b`` architecture, emorl.models.parts.tiny.ARCHITECTURES): a
+Qwen2-0.5B-shaped LLM (hidden 896, 24 layers, 14 heads, 2 KV heads, FFN 4864, vocabulary 151936,
+tied embeddings), SigLIP-base-patch16-224 (768 wide, 12 layers, 12 heads, FFN 3072; features of the
+penultimate layer, 14x14 patches), the all_in_one_small projector (three branches, 392 tokens for 8
+frames) mixed by the BERT gate (BERT-base on the instruction, gate 768-3584-3), the whisper-large-v3
+encoder (1280 wide, 32 layers, 20 heads, FFN 5120, 128 mels, 30 s window: 1500 frames avg-pooled by 3
+to 500 tokens, then an mlp2x_gelu projector); prompts of 8 frames of 224 px and 30 s of audio.
+Sources (``../shared/reference/humanomni-and-vl.md``): the LLM sizes are from a third-party copy of
+R1-Omni-0.5B's config.json, the towers from R1-Omni's README and training script, and SigLIP-base's and
+BERT-base's sizes are transformers' defaults for those configs; [unverified] there: which Qwen2/2.5-0.5B
+instruct base, and whisper-large-v3's 128 mel bins (its published feature size, not read from the
+checkpoint). Random weights, so the timings hold but not the tokens.
+
     python benchmarks/grpo_step.py --shape tiny --device cpu --out bench.json
     python benchmarks/grpo_step.py --shape 7b --device cuda --dtype bfloat16 --grad-checkpointing
     python benchmarks/grpo_step.py --shape small --device cpu --family qwen3-omni
     python benchmarks/grpo_step.py --shape 3b --device cuda --family qwen2.5-vl --grad-checkpointing
+    python benchmarks/grpo_step.py --shape humanomni-0.5b --family parts --device cuda --dtype bfloat16 --grad-checkpointing
 """
 
 from __future__ import annotations
 
 import argparse
+import inspect
 import itertools
 import json
 import math
@@ -45,7 +64,7 @@ import sys
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -85,6 +104,8 @@ class Shape:
     audio_heads: int
     audio_ffn: int
     defaults: dict
+    # keyword options of a family's tiny builder (build_config / build_processor) for this shape
+    builder_options: dict = field(default_factory=dict)
 
 
 SHAPES = {
@@ -141,6 +162,38 @@ SHAPES = {
             text_tokens=60,
             micro_batch_rows=8,
         ),
+    ),
+    # HumanOmni-0.5B (R1-Omni's base), for --family parts: a Qwen2.5-0.5B-shaped LLM (tied embeddings),
+    # SigLIP-base-patch16-224 (12 layers, 768 wide, 12 heads, FFN 3072), the whisper-large-v3 encoder
+    # (32 layers, 1280 wide, 20 heads, FFN 5120); the rest (BERT gate, projectors, 128 mels, 30 s
+    # window) is the parts builder's "humanomni-0.5b" architecture. 8 frames of 224 px (392 video
+    # tokens) and 30 s of audio (500 tokens) per prompt, as R1-Omni's GRPO
+    "humanomni-0.5b": Shape(
+        896,
+        4864,
+        24,
+        14,
+        2,
+        151936,
+        768,
+        12,
+        12,
+        3072,
+        1280,
+        32,
+        20,
+        5120,
+        dict(
+            prompts=8,
+            group=8,
+            frames=8,
+            frame_size=224,
+            audio_seconds=30.0,
+            answer_tokens=128,
+            text_tokens=60,
+            micro_batch_rows=8,
+        ),
+        builder_options={"parts": {"architecture": "humanomni-0.5b"}},
     ),
     # CPU shapes
     "small": Shape(
@@ -199,13 +252,15 @@ SHAPES = {
 
 
 # --family other than qwen2.5-omni: the shapes it runs and their frame sides (multiples of the
-# family's patch x merge: 28 for the Qwen2.5 families, 32 for Qwen3)
+# family's patch x merge: 28 for the Qwen2.5 families, 32 for Qwen3; parts: its SigLIP input side)
 FAMILY_FRAME_SIZE = {
     "qwen3-omni": {"tiny": 64, "small": 128},
     "qwen3-vl": {"tiny": 64, "small": 128},
     "qwen2.5-vl": {"tiny": 56, "small": 112, "3b": 336},
+    "parts": {"tiny": 56, "small": 112, "humanomni-0.5b": 224},
 }
-TIED_EMBEDDINGS = {("qwen2.5-vl", "3b")}  # Qwen2.5-VL-3B ties its LM head to the embeddings (released config)
+# LM head tied to the embeddings: Qwen2.5-VL-3B and HumanOmni-0.5B (Qwen2.5-0.5B) as released
+TIED_EMBEDDINGS = {("qwen2.5-vl", "3b"), ("parts", "humanomni-0.5b")}
 
 
 def special_ids(vocab: int) -> dict:
@@ -363,11 +418,19 @@ def synthetic_prompt(
     return PromptInputs(torch.tensor(body), mm, modality)
 
 
+def _accepted(fn, **offered) -> dict:
+    """The keyword arguments among ``offered`` that ``fn`` declares: a builder whose config depends
+    on the frame side, or whose processor on the config (parts), takes them; the others do not."""
+    params = inspect.signature(fn).parameters
+    return {k: v for k, v in offered.items() if k in params}
+
+
 def family_model_and_prompts(shape: Shape, args, dtype, device, modality: Modality, gen: torch.Generator):
     """A random-weight model of ``args.family`` with ``shape``'s sizes (its tiny builder's config;
-    Qwen3-Omni: 4 routed experts, top 2, deepstack from the first vision block), its adapter with
-    the family's real processor, and ``args.prompts`` prompts encoded from random frames (and
-    audio, for the omni families)."""
+    Qwen3-Omni: 4 routed experts, top 2, deepstack from the first vision block; parts: the builder's
+    architecture named in the shape's ``builder_options``, else its tiny one), its adapter with the
+    family's real processor, and ``args.prompts`` prompts encoded from random frames (and audio,
+    for the omni families)."""
     import importlib
 
     import numpy as np
@@ -392,14 +455,19 @@ def family_model_and_prompts(shape: Shape, args, dtype, device, modality: Modali
         audio_layers=shape.audio_layers,
         tie_embeddings=(family, args.shape) in TIED_EMBEDDINGS,
     )
-    cfg = builder.build_config(tok, dims, family)
+    options = shape.builder_options.get(family, {})
+    cfg = builder.build_config(
+        tok, dims, family, **_accepted(builder.build_config, frame_size=args.frame_size), **options
+    )
     cfg.get_text_config().vocab_size = max(shape.vocab, len(tok))  # the real vocabulary (ids past the BPE: suppressed)
     with torch.device(device):
         model = builder.model_class(family)._from_config(cfg, dtype=dtype, attn_implementation=args.attn)
     pixels = args.frame_size**2
-    adapter = registry.resolve(fam.adapter)(
-        model, builder.build_processor(tok, pixels, family), device=device, frame_pixels=pixels
+    processor = builder.build_processor(
+        tok, pixels, family, **_accepted(builder.build_processor, config=cfg), **options
     )
+    adapter_cls = registry.resolve(fam.adapter)
+    adapter = adapter_cls(model, processor, device=device, **_accepted(adapter_cls.__init__, frame_pixels=pixels))
     rng = np.random.default_rng(int(torch.randint(2**31, (1,), generator=gen)))
     prompts = []
     for i in range(args.prompts):
@@ -712,6 +780,15 @@ def main(argv=None) -> dict:
     )
     ap.add_argument("--repeats", type=int, default=1, help="timed steps per path; medians reported")
     ap.add_argument("--grad-checkpointing", action="store_true")
+    ap.add_argument(
+        "--freeze-projectors",
+        action="store_true",
+        help="also freeze the projectors outside the towers (parts: vision and audio projectors, BERT and its "
+        "gate; no-op for the Qwen families, whose mergers are in the towers): the media embeddings then depend "
+        "on no trainable weight and the group path encodes each clip once per step. By default they train, as "
+        "in R1-Omni's GRPO and emorl's model.freeze_vision / freeze_audio, so the group path re-runs the towers "
+        "once per prompt in each log-prob pass",
+    )
     ap.add_argument("--bandwidth-mib", type=int, default=None, help="tensor size for the copy-bandwidth probe")
     ap.add_argument(
         "--isolate",
@@ -729,6 +806,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--out", default=None, help="JSON output path")
     args = ap.parse_args(argv)
     shape = SHAPES[args.shape]
+    if shape.builder_options and args.family not in shape.builder_options:
+        raise SystemExit(f"--shape {args.shape} is a shape of --family {', '.join(shape.builder_options)}")
     if args.family != "qwen2.5-omni":
         sizes = FAMILY_FRAME_SIZE[args.family]
         if args.shape not in sizes:
@@ -783,6 +862,9 @@ def main(argv=None) -> dict:
     build_s = time.perf_counter() - t0
     for tower in adapter.towers().values():  # frozen encoders, trainable LLM (embeddings, layers, lm_head)
         tower.requires_grad_(False)
+    if args.freeze_projectors:
+        for proj in adapter.projectors().values():
+            proj.requires_grad_(False)
     if args.grad_checkpointing:  # without the input hook: else frozen towers build graphs (gpu-baseline.md pitfall 1)
         adapter.enable_activation_checkpointing()
     adapter.suppress = sorted(set(adapter.suppress) | {adapter.eos_id})  # exactly --answer-tokens per completion

@@ -9,6 +9,7 @@
 #   bash benchmarks/h100.sh sft        # cold-start SFT step memory and time, 7B and 3B (not run yet)
 #   bash benchmarks/h100.sh towers     # the towers' packed attention at the 7B workload; the 7B step with it (not run yet)
 #   bash benchmarks/h100.sh trainstep  # the whole trainer step (phases, tokens/s/GPU, checkpoint), 3B VL and 7B (not run yet)
+#   bash benchmarks/h100.sh parts      # the parts family at HumanOmni-0.5B's shape, both paths (not run yet)
 # The machine's image has torch and transformers of other versions: the pinned transformers and
 # peft travel as wheels in .whl/ (pip download, see docs/benchmarks.md) and are installed first.
 set -uo pipefail
@@ -107,5 +108,14 @@ trainstep)  # issue 22: the whole step with verl's token accounting against Easy
     $PY benchmarks/train_memory.py --shape 7b --device cuda --steps 3 --configs lora,emo_r3_lora,full_beta0_bf16 \
         --out "$OUT/train_step_7b_h100.json" 2>&1 | tee "$OUT/train_step_7b_h100.log"
     ;;
-*) echo "unknown stage $1 (smoke | memory | memory2 | extra | graph | groupkv | groupkv3b | memory3 | sft | towers | trainstep)"; exit 2 ;;
+parts)  # R1-Omni's base shape (HumanOmni-0.5B: Qwen2.5-0.5B + SigLIP-base + whisper-large-v3 encoder + BERT
+    # gate, 392 + 500 media tokens a prompt): the tiny parts on CUDA with the check, then both paths in
+    # one run (the same-run step ratio, target >= 5x), with the growing cache and with the group decoder
+    $PY benchmarks/grpo_step.py --shape tiny --device cuda --family parts --decode static --check 2>&1 | tail -2 || exit 1
+    $PY benchmarks/grpo_step.py --shape humanomni-0.5b --family parts --device cuda --dtype bfloat16 --grad-checkpointing \
+        --repeats 2 --check --out "$OUT/grpo_step_humanomni-0.5b_parts_h100.json" 2>&1 | tee "$OUT/grpo_step_humanomni-0.5b_parts_h100.log"
+    $PY benchmarks/grpo_step.py --shape humanomni-0.5b --family parts --device cuda --dtype bfloat16 --grad-checkpointing \
+        --decode graph --repeats 2 --check --out "$OUT/grpo_step_humanomni-0.5b_parts_h100_graph.json" 2>&1 | tee "$OUT/grpo_step_humanomni-0.5b_parts_h100_graph.log"
+    ;;
+*) echo "unknown stage $1 (smoke | memory | memory2 | extra | graph | groupkv | groupkv3b | memory3 | sft | towers | trainstep | parts)"; exit 2 ;;
 esac

@@ -176,6 +176,116 @@ def test_benchmark_tiny_cpu_vl(tmp_path, family):
 
 
 @pytest.mark.e2e
+def test_benchmark_tiny_cpu_parts(tmp_path):
+    """--family parts: the tiny parts' architecture (Llama, SigLIP, Whisper, MLP projectors) with
+    prompts from EmorlOmniProcessor, both paths and the exactness check; the humanomni-0.5b shape's
+    config (not built: 1.37B parameters) has HumanOmni-0.5B's media token counts."""
+    spec = importlib.util.spec_from_file_location("grpo_step_bench_parts", BENCH)
+    bench = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = bench
+    spec.loader.exec_module(bench)
+    out = tmp_path / "bench.json"
+    bench.main(
+        [
+            "--shape",
+            "tiny",
+            "--device",
+            "cpu",
+            "--family",
+            "parts",
+            "--prompts",
+            "2",
+            "--group",
+            "3",
+            "--answer-tokens",
+            "4",
+            "--check",
+            "--out",
+            str(out),
+        ]
+    )
+    report = json.loads(out.read_text())
+    assert report["config"]["family"] == "parts" and report["config"]["modality"] == "av"
+    assert report["config"]["frame_size"] == 56 and report["config"]["rows"] == 6
+    assert set(report["config"]["params"]) == {"total", "llm", "vision", "audio"}
+    assert set(report["paths"]) == {"duplicated", "group"}
+    for name, res in report["paths"].items():
+        assert PATH_KEYS <= res.keys(), name
+        assert res["decode_steps"] == 3 and res["completion_tokens"] == 2 * 3 * 4
+    # trainable projectors (the default): the group path encodes each prompt's clip once per pass
+    # (one prompt per micro-batch here: 2 calls per pass), no cache
+    assert report["paths"]["group"]["encoder_calls"]["generate"] == {"vision": 1, "audio": 1}
+    assert report["paths"]["group"]["encoder_calls"]["log_prob_passes"] == {"vision": 4, "audio": 4}
+    assert report["paths"]["group"]["encoder_cache"] == {"hits": 0, "misses": 0}
+    assert report["paths"]["duplicated"]["encoder_calls"]["log_prob_passes"]["audio"] > 0
+    assert {"step_s", "peak_memory_ratio_group_over_duplicated"} <= report["speedup"].keys()
+    check = report["exactness_check"]
+    assert check["greedy_rows_equal"] == check["greedy_rows"] == 6
+    assert check["logprob_max_abs_diff"] < 1e-5
+    # projectors frozen too: each clip encoded once per step, the log-prob passes hit the cache
+    bench.main(
+        [
+            "--shape",
+            "tiny",
+            "--device",
+            "cpu",
+            "--family",
+            "parts",
+            "--prompts",
+            "2",
+            "--group",
+            "3",
+            "--answer-tokens",
+            "4",
+            "--paths",
+            "group",
+            "--decode",
+            "static",
+            "--freeze-projectors",
+            "--check",
+            "--out",
+            str(out),
+        ]
+    )
+    report = json.loads(out.read_text())
+    res = report["paths"]["group"]
+    assert res["encoder_calls"]["log_prob_passes"] == {"vision": 0, "audio": 0}
+    assert res["encoder_cache"] == {"hits": 4, "misses": 2}
+    assert report["exactness_check"]["greedy_rows_equal"] == report["exactness_check"]["greedy_rows"] == 6
+
+    from emorl.models import tiny
+    from emorl.models.parts import tiny as parts_tiny
+
+    shape = bench.SHAPES["humanomni-0.5b"]
+    assert bench.FAMILY_FRAME_SIZE["parts"]["humanomni-0.5b"] == 224
+    dims = tiny.TinyShape(
+        hidden=shape.hidden,
+        layers=shape.layers,
+        heads=shape.heads,
+        kv_heads=shape.kv_heads,
+        intermediate=shape.intermediate,
+        vision_hidden=shape.vision_hidden,
+        vision_depth=shape.vision_depth,
+        vision_heads=shape.vision_heads,
+        vision_intermediate=shape.vision_intermediate,
+        audio_d_model=shape.audio_d_model,
+        audio_layers=shape.audio_layers,
+        tie_embeddings=True,
+    )
+    cfg = parts_tiny.build_config(
+        parts_tiny.train_tokenizer((), 1024), dims, "parts", frame_size=224, **shape.builder_options["parts"]
+    )
+    geometry = cfg.media_geometry()
+    assert geometry.video_tokens(8) == 392 and geometry.audio_tokens() == 500  # R1-Omni's prompt
+    assert cfg.vision_config.patch_size == 16 and cfg.audio_config.encoder_attention_heads == 20
+    assert cfg.fusion_type == "bert_gate" and cfg.tie_word_embeddings
+    with pytest.raises(SystemExit, match="is a shape of --family parts"):
+        bench.main(["--shape", "humanomni-0.5b", "--device", "cpu"])
+    with pytest.raises(SystemExit, match="runs the shapes tiny, small, humanomni-0.5b, not 7b"):
+        bench.main(["--shape", "7b", "--family", "parts", "--device", "cpu"])
+
+
+@pytest.mark.e2e
 def test_train_memory_tiny_cpu(tmp_path, capsys):
     """benchmarks/train_memory.py runs emorl's GRPO step under each memory lever (tiny shape, bf16
     on CPU so that the float32 master weights are exercised) and reports every phase's peak."""
