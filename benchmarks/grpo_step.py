@@ -785,9 +785,9 @@ def main(argv=None) -> dict:
         action="store_true",
         help="also freeze the projectors outside the towers (parts: vision and audio projectors, BERT and its "
         "gate; no-op for the Qwen families, whose mergers are in the towers): the media embeddings then depend "
-        "on no trainable weight and the group path encodes each clip once per step. By default they train, as "
-        "in R1-Omni's GRPO and emorl's model.freeze_vision / freeze_audio, so the group path re-runs the towers "
-        "once per prompt in each log-prob pass",
+        "on no trainable weight and the group path reuses whole media embeddings. By default they train, as "
+        "in R1-Omni's GRPO and emorl's model.freeze_vision / freeze_audio: the group path then caches the "
+        "frozen towers' features (one tower run per clip per step) and runs the projectors in every pass",
     )
     ap.add_argument("--bandwidth-mib", type=int, default=None, help="tensor size for the copy-bandwidth probe")
     ap.add_argument(

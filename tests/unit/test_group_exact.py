@@ -521,3 +521,48 @@ def test_media_tokens_are_never_sampled(adapter_of, family):
     else:
         names += ["<|vision_pad|>"]
     assert {vocab[n] for n in names} <= set(ad.suppress) and ad.eos_id not in ad.suppress
+
+
+@pytest.mark.parametrize("modality", [Modality.AV, Modality.IMAGE])
+def test_frozen_towers_cached_under_trainable_projectors(tiny_dir_of, clips, modality):
+    """The parts family (projectors outside the towers): with the towers frozen and the projectors
+    training, the group paths cache the tower features and project them anew in every pass. The
+    second pass runs no tower, and its log-probs, entropies and gradients (projectors and LLM)
+    equal the duplicated rows'."""
+    torch.manual_seed(0)
+    ad = _frozen(load_adapter(tiny_dir_of("parts")))
+    ad.model.train()
+    kinds = ad.media_kinds(modality)
+    assert group.towers_frozen_split(ad, kinds) and any(group.kind_trainable(ad, k) for k in kinds)
+    runs = {name: 0 for name in ad.towers()}
+    for name, tower in ad.towers().items():
+        tower.register_forward_hook(lambda *_, name=name: runs.__setitem__(name, runs[name] + 1))
+    prompts = _prompts(ad, clips, modality)
+    sizes = (3, 2, 4)
+    rows_p = [p for p, n in zip(prompts, sizes) for _ in range(n)]
+    groups = [i for i, n in enumerate(sizes) for _ in range(n)]
+    rows = list(zip(rows_p, _completions(ad, len(rows_p), seed=2)))
+    adv = torch.linspace(-1.0, 1.5, len(rows))
+    cache = group.EncoderCache()
+    shared = lambda p, c, **kw: group.shared_prefix_logprobs(ad, p, c, groups=groups, cache=cache, **kw)
+    _loss_and_grads(ad.model, shared, rows, adv)  # fills the cache
+    assert (cache.hits, cache.misses, len(cache)) == (0, len(prompts), len(prompts))
+    before = dict(runs)
+    lp_s, m_s, e_s, g_s = _loss_and_grads(ad.model, shared, rows, adv)
+    assert runs == before, "a cached pass ran a tower"
+    assert (cache.hits, cache.misses) == (len(prompts), len(prompts))
+    lp_d, m_d, e_d, g_d = _loss_and_grads(ad.model, ad.completion_logprobs_rows, rows, adv)
+    assert torch.equal(m_d, m_s)
+    torch.testing.assert_close(lp_s * m_s, lp_d * m_d, rtol=0, atol=1e-5)
+    torch.testing.assert_close(e_s * m_s, e_d * m_d, rtol=0, atol=1e-5)
+    names = {id(p): n for n, p in ad.model.named_parameters()}
+    projector = {names[id(p)] for k in kinds for m in ad.kind_modules(k)[1:] for p in m.parameters()}
+    assert g_s.keys() == g_d.keys() and projector and projector <= set(g_s)
+    for n in g_d:
+        torch.testing.assert_close(g_s[n], g_d[n], rtol=1e-5, atol=1e-5, msg=lambda m, n=n: f"{n}: {m}")
+    # the split halves compose to encode_kind exactly (the same batching)
+    with torch.no_grad():
+        for k in kinds:
+            whole = ad.encode_kind(k, prompts)
+            split = ad.project_kind(k, prompts, ad.encode_kind_towers(k, prompts))
+            assert all(torch.equal(a.get(k), b.get(k)) for a, b in zip(whole, split))

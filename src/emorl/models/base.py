@@ -4,7 +4,7 @@ A family subclasses it and supplies its inputs (``encode``, ``native_video``), h
 are passed to its model's ``forward`` / ``generate`` (``collate``, ``forward_media_args``,
 optionally ``generate_kwargs``), ``save``, and its anatomy (``towers``, ``text_model``,
 ``media_kinds``, ``kind_modules``, ``encode_kind``, ``placeholder_ids``, ``prompt_positions``;
-optionally ``projectors``, ``decoder_extras``). Given those, this class routes ``sample_groups``
+optionally ``projectors``, ``decoder_extras``, ``tower_modules``). Given those, this class routes ``sample_groups``
 and ``completion_logprobs`` to the group-aware paths of ``emorl.models.group`` (one encode, one
 prefill and one prompt pass per group) or to the duplicated-rows reference paths
 (``sample_groups_rows``, ``completion_logprobs_rows``: the model's own ``generate`` and forward,
@@ -220,6 +220,13 @@ class FamilyAdapter:
     def projectors(self) -> dict[str, torch.nn.Module]:
         """Trainable maps from a tower to the text width outside the towers (none by default)."""
         return {}
+
+    def tower_modules(self, kind: str) -> list[torch.nn.Module] | None:
+        """The modules before a separate projection of media ``kind``, for a family whose projectors
+        sit outside its towers and which then also gives ``encode_kind_towers(kind, prompts)`` and
+        ``project_kind(kind, prompts, towers)`` (their composition is ``encode_kind``). None (the
+        default): the family's encoders are not split (Qwen's mergers are inside the towers)."""
+        return None
 
     def decoder_layers(self) -> list[torch.nn.Module]:
         return list(self.text_model().layers)

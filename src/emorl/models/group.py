@@ -81,6 +81,34 @@ def kind_trainable(adapter, kind: str) -> bool:
     return any(trainable(m) for m in adapter.kind_modules(kind))
 
 
+def towers_frozen_split(adapter, kinds) -> bool:
+    """Whether media of ``kinds`` encode as frozen towers then a separate projection: the family
+    splits them (``tower_modules`` is not None) and no tower module is trainable."""
+    mods = [adapter.tower_modules(k) for k in kinds]
+    return all(m is not None for m in mods) and not any(trainable(x) for ms in mods for x in ms)
+
+
+def _encode_split(adapter, batch: list[PromptInputs], kinds, cache: EncoderCache) -> list[MediaEmbeds]:
+    """Frozen towers, trainable projectors: each prompt's tower features come from ``cache`` (keyed
+    as the whole media, prefixed ``towers-``) or one ``encode_kind_towers`` call per kind for the
+    missing ones; the projection (``project_kind``) runs every time, with autograd when enabled."""
+    keys = ["towers-" + cache.key(p, adapter) for p in batch]
+    feats = [cache.get(k, adapter.device) for k in keys]
+    missing = [i for i, f in enumerate(feats) if f is None]
+    if missing:
+        got = [MediaEmbeds() for _ in missing]
+        for kind in kinds:
+            part = adapter.encode_kind_towers(kind, [batch[i] for i in missing])
+            got = [a.merge(b) for a, b in zip(got, part, strict=True)]
+        for i, m in zip(missing, got):
+            feats[i] = m
+            cache.put(keys[i], m)
+    out = [MediaEmbeds() for _ in batch]
+    for kind in kinds:
+        out = [a.merge(b) for a, b in zip(out, adapter.project_kind(kind, batch, feats), strict=True)]
+    return out
+
+
 def _distinct(prompts: list[PromptInputs]) -> list[PromptInputs]:
     seen: dict[int, PromptInputs] = {}
     for p in prompts:
@@ -110,7 +138,9 @@ def encode_media(adapter, prompts: list[PromptInputs], *, cache: EncoderCache | 
     encoded once). Prompts are batched per modality, and each media kind of that modality is
     encoded by one ``adapter.encode_kind`` call. ``cache`` is used for a modality when none of its
     kinds depends on a trainable parameter; trainable encoders run with autograd when grad is
-    enabled and never use the cache, since their outputs change every step."""
+    enabled and never use the cache, since their outputs change every step. A family whose
+    projectors sit outside its towers (``tower_modules``) and train while the towers are frozen
+    caches the tower features and projects them anew in every pass (``_encode_split``)."""
     media: dict[int, MediaEmbeds] = {}
     by_mod: dict[Modality, list[PromptInputs]] = {}
     for p in _distinct(prompts):
@@ -119,6 +149,10 @@ def encode_media(adapter, prompts: list[PromptInputs], *, cache: EncoderCache | 
     for mod, batch in by_mod.items():
         kinds = adapter.media_kinds(mod)
         store = cache if not any(kind_trainable(adapter, k) for k in kinds) else None
+        if store is None and cache is not None and towers_frozen_split(adapter, kinds):
+            for p, m in zip(batch, _encode_split(adapter, batch, kinds, cache), strict=True):
+                media[id(p)] = m
+            continue
         keys = [store.key(p, adapter) for p in batch] if store is not None else [None] * len(batch)
         missing = []
         for p, k in zip(batch, keys):

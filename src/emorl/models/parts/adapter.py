@@ -37,6 +37,7 @@ import torch
 
 from emorl.models.adapter import FramePlan, MediaEmbeds, Modality, PromptInputs
 from emorl.models.base import FamilyAdapter
+from emorl.models.group import grad_for, trainable
 from emorl.models.registry import check_model_path
 
 KINDS = ("video", "image", "audio")
@@ -262,30 +263,62 @@ class PartsAdapter(FamilyAdapter):
         tok = self.processor.fusion_tokenizer
         return tok.pad_token_id if tok is not None and tok.pad_token_id is not None else 0
 
+    def tower_modules(self, kind: str) -> list[torch.nn.Module]:
+        """The modules before the projection of media ``kind`` (``encode_kind_towers``)."""
+        if kind not in ("video", "image", "audio"):
+            raise ValueError(f"parts has no {kind!r} media")
+        return [self.towers()["audio" if kind == "audio" else "vision"]]
+
     def encode_kind(self, kind: str, prompts: list[PromptInputs]) -> list[MediaEmbeds]:
         """One encoder run over ``prompts`` for ``kind`` (clips of equal length batched together);
         per prompt its (n_placeholders, H) embeddings. The gate (when the model has one) mixes each
         prompt's vision branches with the weights of its own instruction."""
+        return self.project_kind(kind, prompts, self.encode_kind_towers(kind, prompts))
+
+    def encode_kind_towers(self, kind: str, prompts: list[PromptInputs]) -> list[MediaEmbeds]:
+        """The tower half of ``encode_kind``: per prompt its tower features under ``kind`` — video
+        (T, g*g, c) and image (1, g*g, c) from the vision tower's selected layer, audio (frames, d)
+        from the audio tower. A frozen tower builds no graph; its features do not depend on the
+        projectors, so the group paths may cache them while the projectors train."""
         inner, dev = self.model.model, self.device
-        with torch.set_grad_enabled(
-            torch.is_grad_enabled() and any(p.requires_grad for m in self.kind_modules(kind) for p in m.parameters())
-        ):
-            # a frozen tower builds no graph (no trainable weight, inputs without grad); a trainable
-            # projector after it does
+        with grad_for(self.tower_modules(kind)[0]):
             if kind == "audio":
-                feats = inner.get_audio_features(torch.cat([p.mm["input_features"] for p in prompts]).to(dev))
+                feats = inner.get_audio_tower_features(torch.cat([p.mm["input_features"] for p in prompts]).to(dev))
                 return [MediaEmbeds({"audio": f}) for f in feats]
-            weights = self._gate_weights(prompts)
             if kind == "image":
-                feats = inner.get_image_features(torch.cat([p.mm["pixel_values"] for p in prompts]).to(dev), weights)
+                feats = inner.get_video_tower_features(
+                    torch.cat([p.mm["pixel_values"] for p in prompts]).to(dev)[:, None]
+                )
                 return [MediaEmbeds({"image": f}) for f in feats]
             if kind != "video":
                 raise ValueError(f"parts has no {kind!r} media")
             out: list[MediaEmbeds | None] = [None] * len(prompts)
-            for t in sorted({p.mm["pixel_values_videos"].shape[1] for p in prompts}):
-                idx = [i for i, p in enumerate(prompts) if p.mm["pixel_values_videos"].shape[1] == t]
+            for idx in _by_frames(prompts):
                 pix = torch.cat([prompts[i].mm["pixel_values_videos"] for i in idx]).to(dev)
-                got = inner.get_video_features(pix, None if weights is None else weights[idx])
+                for i, f in zip(idx, inner.get_video_tower_features(pix)):
+                    out[i] = MediaEmbeds({"video": f})
+            return out
+
+    def project_kind(self, kind: str, prompts: list[PromptInputs], towers: list[MediaEmbeds]) -> list[MediaEmbeds]:
+        """The projector half of ``encode_kind``: ``towers`` (``encode_kind_towers`` of the same
+        prompts) -> per prompt its (n_placeholders, H) embeddings, batched as ``encode_kind``
+        batches (clips of equal length together), so both give the same numbers."""
+        inner = self.model.model
+        with torch.set_grad_enabled(torch.is_grad_enabled() and any(trainable(m) for m in self.kind_modules(kind))):
+            if kind == "audio":
+                feats = inner.audio_projector(torch.stack([t.audio for t in towers]))
+                return [MediaEmbeds({"audio": f}) for f in feats]
+            weights = self._gate_weights(prompts)
+            if kind == "image":
+                feats = inner.project_video_features(torch.stack([t.image for t in towers]), weights)
+                return [MediaEmbeds({"image": f}) for f in feats]
+            if kind != "video":
+                raise ValueError(f"parts has no {kind!r} media")
+            out: list[MediaEmbeds | None] = [None] * len(prompts)
+            for idx in _by_frames(prompts):
+                got = inner.project_video_features(
+                    torch.stack([towers[i].video for i in idx]), None if weights is None else weights[idx]
+                )
                 for i, f in zip(idx, got):
                     out[i] = MediaEmbeds({"video": f})
             return out
@@ -317,6 +350,12 @@ class PartsAdapter(FamilyAdapter):
             )
             mm["fusion_input_ids"], mm["fusion_attention_mask"] = ids.to(dev), mask.to(dev)
         return mm
+
+
+def _by_frames(prompts: list[PromptInputs]) -> list[list[int]]:
+    """Indices of the prompts whose clips have the same frame count, by increasing count."""
+    counts = [p.mm["pixel_values_videos"].shape[1] for p in prompts]
+    return [[i for i, c in enumerate(counts) if c == t] for t in sorted(set(counts))]
 
 
 def pad_rows(rows: list[torch.Tensor], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:

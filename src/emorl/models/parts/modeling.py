@@ -130,9 +130,19 @@ class EmorlOmniModel(EmorlOmniPreTrainedModel):
     def get_video_features(self, pixel_values_videos: torch.Tensor, branch_weights: torch.Tensor | None = None):
         """(b, T, 3, S, S) -> (b, tokens, hidden). ``branch_weights`` (b, 3) is required by the
         three-branch projectors (``get_fusion_weights``)."""
+        return self.project_video_features(self.get_video_tower_features(pixel_values_videos), branch_weights)
+
+    def get_video_tower_features(self, pixel_values_videos: torch.Tensor) -> torch.Tensor:
+        """(b, T, 3, S, S) -> (b, T, g*g, c): the vision tower's selected layer per frame, before the
+        projector (what a frozen tower gives whatever the projector's weights)."""
         b, t = pixel_values_videos.shape[:2]
         feats = self._frame_features(pixel_values_videos.flatten(0, 1))
-        feats = feats.reshape(b, t, feats.shape[1], feats.shape[2])
+        return feats.reshape(b, t, feats.shape[1], feats.shape[2])
+
+    def project_video_features(self, feats: torch.Tensor, branch_weights: torch.Tensor | None = None):
+        """(b, T, g*g, c) tower features -> (b, tokens, hidden): the projector (the branches mixed by
+        ``branch_weights`` for a three-branch one) and the video compressor."""
+        t = feats.shape[1]
         if self.config.vision_projector_type in BRANCHED_PROJECTORS:
             if branch_weights is None:
                 raise ValueError(
@@ -152,8 +162,11 @@ class EmorlOmniModel(EmorlOmniPreTrainedModel):
 
     def get_audio_features(self, input_features: torch.Tensor) -> torch.Tensor:
         """(b, mels, frames) -> (b, frames_out // audio_pool_stride, hidden)."""
-        hidden = self.audio_tower(input_features=input_features.to(self.audio_tower.dtype)).last_hidden_state
-        return self.audio_projector(hidden)
+        return self.audio_projector(self.get_audio_tower_features(input_features))
+
+    def get_audio_tower_features(self, input_features: torch.Tensor) -> torch.Tensor:
+        """(b, mels, frames) -> (b, frames_out, d): the audio tower's output, before the projector."""
+        return self.audio_tower(input_features=input_features.to(self.audio_tower.dtype)).last_hidden_state
 
     def get_media_features(
         self,
