@@ -263,6 +263,25 @@ FAMILY_FRAME_SIZE = {
 TIED_EMBEDDINGS = {("qwen2.5-vl", "3b"), ("parts", "humanomni-0.5b")}
 
 
+def tiny_dims(shape: Shape, *, tie_embeddings: bool):
+    """A shape's sizes as the families' tiny builders take them (``emorl.models.tiny.TinyShape``)."""
+
+    return tiny.TinyShape(
+        hidden=shape.hidden,
+        layers=shape.layers,
+        heads=shape.heads,
+        kv_heads=shape.kv_heads,
+        intermediate=shape.intermediate,
+        vision_hidden=shape.vision_hidden,
+        vision_depth=shape.vision_depth,
+        vision_heads=shape.vision_heads,
+        vision_intermediate=shape.vision_intermediate,
+        audio_d_model=shape.audio_d_model,
+        audio_layers=shape.audio_layers,
+        tie_embeddings=tie_embeddings,
+    )
+
+
 def special_ids(vocab: int) -> dict:
     if vocab > max(QWEN_IDS.values()):
         return dict(QWEN_IDS)
@@ -441,20 +460,7 @@ def family_model_and_prompts(shape: Shape, args, dtype, device, modality: Modali
         raise SystemExit(f"--frame-size must be a multiple of {fam.frame_factor} for {family}, got {args.frame_size}")
     builder = importlib.import_module(fam.tiny.partition(":")[0])
     tok = builder.train_tokenizer((), 1024, family)
-    dims = tiny.TinyShape(
-        hidden=shape.hidden,
-        layers=shape.layers,
-        heads=shape.heads,
-        kv_heads=shape.kv_heads,
-        intermediate=shape.intermediate,
-        vision_hidden=shape.vision_hidden,
-        vision_depth=shape.vision_depth,
-        vision_heads=shape.vision_heads,
-        vision_intermediate=shape.vision_intermediate,
-        audio_d_model=shape.audio_d_model,
-        audio_layers=shape.audio_layers,
-        tie_embeddings=(family, args.shape) in TIED_EMBEDDINGS,
-    )
+    dims = tiny_dims(shape, tie_embeddings=(family, args.shape) in TIED_EMBEDDINGS)
     options = shape.builder_options.get(family, {})
     cfg = builder.build_config(
         tok, dims, family, **_accepted(builder.build_config, frame_size=args.frame_size), **options

@@ -253,25 +253,11 @@ def test_benchmark_tiny_cpu_parts(tmp_path):
     assert res["encoder_cache"] == {"hits": 4, "misses": 2}
     assert report["exactness_check"]["greedy_rows_equal"] == report["exactness_check"]["greedy_rows"] == 6
 
-    from emorl.models import tiny
     from emorl.models.parts import tiny as parts_tiny
 
     shape = bench.SHAPES["humanomni-0.5b"]
     assert bench.FAMILY_FRAME_SIZE["parts"]["humanomni-0.5b"] == 224
-    dims = tiny.TinyShape(
-        hidden=shape.hidden,
-        layers=shape.layers,
-        heads=shape.heads,
-        kv_heads=shape.kv_heads,
-        intermediate=shape.intermediate,
-        vision_hidden=shape.vision_hidden,
-        vision_depth=shape.vision_depth,
-        vision_heads=shape.vision_heads,
-        vision_intermediate=shape.vision_intermediate,
-        audio_d_model=shape.audio_d_model,
-        audio_layers=shape.audio_layers,
-        tie_embeddings=True,
-    )
+    dims = bench.tiny_dims(shape, tie_embeddings=True)
     cfg = parts_tiny.build_config(
         parts_tiny.train_tokenizer((), 1024), dims, "parts", frame_size=224, **shape.builder_options["parts"]
     )
