@@ -265,7 +265,6 @@ TIED_EMBEDDINGS = {("qwen2.5-vl", "3b"), ("parts", "humanomni-0.5b")}
 
 def tiny_dims(shape: Shape, *, tie_embeddings: bool):
     """A shape's sizes as the families' tiny builders take them (``emorl.models.tiny.TinyShape``)."""
-
     return tiny.TinyShape(
         hidden=shape.hidden,
         layers=shape.layers,
