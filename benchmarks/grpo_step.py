@@ -108,6 +108,18 @@ class Shape:
     builder_options: dict = field(default_factory=dict)
 
 
+# the GPU baseline's workload (gpu-baseline.md): 8 clips x G=8, 16 frames at 336 px, 5 s of audio
+GPU_WORKLOAD = dict(
+    prompts=8,
+    group=8,
+    frames=16,
+    frame_size=336,
+    audio_seconds=5.0,
+    answer_tokens=128,
+    text_tokens=60,
+    micro_batch_rows=8,
+)
+
 SHAPES = {
     # Qwen2.5-Omni-7B thinker: HF defaults with the released 1280-wide vision tower
     "7b": Shape(
@@ -125,16 +137,7 @@ SHAPES = {
         32,
         20,
         5120,
-        dict(
-            prompts=8,
-            group=8,
-            frames=16,
-            frame_size=336,
-            audio_seconds=5.0,
-            answer_tokens=128,
-            text_tokens=60,
-            micro_batch_rows=8,
-        ),
+        GPU_WORKLOAD,
     ),
     # Qwen2.5-Omni-3B thinker (text as Qwen2.5-3B; lm_head assumed untied)
     "3b": Shape(
@@ -152,16 +155,7 @@ SHAPES = {
         32,
         20,
         5120,
-        dict(
-            prompts=8,
-            group=8,
-            frames=16,
-            frame_size=336,
-            audio_seconds=5.0,
-            answer_tokens=128,
-            text_tokens=60,
-            micro_batch_rows=8,
-        ),
+        GPU_WORKLOAD,
     ),
     # HumanOmni-0.5B (R1-Omni's base), for --family parts: a Qwen2.5-0.5B-shaped LLM (tied embeddings),
     # SigLIP-base-patch16-224 (12 layers, 768 wide, 12 heads, FFN 3072), the whisper-large-v3 encoder
@@ -183,16 +177,7 @@ SHAPES = {
         32,
         20,
         5120,
-        dict(
-            prompts=8,
-            group=8,
-            frames=8,
-            frame_size=224,
-            audio_seconds=30.0,
-            answer_tokens=128,
-            text_tokens=60,
-            micro_batch_rows=8,
-        ),
+        {**GPU_WORKLOAD, "frames": 8, "frame_size": 224, "audio_seconds": 30.0},
         builder_options={"parts": {"architecture": "humanomni-0.5b"}},
     ),
     # CPU shapes
