@@ -19,6 +19,7 @@ step is logged with its reason; ``max_nonfinite_steps`` in a row stop the run).
 
 from __future__ import annotations
 
+import atexit
 import copy
 import random
 from collections.abc import Callable
@@ -93,7 +94,10 @@ class Session:
         self.cfg, self.k, self.adapter, self.out = cfg, knobs, adapter, Path(out)
         self.strategy = make_strategy(knobs.sharding, f"{knobs.section}.sharding")
         check_launch(knobs.command, knobs.sharding)
+        started = not _group_started()
         Accelerator(cpu=cfg.model.device == "cpu")  # starts the process group under torchrun / accelerate launch
+        if started and _group_started():
+            atexit.register(_end_process_group)
         self.world, self.rank = world_info()
         check_sharded(f"{knobs.section}.sharding", knobs.sharding, self.world, cfg.model)
         self.main = self.rank == 0
@@ -283,6 +287,22 @@ class Session:
         else:
             self.save_model(self.out / "model", run_config, adapter_dir=self.out / "adapter")
         return self.interrupted
+
+
+def _group_started() -> bool:
+    import torch.distributed as dist
+
+    return dist.is_available() and dist.is_initialized()
+
+
+def _end_process_group() -> None:
+    """At exit, tear down the process group a Session started: left to the interpreter's teardown,
+    gloo's threads can abort the process ("terminate called without an active exception") after
+    the run's work is written."""
+    import torch.distributed as dist
+
+    if _group_started():
+        dist.destroy_process_group()
 
 
 @torch.no_grad()
