@@ -6,6 +6,7 @@ cache's keys and invalidation."""
 
 import copy
 import gc
+import warnings
 import weakref
 
 import pytest
@@ -102,6 +103,35 @@ def test_greedy_generation_equals_duplicated_rows(adapter_of, clips, family, mod
     assert len({len(c) for cs in dup.ids for c in cs}) > 1
     assert _same(dup, shared) and dup.truncated == shared.truncated
     assert _same(dup, static) and dup.truncated == static.truncated
+
+
+def test_cache_argument_is_the_forwards_own_name():
+    """``cache_kwarg`` passes the KV cache as ``cache`` only to a forward that names it, never
+    into a ``**kwargs`` that would drop it."""
+
+    class Renamed(torch.nn.Module):
+        def forward(self, inputs_embeds=None, cache=None, **kwargs): ...
+
+    class Old(torch.nn.Module):
+        def forward(self, inputs_embeds=None, past_key_values=None, **kwargs): ...
+
+    kv = object()
+    assert decoder.cache_kwarg(Renamed(), kv) == {"cache": kv}
+    assert decoder.cache_kwarg(Old(), kv) == {"past_key_values": kv}
+
+
+@pytest.mark.parametrize("family, modality", FAMILY_MODALITIES)
+def test_decoding_raises_no_deprecation_of_the_cache_argument(adapter_of, clips, family, modality):
+    """transformers 5.24 renamed the text models' ``past_key_values`` to ``cache`` and warns on every
+    call with the old name: the decoders (growing cache and static) must use the model's own name."""
+    adapter = adapter_of(family)
+    prompts = _prompts(adapter, clips, Modality(modality))
+    greedy = SamplingParams(max_new_tokens=3, greedy=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for mode in ("dynamic", "static"):
+            group.sample_groups_shared(adapter, prompts, 2, greedy, decode=mode)
+    assert not [w for w in caught if "past_key_values" in str(w.message)]
 
 
 def test_static_decoder_logits_equal_dynamic(adapter, clips):

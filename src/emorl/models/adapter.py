@@ -205,8 +205,9 @@ class OmniAdapter(Protocol):
       pretraining, the encoder cache's fingerprint); ``projectors()`` -> {name: module}: trainable
       maps from a tower to the text width that live outside the towers ({} when built in).
     - ``text_model()``: the decoder stack, called as ``text_model()(inputs_embeds=, attention_mask=
-      (B, S) or additive (B, 1, Q, K), position_ids=, past_key_values=, use_cache=, **extras)
-      .last_hidden_state``; ``decoder_layers()``, ``input_embeddings()``, ``lm_head()``.
+      (B, S) or additive (B, 1, Q, K), position_ids=, use_cache=, **cache_kwarg(lm, kv), **extras)
+      .last_hidden_state`` (``emorl.models.decoder.cache_kwarg``: ``cache=`` from transformers 5.24,
+      ``past_key_values=`` before); ``decoder_layers()``, ``input_embeddings()``, ``lm_head()``.
     - ``media_kinds(modality)`` -> kinds of placeholders a prompt of that modality holds;
       ``kind_modules(kind)`` -> modules whose parameters produce that kind's embeddings (trainable
       or not decides caching and graphs); ``encode_kind(kind, prompts)`` -> one ``MediaEmbeds``

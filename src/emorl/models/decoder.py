@@ -7,6 +7,8 @@ is duck-typed (transformers' decoder models). ``emorl.models.group.sample_groups
 
 from __future__ import annotations
 
+import functools
+import inspect
 import weakref
 
 import torch
@@ -42,6 +44,18 @@ def group_decode_attention(module, query, key, value, attention_mask, scaling=No
 
 
 AttentionInterface.register(GROUP_ATTENTION, group_decode_attention)
+
+
+def cache_kwarg(text_model, kv) -> dict:
+    """``{name: kv}`` for the text model's KV-cache argument: ``cache`` where its forward takes it
+    (transformers >= 5.24 renamed ``past_key_values``, which then warns on every call), else
+    ``past_key_values``. Never a name the forward would swallow into ``**kwargs`` unread."""
+    return {_kv_name(type(text_model)): kv}
+
+
+@functools.cache
+def _kv_name(cls: type) -> str:
+    return "cache" if "cache" in inspect.signature(cls.forward).parameters else "past_key_values"
 
 
 class _GroupKV:
@@ -179,8 +193,8 @@ class GroupDecoder:
             inputs_embeds=embed(self.ids),
             attention_mask=self.mask.view(n, 1, g * rep, width),
             position_ids=self.pos[0] if self.pos.shape[0] == 1 else self.pos,
-            past_key_values=self.kv,
             use_cache=True,
+            **cache_kwarg(lm, self.kv),
         ).last_hidden_state[:, -1]
         return head(hidden).float()
 

@@ -41,6 +41,7 @@ from emorl.models.decoder import (  # noqa: F401  (re-exported: the group machin
     GroupDecoder,
     _routed_experts,
     _weights_key,
+    cache_kwarg,
     decoder_for,
     group_decode_attention,
     release_decoder,
@@ -415,8 +416,8 @@ def sample_groups_shared(
             inputs_embeds=emb,
             attention_mask=att,
             position_ids=text_positions(pos),
-            past_key_values=kv,
             use_cache=True,
+            **cache_kwarg(lm, kv),
             **extra,
         ).last_hidden_state[:, -1]
         logits = head(hidden).float().repeat_interleave(g, 0)
@@ -465,8 +466,8 @@ def sample_groups_shared(
                 inputs_embeds=embed(nxt[:, None]),
                 attention_mask=att,
                 position_ids=text_positions(step_pos),
-                past_key_values=kv,
                 use_cache=True,
+                **cache_kwarg(lm, kv),
             ).last_hidden_state[:, -1]
             logits = head(hidden).float()
     finally:
