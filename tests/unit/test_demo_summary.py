@@ -58,5 +58,12 @@ def test_summary_reports_intervals_and_one_draw(tmp_path):
     assert "| grpo − coldstart_sft | +0.000 [" in text and "| grpo − label_sft |" in text
     assert "not distinguishable" in text  # equal models: the interval contains 0, and the text says so
     assert "one draw" in text and "docs/results.md" in text
+    assert "smoke test" in text and "label SFT stays ahead" not in text  # quick sizes claim nothing
+    full = render_report(results, {"total": 1.0}, tmp_path, quick=False, intervals=iv)
+    # the default demo says which half of R1-Omni's claim the repeated runs show, and which they do not
+    assert "## Against the paper" in full and "the first half and not the second" in full
+    assert "label SFT stays ahead of GRPO in distribution" in full
+    other = render_report(results, {"total": 1.0}, tmp_path, quick=False, family="parts", intervals=iv)
+    assert "measured once" in other and "the first half" not in other  # the grid is of the default family
     # without intervals the table is the plain one (older callers)
     assert "[" not in format_table(results)
