@@ -364,30 +364,18 @@ def paper_section(quick: bool, family: str = "qwen2.5-omni") -> list[str]:
     runs of docs/results.md (not from this run), so that one run's table is not read as the paper's
     result."""
     if quick:
-        return [
-            "## Against the paper",
-            "",
-            (
-                "Quick (CI) sizes: a smoke test of the pipeline. Its models are near chance and show nothing "
-                "about R1-Omni's claim; run the default demo for that."
-            ),
-            "",
-        ]
-    if family != "qwen2.5-omni":
-        return [
-            "## Against the paper",
-            "",
-            (
-                f"The repeated runs behind the demo's claims (seeds x CPU kernel paths, docs/results.md) are of the "
-                f"default family; the {family} demo was measured once there, so this run says little about "
-                "R1-Omni's claim (GRPO above its cold start and above label SFT, in and out of distribution)."
-            ),
-            "",
-        ]
-    return [
-        "## Against the paper",
-        "",
-        (
+        text = (
+            "Quick (CI) sizes: a smoke test of the pipeline. Its models are near chance and show nothing "
+            "about R1-Omni's claim; run the default demo for that."
+        )
+    elif family != "qwen2.5-omni":
+        text = (
+            f"The repeated runs behind the demo's claims (seeds x CPU kernel paths, docs/results.md) are of the "
+            f"default family; the {family} demo was measured once there, so this run says little about "
+            "R1-Omni's claim (GRPO above its cold start and above label SFT, in and out of distribution)."
+        )
+    else:
+        text = (
             "R1-Omni reports GRPO after a reasoning cold start above both that cold start and label-only SFT, "
             "in and out of distribution. On this tiny model, over repeated runs of the committed configs/demo.yaml "
             "(seeds x CPU kernel paths, docs/results.md), the demo shows the first half and not the second: GRPO "
@@ -396,9 +384,8 @@ def paper_section(quick: bool, family: str = "qwen2.5-omni") -> list[str]:
             "distribution in one run follows mostly from how far the cold start is behind label SFT there: "
             "GRPO adds about the same small OOD gain to any cold start, and no GRPO setting tried on validation "
             "clips made that gain large enough to close the gap in every run."
-        ),
-        "",
-    ]
+        )
+    return ["## Against the paper", "", text, ""]
 
 
 def uncertainty_section(intervals: dict | None) -> list[str]:
